@@ -1,0 +1,94 @@
+use super::{PasswordHashing, VerificationCache};
+use crate::domain::{MAX_PASSWORD_BYTES, Username};
+use crate::ports::Store;
+use crate::principal::Principal;
+use crate::ServiceError;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Verifies username/password pairs and produces a [`Principal`].
+///
+/// Every failure is the same [`ServiceError::Unauthenticated`], and an unknown (or
+/// malformed) username is verified against a dummy hash made with the configured
+/// parameters, so neither the answer nor the work reveals whether an account exists.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    hashing: Arc<PasswordHashing>,
+    cache: VerificationCache,
+    dummy_hash: String,
+}
+
+impl Authenticator {
+    /// Builds the authenticator, computing the dummy hash once (one Argon2 run at start-up).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        hashing: Arc<PasswordHashing>,
+        cache: VerificationCache,
+    ) -> Result<Self, ServiceError> {
+        let mut random = Zeroizing::new(vec![0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        let dummy_hash = hashing.hash(random).await?;
+        Ok(Self { store, hashing, cache, dummy_hash })
+    }
+
+    /// Checks the credentials. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
+    /// hasher is saturated, `Unavailable`/`Internal` when storage fails.
+    pub async fn authenticate(&self, username: &str, password: &SecretString) -> Result<Principal, ServiceError> {
+        let secret = password.expose_secret().as_bytes();
+        if secret.is_empty() || secret.len() > MAX_PASSWORD_BYTES {
+            // Independent of the account, so answering without hashing reveals nothing and
+            // keeps oversized inputs from costing work.
+            return Err(ServiceError::Unauthenticated);
+        }
+        let candidate = Zeroizing::new(secret.to_vec());
+        let user = match Username::parse(username) {
+            Ok(name) => self.store.find_user(&name).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
+            let _ = self.hashing.verify(candidate, self.dummy_hash.clone()).await?;
+            return Err(ServiceError::Unauthenticated);
+        };
+        let key = self.cache.key_for(user.username.as_str(), &candidate, &user.password_hash);
+        if self.cache.hit(&key, user.id) {
+            return Ok(Principal::new(user.id, user.username, user.admin));
+        }
+        let for_rehash = candidate.clone();
+        if !self.hashing.verify(candidate, user.password_hash.clone()).await? {
+            return Err(ServiceError::Unauthenticated);
+        }
+        if self.hashing.needs_rehash(&user.password_hash) {
+            self.rehash(&user, for_rehash).await;
+        } else {
+            self.cache.remember(key, user.id);
+        }
+        Ok(Principal::new(user.id, user.username, user.admin))
+    }
+
+    /// Upgrades a stored hash to the configured parameters after a successful login. A
+    /// failure is logged and ignored: the login itself was valid.
+    async fn rehash(&self, user: &crate::ports::UserRecord, password: Zeroizing<Vec<u8>>) {
+        match self.hashing.hash(password).await {
+            Ok(new_hash) => {
+                if let Err(e) = self.store.set_password_hash(user.id, &new_hash).await {
+                    tracing::warn!(error = %e, "could not store re-hashed password");
+                } else {
+                    tracing::info!(user = %user.username, "password re-hashed with current parameters");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not re-hash password"),
+        }
+    }
+
+    /// Forgets cached verifications of a user whose password just changed here.
+    pub fn forget(&self, user: crate::domain::UserId) {
+        self.cache.forget_user(user);
+    }
+
+    /// The hasher, shared with registration so both count against one concurrency bound.
+    pub fn hashing(&self) -> &Arc<PasswordHashing> {
+        &self.hashing
+    }
+}

@@ -1,0 +1,10 @@
+//! Password authentication: Argon2id hashing with bounded concurrency, a verification cache,
+//! and a login path that does the same work for unknown users as for wrong passwords.
+
+mod authenticator;
+mod cache;
+mod hashing;
+
+pub use authenticator::Authenticator;
+pub use cache::VerificationCache;
+pub use hashing::{HashingParams, PasswordHashing};

@@ -1,0 +1,208 @@
+//! The one service layer: every transport calls these methods, with the caller first.
+
+use crate::access::SpaceAccess;
+use crate::auth::Authenticator;
+use crate::domain::{MessageId, MessageText, NewPassword, Permissions, SpaceId, SpaceName, Username};
+use crate::policy::{GrantPolicy, may_change};
+use crate::ports::{MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store};
+use crate::principal::{AdminAccess, Caller, Principal};
+use crate::ServiceError;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Behaviour switches of the service layer, from the `[access]` and `[auth]` configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings {
+    /// Who may change permissions (the escalation rule).
+    pub grant_policy: GrantPolicy,
+    /// Whether anonymous callers may create accounts.
+    pub self_registration: bool,
+}
+
+/// The application: the operations of the API over a [`Store`], with authorisation built in.
+pub struct Service {
+    store: Arc<dyn Store>,
+    auth: Authenticator,
+    settings: ServiceSettings,
+}
+
+impl Service {
+    /// Assembles the service from its ports.
+    pub fn new(store: Arc<dyn Store>, auth: Authenticator, settings: ServiceSettings) -> Self {
+        Self { store, auth, settings }
+    }
+
+    /// The authenticator, for the authentication step of each transport's pipeline.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// Verifies credentials (see [`Authenticator::authenticate`]).
+    pub async fn authenticate(&self, username: &str, password: &SecretString) -> Result<Principal, ServiceError> {
+        self.auth.authenticate(username, password).await
+    }
+
+    /// Creates an account. Anonymous callers may do so only while self-registration is on;
+    /// admins (and the operator CLI) always may.
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        admin: Option<AdminAccess>,
+        username: Username,
+        password: SecretString,
+    ) -> Result<Username, ServiceError> {
+        if admin.is_none() && !self.settings.self_registration {
+            return Err(match caller {
+                Caller::Anonymous => ServiceError::Forbidden("self-registration is disabled"),
+                Caller::User(_) => ServiceError::Forbidden("only admins may create accounts"),
+            });
+        }
+        let password = NewPassword::parse(password, &username)?;
+        let hash = self.hash(&password).await?;
+        let record = self.store.create_user(&username, &hash).await.map_err(|e| match e {
+            crate::ports::StoreError::Conflict => ServiceError::Conflict("username is taken"),
+            other => other.into(),
+        })?;
+        Ok(record.username)
+    }
+
+    /// Replaces a user's password (operator CLI or admin), dropping cached verifications.
+    pub async fn change_password(
+        &self,
+        _admin: AdminAccess,
+        username: &Username,
+        password: SecretString,
+    ) -> Result<(), ServiceError> {
+        let user = self.store.find_user(username).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        let password = NewPassword::parse(password, &user.username)?;
+        let hash = self.hash(&password).await?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        self.auth.forget(user.id);
+        Ok(())
+    }
+
+    /// Grants or removes the global admin role.
+    pub async fn set_admin(&self, _admin: AdminAccess, username: &Username, grant: bool) -> Result<(), ServiceError> {
+        let user = self.store.find_user(username).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        self.store.set_admin(user.id, grant).await?;
+        Ok(())
+    }
+
+    async fn hash(&self, password: &NewPassword) -> Result<String, ServiceError> {
+        let bytes = Zeroizing::new(password.secret().expose_secret().as_bytes().to_vec());
+        self.auth.hashing().hash(bytes).await
+    }
+
+    /// Creates a space owned by the caller, who receives `rwd`. A different `owner` is
+    /// refused: nobody creates spaces on someone else's behalf.
+    pub async fn create_space(
+        &self,
+        caller: &Principal,
+        name: SpaceName,
+        owner: Option<Username>,
+    ) -> Result<SpaceRecord, ServiceError> {
+        if let Some(owner) = owner {
+            if !owner.as_str().eq_ignore_ascii_case(caller.username().as_str()) {
+                return Err(ServiceError::Forbidden("owner must be the caller"));
+            }
+        }
+        Ok(self.store.create_space(&name, caller.id()).await?)
+    }
+
+    /// The spaces where the caller holds any permission.
+    pub async fn list_spaces(&self, caller: &Principal) -> Result<Vec<SpaceRecord>, ServiceError> {
+        Ok(self.store.spaces_of(caller.id()).await?)
+    }
+
+    /// The access check: what `caller` holds on `space`, refused unless it includes
+    /// `needed` and is not empty (`Permissions::NONE` means "any membership"). A space that
+    /// does not exist is refused the same way as one the caller cannot see, so ids cannot
+    /// be probed.
+    pub async fn authorize(
+        &self,
+        caller: &Principal,
+        space: SpaceId,
+        needed: Permissions,
+    ) -> Result<SpaceAccess, ServiceError> {
+        let held = self.store.permissions_of(space, caller.id()).await?;
+        let access = SpaceAccess::new(caller.clone(), space, held);
+        access.require(needed)?;
+        Ok(access)
+    }
+
+    /// The space itself (needs `r`).
+    pub async fn get_space(&self, access: &SpaceAccess) -> Result<SpaceRecord, ServiceError> {
+        access.require(Permissions::READ)?;
+        self.store.find_space(access.space()).await?.ok_or(ServiceError::NotFound("no such space"))
+    }
+
+    /// Posts a message as the caller (needs `w`).
+    pub async fn post_message(&self, access: &SpaceAccess, body: MessageText) -> Result<MessageRecord, ServiceError> {
+        access.require(Permissions::WRITE)?;
+        Ok(self.store.insert_message(access.space(), access.principal().id(), &body).await?)
+    }
+
+    /// A page of messages, newest first (needs `r`).
+    pub async fn list_messages(&self, access: &SpaceAccess, page: MessagePage) -> Result<Vec<MessageRecord>, ServiceError> {
+        access.require(Permissions::READ)?;
+        Ok(self.store.messages_in(access.space(), page).await?)
+    }
+
+    /// One message of the space (needs `r`); a message of another space is "not found".
+    pub async fn get_message(&self, access: &SpaceAccess, id: MessageId) -> Result<MessageRecord, ServiceError> {
+        access.require(Permissions::READ)?;
+        self.store.find_message(access.space(), id).await?.ok_or(ServiceError::NotFound("no such message in this space"))
+    }
+
+    /// Deletes a message of the space (needs `d`).
+    pub async fn delete_message(&self, access: &SpaceAccess, id: MessageId) -> Result<(), ServiceError> {
+        access.require(Permissions::DELETE)?;
+        if self.store.delete_message(access.space(), id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("no such message in this space"))
+        }
+    }
+
+    /// The members of the space and what they hold (needs `r`).
+    pub async fn list_members(&self, access: &SpaceAccess) -> Result<Vec<MemberRecord>, ServiceError> {
+        access.require(Permissions::READ)?;
+        Ok(self.store.members_of(access.space()).await?)
+    }
+
+    /// Adds `permissions` to what `target` holds, under the escalation rule.
+    pub async fn grant(
+        &self,
+        access: &SpaceAccess,
+        target: &Username,
+        permissions: Permissions,
+    ) -> Result<MemberRecord, ServiceError> {
+        may_change(self.settings.grant_policy, access.held(), permissions).map_err(ServiceError::Forbidden)?;
+        let user = self.store.find_user(target).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        let now = self.store.grant(access.space(), user.id, permissions, access.principal().id()).await?;
+        Ok(MemberRecord { username: user.username, permissions: now })
+    }
+
+    /// Removes `permissions` (all the target holds when `None`) under the escalation rule.
+    /// The space owner's permissions cannot be revoked, so a space always has a moderator.
+    pub async fn revoke(
+        &self,
+        access: &SpaceAccess,
+        target: &Username,
+        permissions: Option<Permissions>,
+    ) -> Result<Permissions, ServiceError> {
+        let user = self.store.find_user(target).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        let held = self.store.permissions_of(access.space(), user.id).await?;
+        if held.is_empty() {
+            return Err(ServiceError::NotFound("that user is not a member of this space"));
+        }
+        let removing = permissions.unwrap_or(held);
+        may_change(self.settings.grant_policy, access.held(), removing).map_err(ServiceError::Forbidden)?;
+        let space = self.store.find_space(access.space()).await?.ok_or(ServiceError::NotFound("no such space"))?;
+        if space.owner.as_str().eq_ignore_ascii_case(user.username.as_str()) {
+            return Err(ServiceError::Forbidden("the owner's permissions cannot be revoked"));
+        }
+        Ok(self.store.revoke(access.space(), user.id, removing).await?)
+    }
+}
