@@ -1,8 +1,8 @@
 //! The capability that every space operation requires.
 
+use crate::ServiceError;
 use crate::domain::{Permissions, SpaceId};
 use crate::principal::Principal;
-use crate::ServiceError;
 
 /// Proof that `principal` holds `held` on `space`, read from the ACL during this request.
 ///
@@ -18,7 +18,11 @@ pub struct SpaceAccess {
 
 impl SpaceAccess {
     pub(crate) fn new(principal: Principal, space: SpaceId, held: Permissions) -> Self {
-        Self { principal, space, held }
+        Self {
+            principal,
+            space,
+            held,
+        }
     }
 
     /// The caller.

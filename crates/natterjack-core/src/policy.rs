@@ -18,7 +18,11 @@ pub enum GrantPolicy {
 /// Whether a member holding `granter` may grant or revoke `change`.
 ///
 /// Returns the refusal reason, which is shown to the client and audited.
-pub fn may_change(policy: GrantPolicy, granter: Permissions, change: Permissions) -> Result<(), &'static str> {
+pub fn may_change(
+    policy: GrantPolicy,
+    granter: Permissions,
+    change: Permissions,
+) -> Result<(), &'static str> {
     if change.is_empty() {
         return Err("a grant or revocation must name at least one permission");
     }
@@ -35,7 +39,11 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Permissions {
-        if s.is_empty() { Permissions::NONE } else { Permissions::parse(s).unwrap_or_default() }
+        if s.is_empty() {
+            Permissions::NONE
+        } else {
+            Permissions::parse(s).unwrap_or_default()
+        }
     }
 
     /// Every (granter, requested) pair under both policies. The expectation is written as a

@@ -98,7 +98,11 @@ pub struct MessagePage {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a user; `Conflict` if the name exists (case-insensitively).
-    async fn create_user(&self, username: &Username, password_hash: &str) -> Result<UserRecord, StoreError>;
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<UserRecord, StoreError>;
     /// Finds a user by name, case-insensitively.
     async fn find_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
     /// Replaces a user's password hash (password change, or re-hash with new parameters).
@@ -107,27 +111,56 @@ pub trait Store: Send + Sync + 'static {
     async fn set_admin(&self, user: UserId, admin: bool) -> Result<(), StoreError>;
 
     /// Creates a space and gives `owner` `rwd` on it, atomically.
-    async fn create_space(&self, name: &SpaceName, owner: UserId) -> Result<SpaceRecord, StoreError>;
+    async fn create_space(
+        &self,
+        name: &SpaceName,
+        owner: UserId,
+    ) -> Result<SpaceRecord, StoreError>;
     /// Spaces where `user` holds any permission, newest first.
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError>;
     /// One space.
     async fn find_space(&self, space: SpaceId) -> Result<Option<SpaceRecord>, StoreError>;
 
     /// What `user` holds on `space` (`NONE` if not a member or no such space).
-    async fn permissions_of(&self, space: SpaceId, user: UserId) -> Result<Permissions, StoreError>;
+    async fn permissions_of(&self, space: SpaceId, user: UserId)
+    -> Result<Permissions, StoreError>;
     /// All members of a space, by name.
     async fn members_of(&self, space: SpaceId) -> Result<Vec<MemberRecord>, StoreError>;
     /// Adds `add` to what `user` holds on `space`, recording who granted it.
-    async fn grant(&self, space: SpaceId, user: UserId, add: Permissions, by: UserId) -> Result<Permissions, StoreError>;
+    async fn grant(
+        &self,
+        space: SpaceId,
+        user: UserId,
+        add: Permissions,
+        by: UserId,
+    ) -> Result<Permissions, StoreError>;
     /// Removes `remove` from what `user` holds; a membership left empty is deleted.
-    async fn revoke(&self, space: SpaceId, user: UserId, remove: Permissions) -> Result<Permissions, StoreError>;
+    async fn revoke(
+        &self,
+        space: SpaceId,
+        user: UserId,
+        remove: Permissions,
+    ) -> Result<Permissions, StoreError>;
 
     /// Stores a message in a space.
-    async fn insert_message(&self, space: SpaceId, author: UserId, body: &MessageText) -> Result<MessageRecord, StoreError>;
+    async fn insert_message(
+        &self,
+        space: SpaceId,
+        author: UserId,
+        body: &MessageText,
+    ) -> Result<MessageRecord, StoreError>;
     /// A page of a space's messages, newest first.
-    async fn messages_in(&self, space: SpaceId, page: MessagePage) -> Result<Vec<MessageRecord>, StoreError>;
+    async fn messages_in(
+        &self,
+        space: SpaceId,
+        page: MessagePage,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// One message, only if it belongs to `space`.
-    async fn find_message(&self, space: SpaceId, id: MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    async fn find_message(
+        &self,
+        space: SpaceId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Deletes a message of `space`; false if there was none.
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError>;
 }

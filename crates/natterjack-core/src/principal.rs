@@ -14,7 +14,11 @@ pub struct Principal {
 impl Principal {
     /// Builds a principal for a user whose credentials were just verified.
     pub(crate) fn new(id: UserId, username: Username, admin: bool) -> Self {
-        Self { id, username, admin }
+        Self {
+            id,
+            username,
+            admin,
+        }
     }
 
     /// The user's row id.

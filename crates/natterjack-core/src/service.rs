@@ -1,12 +1,14 @@
 //! The one service layer: every transport calls these methods, with the caller first.
 
+use crate::ServiceError;
 use crate::access::SpaceAccess;
 use crate::auth::Authenticator;
-use crate::domain::{MessageId, MessageText, NewPassword, Permissions, SpaceId, SpaceName, Username};
+use crate::domain::{
+    MessageId, MessageText, NewPassword, Permissions, SpaceId, SpaceName, Username,
+};
 use crate::policy::{GrantPolicy, may_change};
 use crate::ports::{MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store};
 use crate::principal::{AdminAccess, Caller, Principal};
-use crate::ServiceError;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -30,7 +32,11 @@ pub struct Service {
 impl Service {
     /// Assembles the service from its ports.
     pub fn new(store: Arc<dyn Store>, auth: Authenticator, settings: ServiceSettings) -> Self {
-        Self { store, auth, settings }
+        Self {
+            store,
+            auth,
+            settings,
+        }
     }
 
     /// The authenticator, for the authentication step of each transport's pipeline.
@@ -39,7 +45,11 @@ impl Service {
     }
 
     /// Verifies credentials (see [`Authenticator::authenticate`]).
-    pub async fn authenticate(&self, username: &str, password: &SecretString) -> Result<Principal, ServiceError> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Principal, ServiceError> {
         self.auth.authenticate(username, password).await
     }
 
@@ -60,10 +70,14 @@ impl Service {
         }
         let password = NewPassword::parse(password, &username)?;
         let hash = self.hash(&password).await?;
-        let record = self.store.create_user(&username, &hash).await.map_err(|e| match e {
-            crate::ports::StoreError::Conflict => ServiceError::Conflict("username is taken"),
-            other => other.into(),
-        })?;
+        let record = self
+            .store
+            .create_user(&username, &hash)
+            .await
+            .map_err(|e| match e {
+                crate::ports::StoreError::Conflict => ServiceError::Conflict("username is taken"),
+                other => other.into(),
+            })?;
         Ok(record.username)
     }
 
@@ -74,7 +88,11 @@ impl Service {
         username: &Username,
         password: SecretString,
     ) -> Result<(), ServiceError> {
-        let user = self.store.find_user(username).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self
+            .store
+            .find_user(username)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
         let password = NewPassword::parse(password, &user.username)?;
         let hash = self.hash(&password).await?;
         self.store.set_password_hash(user.id, &hash).await?;
@@ -83,8 +101,17 @@ impl Service {
     }
 
     /// Grants or removes the global admin role.
-    pub async fn set_admin(&self, _admin: AdminAccess, username: &Username, grant: bool) -> Result<(), ServiceError> {
-        let user = self.store.find_user(username).await?.ok_or(ServiceError::NotFound("no such user"))?;
+    pub async fn set_admin(
+        &self,
+        _admin: AdminAccess,
+        username: &Username,
+        grant: bool,
+    ) -> Result<(), ServiceError> {
+        let user = self
+            .store
+            .find_user(username)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
         self.store.set_admin(user.id, grant).await?;
         Ok(())
     }
@@ -103,7 +130,10 @@ impl Service {
         owner: Option<Username>,
     ) -> Result<SpaceRecord, ServiceError> {
         if let Some(owner) = owner {
-            if !owner.as_str().eq_ignore_ascii_case(caller.username().as_str()) {
+            if !owner
+                .as_str()
+                .eq_ignore_ascii_case(caller.username().as_str())
+            {
                 return Err(ServiceError::Forbidden("owner must be the caller"));
             }
         }
@@ -134,29 +164,54 @@ impl Service {
     /// The space itself (needs `r`).
     pub async fn get_space(&self, access: &SpaceAccess) -> Result<SpaceRecord, ServiceError> {
         access.require(Permissions::READ)?;
-        self.store.find_space(access.space()).await?.ok_or(ServiceError::NotFound("no such space"))
+        self.store
+            .find_space(access.space())
+            .await?
+            .ok_or(ServiceError::NotFound("no such space"))
     }
 
     /// Posts a message as the caller (needs `w`).
-    pub async fn post_message(&self, access: &SpaceAccess, body: MessageText) -> Result<MessageRecord, ServiceError> {
+    pub async fn post_message(
+        &self,
+        access: &SpaceAccess,
+        body: MessageText,
+    ) -> Result<MessageRecord, ServiceError> {
         access.require(Permissions::WRITE)?;
-        Ok(self.store.insert_message(access.space(), access.principal().id(), &body).await?)
+        Ok(self
+            .store
+            .insert_message(access.space(), access.principal().id(), &body)
+            .await?)
     }
 
     /// A page of messages, newest first (needs `r`).
-    pub async fn list_messages(&self, access: &SpaceAccess, page: MessagePage) -> Result<Vec<MessageRecord>, ServiceError> {
+    pub async fn list_messages(
+        &self,
+        access: &SpaceAccess,
+        page: MessagePage,
+    ) -> Result<Vec<MessageRecord>, ServiceError> {
         access.require(Permissions::READ)?;
         Ok(self.store.messages_in(access.space(), page).await?)
     }
 
     /// One message of the space (needs `r`); a message of another space is "not found".
-    pub async fn get_message(&self, access: &SpaceAccess, id: MessageId) -> Result<MessageRecord, ServiceError> {
+    pub async fn get_message(
+        &self,
+        access: &SpaceAccess,
+        id: MessageId,
+    ) -> Result<MessageRecord, ServiceError> {
         access.require(Permissions::READ)?;
-        self.store.find_message(access.space(), id).await?.ok_or(ServiceError::NotFound("no such message in this space"))
+        self.store
+            .find_message(access.space(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("no such message in this space"))
     }
 
     /// Deletes a message of the space (needs `d`).
-    pub async fn delete_message(&self, access: &SpaceAccess, id: MessageId) -> Result<(), ServiceError> {
+    pub async fn delete_message(
+        &self,
+        access: &SpaceAccess,
+        id: MessageId,
+    ) -> Result<(), ServiceError> {
         access.require(Permissions::DELETE)?;
         if self.store.delete_message(access.space(), id).await? {
             Ok(())
@@ -166,7 +221,10 @@ impl Service {
     }
 
     /// The members of the space and what they hold (needs `r`).
-    pub async fn list_members(&self, access: &SpaceAccess) -> Result<Vec<MemberRecord>, ServiceError> {
+    pub async fn list_members(
+        &self,
+        access: &SpaceAccess,
+    ) -> Result<Vec<MemberRecord>, ServiceError> {
         access.require(Permissions::READ)?;
         Ok(self.store.members_of(access.space()).await?)
     }
@@ -178,10 +236,26 @@ impl Service {
         target: &Username,
         permissions: Permissions,
     ) -> Result<MemberRecord, ServiceError> {
-        may_change(self.settings.grant_policy, access.held(), permissions).map_err(ServiceError::Forbidden)?;
-        let user = self.store.find_user(target).await?.ok_or(ServiceError::NotFound("no such user"))?;
-        let now = self.store.grant(access.space(), user.id, permissions, access.principal().id()).await?;
-        Ok(MemberRecord { username: user.username, permissions: now })
+        may_change(self.settings.grant_policy, access.held(), permissions)
+            .map_err(ServiceError::Forbidden)?;
+        let user = self
+            .store
+            .find_user(target)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
+        let now = self
+            .store
+            .grant(
+                access.space(),
+                user.id,
+                permissions,
+                access.principal().id(),
+            )
+            .await?;
+        Ok(MemberRecord {
+            username: user.username,
+            permissions: now,
+        })
     }
 
     /// Removes `permissions` (all the target holds when `None`) under the escalation rule.
@@ -192,16 +266,33 @@ impl Service {
         target: &Username,
         permissions: Option<Permissions>,
     ) -> Result<Permissions, ServiceError> {
-        let user = self.store.find_user(target).await?.ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self
+            .store
+            .find_user(target)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))?;
         let held = self.store.permissions_of(access.space(), user.id).await?;
         if held.is_empty() {
-            return Err(ServiceError::NotFound("that user is not a member of this space"));
+            return Err(ServiceError::NotFound(
+                "that user is not a member of this space",
+            ));
         }
         let removing = permissions.unwrap_or(held);
-        may_change(self.settings.grant_policy, access.held(), removing).map_err(ServiceError::Forbidden)?;
-        let space = self.store.find_space(access.space()).await?.ok_or(ServiceError::NotFound("no such space"))?;
-        if space.owner.as_str().eq_ignore_ascii_case(user.username.as_str()) {
-            return Err(ServiceError::Forbidden("the owner's permissions cannot be revoked"));
+        may_change(self.settings.grant_policy, access.held(), removing)
+            .map_err(ServiceError::Forbidden)?;
+        let space = self
+            .store
+            .find_space(access.space())
+            .await?
+            .ok_or(ServiceError::NotFound("no such space"))?;
+        if space
+            .owner
+            .as_str()
+            .eq_ignore_ascii_case(user.username.as_str())
+        {
+            return Err(ServiceError::Forbidden(
+                "the owner's permissions cannot be revoked",
+            ));
         }
         Ok(self.store.revoke(access.space(), user.id, removing).await?)
     }

@@ -1,8 +1,8 @@
 use super::{PasswordHashing, VerificationCache};
+use crate::ServiceError;
 use crate::domain::{MAX_PASSWORD_BYTES, Username};
 use crate::ports::Store;
 use crate::principal::Principal;
-use crate::ServiceError;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -30,12 +30,21 @@ impl Authenticator {
         let mut random = Zeroizing::new(vec![0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut random);
         let dummy_hash = hashing.hash(random).await?;
-        Ok(Self { store, hashing, cache, dummy_hash })
+        Ok(Self {
+            store,
+            hashing,
+            cache,
+            dummy_hash,
+        })
     }
 
     /// Checks the credentials. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
     /// hasher is saturated, `Unavailable`/`Internal` when storage fails.
-    pub async fn authenticate(&self, username: &str, password: &SecretString) -> Result<Principal, ServiceError> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Principal, ServiceError> {
         let secret = password.expose_secret().as_bytes();
         if secret.is_empty() || secret.len() > MAX_PASSWORD_BYTES {
             // Independent of the account, so answering without hashing reveals nothing and
@@ -48,15 +57,24 @@ impl Authenticator {
             Err(_) => None,
         };
         let Some(user) = user else {
-            let _ = self.hashing.verify(candidate, self.dummy_hash.clone()).await?;
+            let _ = self
+                .hashing
+                .verify(candidate, self.dummy_hash.clone())
+                .await?;
             return Err(ServiceError::Unauthenticated);
         };
-        let key = self.cache.key_for(user.username.as_str(), &candidate, &user.password_hash);
+        let key = self
+            .cache
+            .key_for(user.username.as_str(), &candidate, &user.password_hash);
         if self.cache.hit(&key, user.id) {
             return Ok(Principal::new(user.id, user.username, user.admin));
         }
         let for_rehash = candidate.clone();
-        if !self.hashing.verify(candidate, user.password_hash.clone()).await? {
+        if !self
+            .hashing
+            .verify(candidate, user.password_hash.clone())
+            .await?
+        {
             return Err(ServiceError::Unauthenticated);
         }
         if self.hashing.needs_rehash(&user.password_hash) {

@@ -31,7 +31,12 @@ impl VerificationCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
-        Self { key, ttl, capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
+        Self {
+            key,
+            ttl,
+            capacity: capacity.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The keyed hash of the credentials and the stored hash they were checked against.
@@ -51,9 +56,13 @@ impl VerificationCache {
 
     /// True if the credentials behind `key` verified within the TTL.
     pub fn hit(&self, key: &[u8; 32], user: UserId) -> bool {
-        let Ok(mut entries) = self.entries.lock() else { return false };
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
         match entries.get(key) {
-            Some((cached_user, expires)) if *cached_user == user && *expires > Instant::now() => true,
+            Some((cached_user, expires)) if *cached_user == user && *expires > Instant::now() => {
+                true
+            }
             Some(_) => {
                 entries.remove(key);
                 false
@@ -67,7 +76,9 @@ impl VerificationCache {
         if self.ttl.is_zero() {
             return;
         }
-        let Ok(mut entries) = self.entries.lock() else { return };
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
         let now = Instant::now();
         if entries.len() >= self.capacity {
             entries.retain(|_, (_, expires)| *expires > now);

@@ -23,7 +23,11 @@ pub struct HashingParams {
 
 impl Default for HashingParams {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -34,7 +38,8 @@ impl HashingParams {
         if self.memory_kib < 19 * 1024 || self.iterations < 2 || self.parallelism < 1 {
             return Err("argon2 parameters below the OWASP minimum (memory_kib >= 19456, iterations >= 2, parallelism >= 1)".into());
         }
-        Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| e.to_string())
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -53,7 +58,11 @@ pub struct PasswordHashing {
 
 impl PasswordHashing {
     /// Builds the hasher; `max_concurrent` bounds simultaneous hashes.
-    pub fn new(params: HashingParams, max_concurrent: usize, queue_wait: Duration) -> Result<Self, String> {
+    pub fn new(
+        params: HashingParams,
+        max_concurrent: usize,
+        queue_wait: Duration,
+    ) -> Result<Self, String> {
         let params = params.check()?;
         Ok(Self {
             argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
@@ -75,7 +84,9 @@ impl PasswordHashing {
     ) -> Result<T, ServiceError> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
-            .map_err(|_| ServiceError::Busy { retry_after_secs: 1 })?
+            .map_err(|_| ServiceError::Busy {
+                retry_after_secs: 1,
+            })?
             .map_err(|_| ServiceError::Internal)?;
         self.started.fetch_add(1, Ordering::Relaxed);
         let argon = self.argon.clone();
@@ -101,7 +112,11 @@ impl PasswordHashing {
 
     /// Verifies a password against a PHC string. A malformed stored hash verifies as false
     /// after doing the same work, so a corrupt row cannot be told apart from a wrong password.
-    pub async fn verify(&self, password: Zeroizing<Vec<u8>>, phc: String) -> Result<bool, ServiceError> {
+    pub async fn verify(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        phc: String,
+    ) -> Result<bool, ServiceError> {
         self.run(move |argon| match PasswordHash::new(&phc) {
             Ok(parsed) => argon.verify_password(&password, &parsed).is_ok(),
             Err(_) => false,
@@ -112,8 +127,12 @@ impl PasswordHashing {
     /// True when `phc` was made with other parameters than the configured ones, so the
     /// password should be re-hashed now that it is known to be right.
     pub fn needs_rehash(&self, phc: &str) -> bool {
-        let Ok(parsed) = PasswordHash::new(phc) else { return true };
-        let Ok(stored) = Params::try_from(&parsed) else { return true };
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(stored) = Params::try_from(&parsed) else {
+            return true;
+        };
         let current = self.argon.params();
         parsed.algorithm != Algorithm::Argon2id.ident()
             || parsed.version != Some(Version::V0x13.into())

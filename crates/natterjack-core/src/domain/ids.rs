@@ -72,18 +72,35 @@ mod tests {
     #[test]
     fn ids_accept_one_and_the_largest_63_bit_value() {
         assert_eq!(SpaceId::parse("1").map(SpaceId::get), Ok(1));
-        assert_eq!(SpaceId::parse("9223372036854775807").map(SpaceId::get), Ok(i64::MAX));
+        assert_eq!(
+            SpaceId::parse("9223372036854775807").map(SpaceId::get),
+            Ok(i64::MAX)
+        );
     }
 
     #[test]
     fn ids_refuse_zero_signs_overflow_padding_and_injection() {
         for bad in [
-            "", "0", "-1", "+1", "01", " 1", "1 ", "9223372036854775808", "1e3", "1 OR 1=1", "1;",
-            "0x10", "١",
+            "",
+            "0",
+            "-1",
+            "+1",
+            "01",
+            " 1",
+            "1 ",
+            "9223372036854775808",
+            "1e3",
+            "1 OR 1=1",
+            "1;",
+            "0x10",
+            "١",
         ] {
             assert!(MessageId::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert_eq!(MessageId::parse("x").err().map(|e| e.field()), Some("msgId"));
+        assert_eq!(
+            MessageId::parse("x").err().map(|e| e.field()),
+            Some("msgId")
+        );
     }
 
     #[test]

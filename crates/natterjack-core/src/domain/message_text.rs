@@ -14,8 +14,14 @@ impl MessageText {
 
     /// Normalises and checks a message received from a client.
     pub fn parse(input: &str) -> Result<Self, FieldError> {
-        clean_text("message", input, Self::MAX_CHARS, Layout::MultiLine, "must be at most 4096 characters")
-            .map(Self)
+        clean_text(
+            "message",
+            input,
+            Self::MAX_CHARS,
+            Layout::MultiLine,
+            "must be at most 4096 characters",
+        )
+        .map(Self)
     }
 
     /// The normalised text.
@@ -38,7 +44,10 @@ mod tests {
     fn messages_allow_newlines_and_tabs_but_no_other_controls() {
         assert!(MessageText::parse("line one\n\tline two").is_ok());
         for bad in ["\r", "bell\u{7}", "nul\u{0}", "esc\u{1b}[31m"] {
-            assert_eq!(MessageText::parse(bad).err().map(|e| e.field()), Some("message"));
+            assert_eq!(
+                MessageText::parse(bad).err().map(|e| e.field()),
+                Some("message")
+            );
         }
     }
 

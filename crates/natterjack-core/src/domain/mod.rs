@@ -18,7 +18,7 @@ pub use field_error::FieldError;
 pub use ids::{MessageId, SpaceId, UserId};
 pub use limit::Limit;
 pub use message_text::MessageText;
-pub use password::{NewPassword, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES, NewPassword};
 pub use permissions::Permissions;
 pub use space_name::SpaceName;
 pub use timestamp::Timestamp;

@@ -50,7 +50,14 @@ mod tests {
 
     #[test]
     fn the_most_common_passwords_are_refused() {
-        for common in ["password", "12345678", "qwertyuiop", "iloveyou1", "password1", "alice123"] {
+        for common in [
+            "password",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou1",
+            "password1",
+            "alice123",
+        ] {
             let refused = NewPassword::parse(SecretString::from(common), &alice()).is_err();
             assert!(refused, "{common:?} should be refused");
         }

@@ -98,7 +98,10 @@ mod tests {
     fn permissions_are_canonicalised_whatever_the_input_order() {
         let p = Permissions::parse("dwr").map(|p| p.to_string());
         assert_eq!(p, Ok("rwd".to_owned()));
-        assert_eq!(Permissions::parse("dr").map(|p| p.to_string()), Ok("rd".to_owned()));
+        assert_eq!(
+            Permissions::parse("dr").map(|p| p.to_string()),
+            Ok("rd".to_owned())
+        );
     }
 
     #[test]
@@ -112,6 +115,9 @@ mod tests {
     fn stored_bits_outside_rwd_are_refused() {
         assert_eq!(Permissions::from_bits(8), None);
         assert_eq!(Permissions::from_bits(-1), None);
-        assert_eq!(Permissions::from_bits(5), Some(Permissions::READ.union(Permissions::DELETE)));
+        assert_eq!(
+            Permissions::from_bits(5),
+            Some(Permissions::READ.union(Permissions::DELETE))
+        );
     }
 }

@@ -12,8 +12,14 @@ impl SpaceName {
 
     /// Normalises and checks a name received from a client.
     pub fn parse(input: &str) -> Result<Self, FieldError> {
-        clean_text("name", input, Self::MAX_CHARS, Layout::SingleLine, "must be at most 255 characters")
-            .map(Self)
+        clean_text(
+            "name",
+            input,
+            Self::MAX_CHARS,
+            Layout::SingleLine,
+            "must be at most 255 characters",
+        )
+        .map(Self)
     }
 
     /// The normalised name.
@@ -35,7 +41,10 @@ mod tests {
     #[test]
     fn space_names_are_nfc_normalised() {
         let decomposed = "Cafe\u{301}";
-        assert_eq!(SpaceName::parse(decomposed).map(|n| n.as_str().to_owned()), Ok("Café".to_owned()));
+        assert_eq!(
+            SpaceName::parse(decomposed).map(|n| n.as_str().to_owned()),
+            Ok("Café".to_owned())
+        );
     }
 
     #[test]
@@ -43,7 +52,14 @@ mod tests {
         assert!(SpaceName::parse("").is_err());
         assert!(SpaceName::parse(&"a".repeat(256)).is_err());
         assert!(SpaceName::parse(&"é".repeat(255)).is_ok());
-        for bad in ["a\nb", "a\tb", "a\u{0}b", "a\u{7f}", "a\u{85}", "abc\u{202E}cba"] {
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\u{0}b",
+            "a\u{7f}",
+            "a\u{85}",
+            "abc\u{202E}cba",
+        ] {
             let err = SpaceName::parse(bad).err();
             assert_eq!(err.map(|e| e.field()), Some("name"), "{bad:?}");
         }
@@ -52,6 +68,9 @@ mod tests {
     #[test]
     fn space_names_keep_sql_metacharacters_literally() {
         let name = "x'); DROP TABLE spaces; --";
-        assert_eq!(SpaceName::parse(name).map(|n| n.as_str().to_owned()), Ok(name.to_owned()));
+        assert_eq!(
+            SpaceName::parse(name).map(|n| n.as_str().to_owned()),
+            Ok(name.to_owned())
+        );
     }
 }

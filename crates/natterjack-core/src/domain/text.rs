@@ -40,7 +40,10 @@ pub(crate) fn clean_text(
         .chars()
         .any(|c| (c.is_control() && !allowed_layout(c)) || is_bidi_control(c))
     {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(normalized)
 }

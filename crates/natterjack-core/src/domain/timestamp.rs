@@ -17,7 +17,8 @@ impl Timestamp {
     /// Parses an RFC 3339 date-time such as the `since` query parameter.
     pub fn parse(field: &'static str, input: &str) -> Result<Self, FieldError> {
         const REASON: &str = "must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z";
-        let parsed = OffsetDateTime::parse(input, &Rfc3339).map_err(|_| FieldError::new(field, REASON))?;
+        let parsed =
+            OffsetDateTime::parse(input, &Rfc3339).map_err(|_| FieldError::new(field, REASON))?;
         i64::try_from(parsed.unix_timestamp_nanos() / 1_000)
             .map(Self)
             .map_err(|_| FieldError::new(field, REASON))
@@ -49,13 +50,25 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_through_microseconds() {
         let t = Timestamp::parse("since", "2026-01-31T12:00:00.123456+01:00");
-        assert_eq!(t.map(Timestamp::to_rfc3339), Ok("2026-01-31T11:00:00.123456Z".to_owned()));
+        assert_eq!(
+            t.map(Timestamp::to_rfc3339),
+            Ok("2026-01-31T11:00:00.123456Z".to_owned())
+        );
     }
 
     #[test]
     fn malformed_times_are_refused_naming_the_field() {
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00"] {
-            assert_eq!(Timestamp::parse("since", bad).err().map(|e| e.field()), Some("since"));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01",
+            "2026-01-01T00:00:00",
+        ] {
+            assert_eq!(
+                Timestamp::parse("since", bad).err().map(|e| e.field()),
+                Some("since")
+            );
         }
     }
 }

@@ -47,7 +47,15 @@ mod tests {
             assert!(Username::parse(ok).is_ok(), "{ok:?}");
         }
         for bad in [
-            "", "a", "1abc", "_abc", "al ice", "alice!", "ålice", "alice\u{0}", "a'--",
+            "",
+            "a",
+            "1abc",
+            "_abc",
+            "al ice",
+            "alice!",
+            "ålice",
+            "alice\u{0}",
+            "a'--",
             &format!("a{}", "1".repeat(30)),
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");

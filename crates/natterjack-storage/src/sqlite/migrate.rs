@@ -1,0 +1,56 @@
+//! Schema migrations, run on a dedicated owner connection without the authorizer.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Executor};
+
+/// The migrations, in order. Versions are shared with the PostgreSQL backend's numbering.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+/// The schema version this build expects.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|(v, _, _)| *v).unwrap_or(0)
+}
+
+/// The version the database is at (0 for a new database). Reads only.
+pub async fn current_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    let tracked: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if tracked == 0 {
+        return Ok(0);
+    }
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(version.unwrap_or(0))
+}
+
+/// Applies every migration newer than the database, each in its own transaction, and
+/// returns the versions applied.
+pub async fn run(conn: &mut SqliteConnection) -> Result<Vec<i64>, sqlx::Error> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
+    )
+    .await?;
+    let current = current_version(conn).await?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        let mut tx = conn.begin().await?;
+        // The migration text is a constant compiled into the binary, never input.
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())")
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        applied.push(*version);
+    }
+    Ok(applied)
+}

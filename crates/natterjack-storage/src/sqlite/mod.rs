@@ -1,0 +1,8 @@
+//! The SQLite implementation of the storage port: the embedded default.
+
+pub mod authorizer;
+mod errors;
+pub mod migrate;
+mod store;
+
+pub use store::SqliteStore;
