@@ -1,0 +1,75 @@
+//! Request hygiene before authentication: bodies must be JSON.
+
+use crate::rest::error::ApiError;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, header};
+use super::MAX_BODY_BYTES;
+use axum::body::{Body, HttpBody as _};
+use http_body_util::Limited;
+
+/// True for `application/json`, optionally with `charset=utf-8` (any case, any spacing).
+/// Everything else, including other charsets and JSON-ish types, is refused.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|param| {
+        param
+            .split_once('=')
+            .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("charset") && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"))
+    })
+}
+
+/// Refuses a request whose declared length exceeds the body limit (413) or that carries a
+/// body without a JSON content type (415), before the body is read or credentials are
+/// checked; bodies without a declared length are cut off at the limit while being read.
+pub async fn require_json_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    // A body that is known to be empty (no body, `Content-Length: 0`, or an HTTP/2 stream
+    // ended with the headers) needs no content type.
+    if !req.body().is_end_stream() && !is_json(req.headers()) {
+        return ApiError::UnsupportedMediaType.into_response();
+    }
+    next.run(req.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES)))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("x")));
+        h
+    }
+
+    #[test]
+    fn json_content_types_with_utf8_are_accepted() {
+        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=\"UTF-8\""] {
+            assert!(is_json(&with(ok)), "{ok}");
+        }
+    }
+
+    #[test]
+    fn other_content_types_and_charsets_are_refused() {
+        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonp", "application/x-www-form-urlencoded", "application/json; boundary=x"] {
+            assert!(!is_json(&with(bad)), "{bad}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,126 @@
+//! The one mapping from errors to HTTP responses for the REST transport.
+
+use crate::pipeline::authn::CHALLENGE;
+use crate::problem::Problem;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use natterjack_core::ServiceError;
+use natterjack_core::domain::FieldError;
+
+/// Everything a REST request can fail with. Service errors keep their meaning; the rest are
+/// transport-level refusals made by the pipeline or the extractors.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An error from the service layer.
+    Service(ServiceError),
+    /// The `Authorization` header is not valid Basic syntax.
+    MalformedAuthorization,
+    /// Credentials are missing or wrong.
+    Unauthenticated,
+    /// A body without a JSON content type.
+    UnsupportedMediaType,
+    /// A body over the size limit.
+    PayloadTooLarge,
+    /// A body that is not the JSON object this operation takes.
+    MalformedJson(String),
+    /// A query string with unknown or malformed parameters.
+    MalformedQuery(String),
+    /// Path segments that could not be decoded.
+    InvalidPath,
+    /// No route for this path.
+    NoSuchRoute,
+    /// A bug: a handler ran without what the pipeline should have given it.
+    Internal,
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::Service(ServiceError::Invalid(e))
+    }
+}
+
+fn with_field(e: &FieldError) -> Problem {
+    let mut p = Problem::new(StatusCode::BAD_REQUEST, Some(format!("{}: {}", e.field(), e.reason())));
+    p.field = Some(e.field());
+    p
+}
+
+fn unauthenticated() -> Response {
+    let mut r = Problem::new(StatusCode::UNAUTHORIZED, Some("valid credentials are required".into())).into_response();
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    r
+}
+
+fn retry_after(mut r: Response, secs: u32) -> Response {
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let plain = |status: StatusCode, detail: &str| Problem::new(status, Some(detail.to_owned())).into_response();
+        match self {
+            ApiError::Service(ServiceError::Invalid(e)) => with_field(&e).into_response(),
+            ApiError::Service(ServiceError::Unauthenticated) | ApiError::Unauthenticated => unauthenticated(),
+            ApiError::Service(ServiceError::Forbidden(reason)) => plain(StatusCode::FORBIDDEN, reason),
+            ApiError::Service(ServiceError::NotFound(what)) => plain(StatusCode::NOT_FOUND, what),
+            ApiError::Service(ServiceError::Conflict(what)) => plain(StatusCode::CONFLICT, what),
+            ApiError::Service(ServiceError::Busy { retry_after_secs }) => retry_after(
+                plain(StatusCode::SERVICE_UNAVAILABLE, "too many logins in progress; retry shortly"),
+                retry_after_secs,
+            ),
+            ApiError::Service(ServiceError::Unavailable) => {
+                retry_after(plain(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry shortly"), 5)
+            }
+            ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
+            }
+            ApiError::MalformedAuthorization => plain(StatusCode::BAD_REQUEST, "the Authorization header is not valid HTTP Basic"),
+            ApiError::UnsupportedMediaType => {
+                plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request bodies must be application/json (UTF-8)")
+            }
+            ApiError::PayloadTooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are limited to 16 KiB"),
+            ApiError::MalformedJson(detail) | ApiError::MalformedQuery(detail) => plain(StatusCode::BAD_REQUEST, &detail),
+            ApiError::InvalidPath => plain(StatusCode::BAD_REQUEST, "the path could not be decoded"),
+            ApiError::NoSuchRoute => plain(StatusCode::NOT_FOUND, "no such resource"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_error_maps_to_its_documented_status() {
+        let cases = [
+            (ServiceError::Invalid(FieldError::new("name", "x")), 400),
+            (ServiceError::Unauthenticated, 401),
+            (ServiceError::Forbidden("x"), 403),
+            (ServiceError::NotFound("x"), 404),
+            (ServiceError::Conflict("x"), 409),
+            (ServiceError::Busy { retry_after_secs: 1 }, 503),
+            (ServiceError::Unavailable, 503),
+            (ServiceError::Internal, 500),
+        ];
+        for (error, status) in cases {
+            let response = ApiError::from(error.clone()).into_response();
+            assert_eq!(response.status().as_u16(), status, "{error:?}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+    }
+
+    #[test]
+    fn unauthenticated_carries_the_basic_challenge_and_busy_a_retry_after() {
+        let r = ApiError::Unauthenticated.into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], CHALLENGE);
+        let r = ApiError::from(ServiceError::Busy { retry_after_secs: 1 }).into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+}

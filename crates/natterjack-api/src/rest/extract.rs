@@ -1,0 +1,111 @@
+//! Extractors for step 7 (validated input): strict JSON, strict query strings, and the
+//! identity and capability that earlier steps attached to the request.
+
+use super::error::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::body::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+use natterjack_core::access::SpaceAccess;
+use natterjack_core::principal::{Caller, Principal};
+use serde::de::DeserializeOwned;
+
+/// A JSON body deserialised into a request type with `deny_unknown_fields`. Errors name the
+/// offending field where serde knows it, and never echo values.
+pub struct JsonBody<T>(pub T);
+
+/// Reduces a serde_json error to a message that names a field at most, never a value.
+fn describe(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    for prefix in ["unknown field", "missing field", "duplicate field"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            // serde writes the field name between the first pair of backticks.
+            let name: String = rest.split('`').nth(1).unwrap_or("").chars().take(64).collect();
+            return format!("{prefix} `{name}`");
+        }
+    }
+    match e.classify() {
+        serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
+        _ => format!("malformed JSON at line {} column {}", e.line(), e.column()),
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !crate::pipeline::hygiene::is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson("the body could not be read".to_owned())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::MalformedJson(describe(&e)))
+    }
+}
+
+/// A query string deserialised with `deny_unknown_fields`.
+pub struct StrictQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query).map(StrictQuery).map_err(|e| {
+            let message = e.to_string();
+            let detail = if message.starts_with("unknown field") || message.starts_with("duplicate field") {
+                let name: String = message.split('`').nth(1).unwrap_or("").chars().take(64).collect();
+                format!("unknown or repeated query parameter `{name}`")
+            } else {
+                "malformed query string".to_owned()
+            };
+            ApiError::MalformedQuery(detail)
+        })
+    }
+}
+
+/// The authenticated caller; anonymous requests are refused with 401.
+pub struct Authenticated(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(Caller::User(p)) => Ok(Authenticated(p.clone())),
+            Some(Caller::Anonymous) => Err(ApiError::Unauthenticated),
+            None => Err(ApiError::Internal),
+        }
+    }
+}
+
+/// The caller as authentication left it, anonymous included.
+pub struct AnyCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().map(AnyCaller).ok_or(ApiError::Internal)
+    }
+}
+
+/// The capability the route's ACL guard granted. A handler on a route without a guard
+/// fails closed with 500 instead of running unchecked.
+pub struct Access(pub SpaceAccess);
+
+impl<S: Send + Sync> FromRequestParts<S> for Access {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<SpaceAccess>().cloned().map(Access).ok_or_else(|| {
+            tracing::error!("space handler reached without an ACL guard");
+            ApiError::Internal
+        })
+    }
+}

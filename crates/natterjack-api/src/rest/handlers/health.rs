@@ -1,0 +1,7 @@
+use crate::rest::views::HealthView;
+use axum::Json;
+
+/// Liveness, without authentication and without anything internal (no version, no host).
+pub(crate) async fn health() -> Json<HealthView> {
+    Json(HealthView { status: "ok" })
+}

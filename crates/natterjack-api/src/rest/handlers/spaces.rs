@@ -1,0 +1,39 @@
+use super::created;
+use crate::AppState;
+use crate::rest::error::ApiError;
+use crate::rest::extract::{Access, Authenticated, JsonBody};
+use crate::rest::views::{NewSpace, SpaceView};
+use axum::Json;
+use axum::extract::State;
+use axum::response::Response;
+use natterjack_core::domain::{SpaceName, Username};
+
+/// `POST /spaces`: the caller creates a space and receives `rwd` on it.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(body): JsonBody<NewSpace>,
+) -> Result<Response, ApiError> {
+    let name = SpaceName::parse(&body.name)?;
+    let owner = body.owner.as_deref().map(Username::parse).transpose().map_err(|e| {
+        ApiError::from(natterjack_core::domain::FieldError::new("owner", e.reason()))
+    })?;
+    let space = state.service.create_space(&caller, name, owner).await?;
+    let view = SpaceView::from(space);
+    let location = view.uri.clone();
+    Ok(created(&location, view))
+}
+
+/// `GET /spaces`: the spaces where the caller holds any permission.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<Vec<SpaceView>>, ApiError> {
+    let spaces = state.service.list_spaces(&caller).await?;
+    Ok(Json(spaces.into_iter().map(SpaceView::from).collect()))
+}
+
+/// `GET /spaces/{id}` (needs `r`).
+pub(crate) async fn show(State(state): State<AppState>, Access(access): Access) -> Result<Json<SpaceView>, ApiError> {
+    Ok(Json(state.service.get_space(&access).await?.into()))
+}

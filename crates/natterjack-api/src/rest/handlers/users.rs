@@ -1,0 +1,21 @@
+use super::created;
+use crate::AppState;
+use crate::rest::error::ApiError;
+use crate::rest::extract::{AnyCaller, JsonBody};
+use crate::rest::views::{NewUser, UserView};
+use axum::extract::State;
+use axum::response::Response;
+use natterjack_core::domain::Username;
+
+/// `POST /users`: self-registration (or account creation by an admin).
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    JsonBody(body): JsonBody<NewUser>,
+) -> Result<Response, ApiError> {
+    let username = Username::parse(&body.username)?;
+    let admin = caller.principal().and_then(|p| p.admin_access());
+    let created_name = state.service.register(&caller, admin, username, body.password).await?;
+    let view = UserView { username: created_name.as_str().to_owned() };
+    Ok(created(&format!("/users/{}", created_name), view))
+}

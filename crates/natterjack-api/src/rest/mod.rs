@@ -1,0 +1,9 @@
+//! The REST/JSON adapter: routes, request and response types, one error mapping.
+
+pub mod error;
+pub mod extract;
+mod handlers;
+pub mod routes;
+pub mod views;
+
+pub use routes::routes;

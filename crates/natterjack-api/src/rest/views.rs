@@ -1,0 +1,159 @@
+//! Request and response bodies. Explicit types, so nothing reaches the wire by accident
+//! (no password hash, no internal user id).
+
+use natterjack_core::ports::{MemberRecord, MessageRecord, SpaceRecord};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// `POST /users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The requested login name.
+    pub username: String,
+    /// The password, secret from deserialisation on.
+    pub password: SecretString,
+}
+
+/// A created user.
+#[derive(Serialize)]
+pub struct UserView {
+    /// The login name.
+    pub username: String,
+}
+
+/// `POST /spaces`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSpace {
+    /// Display name.
+    pub name: String,
+    /// Must equal the caller when given.
+    pub owner: Option<String>,
+}
+
+/// A space.
+#[derive(Serialize)]
+pub struct SpaceView {
+    /// Space id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// The creator.
+    pub owner: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// Where to find it.
+    pub uri: String,
+}
+
+impl From<SpaceRecord> for SpaceView {
+    fn from(s: SpaceRecord) -> Self {
+        Self {
+            id: s.id.get(),
+            uri: format!("/spaces/{}", s.id),
+            name: s.name.as_str().to_owned(),
+            owner: s.owner.as_str().to_owned(),
+            created_at: s.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// `POST /spaces/{id}/messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// The text.
+    pub message: String,
+}
+
+/// A message.
+#[derive(Serialize)]
+pub struct MessageView {
+    /// Message id.
+    pub id: i64,
+    /// The space it belongs to.
+    pub space_id: i64,
+    /// Who posted it.
+    pub author: String,
+    /// The text.
+    pub message: String,
+    /// RFC 3339 time of posting.
+    pub created_at: String,
+    /// Where to find it.
+    pub uri: String,
+}
+
+impl From<MessageRecord> for MessageView {
+    fn from(m: MessageRecord) -> Self {
+        Self {
+            id: m.id.get(),
+            space_id: m.space.get(),
+            uri: format!("/spaces/{}/messages/{}", m.space, m.id),
+            author: m.author.as_str().to_owned(),
+            message: m.body.as_str().to_owned(),
+            created_at: m.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// Query of `GET /spaces/{id}/messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    /// RFC 3339: only messages posted at or after this time.
+    pub since: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// Cursor: only messages with a smaller id.
+    pub after: Option<String>,
+}
+
+/// A page of messages, newest first.
+#[derive(Serialize)]
+pub struct MessagePageView {
+    /// The messages.
+    pub messages: Vec<MessageView>,
+    /// The next page, when this one was full.
+    pub next: Option<String>,
+}
+
+/// `POST /spaces/{id}/members`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    /// Who receives the permissions.
+    pub username: String,
+    /// Which permissions, any non-empty combination of r, w, d.
+    pub permissions: String,
+}
+
+/// Query of `DELETE /spaces/{id}/members/{username}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeQuery {
+    /// Which permissions to remove; all when absent.
+    pub permissions: Option<String>,
+}
+
+/// A member and what they hold.
+#[derive(Serialize)]
+pub struct MemberView {
+    /// The member.
+    pub username: String,
+    /// Canonical permissions, e.g. `rw`.
+    pub permissions: String,
+}
+
+impl From<MemberRecord> for MemberView {
+    fn from(m: MemberRecord) -> Self {
+        Self { username: m.username.as_str().to_owned(), permissions: m.permissions.to_string() }
+    }
+}
+
+/// `GET /health`.
+#[derive(Serialize)]
+pub struct HealthView {
+    /// Always `ok` when the server answers.
+    pub status: &'static str,
+}
