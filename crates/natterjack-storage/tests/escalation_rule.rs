@@ -103,7 +103,7 @@ async fn user_id(store: &Arc<dyn Store>, user: &str) -> UserId {
     store.find_user(&name(user)).await.unwrap().unwrap().id
 }
 
-/// A new space created by `owner`, who then grants `granted` to each `(user, permissions)`.
+/// A new space created by `owner`, who then grants each `(user, permissions)` pair.
 async fn fresh_space(
     service: &Service,
     owner: &Principal,
@@ -363,19 +363,9 @@ async fn check_sequence(
             "step {step}: {op:?} under {policy:?}, before {pre:?}, after {post:?}, got {outcome:?}"
         );
 
-        // (a) An illegitimate change is refused and changes nothing.
-        if !legitimate {
-            prop_assert!(
-                matches!(
-                    outcome,
-                    Err(ServiceError::Forbidden(_) | ServiceError::NotFound(_))
-                ),
-                "illegitimate change was not refused: {}",
-                case
-            );
-            prop_assert_eq!(&post, &pre, "illegitimate change altered the ACL: {}", case);
-        } else {
-            // A legitimate change happens exactly as asked, to the target alone.
+        // A legitimate change happens exactly as asked, to the target alone; (a) an
+        // illegitimate one is refused and changes nothing.
+        if legitimate {
             let mut expected = pre.clone();
             expected[target] = Permissions::from_bits(if is_grant {
                 pre[target].bits() | requested.bits()
@@ -390,6 +380,16 @@ async fn check_sequence(
                 case
             );
             prop_assert_eq!(&post, &expected, "legitimate change misapplied: {}", case);
+        } else {
+            prop_assert!(
+                matches!(
+                    outcome,
+                    Err(ServiceError::Forbidden(_) | ServiceError::NotFound(_))
+                ),
+                "illegitimate change was not refused: {}",
+                case
+            );
+            prop_assert_eq!(&post, &pre, "illegitimate change altered the ACL: {}", case);
         }
 
         // (b) Nobody gains anything except what an entitled granter just granted them.
