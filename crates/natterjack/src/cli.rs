@@ -1,0 +1,69 @@
+//! Command-line interface. Flags override environment variables, which override the file.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Natterjack: a secure-by-default API for spaces, permissions and messages.
+#[derive(Debug, Parser)]
+#[command(name = "natterjack", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file. Environment variables (NATTERJACK_*, nested keys joined by
+    /// `__`, e.g. NATTERJACK_REST__LISTEN) override it; flags override both.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, certificates and keys (default ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTPS API (creates the data directory, database and development
+    /// certificates on first run).
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the REST listener, e.g. 127.0.0.1:8443 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `user` subcommands. Passwords are read from a prompt (or one line of standard input when
+/// it is not a terminal), never from arguments, which other local users can see.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (works even when self-registration is disabled).
+    Add {
+        /// The username: 2 to 30 ASCII letters or digits, starting with a letter.
+        name: String,
+    },
+    /// Set a new password for an account; cached logins with the old one stop working.
+    Passwd {
+        /// The username.
+        name: String,
+    },
+    /// Grant or revoke the global admin role.
+    Admin {
+        /// The username.
+        name: String,
+        /// Grant the admin role.
+        #[arg(long, conflicts_with = "revoke", required_unless_present = "revoke")]
+        grant: bool,
+        /// Revoke the admin role.
+        #[arg(long)]
+        revoke: bool,
+    },
+}

@@ -1,0 +1,30 @@
+//! The subcommands.
+
+mod serve;
+mod user;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Overrides};
+use crate::runtime::StartError;
+
+/// Loads the configuration and runs the chosen subcommand.
+pub async fn run(cli: Cli) -> Result<(), StartError> {
+    let listen = match &cli.command {
+        Command::Serve(args) => args.listen,
+        _ => None,
+    };
+    let cfg = Config::load(cli.config.as_deref(), Overrides { data_dir: cli.data_dir.clone(), listen })?;
+    match cli.command {
+        Command::Serve(_) => serve::serve(&cfg).await,
+        Command::Migrate => {
+            let applied = crate::runtime::migrate(&cfg).await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                println!("applied migrations: {applied:?}");
+            }
+            Ok(())
+        }
+        Command::User(command) => user::run(&cfg, command).await,
+    }
+}

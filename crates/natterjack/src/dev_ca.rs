@@ -1,0 +1,144 @@
+//! A development certificate authority and server certificate, generated on first start so
+//! that the embedded default speaks HTTPS with no setup.
+//!
+//! Files in the data directory: `ca.pem` (give it to clients: `curl --cacert`),
+//! `ca-key.pem` (0600), `server.pem`, `server-key.pem` (0600). They are reused on the next
+//! start; a missing server certificate is re-issued from the existing CA so clients keep
+//! trusting it. The CA and the server certificate have distinct subject names, so tools
+//! never mistake the leaf for a self-signed certificate.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// Subject common name of the development CA.
+pub const CA_NAME: &str = "Natterjack Development CA";
+/// Subject common name of the development server certificate.
+pub const SERVER_NAME: &str = "Natterjack development server";
+
+/// Paths of the development PKI files.
+#[derive(Debug, Clone)]
+pub struct DevPki {
+    /// The CA certificate clients should trust.
+    pub ca_cert: PathBuf,
+    /// The CA's private key (0600).
+    pub ca_key: PathBuf,
+    /// The server certificate.
+    pub server_cert: PathBuf,
+    /// The server's private key (0600).
+    pub server_key: PathBuf,
+}
+
+impl DevPki {
+    /// The file names inside `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca_cert: dir.join("ca.pem"),
+            ca_key: dir.join("ca-key.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server-key.pem"),
+        }
+    }
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Natterjack (development only)");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// Writes `contents` to `path` readable by the owner only; a private key is never world
+/// readable, not even for a moment.
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<(), String> {
+    fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Refuses to use a private key that others can read, and says how to fix it.
+fn check_private(path: &Path) -> Result<(), String> {
+    let mode = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "private key {} is readable by other users (mode {:o}); run chmod 600 on it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+fn ca_params() -> Result<CertificateParams, String> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.distinguished_name = name(CA_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(3650);
+    Ok(params)
+}
+
+fn server_params() -> Result<CertificateParams, String> {
+    let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut params = CertificateParams::new(sans).map_err(|e| e.to_string())?;
+    params.distinguished_name = name(SERVER_NAME);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(397);
+    Ok(params)
+}
+
+/// Makes sure the development CA and server certificate exist in `dir`, creating what is
+/// missing, and checks that the private keys are private.
+pub fn ensure(dir: &Path) -> Result<DevPki, String> {
+    let pki = DevPki::in_dir(dir);
+    let ca_exists = pki.ca_cert.is_file() && pki.ca_key.is_file();
+    let issuer = if ca_exists {
+        check_private(&pki.ca_key)?;
+        let key_pem = fs::read_to_string(&pki.ca_key).map_err(|e| format!("cannot read {}: {e}", pki.ca_key.display()))?;
+        let cert_pem = fs::read_to_string(&pki.ca_cert).map_err(|e| format!("cannot read {}: {e}", pki.ca_cert.display()))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", pki.ca_key.display()))?;
+        Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| format!("{}: {e}", pki.ca_cert.display()))?
+    } else {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let params = ca_params()?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        write_private(&pki.ca_key, &key.serialize_pem())?;
+        write_public(&pki.ca_cert, &cert.pem())?;
+        // A new CA invalidates any server certificate issued by an old one.
+        let _ = fs::remove_file(&pki.server_cert);
+        Issuer::new(params, key)
+    };
+    if pki.server_cert.is_file() && pki.server_key.is_file() {
+        check_private(&pki.server_key)?;
+    } else {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = server_params()?.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        write_private(&pki.server_key, &key.serialize_pem())?;
+        write_public(&pki.server_cert, &cert.pem())?;
+        tracing::info!(dir = %dir.display(), "issued a development server certificate");
+    }
+    Ok(pki)
+}

@@ -1,0 +1,13 @@
+//! # natterjack
+//!
+//! The server binary and operator CLI: configuration, start-up, development certificates,
+//! and the subcommands. Everything here wires the other crates together; it holds no
+//! security decision of its own beyond refusing unsafe configuration.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dev_ca;
+pub mod runtime;
+pub mod tls;

@@ -1,0 +1,113 @@
+//! Assembly: configuration in, a ready service, TLS configuration and router out. Shared by
+//! `serve`, the CLI commands and the in-process tests, so all of them run the same wiring.
+
+use crate::config::{Config, ConfigError};
+use crate::dev_ca;
+use natterjack_api::AppState;
+use natterjack_api::pipeline::PipelineLimits;
+use natterjack_api::server::TransportLimits;
+use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
+use natterjack_core::ports::Store;
+use natterjack_core::service::{Service, ServiceSettings};
+use natterjack_storage::SqliteStore;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A start-up failure, with a message meant for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else that stops start-up.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Creates the data directory (0700) if needed; an existing one readable by others is
+/// tightened, since it holds the database and private keys.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    fs::create_dir_all(dir).map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| StartError::Other(format!("cannot restrict {}: {e}", dir.display())))
+}
+
+/// Applies pending migrations (owner connection), returning the versions applied.
+pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
+    ensure_data_dir(&cfg.data_dir)?;
+    let path = cfg.sqlite_path()?;
+    let applied = SqliteStore::migrate(&path).await.map_err(|e| StartError::Other(e.to_string()))?;
+    if path.exists() {
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+    }
+    Ok(applied)
+}
+
+/// Opens the server's store (authorizer on every connection).
+pub async fn open_store(cfg: &Config) -> Result<SqliteStore, StartError> {
+    SqliteStore::open(&cfg.sqlite_path()?, cfg.database.max_connections)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))
+}
+
+/// Builds the service layer over `store` as configured.
+pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>, StartError> {
+    let hashing = PasswordHashing::new(
+        cfg.auth.argon2,
+        cfg.auth.max_concurrent_hashes,
+        Duration::from_millis(cfg.auth.hash_queue_wait_ms),
+    )
+    .map_err(|e| StartError::Config(ConfigError(e)))?;
+    let cache = VerificationCache::new(Duration::from_secs(cfg.auth.cache_ttl_secs), cfg.auth.cache_capacity);
+    let auth = Authenticator::new(store.clone(), Arc::new(hashing), cache)
+        .await
+        .map_err(|e| StartError::Other(format!("cannot prepare the authenticator: {e}")))?;
+    let settings = ServiceSettings {
+        grant_policy: cfg.access.grant_policy,
+        self_registration: cfg.auth.self_registration,
+    };
+    Ok(Arc::new(Service::new(store, auth, settings)))
+}
+
+/// Everything `serve` needs, assembled.
+pub struct Assembled {
+    /// Shared request state.
+    pub state: AppState,
+    /// The store, to close on shutdown.
+    pub store: SqliteStore,
+    /// TLS configuration of the REST listener.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The CA file clients should trust, when the development CA is in use.
+    pub dev_ca: Option<std::path::PathBuf>,
+    /// Limits inside the pipeline.
+    pub pipeline: PipelineLimits,
+    /// Transport limits.
+    pub transport: TransportLimits,
+}
+
+/// Migrates, opens storage, builds the service and loads (or creates) certificates.
+pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
+    migrate(cfg).await?;
+    let store = open_store(cfg).await?;
+    let service = service(cfg, Arc::new(store.clone())).await?;
+    let (tls, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) => (crate::tls::server_config(cert, key).map_err(StartError::Other)?, None),
+        _ => {
+            let pki = dev_ca::ensure(&cfg.data_dir).map_err(StartError::Other)?;
+            let tls = crate::tls::server_config(&pki.server_cert, &pki.server_key).map_err(StartError::Other)?;
+            (tls, Some(pki.ca_cert))
+        }
+    };
+    let pipeline = PipelineLimits { request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs) };
+    let transport = TransportLimits {
+        max_connections: cfg.rest.max_connections,
+        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
+        header_read_timeout: Duration::from_secs(cfg.rest.header_read_timeout_secs),
+        max_concurrent_streams: cfg.rest.max_concurrent_streams,
+        ..TransportLimits::default()
+    };
+    Ok(Assembled { state: AppState { service }, store, tls, dev_ca, pipeline, transport })
+}
