@@ -1,0 +1,224 @@
+//! Test support: start the real `natterjack` binary on port 0 with a fresh data directory,
+//! and talk to it over real TLS with reqwest, trusting only the generated development CA.
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A password that passes the password policy.
+pub const PASSWORD: &str = "violet-anvil-73-harbour";
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_natterjack")
+}
+
+/// Installs the process-wide rustls provider for reqwest (once; later calls are no-ops).
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running server process, killed when dropped.
+pub struct TestServer {
+    /// `https://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory.
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl TestServer {
+    /// Starts a server with the embedded defaults.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra `NATTERJACK_*` environment variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, env).await
+    }
+
+    /// Starts a server on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
+        install_crypto();
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env("NATTERJACK_DATA_DIR", dir.path().join("data"))
+            .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn natterjack");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("natterjack listening rest ") {
+                    return url.to_owned();
+                }
+            }
+            panic!("server exited before listening");
+        })
+        .await
+        .expect("server did not start within 60 s");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { base, dir, child }
+    }
+
+    /// The data directory the server uses.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `host:port` of the listener.
+    pub fn authority(&self) -> &str {
+        self.base.trim_start_matches("https://")
+    }
+
+    /// A client that trusts the development CA and nothing else.
+    pub fn client(&self) -> Client {
+        client_trusting(&self.data_dir().join("ca.pem"), |b| b)
+    }
+
+    /// A full URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Registers `name` with [`PASSWORD`] and returns its credentials.
+    pub async fn user(&self, name: &str) -> Creds {
+        let r = self
+            .client()
+            .post(self.url("/users"))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), StatusCode::CREATED, "registering {name}");
+        Creds { name: name.to_owned(), password: PASSWORD.to_owned() }
+    }
+
+    /// Sends a request as `who` (anonymous when `None`) with an optional JSON body.
+    pub async fn call(&self, who: Option<&Creds>, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.client().request(method, self.url(path));
+        if let Some(c) = who {
+            req = req.basic_auth(&c.name, Some(&c.password));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Creates a space as `who` and returns its id.
+    pub async fn space(&self, who: &Creds, name: &str) -> i64 {
+        let r = self.call(Some(who), Method::POST, "/spaces", Some(json!({"name": name}))).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+    }
+
+    /// Posts a message as `who` and returns its id.
+    pub async fn message(&self, who: &Creds, space: i64, text: &str) -> i64 {
+        let r = self
+            .call(Some(who), Method::POST, &format!("/spaces/{space}/messages"), Some(json!({"message": text})))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+    }
+
+    /// Grants `permissions` on `space` to `to`, as `by`; returns the status.
+    pub async fn grant(&self, by: &Creds, space: i64, to: &str, permissions: &str) -> StatusCode {
+        self.call(
+            Some(by),
+            Method::POST,
+            &format!("/spaces/{space}/members"),
+            Some(json!({"username": to, "permissions": permissions})),
+        )
+        .await
+        .status()
+    }
+
+    /// Stops the server (SIGKILL) and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill().await;
+        self.dir
+    }
+}
+
+/// A client trusting exactly the CA in `ca_file`, further configured by `tweak`.
+pub fn client_trusting(ca_file: &Path, tweak: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> Client {
+    install_crypto();
+    let pem = std::fs::read(ca_file).expect("read ca.pem");
+    let ca = reqwest::Certificate::from_pem(&pem).expect("parse ca.pem");
+    tweak(
+        Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(30)),
+    )
+    .build()
+    .expect("client")
+}
+
+/// Username and password of a test user.
+#[derive(Clone, Debug)]
+pub struct Creds {
+    /// Username.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+impl Creds {
+    /// Credentials with an arbitrary password.
+    pub fn new(name: &str, password: &str) -> Self {
+        Self { name: name.to_owned(), password: password.to_owned() }
+    }
+}
+
+/// The JSON body of a response that must be an RFC 9457 problem; checks the media type.
+pub async fn problem(r: Response) -> Value {
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(ct, "application/problem+json", "status {}", r.status());
+    r.json().await.expect("problem json")
+}
+
+/// Runs the CLI with `args` against `data_dir`, feeding `stdin`; returns (success, stdout, stderr).
+pub fn cli(data_dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(args)
+        .env("NATTERJACK_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn cli");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("cli output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
