@@ -129,13 +129,9 @@ impl Service {
         name: SpaceName,
         owner: Option<Username>,
     ) -> Result<SpaceRecord, ServiceError> {
-        if let Some(owner) = owner {
-            if !owner
-                .as_str()
-                .eq_ignore_ascii_case(caller.username().as_str())
-            {
-                return Err(ServiceError::Forbidden("owner must be the caller"));
-            }
+        let is_caller = |o: &Username| o.as_str().eq_ignore_ascii_case(caller.username().as_str());
+        if owner.is_some_and(|o| !is_caller(&o)) {
+            return Err(ServiceError::Forbidden("owner must be the caller"));
         }
         Ok(self.store.create_space(&name, caller.id()).await?)
     }
@@ -266,6 +262,14 @@ impl Service {
         target: &Username,
         permissions: Option<Permissions>,
     ) -> Result<Permissions, ServiceError> {
+        // Apply the rule to what is known before looking at the target, so a caller who may
+        // not revoke learns nothing about who exists or who is a member.
+        let policy = self.settings.grant_policy;
+        let upper_bound = permissions.unwrap_or(match policy {
+            GrantPolicy::FullOnly => Permissions::ALL,
+            GrantPolicy::Subset => access.held(),
+        });
+        may_change(policy, access.held(), upper_bound).map_err(ServiceError::Forbidden)?;
         let user = self
             .store
             .find_user(target)
@@ -278,8 +282,7 @@ impl Service {
             ));
         }
         let removing = permissions.unwrap_or(held);
-        may_change(self.settings.grant_policy, access.held(), removing)
-            .map_err(ServiceError::Forbidden)?;
+        may_change(policy, access.held(), removing).map_err(ServiceError::Forbidden)?;
         let space = self
             .store
             .find_space(access.space())
