@@ -102,7 +102,11 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, url_file: None, max_connections: 8 }
+        Self {
+            url: None,
+            url_file: None,
+            max_connections: 8,
+        }
     }
 }
 
@@ -161,12 +165,22 @@ impl Config {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!("no configuration file at {}", path.display())));
+                return Err(ConfigError(format!(
+                    "no configuration file at {}",
+                    path.display()
+                )));
             }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         builder = builder.add_source(
-            config::Environment::with_prefix("NATTERJACK").prefix_separator("_").separator("__").try_parsing(true),
+            config::Environment::with_prefix("NATTERJACK")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
         );
         let mut cfg: Config = builder
             .build()
@@ -185,10 +199,14 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.auth.argon2.check().map_err(ConfigError)?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return Err(ConfigError("tls.cert and tls.key must be given together".into()));
+            return Err(ConfigError(
+                "tls.cert and tls.key must be given together".into(),
+            ));
         }
         if self.database.url.is_some() && self.database.url_file.is_some() {
-            return Err(ConfigError("give database.url or database.url_file, not both".into()));
+            return Err(ConfigError(
+                "give database.url or database.url_file, not both".into(),
+            ));
         }
         Ok(())
     }
@@ -199,7 +217,12 @@ impl Config {
             (Some(url), _) => Some(url.clone()),
             (None, Some(file)) => Some(
                 std::fs::read_to_string(file)
-                    .map_err(|e| ConfigError(format!("cannot read database.url_file {}: {e}", file.display())))?
+                    .map_err(|e| {
+                        ConfigError(format!(
+                            "cannot read database.url_file {}: {e}",
+                            file.display()
+                        ))
+                    })?
                     .trim()
                     .to_owned(),
             ),
@@ -211,7 +234,11 @@ impl Config {
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
                 .map(PathBuf::from)
-                .ok_or_else(|| ConfigError("database.url: only sqlite: URLs are supported by this build".into())),
+                .ok_or_else(|| {
+                    ConfigError(
+                        "database.url: only sqlite: URLs are supported by this build".into(),
+                    )
+                }),
         }
     }
 }

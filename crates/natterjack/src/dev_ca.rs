@@ -8,8 +8,8 @@
 //! never mistake the leaf for a self-signed certificate.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -64,8 +64,10 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
-    file.write_all(contents.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn write_public(path: &Path, contents: &str) -> Result<(), String> {
@@ -74,7 +76,10 @@ fn write_public(path: &Path, contents: &str) -> Result<(), String> {
 
 /// Refuses to use a private key that others can read, and says how to fix it.
 fn check_private(path: &Path) -> Result<(), String> {
-    let mode = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(format!(
             "private key {} is readable by other users (mode {:o}); run chmod 600 on it",
@@ -89,7 +94,11 @@ fn ca_params() -> Result<CertificateParams, String> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     params.distinguished_name = name(CA_NAME);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(3650);
@@ -97,7 +106,11 @@ fn ca_params() -> Result<CertificateParams, String> {
 }
 
 fn server_params() -> Result<CertificateParams, String> {
-    let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let sans = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let mut params = CertificateParams::new(sans).map_err(|e| e.to_string())?;
     params.distinguished_name = name(SERVER_NAME);
     params.is_ca = IsCa::ExplicitNoCa;
@@ -117,10 +130,14 @@ pub fn ensure(dir: &Path) -> Result<DevPki, String> {
     let ca_exists = pki.ca_cert.is_file() && pki.ca_key.is_file();
     let issuer = if ca_exists {
         check_private(&pki.ca_key)?;
-        let key_pem = fs::read_to_string(&pki.ca_key).map_err(|e| format!("cannot read {}: {e}", pki.ca_key.display()))?;
-        let cert_pem = fs::read_to_string(&pki.ca_cert).map_err(|e| format!("cannot read {}: {e}", pki.ca_cert.display()))?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", pki.ca_key.display()))?;
-        Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| format!("{}: {e}", pki.ca_cert.display()))?
+        let key_pem = fs::read_to_string(&pki.ca_key)
+            .map_err(|e| format!("cannot read {}: {e}", pki.ca_key.display()))?;
+        let cert_pem = fs::read_to_string(&pki.ca_cert)
+            .map_err(|e| format!("cannot read {}: {e}", pki.ca_cert.display()))?;
+        let key =
+            KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", pki.ca_key.display()))?;
+        Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| format!("{}: {e}", pki.ca_cert.display()))?
     } else {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let params = ca_params()?;
@@ -135,7 +152,9 @@ pub fn ensure(dir: &Path) -> Result<DevPki, String> {
         check_private(&pki.server_key)?;
     } else {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = server_params()?.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        let cert = server_params()?
+            .signed_by(&key, &issuer)
+            .map_err(|e| e.to_string())?;
         write_private(&pki.server_key, &key.serialize_pem())?;
         write_public(&pki.server_cert, &cert.pem())?;
         tracing::info!(dir = %dir.display(), "issued a development server certificate");

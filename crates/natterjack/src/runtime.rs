@@ -30,7 +30,8 @@ pub enum StartError {
 /// Creates the data directory (0700) if needed; an existing one readable by others is
 /// tightened, since it holds the database and private keys.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
-    fs::create_dir_all(dir).map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| StartError::Other(format!("cannot restrict {}: {e}", dir.display())))
 }
@@ -39,7 +40,9 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
 pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
     ensure_data_dir(&cfg.data_dir)?;
     let path = cfg.sqlite_path()?;
-    let applied = SqliteStore::migrate(&path).await.map_err(|e| StartError::Other(e.to_string()))?;
+    let applied = SqliteStore::migrate(&path)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
     if path.exists() {
         let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
     }
@@ -61,7 +64,10 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
         Duration::from_millis(cfg.auth.hash_queue_wait_ms),
     )
     .map_err(|e| StartError::Config(ConfigError(e)))?;
-    let cache = VerificationCache::new(Duration::from_secs(cfg.auth.cache_ttl_secs), cfg.auth.cache_capacity);
+    let cache = VerificationCache::new(
+        Duration::from_secs(cfg.auth.cache_ttl_secs),
+        cfg.auth.cache_capacity,
+    );
     let auth = Authenticator::new(store.clone(), Arc::new(hashing), cache)
         .await
         .map_err(|e| StartError::Other(format!("cannot prepare the authenticator: {e}")))?;
@@ -94,14 +100,20 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let store = open_store(cfg).await?;
     let service = service(cfg, Arc::new(store.clone())).await?;
     let (tls, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(cert), Some(key)) => (crate::tls::server_config(cert, key).map_err(StartError::Other)?, None),
+        (Some(cert), Some(key)) => (
+            crate::tls::server_config(cert, key).map_err(StartError::Other)?,
+            None,
+        ),
         _ => {
             let pki = dev_ca::ensure(&cfg.data_dir).map_err(StartError::Other)?;
-            let tls = crate::tls::server_config(&pki.server_cert, &pki.server_key).map_err(StartError::Other)?;
+            let tls = crate::tls::server_config(&pki.server_cert, &pki.server_key)
+                .map_err(StartError::Other)?;
             (tls, Some(pki.ca_cert))
         }
     };
-    let pipeline = PipelineLimits { request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs) };
+    let pipeline = PipelineLimits {
+        request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs),
+    };
     let transport = TransportLimits {
         max_connections: cfg.rest.max_connections,
         handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
@@ -109,5 +121,12 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         max_concurrent_streams: cfg.rest.max_concurrent_streams,
         ..TransportLimits::default()
     };
-    Ok(Assembled { state: AppState { service }, store, tls, dev_ca, pipeline, transport })
+    Ok(Assembled {
+        state: AppState { service },
+        store,
+        tls,
+        dev_ca,
+        pipeline,
+        transport,
+    })
 }

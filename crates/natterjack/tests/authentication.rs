@@ -1,4 +1,5 @@
 //! Control 2: HTTP Basic against Argon2id, no user enumeration, bounded hashing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -23,13 +24,23 @@ async fn missing_credentials_on_a_protected_route_get_401_with_the_basic_challen
 async fn the_right_password_is_accepted_and_the_stored_hash_is_argon2id_with_owasp_parameters() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
-    let r = server.call(Some(&alice), Method::GET, "/spaces", None).await;
+    let r = server
+        .call(Some(&alice), Method::GET, "/spaces", None)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let db = server.data_dir().join("natterjack.db");
     let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open db read-only");
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(&pool).await.expect("row");
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open db read-only");
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
 }
 
 /// The problem body without its per-request id, for comparing two answers.
@@ -44,9 +55,30 @@ fn without_request_id(mut v: Value) -> Value {
 async fn an_unknown_user_and_a_wrong_password_get_identical_answers() {
     let server = TestServer::start().await;
     server.user("alice").await;
-    let wrong_password = server.call(Some(&Creds::new("alice", "not-her-password-1")), Method::GET, "/spaces", None).await;
-    let unknown_user = server.call(Some(&Creds::new("mallory", "not-her-password-1")), Method::GET, "/spaces", None).await;
-    let malformed_name = server.call(Some(&Creds::new("'; --", "not-her-password-1")), Method::GET, "/spaces", None).await;
+    let wrong_password = server
+        .call(
+            Some(&Creds::new("alice", "not-her-password-1")),
+            Method::GET,
+            "/spaces",
+            None,
+        )
+        .await;
+    let unknown_user = server
+        .call(
+            Some(&Creds::new("mallory", "not-her-password-1")),
+            Method::GET,
+            "/spaces",
+            None,
+        )
+        .await;
+    let malformed_name = server
+        .call(
+            Some(&Creds::new("'; --", "not-her-password-1")),
+            Method::GET,
+            "/spaces",
+            None,
+        )
+        .await;
     let mut answers = Vec::new();
     for r in [wrong_password, unknown_user, malformed_name] {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -66,21 +98,43 @@ async fn a_malformed_authorization_header_gets_a_400_problem() {
     let bad_headers = [
         "Basic".to_owned(),
         "Basic !!!".to_owned(),
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("no-colon-here")),
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode([0xc3, 0x28, b':', b'x'])),
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("no-colon-here")
+        ),
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode([0xc3, 0x28, b':', b'x'])
+        ),
     ];
     for value in bad_headers {
-        let r = client.get(server.url("/spaces")).header("authorization", &value).send().await.expect("send");
+        let r = client
+            .get(server.url("/spaces"))
+            .header("authorization", &value)
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{value}");
         let body = problem(r).await;
-        assert!(body["detail"].as_str().unwrap_or("").contains("Authorization"));
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Authorization")
+        );
     }
 }
 
 #[tokio::test]
 async fn another_authentication_scheme_gets_the_basic_challenge() {
     let server = TestServer::start().await;
-    let r = server.client().get(server.url("/spaces")).bearer_auth("token").send().await.expect("send");
+    let r = server
+        .client()
+        .get(server.url("/spaces"))
+        .bearer_auth("token")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], CHALLENGE);
 }
@@ -97,7 +151,12 @@ async fn saturated_password_hashing_answers_503_with_retry_after_instead_of_queu
         let client = client.clone();
         let url = server.url("/spaces");
         async move {
-            client.get(url).basic_auth(format!("nobody{i}"), Some("wrong-password-123")).send().await.expect("send")
+            client
+                .get(url)
+                .basic_auth(format!("nobody{i}"), Some("wrong-password-123"))
+                .send()
+                .await
+                .expect("send")
         }
     });
     let responses = futures_join_all(attempts).await;
@@ -113,14 +172,17 @@ async fn saturated_password_hashing_answers_503_with_retry_after_instead_of_queu
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!(busy > 0, "24 simultaneous logins against one hashing slot must see a 503");
+    assert!(
+        busy > 0,
+        "24 simultaneous logins against one hashing slot must see a 503"
+    );
 }
 
-/// Runs futures concurrently on the current task (a tiny join_all, to avoid a dependency).
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+/// Runs futures concurrently as tasks and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();
@@ -136,13 +198,33 @@ async fn a_password_change_stops_the_old_password_at_once_despite_the_cache() {
     let alice = server.user("alice").await;
     // Warm the verification cache.
     for _ in 0..2 {
-        assert_eq!(server.call(Some(&alice), Method::GET, "/spaces", None).await.status(), StatusCode::OK);
+        assert_eq!(
+            server
+                .call(Some(&alice), Method::GET, "/spaces", None)
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
     let new_password = "quartz-lantern-88-meadow";
-    let (ok, _, stderr) = support::cli(&server.data_dir(), &["user", "passwd", "alice"], &format!("{new_password}\n"), &[]);
+    let (ok, _, stderr) = support::cli(
+        &server.data_dir(),
+        &["user", "passwd", "alice"],
+        &format!("{new_password}\n"),
+        &[],
+    );
     assert!(ok, "{stderr}");
-    let old = server.call(Some(&alice), Method::GET, "/spaces", None).await;
+    let old = server
+        .call(Some(&alice), Method::GET, "/spaces", None)
+        .await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
-    let new = server.call(Some(&Creds::new("alice", new_password)), Method::GET, "/spaces", None).await;
+    let new = server
+        .call(
+            Some(&Creds::new("alice", new_password)),
+            Method::GET,
+            "/spaces",
+            None,
+        )
+        .await;
     assert_eq!(new.status(), StatusCode::OK);
 }

@@ -1,4 +1,5 @@
 //! Control 1: HTTPS only, TLS 1.2+ only, HSTS, HTTP/1.1 and HTTP/2 by ALPN, private keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -10,8 +11,14 @@ use support::{TestServer, client_trusting};
 async fn plaintext_http_gets_no_answer() {
     let server = TestServer::start().await;
     let plain = reqwest::Client::builder().build().expect("client");
-    let result = plain.get(format!("http://{}/health", server.authority())).send().await;
-    assert!(result.is_err(), "a plaintext request must not be served: {result:?}");
+    let result = plain
+        .get(format!("http://{}/health", server.authority()))
+        .send()
+        .await;
+    assert!(
+        result.is_err(),
+        "a plaintext request must not be served: {result:?}"
+    );
 }
 
 #[tokio::test]
@@ -33,12 +40,18 @@ async fn http2_is_negotiated_by_alpn_and_http1_still_works_both_with_hsts() {
     let h2 = client_trusting(&ca, |b| b);
     let r = h2.get(server.url("/health")).send().await.expect("h2");
     assert_eq!(r.version(), Version::HTTP_2);
-    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
     let h1 = client_trusting(&ca, |b| b.http1_only());
     let r = h1.get(server.url("/health")).send().await.expect("h1");
     assert_eq!(r.version(), Version::HTTP_11);
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
 }
 
 #[tokio::test]
@@ -48,31 +61,61 @@ async fn tls_1_1_and_older_are_refused() {
         let out = tokio::process::Command::new("openssl")
             // SECLEVEL=0 makes the client really offer the old version, so a refusal
             // can only come from the server.
-            .args(["s_client", "-connect", server.authority(), flag, "-cipher", "DEFAULT:@SECLEVEL=0"])
+            .args([
+                "s_client",
+                "-connect",
+                server.authority(),
+                flag,
+                "-cipher",
+                "DEFAULT:@SECLEVEL=0",
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .await
             .expect("openssl s_client (package openssl) must be installed");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("no peer certificate available"), "{version} was accepted: {text}");
-        assert!(text.contains("alert"), "the server should answer {version} with an alert: {text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("no peer certificate available"),
+            "{version} was accepted: {text}"
+        );
+        assert!(
+            text.contains("alert"),
+            "the server should answer {version} with an alert: {text}"
+        );
     }
     let ok = tokio::process::Command::new("openssl")
-        .args(["s_client", "-connect", server.authority(), "-tls1_2", "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            server.authority(),
+            "-tls1_2",
+            "-CAfile",
+        ])
         .arg(server.data_dir().join("ca.pem"))
         .stdin(std::process::Stdio::null())
         .output()
         .await
         .expect("openssl");
     let text = String::from_utf8_lossy(&ok.stdout);
-    assert!(text.contains("Verify return code: 0 (ok)"), "TLS 1.2 with the dev CA should verify: {text}");
+    assert!(
+        text.contains("Verify return code: 0 (ok)"),
+        "TLS 1.2 with the dev CA should verify: {text}"
+    );
 }
 
 fn subject_and_issuer(pem_path: &std::path::Path) -> (String, String, bool) {
     let pem = std::fs::read(pem_path).expect("read pem");
     let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
     let cert = parsed.parse_x509().expect("x509");
-    (cert.subject().to_string(), cert.issuer().to_string(), cert.is_ca())
+    (
+        cert.subject().to_string(),
+        cert.issuer().to_string(),
+        cert.is_ca(),
+    )
 }
 
 #[tokio::test]
@@ -80,17 +123,28 @@ async fn development_keys_are_private_and_the_ca_and_leaf_have_distinct_names() 
     let server = TestServer::start().await;
     let dir = server.data_dir();
     for key in ["ca-key.pem", "server-key.pem", "natterjack.db"] {
-        let mode = std::fs::metadata(dir.join(key)).expect(key).permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join(key))
+            .expect(key)
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key} has mode {mode:o}");
     }
-    let dir_mode = std::fs::metadata(&dir).expect("data dir").permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(&dir)
+        .expect("data dir")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(dir_mode, 0o700);
     let (ca_subject, ca_issuer, ca_is_ca) = subject_and_issuer(&dir.join("ca.pem"));
     let (leaf_subject, leaf_issuer, leaf_is_ca) = subject_and_issuer(&dir.join("server.pem"));
     assert!(ca_is_ca && !leaf_is_ca);
     assert_eq!(ca_subject, ca_issuer, "the CA is self-signed");
     assert_eq!(leaf_issuer, ca_subject, "the leaf is issued by the CA");
-    assert_ne!(leaf_subject, ca_subject, "the leaf must not look self-signed");
+    assert_ne!(
+        leaf_subject, ca_subject,
+        "the leaf must not look self-signed"
+    );
 }
 
 #[tokio::test]
@@ -100,9 +154,20 @@ async fn certificates_are_reused_on_the_next_start() {
     let leaf_before = std::fs::read(server.data_dir().join("server.pem")).expect("leaf");
     let dir = server.stop().await;
     let again = TestServer::start_in(dir, &[]).await;
-    assert_eq!(std::fs::read(again.data_dir().join("ca.pem")).expect("ca"), ca_before);
-    assert_eq!(std::fs::read(again.data_dir().join("server.pem")).expect("leaf"), leaf_before);
-    let r = again.client().get(again.url("/health")).send().await.expect("health");
+    assert_eq!(
+        std::fs::read(again.data_dir().join("ca.pem")).expect("ca"),
+        ca_before
+    );
+    assert_eq!(
+        std::fs::read(again.data_dir().join("server.pem")).expect("leaf"),
+        leaf_before
+    );
+    let r = again
+        .client()
+        .get(again.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -113,9 +178,17 @@ async fn a_missing_server_certificate_is_reissued_from_the_existing_ca() {
     let dir = server.stop().await;
     std::fs::remove_file(dir.path().join("data/server.pem")).expect("rm leaf");
     let again = TestServer::start_in(dir, &[]).await;
-    assert_eq!(std::fs::read(again.data_dir().join("ca.pem")).expect("ca"), ca_before);
+    assert_eq!(
+        std::fs::read(again.data_dir().join("ca.pem")).expect("ca"),
+        ca_before
+    );
     // The old CA file still validates the new leaf.
-    let r = again.client().get(again.url("/health")).send().await.expect("health");
+    let r = again
+        .client()
+        .get(again.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -125,7 +198,15 @@ async fn a_private_key_readable_by_others_stops_the_server_from_starting() {
     let dir = server.stop().await;
     let key = dir.path().join("data/server-key.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let (ok, _, stderr) = support::cli(&dir.path().join("data"), &["serve", "--listen", "127.0.0.1:0"], "", &[]);
+    let (ok, _, stderr) = support::cli(
+        &dir.path().join("data"),
+        &["serve", "--listen", "127.0.0.1:0"],
+        "",
+        &[],
+    );
     assert!(!ok);
-    assert!(stderr.contains("server-key.pem") && stderr.contains("chmod 600"), "{stderr}");
+    assert!(
+        stderr.contains("server-key.pem") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
 }

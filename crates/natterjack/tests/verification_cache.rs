@@ -1,12 +1,13 @@
 //! The verification cache and the dummy hash, observed through the hasher's own counter on
 //! the real service over a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack::config::Config;
 use natterjack::runtime;
+use natterjack_core::ServiceError;
 use natterjack_core::domain::Username;
 use natterjack_core::principal::{AdminAccess, Caller};
 use natterjack_core::service::Service;
-use natterjack_core::ServiceError;
 use secrecy::SecretString;
 use std::sync::Arc;
 
@@ -14,14 +15,21 @@ const PASSWORD: &str = "violet-anvil-73-harbour";
 
 async fn service(cache_ttl_secs: u64) -> (tempfile::TempDir, Arc<Service>) {
     let dir = tempfile::tempdir().expect("dir");
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().join("data");
+    let mut cfg = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     cfg.auth.cache_ttl_secs = cache_ttl_secs;
     runtime::migrate(&cfg).await.expect("migrate");
     let store = runtime::open_store(&cfg).await.expect("store");
-    let service = runtime::service(&cfg, Arc::new(store)).await.expect("service");
+    let service = runtime::service(&cfg, Arc::new(store))
+        .await
+        .expect("service");
     let name = Username::parse("alice").expect("name");
-    service.register(&Caller::Anonymous, None, name, SecretString::from(PASSWORD)).await.expect("register");
+    service
+        .register(&Caller::Anonymous, None, name, SecretString::from(PASSWORD))
+        .await
+        .expect("register");
     (dir, service)
 }
 
@@ -30,21 +38,39 @@ fn hashes(service: &Service) -> u64 {
 }
 
 async fn login(service: &Service, user: &str, password: &str) -> Result<(), ServiceError> {
-    service.authenticate(user, &SecretString::from(password)).await.map(|_| ())
+    service
+        .authenticate(user, &SecretString::from(password))
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test]
 async fn a_cached_login_skips_argon2_and_a_wrong_password_never_hits_the_cache() {
     let (_dir, service) = service(60).await;
     let before = hashes(&service);
-    login(&service, "alice", PASSWORD).await.expect("first login");
+    login(&service, "alice", PASSWORD)
+        .await
+        .expect("first login");
     assert_eq!(hashes(&service), before + 1);
     for _ in 0..5 {
-        login(&service, "alice", PASSWORD).await.expect("cached login");
+        login(&service, "alice", PASSWORD)
+            .await
+            .expect("cached login");
     }
-    assert_eq!(hashes(&service), before + 1, "repeat logins are served from the cache");
-    assert_eq!(login(&service, "alice", "violet-anvil-73-harbouR").await, Err(ServiceError::Unauthenticated));
-    assert_eq!(hashes(&service), before + 2, "a wrong password is always verified");
+    assert_eq!(
+        hashes(&service),
+        before + 1,
+        "repeat logins are served from the cache"
+    );
+    assert_eq!(
+        login(&service, "alice", "violet-anvil-73-harbouR").await,
+        Err(ServiceError::Unauthenticated)
+    );
+    assert_eq!(
+        hashes(&service),
+        before + 2,
+        "a wrong password is always verified"
+    );
 }
 
 #[tokio::test]
@@ -62,7 +88,10 @@ async fn unknown_users_and_malformed_names_cost_one_argon2_run_like_a_wrong_pass
     let (_dir, service) = service(60).await;
     for user in ["alice", "nobody", "x", "'; DROP TABLE users; --"] {
         let before = hashes(&service);
-        assert_eq!(login(&service, user, "wrong-password-123").await, Err(ServiceError::Unauthenticated));
+        assert_eq!(
+            login(&service, user, "wrong-password-123").await,
+            Err(ServiceError::Unauthenticated)
+        );
         assert_eq!(hashes(&service), before + 1, "{user:?}");
     }
 }
@@ -72,7 +101,10 @@ async fn oversized_passwords_are_refused_without_hashing() {
     let (_dir, service) = service(60).await;
     let before = hashes(&service);
     let huge = "x".repeat(257);
-    assert_eq!(login(&service, "alice", &huge).await, Err(ServiceError::Unauthenticated));
+    assert_eq!(
+        login(&service, "alice", &huge).await,
+        Err(ServiceError::Unauthenticated)
+    );
     assert_eq!(hashes(&service), before);
 }
 
@@ -82,30 +114,51 @@ async fn a_password_change_drops_the_cached_verification() {
     login(&service, "alice", PASSWORD).await.expect("login");
     let name = Username::parse("alice").expect("name");
     let new_password = SecretString::from("quartz-lantern-88-meadow");
-    service.change_password(AdminAccess::local_operator(), &name, new_password).await.expect("change");
-    assert_eq!(login(&service, "alice", PASSWORD).await, Err(ServiceError::Unauthenticated));
-    login(&service, "alice", "quartz-lantern-88-meadow").await.expect("new password");
+    service
+        .change_password(AdminAccess::local_operator(), &name, new_password)
+        .await
+        .expect("change");
+    assert_eq!(
+        login(&service, "alice", PASSWORD).await,
+        Err(ServiceError::Unauthenticated)
+    );
+    login(&service, "alice", "quartz-lantern-88-meadow")
+        .await
+        .expect("new password");
 }
 
 #[tokio::test]
 async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().join("data");
+    let mut cfg = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     runtime::migrate(&cfg).await.expect("migrate");
     let store = runtime::open_store(&cfg).await.expect("store");
     {
-        let old = runtime::service(&cfg, Arc::new(store.clone())).await.expect("service");
+        let old = runtime::service(&cfg, Arc::new(store.clone()))
+            .await
+            .expect("service");
         let name = Username::parse("alice").expect("name");
-        old.register(&Caller::Anonymous, None, name, SecretString::from(PASSWORD)).await.expect("register");
+        old.register(&Caller::Anonymous, None, name, SecretString::from(PASSWORD))
+            .await
+            .expect("register");
     }
     cfg.auth.argon2.iterations = 3;
-    let upgraded = runtime::service(&cfg, Arc::new(store.clone())).await.expect("service");
-    login(&upgraded, "alice", PASSWORD).await.expect("login with the old hash");
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'alice'")
-        .fetch_one(store.pool())
+    let upgraded = runtime::service(&cfg, Arc::new(store.clone()))
         .await
-        .expect("hash");
+        .expect("service");
+    login(&upgraded, "alice", PASSWORD)
+        .await
+        .expect("login with the old hash");
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'alice'")
+            .fetch_one(store.pool())
+            .await
+            .expect("hash");
     assert!(hash.contains("m=19456,t=3,p=1"), "{hash}");
-    login(&upgraded, "alice", PASSWORD).await.expect("login with the new hash");
+    login(&upgraded, "alice", PASSWORD)
+        .await
+        .expect("login with the new hash");
 }

@@ -23,7 +23,11 @@ pub const MEMBER: u8 = 0;
 /// `{id}` path segment. Unauthenticated callers get 401 before any ACL lookup; callers
 /// without the permission get 403. On success the `SpaceAccess` capability is handed to the
 /// handler as a request extension.
-pub async fn require<const NEED: u8>(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require<const NEED: u8>(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     let principal = match parts.extensions.get::<Caller>() {
         Some(Caller::User(p)) => p.clone(),
@@ -32,7 +36,9 @@ pub async fn require<const NEED: u8>(State(state): State<AppState>, req: Request
     let space = match parts.extract::<Path<HashMap<String, String>>>().await {
         Ok(Path(params)) => match params.get("id").map(|id| SpaceId::parse(id)) {
             Some(Ok(space)) => space,
-            Some(Err(e)) => return ApiError::from(natterjack_core::ServiceError::Invalid(e)).into_response(),
+            Some(Err(e)) => {
+                return ApiError::from(natterjack_core::ServiceError::Invalid(e)).into_response();
+            }
             None => return ApiError::Internal.into_response(),
         },
         Err(_) => return ApiError::InvalidPath.into_response(),

@@ -38,9 +38,13 @@ pub enum CredentialsError {
 }
 
 /// Parses the `Authorization` header: `None` when absent.
-pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, CredentialsError> {
+pub fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<BasicCredentials>, CredentialsError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Ok(None) };
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() || value.len() > MAX_AUTHORIZATION_BYTES {
         return Err(CredentialsError::Malformed);
     }
@@ -53,13 +57,20 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>
     if token.is_empty() || token.contains(' ') {
         return Err(CredentialsError::Malformed);
     }
-    let decoded = Zeroizing::new(STANDARD.decode(token).map_err(|_| CredentialsError::Malformed)?);
+    let decoded = Zeroizing::new(
+        STANDARD
+            .decode(token)
+            .map_err(|_| CredentialsError::Malformed)?,
+    );
     let text = std::str::from_utf8(&decoded).map_err(|_| CredentialsError::Malformed)?;
     let (username, password) = text.split_once(':').ok_or(CredentialsError::Malformed)?;
     if username.chars().any(char::is_control) || password.chars().any(char::is_control) {
         return Err(CredentialsError::Malformed);
     }
-    Ok(Some(BasicCredentials { username: username.to_owned(), password: SecretString::from(password) }))
+    Ok(Some(BasicCredentials {
+        username: username.to_owned(),
+        password: SecretString::from(password),
+    }))
 }
 
 /// Turns the request's credentials into a `Caller` extension. Absent → anonymous (routes
@@ -68,13 +79,21 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let caller = match basic_credentials(req.headers()) {
         Ok(None) => Caller::Anonymous,
         Ok(Some(credentials)) => {
-            match state.service.authenticate(&credentials.username, &credentials.password).await {
+            match state
+                .service
+                .authenticate(&credentials.username, &credentials.password)
+                .await
+            {
                 Ok(principal) => Caller::User(principal),
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }
-        Err(CredentialsError::Malformed) => return ApiError::MalformedAuthorization.into_response(),
-        Err(CredentialsError::UnsupportedScheme) => return ApiError::Unauthenticated.into_response(),
+        Err(CredentialsError::Malformed) => {
+            return ApiError::MalformedAuthorization.into_response();
+        }
+        Err(CredentialsError::UnsupportedScheme) => {
+            return ApiError::Unauthenticated.into_response();
+        }
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
@@ -98,7 +117,10 @@ mod tests {
     fn a_well_formed_basic_header_yields_the_name_and_a_password_that_may_contain_colons() {
         let token = STANDARD.encode("alice:pa:ss wörd");
         let parsed = basic_credentials(&header_of(&format!("bAsIc {token}")));
-        let creds = parsed.ok().flatten().map(|c| (c.username, c.password.expose_secret().to_owned()));
+        let creds = parsed
+            .ok()
+            .flatten()
+            .map(|c| (c.username, c.password.expose_secret().to_owned()));
         assert_eq!(creds, Some(("alice".to_owned(), "pa:ss wörd".to_owned())));
     }
 
@@ -114,12 +136,19 @@ mod tests {
             format!("Basic {} extra", STANDARD.encode("a:b")),
             format!("Basic {}", "A".repeat(2000)),
         ] {
-            assert_eq!(basic_credentials(&header_of(&bad)).err(), Some(CredentialsError::Malformed), "{bad}");
+            assert_eq!(
+                basic_credentials(&header_of(&bad)).err(),
+                Some(CredentialsError::Malformed),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn other_schemes_are_unsupported_rather_than_malformed() {
-        assert_eq!(basic_credentials(&header_of("Bearer abc")).err(), Some(CredentialsError::UnsupportedScheme));
+        assert_eq!(
+            basic_credentials(&header_of("Bearer abc")).err(),
+            Some(CredentialsError::UnsupportedScheme)
+        );
     }
 }

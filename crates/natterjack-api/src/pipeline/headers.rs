@@ -9,12 +9,18 @@ use http::{HeaderName, HeaderValue};
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'; sandbox"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; sandbox",
+    ),
     ("cache-control", "no-store"),
     ("referrer-policy", "no-referrer"),
     ("cross-origin-resource-policy", "same-origin"),
     ("cross-origin-opener-policy", "same-origin"),
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("x-xss-protection", "0"),
 ];
 
@@ -27,7 +33,10 @@ pub async fn stamp(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     for name in IDENTIFYING {
         headers.remove(*name);

@@ -1,18 +1,21 @@
 //! Request hygiene before authentication: bodies must be JSON.
 
+use super::MAX_BODY_BYTES;
 use crate::rest::error::ApiError;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, header};
-use super::MAX_BODY_BYTES;
-use axum::body::{Body, HttpBody as _};
 use http_body_util::Limited;
 
 /// True for `application/json`, optionally with `charset=utf-8` (any case, any spacing).
 /// Everything else, including other charsets and JSON-ish types, is refused.
 pub fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let mut parts = value.split(';').map(str::trim);
@@ -21,9 +24,10 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         return false;
     }
     parts.all(|param| {
-        param
-            .split_once('=')
-            .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("charset") && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"))
+        param.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("charset")
+                && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
     })
 }
 
@@ -44,7 +48,8 @@ pub async fn require_json_bodies(req: Request, next: Next) -> Response {
     if !req.body().is_end_stream() && !is_json(req.headers()) {
         return ApiError::UnsupportedMediaType.into_response();
     }
-    next.run(req.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES)))).await
+    next.run(req.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES))))
+        .await
 }
 
 #[cfg(test)]
@@ -54,20 +59,33 @@ mod tests {
 
     fn with(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("x")));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("x")),
+        );
         h
     }
 
     #[test]
     fn json_content_types_with_utf8_are_accepted() {
-        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=\"UTF-8\""] {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=\"UTF-8\"",
+        ] {
             assert!(is_json(&with(ok)), "{ok}");
         }
     }
 
     #[test]
     fn other_content_types_and_charsets_are_refused() {
-        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonp", "application/x-www-form-urlencoded", "application/json; boundary=x"] {
+        for bad in [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonp",
+            "application/x-www-form-urlencoded",
+            "application/json; boundary=x",
+        ] {
             assert!(!is_json(&with(bad)), "{bad}");
         }
         assert!(!is_json(&HeaderMap::new()));

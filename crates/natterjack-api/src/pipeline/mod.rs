@@ -46,13 +46,19 @@ pub struct PipelineLimits {
 
 impl Default for PipelineLimits {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30) }
+        Self {
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 /// Wraps `routes` in the security pipeline. Every route of every REST router goes through
 /// here; there is no other way to build the application, so no handler can opt out.
-pub fn secure_pipeline(routes: Router<AppState>, state: AppState, limits: PipelineLimits) -> Router {
+pub fn secure_pipeline(
+    routes: Router<AppState>,
+    state: AppState,
+    limits: PipelineLimits,
+) -> Router {
     let controls = ServiceBuilder::new()
         // 9 (response side): the security headers on every response, errors included.
         .layer(from_fn(headers::stamp))
@@ -62,7 +68,10 @@ pub fn secure_pipeline(routes: Router<AppState>, state: AppState, limits: Pipeli
         // 9: errors produced by layers (405, 408, 413) get a problem body too.
         .layer(from_fn(safe_output::problem_for_bare_errors))
         // 1: the whole request must finish in time.
-        .layer(TimeoutLayer::with_status_code(http::StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         // 2: rate limiting goes here, before anything reads headers or bodies.
         // 3: hygiene.
         .layer(from_fn(hygiene::require_json_bodies))
@@ -70,5 +79,8 @@ pub fn secure_pipeline(routes: Router<AppState>, state: AppState, limits: Pipeli
         .layer(from_fn_with_state(state.clone(), authn::authenticate));
     // 5: audit goes here, after authentication.
     // 6: access control is declared per route (see `rest::routes`) and runs after these.
-    routes.fallback(safe_output::no_such_route).layer(controls).with_state(state)
+    routes
+        .fallback(safe_output::no_such_route)
+        .layer(controls)
+        .with_state(state)
 }

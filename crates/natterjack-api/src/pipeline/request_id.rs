@@ -25,7 +25,12 @@ pub async fn assign(req: Request, next: Next) -> Response {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = REQUEST_ID.scope(id.clone(), tracing::Instrument::instrument(next.run(req), span)).await;
+    let mut response = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

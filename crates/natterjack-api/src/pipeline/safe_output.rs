@@ -24,7 +24,9 @@ pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     let problem = Problem::new(status, None).into_response();
     let (_, body) = problem.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     Response::from_parts(parts, body)
 }
 

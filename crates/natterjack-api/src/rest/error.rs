@@ -46,48 +46,83 @@ impl From<FieldError> for ApiError {
 }
 
 fn with_field(e: &FieldError) -> Problem {
-    let mut p = Problem::new(StatusCode::BAD_REQUEST, Some(format!("{}: {}", e.field(), e.reason())));
+    let mut p = Problem::new(
+        StatusCode::BAD_REQUEST,
+        Some(format!("{}: {}", e.field(), e.reason())),
+    );
     p.field = Some(e.field());
     p
 }
 
 fn unauthenticated() -> Response {
-    let mut r = Problem::new(StatusCode::UNAUTHORIZED, Some("valid credentials are required".into())).into_response();
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    let mut r = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        Some("valid credentials are required".into()),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(CHALLENGE),
+    );
     r
 }
 
 fn retry_after(mut r: Response, secs: u32) -> Response {
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let plain = |status: StatusCode, detail: &str| Problem::new(status, Some(detail.to_owned())).into_response();
+        let plain = |status: StatusCode, detail: &str| {
+            Problem::new(status, Some(detail.to_owned())).into_response()
+        };
         match self {
             ApiError::Service(ServiceError::Invalid(e)) => with_field(&e).into_response(),
-            ApiError::Service(ServiceError::Unauthenticated) | ApiError::Unauthenticated => unauthenticated(),
-            ApiError::Service(ServiceError::Forbidden(reason)) => plain(StatusCode::FORBIDDEN, reason),
+            ApiError::Service(ServiceError::Unauthenticated) | ApiError::Unauthenticated => {
+                unauthenticated()
+            }
+            ApiError::Service(ServiceError::Forbidden(reason)) => {
+                plain(StatusCode::FORBIDDEN, reason)
+            }
             ApiError::Service(ServiceError::NotFound(what)) => plain(StatusCode::NOT_FOUND, what),
             ApiError::Service(ServiceError::Conflict(what)) => plain(StatusCode::CONFLICT, what),
             ApiError::Service(ServiceError::Busy { retry_after_secs }) => retry_after(
-                plain(StatusCode::SERVICE_UNAVAILABLE, "too many logins in progress; retry shortly"),
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many logins in progress; retry shortly",
+                ),
                 retry_after_secs,
             ),
-            ApiError::Service(ServiceError::Unavailable) => {
-                retry_after(plain(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry shortly"), 5)
-            }
+            ApiError::Service(ServiceError::Unavailable) => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable; retry shortly",
+                ),
+                5,
+            ),
             ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
             }
-            ApiError::MalformedAuthorization => plain(StatusCode::BAD_REQUEST, "the Authorization header is not valid HTTP Basic"),
-            ApiError::UnsupportedMediaType => {
-                plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request bodies must be application/json (UTF-8)")
+            ApiError::MalformedAuthorization => plain(
+                StatusCode::BAD_REQUEST,
+                "the Authorization header is not valid HTTP Basic",
+            ),
+            ApiError::UnsupportedMediaType => plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request bodies must be application/json (UTF-8)",
+            ),
+            ApiError::PayloadTooLarge => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request bodies are limited to 16 KiB",
+            ),
+            ApiError::MalformedJson(detail) | ApiError::MalformedQuery(detail) => {
+                plain(StatusCode::BAD_REQUEST, &detail)
             }
-            ApiError::PayloadTooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are limited to 16 KiB"),
-            ApiError::MalformedJson(detail) | ApiError::MalformedQuery(detail) => plain(StatusCode::BAD_REQUEST, &detail),
-            ApiError::InvalidPath => plain(StatusCode::BAD_REQUEST, "the path could not be decoded"),
+            ApiError::InvalidPath => {
+                plain(StatusCode::BAD_REQUEST, "the path could not be decoded")
+            }
             ApiError::NoSuchRoute => plain(StatusCode::NOT_FOUND, "no such resource"),
         }
     }
@@ -105,14 +140,22 @@ mod tests {
             (ServiceError::Forbidden("x"), 403),
             (ServiceError::NotFound("x"), 404),
             (ServiceError::Conflict("x"), 409),
-            (ServiceError::Busy { retry_after_secs: 1 }, 503),
+            (
+                ServiceError::Busy {
+                    retry_after_secs: 1,
+                },
+                503,
+            ),
             (ServiceError::Unavailable, 503),
             (ServiceError::Internal, 500),
         ];
         for (error, status) in cases {
             let response = ApiError::from(error.clone()).into_response();
             assert_eq!(response.status().as_u16(), status, "{error:?}");
-            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
         }
     }
 
@@ -120,7 +163,10 @@ mod tests {
     fn unauthenticated_carries_the_basic_challenge_and_busy_a_retry_after() {
         let r = ApiError::Unauthenticated.into_response();
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], CHALLENGE);
-        let r = ApiError::from(ServiceError::Busy { retry_after_secs: 1 }).into_response();
+        let r = ApiError::from(ServiceError::Busy {
+            retry_after_secs: 1,
+        })
+        .into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
     }
 }

@@ -2,8 +2,8 @@
 //! identity and capability that earlier steps attached to the request.
 
 use super::error::ApiError;
-use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::StatusCode;
 use http::request::Parts;
 use natterjack_core::access::SpaceAccess;
@@ -20,7 +20,13 @@ fn describe(e: &serde_json::Error) -> String {
     for prefix in ["unknown field", "missing field", "duplicate field"] {
         if let Some(rest) = message.strip_prefix(prefix) {
             // serde writes the field name between the first pair of backticks.
-            let name: String = rest.split('`').nth(1).unwrap_or("").chars().take(64).collect();
+            let name: String = rest
+                .split('`')
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take(64)
+                .collect();
             return format!("{prefix} `{name}`");
         }
     }
@@ -44,7 +50,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::MalformedJson("the body could not be read".to_owned())
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::MalformedJson(describe(&e)))
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::MalformedJson(describe(&e)))
     }
 }
 
@@ -56,16 +64,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T>
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded::from_str(query).map(StrictQuery).map_err(|e| {
-            let message = e.to_string();
-            let detail = if message.starts_with("unknown field") || message.starts_with("duplicate field") {
-                let name: String = message.split('`').nth(1).unwrap_or("").chars().take(64).collect();
-                format!("unknown or repeated query parameter `{name}`")
-            } else {
-                "malformed query string".to_owned()
-            };
-            ApiError::MalformedQuery(detail)
-        })
+        serde_urlencoded::from_str(query)
+            .map(StrictQuery)
+            .map_err(|e| {
+                let message = e.to_string();
+                let detail = if message.starts_with("unknown field")
+                    || message.starts_with("duplicate field")
+                {
+                    let name: String = message
+                        .split('`')
+                        .nth(1)
+                        .unwrap_or("")
+                        .chars()
+                        .take(64)
+                        .collect();
+                    format!("unknown or repeated query parameter `{name}`")
+                } else {
+                    "malformed query string".to_owned()
+                };
+                ApiError::MalformedQuery(detail)
+            })
     }
 }
 
@@ -91,7 +109,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AnyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Caller>().cloned().map(AnyCaller).ok_or(ApiError::Internal)
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(AnyCaller)
+            .ok_or(ApiError::Internal)
     }
 }
 
@@ -103,9 +126,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<SpaceAccess>().cloned().map(Access).ok_or_else(|| {
-            tracing::error!("space handler reached without an ACL guard");
-            ApiError::Internal
-        })
+        parts
+            .extensions
+            .get::<SpaceAccess>()
+            .cloned()
+            .map(Access)
+            .ok_or_else(|| {
+                tracing::error!("space handler reached without an ACL guard");
+                ApiError::Internal
+            })
     }
 }

@@ -32,5 +32,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/spaces/{id}/members",
             get(members::list.layer(needs_r())).post(members::grant.layer(needs_member())),
         )
-        .route("/spaces/{id}/members/{username}", axum::routing::delete(members::revoke.layer(needs_member())))
+        .route(
+            "/spaces/{id}/members/{username}",
+            axum::routing::delete(members::revoke.layer(needs_member())),
+        )
 }

@@ -147,7 +147,10 @@ pub struct MemberView {
 
 impl From<MemberRecord> for MemberView {
     fn from(m: MemberRecord) -> Self {
-        Self { username: m.username.as_str().to_owned(), permissions: m.permissions.to_string() }
+        Self {
+            username: m.username.as_str().to_owned(),
+            permissions: m.permissions.to_string(),
+        }
     }
 }
 

@@ -13,7 +13,13 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         Command::Serve(args) => args.listen,
         _ => None,
     };
-    let cfg = Config::load(cli.config.as_deref(), Overrides { data_dir: cli.data_dir.clone(), listen })?;
+    let cfg = Config::load(
+        cli.config.as_deref(),
+        Overrides {
+            data_dir: cli.data_dir.clone(),
+            listen,
+        },
+    )?;
     match cli.command {
         Command::Serve(_) => serve::serve(&cfg).await,
         Command::Migrate => {

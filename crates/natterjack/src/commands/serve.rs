@@ -8,20 +8,37 @@ use tokio::net::TcpListener;
 /// Starts the REST listener and serves until SIGINT or SIGTERM.
 pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     let assembled = assemble(cfg).await?;
-    let app = secure_pipeline(routes(&assembled.state), assembled.state.clone(), assembled.pipeline);
+    let app = secure_pipeline(
+        routes(&assembled.state),
+        assembled.state.clone(),
+        assembled.pipeline,
+    );
     let listener = TcpListener::bind(cfg.rest.listen)
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.rest.listen)))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "natterjack listening rest https://{addr}");
         if let Some(ca) = &assembled.dev_ca {
-            let _ = writeln!(out, "try: curl --cacert {} https://{addr}/health", ca.display());
+            let _ = writeln!(
+                out,
+                "try: curl --cacert {} https://{addr}/health",
+                ca.display()
+            );
         }
         let _ = out.flush();
     }
-    natterjack_api::server::serve(listener, assembled.tls, app, assembled.transport, shutdown_signal()).await;
+    natterjack_api::server::serve(
+        listener,
+        assembled.tls,
+        app,
+        assembled.transport,
+        shutdown_signal(),
+    )
+    .await;
     assembled.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -11,15 +11,20 @@ use std::sync::Arc;
 /// line of standard input, so scripts can pipe it in without it appearing in `ps`.
 fn read_password() -> Result<SecretString, StartError> {
     if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Password: ").map_err(|e| StartError::Other(e.to_string()))?;
-        let second = rpassword::prompt_password("Repeat password: ").map_err(|e| StartError::Other(e.to_string()))?;
+        let first = rpassword::prompt_password("Password: ")
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let second = rpassword::prompt_password("Repeat password: ")
+            .map_err(|e| StartError::Other(e.to_string()))?;
         if first != second {
             return Err(StartError::Other("the passwords do not match".into()));
         }
         return Ok(SecretString::from(first));
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| StartError::Other(e.to_string()))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
     zeroize::Zeroize::zeroize(&mut line);
     if trimmed.is_empty() {
@@ -51,12 +56,26 @@ pub(super) async fn run(cfg: &Config, command: UserCommand) -> Result<(), StartE
         UserCommand::Passwd { name } => {
             let name = username(&name)?;
             let password = read_password()?;
-            service.change_password(operator, &name, password).await.map(|()| println!("password changed for {name}"))
+            service
+                .change_password(operator, &name, password)
+                .await
+                .map(|()| println!("password changed for {name}"))
         }
-        UserCommand::Admin { name, grant, revoke: _ } => {
+        UserCommand::Admin {
+            name,
+            grant,
+            revoke: _,
+        } => {
             let name = username(&name)?;
             service.set_admin(operator, &name, grant).await.map(|()| {
-                println!("{name} {} the admin role", if grant { "now holds" } else { "no longer holds" })
+                println!(
+                    "{name} {} the admin role",
+                    if grant {
+                        "now holds"
+                    } else {
+                        "no longer holds"
+                    }
+                )
             })
         }
     };

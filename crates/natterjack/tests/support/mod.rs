@@ -1,6 +1,6 @@
 //! Test support: start the real `natterjack` binary on port 0 with a fresh data directory,
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -108,11 +108,20 @@ impl TestServer {
             .await
             .expect("register");
         assert_eq!(r.status(), StatusCode::CREATED, "registering {name}");
-        Creds { name: name.to_owned(), password: PASSWORD.to_owned() }
+        Creds {
+            name: name.to_owned(),
+            password: PASSWORD.to_owned(),
+        }
     }
 
     /// Sends a request as `who` (anonymous when `None`) with an optional JSON body.
-    pub async fn call(&self, who: Option<&Creds>, method: Method, path: &str, body: Option<Value>) -> Response {
+    pub async fn call(
+        &self,
+        who: Option<&Creds>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut req = self.client().request(method, self.url(path));
         if let Some(c) = who {
             req = req.basic_auth(&c.name, Some(&c.password));
@@ -125,18 +134,34 @@ impl TestServer {
 
     /// Creates a space as `who` and returns its id.
     pub async fn space(&self, who: &Creds, name: &str) -> i64 {
-        let r = self.call(Some(who), Method::POST, "/spaces", Some(json!({"name": name}))).await;
+        let r = self
+            .call(
+                Some(who),
+                Method::POST,
+                "/spaces",
+                Some(json!({"name": name})),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        r.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+        r.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
     }
 
     /// Posts a message as `who` and returns its id.
     pub async fn message(&self, who: &Creds, space: i64, text: &str) -> i64 {
         let r = self
-            .call(Some(who), Method::POST, &format!("/spaces/{space}/messages"), Some(json!({"message": text})))
+            .call(
+                Some(who),
+                Method::POST,
+                &format!("/spaces/{space}/messages"),
+                Some(json!({"message": text})),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        r.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+        r.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
     }
 
     /// Grants `permissions` on `space` to `to`, as `by`; returns the status.
@@ -159,7 +184,10 @@ impl TestServer {
 }
 
 /// A client trusting exactly the CA in `ca_file`, further configured by `tweak`.
-pub fn client_trusting(ca_file: &Path, tweak: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> Client {
+pub fn client_trusting(
+    ca_file: &Path,
+    tweak: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Client {
     install_crypto();
     let pem = std::fs::read(ca_file).expect("read ca.pem");
     let ca = reqwest::Certificate::from_pem(&pem).expect("parse ca.pem");
@@ -186,19 +214,32 @@ pub struct Creds {
 impl Creds {
     /// Credentials with an arbitrary password.
     pub fn new(name: &str, password: &str) -> Self {
-        Self { name: name.to_owned(), password: password.to_owned() }
+        Self {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        }
     }
 }
 
 /// The JSON body of a response that must be an RFC 9457 problem; checks the media type.
 pub async fn problem(r: Response) -> Value {
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert_eq!(ct, "application/problem+json", "status {}", r.status());
     r.json().await.expect("problem json")
 }
 
 /// Runs the CLI with `args` against `data_dir`, feeding `stdin`; returns (success, stdout, stderr).
-pub fn cli(data_dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+pub fn cli(
+    data_dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     use std::io::Write;
     let mut command = std::process::Command::new(binary());
     command

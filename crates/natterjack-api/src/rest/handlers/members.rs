@@ -10,7 +10,10 @@ use http::StatusCode;
 use natterjack_core::domain::{Permissions, Username};
 
 /// `GET /spaces/{id}/members` (needs `r`).
-pub(crate) async fn list(State(state): State<AppState>, Access(access): Access) -> Result<Json<Vec<MemberView>>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Access(access): Access,
+) -> Result<Json<Vec<MemberView>>, ApiError> {
     let members = state.service.list_members(&access).await?;
     Ok(Json(members.into_iter().map(MemberView::from).collect()))
 }
@@ -37,7 +40,11 @@ pub(crate) async fn revoke(
     StrictQuery(query): StrictQuery<RevokeQuery>,
 ) -> Result<Response, ApiError> {
     let target = Username::parse(&username)?;
-    let permissions = query.permissions.as_deref().map(Permissions::parse).transpose()?;
+    let permissions = query
+        .permissions
+        .as_deref()
+        .map(Permissions::parse)
+        .transpose()?;
     state.service.revoke(&access, &target, permissions).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

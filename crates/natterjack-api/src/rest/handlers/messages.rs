@@ -34,21 +34,44 @@ pub(crate) async fn list(
     StrictQuery(query): StrictQuery<MessageQuery>,
 ) -> Result<Json<MessagePageView>, ApiError> {
     let page = MessagePage {
-        since: query.since.as_deref().map(|s| Timestamp::parse("since", s)).transpose()?,
-        after: query.after.as_deref().map(|s| MessageId::parse(s)).transpose().map_err(|e| {
-            natterjack_core::domain::FieldError::new("after", e.reason())
-        })?,
-        limit: query.limit.as_deref().map(Limit::parse).transpose()?.unwrap_or(Limit::DEFAULT),
+        since: query
+            .since
+            .as_deref()
+            .map(|s| Timestamp::parse("since", s))
+            .transpose()?,
+        after: query
+            .after
+            .as_deref()
+            .map(MessageId::parse)
+            .transpose()
+            .map_err(|e| natterjack_core::domain::FieldError::new("after", e.reason()))?,
+        limit: query
+            .limit
+            .as_deref()
+            .map(Limit::parse)
+            .transpose()?
+            .unwrap_or(Limit::DEFAULT),
     };
     let messages = state.service.list_messages(&access, page).await?;
     let next = (messages.len() == usize::from(page.limit.get()))
         .then(|| messages.last())
         .flatten()
         .map(|last| {
-            let since = page.since.map(|t| format!("&since={}", t.to_rfc3339())).unwrap_or_default();
-            format!("/spaces/{}/messages?after={}&limit={}{since}", access.space(), last.id, page.limit.get())
+            let since = page
+                .since
+                .map(|t| format!("&since={}", t.to_rfc3339()))
+                .unwrap_or_default();
+            format!(
+                "/spaces/{}/messages?after={}&limit={}{since}",
+                access.space(),
+                last.id,
+                page.limit.get()
+            )
         });
-    Ok(Json(MessagePageView { messages: messages.into_iter().map(MessageView::from).collect(), next }))
+    Ok(Json(MessagePageView {
+        messages: messages.into_iter().map(MessageView::from).collect(),
+        next,
+    }))
 }
 
 /// `GET /spaces/{id}/messages/{msgId}` (needs `r`); 404 for a message of another space.

@@ -15,9 +15,17 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody<NewSpace>,
 ) -> Result<Response, ApiError> {
     let name = SpaceName::parse(&body.name)?;
-    let owner = body.owner.as_deref().map(Username::parse).transpose().map_err(|e| {
-        ApiError::from(natterjack_core::domain::FieldError::new("owner", e.reason()))
-    })?;
+    let owner = body
+        .owner
+        .as_deref()
+        .map(Username::parse)
+        .transpose()
+        .map_err(|e| {
+            ApiError::from(natterjack_core::domain::FieldError::new(
+                "owner",
+                e.reason(),
+            ))
+        })?;
     let space = state.service.create_space(&caller, name, owner).await?;
     let view = SpaceView::from(space);
     let location = view.uri.clone();
@@ -34,6 +42,9 @@ pub(crate) async fn list(
 }
 
 /// `GET /spaces/{id}` (needs `r`).
-pub(crate) async fn show(State(state): State<AppState>, Access(access): Access) -> Result<Json<SpaceView>, ApiError> {
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Access(access): Access,
+) -> Result<Json<SpaceView>, ApiError> {
     Ok(Json(state.service.get_space(&access).await?.into()))
 }

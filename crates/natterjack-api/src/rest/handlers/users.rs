@@ -15,7 +15,12 @@ pub(crate) async fn register(
 ) -> Result<Response, ApiError> {
     let username = Username::parse(&body.username)?;
     let admin = caller.principal().and_then(|p| p.admin_access());
-    let created_name = state.service.register(&caller, admin, username, body.password).await?;
-    let view = UserView { username: created_name.as_str().to_owned() };
+    let created_name = state
+        .service
+        .register(&caller, admin, username, body.password)
+        .await?;
+    let view = UserView {
+        username: created_name.as_str().to_owned(),
+    };
     Ok(created(&format!("/users/{}", created_name), view))
 }
