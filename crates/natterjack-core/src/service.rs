@@ -88,11 +88,7 @@ impl Service {
         username: &Username,
         password: SecretString,
     ) -> Result<(), ServiceError> {
-        let user = self
-            .store
-            .find_user(username)
-            .await?
-            .ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self.existing_user(username).await?;
         let password = NewPassword::parse(password, &user.username)?;
         let hash = self.hash(&password).await?;
         self.store.set_password_hash(user.id, &hash).await?;
@@ -107,13 +103,20 @@ impl Service {
         username: &Username,
         grant: bool,
     ) -> Result<(), ServiceError> {
-        let user = self
-            .store
-            .find_user(username)
-            .await?
-            .ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self.existing_user(username).await?;
         self.store.set_admin(user.id, grant).await?;
         Ok(())
+    }
+
+    /// The user named `username`, or `NotFound`.
+    async fn existing_user(
+        &self,
+        username: &Username,
+    ) -> Result<crate::ports::UserRecord, ServiceError> {
+        self.store
+            .find_user(username)
+            .await?
+            .ok_or(ServiceError::NotFound("no such user"))
     }
 
     async fn hash(&self, password: &NewPassword) -> Result<String, ServiceError> {
@@ -234,11 +237,7 @@ impl Service {
     ) -> Result<MemberRecord, ServiceError> {
         may_change(self.settings.grant_policy, access.held(), permissions)
             .map_err(ServiceError::Forbidden)?;
-        let user = self
-            .store
-            .find_user(target)
-            .await?
-            .ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self.existing_user(target).await?;
         let now = self
             .store
             .grant(
@@ -270,11 +269,7 @@ impl Service {
             GrantPolicy::Subset => access.held(),
         });
         may_change(policy, access.held(), upper_bound).map_err(ServiceError::Forbidden)?;
-        let user = self
-            .store
-            .find_user(target)
-            .await?
-            .ok_or(ServiceError::NotFound("no such user"))?;
+        let user = self.existing_user(target).await?;
         let held = self.store.permissions_of(access.space(), user.id).await?;
         if held.is_empty() {
             return Err(ServiceError::NotFound(

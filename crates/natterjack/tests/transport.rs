@@ -107,6 +107,16 @@ async fn tls_1_1_and_older_are_refused() {
     );
 }
 
+async fn assert_healthy(server: &TestServer) {
+    let r = server
+        .client()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 fn subject_and_issuer(pem_path: &std::path::Path) -> (String, String, bool) {
     let pem = std::fs::read(pem_path).expect("read pem");
     let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
@@ -162,13 +172,7 @@ async fn certificates_are_reused_on_the_next_start() {
         std::fs::read(again.data_dir().join("server.pem")).expect("leaf"),
         leaf_before
     );
-    let r = again
-        .client()
-        .get(again.url("/health"))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_healthy(&again).await;
 }
 
 #[tokio::test]
@@ -183,13 +187,7 @@ async fn a_missing_server_certificate_is_reissued_from_the_existing_ca() {
         ca_before
     );
     // The old CA file still validates the new leaf.
-    let r = again
-        .client()
-        .get(again.url("/health"))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_healthy(&again).await;
 }
 
 #[tokio::test]

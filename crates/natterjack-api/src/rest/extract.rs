@@ -14,21 +14,28 @@ use serde::de::DeserializeOwned;
 /// offending field where serde knows it, and never echo values.
 pub struct JsonBody<T>(pub T);
 
+/// For serde's "unknown/missing/duplicate field" errors: the kind and the field name, the
+/// name only if it looks like one of ours (ASCII letters, digits, `_`, at most 32), so an
+/// attacker-chosen name is never echoed back.
+fn field_problem(message: &str) -> Option<String> {
+    let prefix = ["unknown field", "missing field", "duplicate field"]
+        .into_iter()
+        .find(|p| message.starts_with(p))?;
+    // serde writes the field name between the first pair of backticks.
+    let name = message.split('`').nth(1).unwrap_or("");
+    let plausible = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    Some(if plausible {
+        format!("{prefix} `{name}`")
+    } else {
+        format!("{prefix} (name not shown)")
+    })
+}
+
 /// Reduces a serde_json error to a message that names a field at most, never a value.
 fn describe(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    for prefix in ["unknown field", "missing field", "duplicate field"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            // serde writes the field name between the first pair of backticks.
-            let name: String = rest
-                .split('`')
-                .nth(1)
-                .unwrap_or("")
-                .chars()
-                .take(64)
-                .collect();
-            return format!("{prefix} `{name}`");
-        }
+    if let Some(field) = field_problem(&e.to_string()) {
+        return field;
     }
     match e.classify() {
         serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
@@ -67,25 +74,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T>
         serde_urlencoded::from_str(query)
             .map(StrictQuery)
             .map_err(|e| {
-                let message = e.to_string();
-                let detail = if message.starts_with("unknown field")
-                    || message.starts_with("duplicate field")
-                {
-                    let name: String = message
-                        .split('`')
-                        .nth(1)
-                        .unwrap_or("")
-                        .chars()
-                        .take(64)
-                        .collect();
-                    format!("unknown or repeated query parameter `{name}`")
-                } else {
-                    "malformed query string".to_owned()
-                };
+                let detail = field_problem(&e.to_string())
+                    .map(|f| format!("query parameter: {f}"))
+                    .unwrap_or_else(|| "malformed query string".to_owned());
                 ApiError::MalformedQuery(detail)
             })
     }
 }
+
+/// For routes that take no query parameters: any query string is refused, so a client's
+/// misspelt or smuggled parameter is reported instead of silently ignored.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParameters {}
+
+/// Shorthand for the strict empty query.
+pub type NoQuery = StrictQuery<NoParameters>;
 
 /// The authenticated caller; anonymous requests are refused with 401.
 pub struct Authenticated(pub Principal);

@@ -24,6 +24,14 @@ impl NewPassword {
         if text.len() > MAX_PASSWORD_BYTES {
             return Err(FieldError::new("password", "must be at most 256 bytes"));
         }
+        if text.chars().any(char::is_control) {
+            // A control character cannot be typed at a login prompt or sent in a Basic
+            // header, so such a password could never be used.
+            return Err(FieldError::new(
+                "password",
+                "must not contain control characters",
+            ));
+        }
         let strength = zxcvbn::zxcvbn(text, &[username.as_str()]);
         if (strength.score() as u8) < 2 {
             return Err(FieldError::new(
@@ -69,6 +77,13 @@ mod tests {
         let long = "correct horse battery staple ".repeat(9);
         assert!(long.len() > 256);
         assert!(NewPassword::parse(SecretString::from(long), &alice()).is_err());
+    }
+
+    #[test]
+    fn passwords_with_control_characters_are_refused() {
+        let refused =
+            NewPassword::parse(SecretString::from("violet-anvil-73-harbour\u{0}"), &alice());
+        assert!(refused.is_err());
     }
 
     #[test]

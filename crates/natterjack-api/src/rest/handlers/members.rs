@@ -1,7 +1,7 @@
 use super::created;
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{Access, JsonBody, StrictQuery};
+use crate::rest::extract::{Access, JsonBody, NoQuery, StrictQuery};
 use crate::rest::views::{MemberView, NewGrant, RevokeQuery};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,6 +11,7 @@ use natterjack_core::domain::{Permissions, Username};
 
 /// `GET /spaces/{id}/members` (needs `r`).
 pub(crate) async fn list(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
 ) -> Result<Json<Vec<MemberView>>, ApiError> {
@@ -20,6 +21,7 @@ pub(crate) async fn list(
 
 /// `POST /spaces/{id}/members` (any member; the escalation rule decides).
 pub(crate) async fn grant(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
     JsonBody(body): JsonBody<NewGrant>,

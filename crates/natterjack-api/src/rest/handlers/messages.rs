@@ -1,7 +1,7 @@
 use super::created;
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{Access, JsonBody, StrictQuery};
+use crate::rest::extract::{Access, JsonBody, NoQuery, StrictQuery};
 use crate::rest::views::{MessagePageView, MessageQuery, MessageView, NewMessage};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,6 +17,7 @@ fn message_id(Path((_, msg_id)): Path<(String, String)>) -> Result<MessageId, Ap
 
 /// `POST /spaces/{id}/messages` (needs `w`); the author is the caller.
 pub(crate) async fn post(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
     JsonBody(body): JsonBody<NewMessage>,
@@ -76,6 +77,7 @@ pub(crate) async fn list(
 
 /// `GET /spaces/{id}/messages/{msgId}` (needs `r`); 404 for a message of another space.
 pub(crate) async fn show(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
     path: Path<(String, String)>,
@@ -86,6 +88,7 @@ pub(crate) async fn show(
 
 /// `DELETE /spaces/{id}/messages/{msgId}` (needs `d`): moderation.
 pub(crate) async fn delete(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
     path: Path<(String, String)>,

@@ -1,7 +1,7 @@
 use super::created;
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{Access, Authenticated, JsonBody};
+use crate::rest::extract::{Access, Authenticated, JsonBody, NoQuery};
 use crate::rest::views::{NewSpace, SpaceView};
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +10,7 @@ use natterjack_core::domain::{SpaceName, Username};
 
 /// `POST /spaces`: the caller creates a space and receives `rwd` on it.
 pub(crate) async fn create(
+    _: NoQuery,
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     JsonBody(body): JsonBody<NewSpace>,
@@ -34,6 +35,7 @@ pub(crate) async fn create(
 
 /// `GET /spaces`: the spaces where the caller holds any permission.
 pub(crate) async fn list(
+    _: NoQuery,
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<Vec<SpaceView>>, ApiError> {
@@ -43,6 +45,7 @@ pub(crate) async fn list(
 
 /// `GET /spaces/{id}` (needs `r`).
 pub(crate) async fn show(
+    _: NoQuery,
     State(state): State<AppState>,
     Access(access): Access,
 ) -> Result<Json<SpaceView>, ApiError> {

@@ -1,7 +1,7 @@
 use super::created;
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::rest::extract::{AnyCaller, JsonBody};
+use crate::rest::extract::{AnyCaller, JsonBody, NoQuery};
 use crate::rest::views::{NewUser, UserView};
 use axum::extract::State;
 use axum::response::Response;
@@ -9,6 +9,7 @@ use natterjack_core::domain::Username;
 
 /// `POST /users`: self-registration (or account creation by an admin).
 pub(crate) async fn register(
+    _: NoQuery,
     State(state): State<AppState>,
     AnyCaller(caller): AnyCaller,
     JsonBody(body): JsonBody<NewUser>,
