@@ -151,3 +151,45 @@ async fn a_server_refuses_to_open_an_unmigrated_database() {
         .map(|e| e.to_string());
     assert!(err.is_some_and(|e| e.contains("natterjack migrate")));
 }
+
+#[tokio::test]
+async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_the_authorizer() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir).await;
+    let alice = store
+        .create_user(&Username::parse("alice").unwrap(), "h")
+        .await
+        .unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("s").unwrap(), alice.id)
+        .await
+        .unwrap();
+    store
+        .insert_message(space.id, alice.id, &MessageText::parse("m").unwrap())
+        .await
+        .unwrap();
+    // An owner connection: what a stolen shell on the host, not the API, would have.
+    let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("natterjack.db"))
+        .connect()
+        .await
+        .unwrap();
+    for (sql, message) in [
+        ("UPDATE spaces SET name = 'x'", "spaces are immutable"),
+        ("DELETE FROM spaces", "spaces are never deleted"),
+        (
+            "UPDATE messages SET body = 'forged'",
+            "messages are immutable",
+        ),
+        ("DELETE FROM users", "users are never deleted"),
+    ] {
+        let err = sqlx::query(sql)
+            .execute(&mut owner)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains(message), "{sql}: {err}");
+    }
+    owner.close().await.unwrap();
+}

@@ -203,6 +203,34 @@ impl Config {
                 "tls.cert and tls.key must be given together".into(),
             ));
         }
+        let must_be_positive = [
+            ("rest.request_timeout_secs", self.rest.request_timeout_secs),
+            (
+                "rest.handshake_timeout_secs",
+                self.rest.handshake_timeout_secs,
+            ),
+            (
+                "rest.header_read_timeout_secs",
+                self.rest.header_read_timeout_secs,
+            ),
+            ("rest.max_connections", self.rest.max_connections as u64),
+            (
+                "rest.max_concurrent_streams",
+                u64::from(self.rest.max_concurrent_streams),
+            ),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+            ),
+            (
+                "auth.max_concurrent_hashes",
+                self.auth.max_concurrent_hashes as u64,
+            ),
+            ("auth.cache_capacity", self.auth.cache_capacity as u64),
+        ];
+        if let Some((key, _)) = must_be_positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{key} must be at least 1")));
+        }
         if self.database.url.is_some() && self.database.url_file.is_some() {
             return Err(ConfigError(
                 "give database.url or database.url_file, not both".into(),
@@ -233,10 +261,11 @@ impl Config {
             Some(url) => url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
+                .filter(|path| !path.is_empty() && !path.contains('?'))
                 .map(PathBuf::from)
                 .ok_or_else(|| {
                     ConfigError(
-                        "database.url: only sqlite: URLs are supported by this build".into(),
+                        "database.url: expected sqlite:PATH (no query options); only SQLite is supported by this build".into(),
                     )
                 }),
         }

@@ -75,7 +75,7 @@ fn write_public(path: &Path, contents: &str) -> Result<(), String> {
 }
 
 /// Refuses to use a private key that others can read, and says how to fix it.
-fn check_private(path: &Path) -> Result<(), String> {
+pub fn check_private(path: &Path) -> Result<(), String> {
     let mode = fs::metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .permissions()

@@ -100,10 +100,13 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let store = open_store(cfg).await?;
     let service = service(cfg, Arc::new(store.clone())).await?;
     let (tls, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(cert), Some(key)) => (
-            crate::tls::server_config(cert, key).map_err(StartError::Other)?,
-            None,
-        ),
+        (Some(cert), Some(key)) => {
+            dev_ca::check_private(key).map_err(StartError::Other)?;
+            (
+                crate::tls::server_config(cert, key).map_err(StartError::Other)?,
+                None,
+            )
+        }
         _ => {
             let pki = dev_ca::ensure(&cfg.data_dir).map_err(StartError::Other)?;
             let tls = crate::tls::server_config(&pki.server_cert, &pki.server_key)

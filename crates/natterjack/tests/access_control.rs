@@ -138,7 +138,11 @@ async fn unauthenticated_requests_get_401_before_any_acl_lookup() {
             assert!(r.headers().contains_key("www-authenticate"));
         }
     }
-    for (method, path) in [(Method::GET, "/spaces"), (Method::POST, "/spaces")] {
+    for (method, path) in [
+        (Method::GET, "/spaces"),
+        (Method::POST, "/spaces"),
+        (Method::GET, "/spaces?owner=bob"),
+    ] {
         let body = (method == Method::POST).then(|| json!({"name": "x"}));
         assert_eq!(
             server.call(None, method, path, body).await.status(),

@@ -502,6 +502,67 @@ fn argon2_parameters_below_the_owasp_minimum_are_refused() {
 }
 
 #[test]
+fn zero_timeouts_and_zero_sized_limits_are_refused_naming_the_key() {
+    let (_dir, data) = fresh_dir();
+    for (env, key) in [
+        (
+            "NATTERJACK_REST__REQUEST_TIMEOUT_SECS",
+            "rest.request_timeout_secs",
+        ),
+        (
+            "NATTERJACK_REST__HANDSHAKE_TIMEOUT_SECS",
+            "rest.handshake_timeout_secs",
+        ),
+        ("NATTERJACK_REST__MAX_CONNECTIONS", "rest.max_connections"),
+        (
+            "NATTERJACK_AUTH__MAX_CONCURRENT_HASHES",
+            "auth.max_concurrent_hashes",
+        ),
+    ] {
+        let (ok, _, stderr) = cli(&data, &["migrate"], "", &[(env, "0")]);
+        assert!(!ok, "{env}=0 must be refused");
+        assert!(stderr.contains(key), "{env}: {stderr:?}");
+    }
+    assert!(!data.exists(), "nothing was created");
+}
+
+#[test]
+fn a_database_url_with_query_options_is_refused_rather_than_used_as_a_file_name() {
+    let (_dir, data) = fresh_dir();
+    let (ok, _, stderr) = cli(
+        &data,
+        &["migrate"],
+        "",
+        &[("NATTERJACK_DATABASE__URL", "sqlite:x.db?mode=ro")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("database.url"), "{stderr:?}");
+}
+
+#[tokio::test]
+async fn an_operator_supplied_private_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await;
+    let dir = server.stop().await;
+    let data = dir.path().join("data");
+    let key = data.join("operator-key.pem");
+    std::fs::copy(data.join("server-key.pem"), &key).expect("copy key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let cert = data.join("server.pem").display().to_string();
+    let key_path = key.display().to_string();
+    let env = [
+        ("NATTERJACK_TLS__CERT", cert.as_str()),
+        ("NATTERJACK_TLS__KEY", key_path.as_str()),
+    ];
+    let (ok, _, stderr) = cli(&data, &["serve", "--listen", "127.0.0.1:0"], "", &env);
+    assert!(!ok);
+    assert!(
+        stderr.contains("operator-key.pem") && stderr.contains("chmod 600"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
 fn the_data_directory_comes_from_the_file_then_the_environment_then_the_flag() {
     let root = tempfile::tempdir().expect("temp dir");
     let dirs = |step: &str| {

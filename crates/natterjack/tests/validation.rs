@@ -913,41 +913,73 @@ async fn unknown_json_fields_are_refused_and_the_detail_names_them() {
 }
 
 #[tokio::test]
-async fn json_values_of_the_wrong_type_are_refused() {
+async fn json_values_of_the_wrong_type_are_refused_naming_the_field() {
     let f = Fixture::start().await;
+    // (path, body, the field the detail must name where the body is an object)
     let cases = [
-        ("/users", json!({"username": 42, "password": PASSWORD})),
+        (
+            "/users",
+            json!({"username": 42, "password": PASSWORD}),
+            Some("username"),
+        ),
         (
             "/users",
             json!({"username": "carol", "password": ["a", "b"]}),
+            Some("password"),
         ),
-        ("/users", json!({"username": "carol", "password": null})),
-        ("/spaces", json!({"name": 42})),
-        ("/spaces", json!({"name": {"$ne": ""}})),
-        ("/spaces", json!({"name": null})),
-        ("/spaces", json!({"name": true})),
-        ("/spaces", json!({"name": "x", "owner": 1})),
-        ("/spaces", json!({})),
-        ("/spaces", json!([{"name": "x"}])),
-        ("/spaces", json!("x")),
-        ("/spaces", json!(null)),
-        ("/spaces/{space}/messages", json!({"message": ["hi"]})),
-        ("/spaces/{space}/messages", json!({"message": 1.5})),
+        (
+            "/users",
+            json!({"username": "carol", "password": null}),
+            Some("password"),
+        ),
+        ("/spaces", json!({"name": 42}), Some("name")),
+        ("/spaces", json!({"name": {"$ne": ""}}), Some("name")),
+        ("/spaces", json!({"name": null}), Some("name")),
+        ("/spaces", json!({"name": true}), Some("name")),
+        ("/spaces", json!({"name": "x", "owner": 1}), Some("owner")),
+        ("/spaces", json!({}), Some("name")),
+        ("/spaces", json!([{"name": "x"}]), None),
+        ("/spaces", json!("x"), None),
+        ("/spaces", json!(null), None),
+        (
+            "/spaces/{space}/messages",
+            json!({"message": ["hi"]}),
+            Some("message"),
+        ),
+        (
+            "/spaces/{space}/messages",
+            json!({"message": 1.5}),
+            Some("message"),
+        ),
         (
             "/spaces/{space}/members",
             json!({"username": "bob", "permissions": 7}),
+            Some("permissions"),
         ),
         (
             "/spaces/{space}/members",
             json!({"username": ["bob"], "permissions": "r"}),
+            Some("username"),
         ),
-        ("/spaces/{space}/members", json!({"username": "bob"})),
+        (
+            "/spaces/{space}/members",
+            json!({"username": "bob"}),
+            Some("permissions"),
+        ),
     ];
     let mut failures = Vec::new();
-    for (path, body) in cases {
+    for (path, body, field) in cases {
         let reply = f.send(Method::POST, path, &[], Some(&body)).await;
-        if let Err(e) = reply.problem(StatusCode::BAD_REQUEST, None, "") {
-            failures.push(format!("POST {path} {body}: {e}"));
+        match reply.problem(StatusCode::BAD_REQUEST, None, "") {
+            Err(e) => failures.push(format!("POST {path} {body}: {e}")),
+            Ok(problem) => {
+                let detail = problem["detail"].as_str().unwrap_or_default();
+                if let Some(field) = field.filter(|f| !detail.contains(&format!("`{f}`"))) {
+                    failures.push(format!(
+                        "POST {path} {body}: detail does not name `{field}`: {detail}"
+                    ));
+                }
+            }
         }
     }
     assert_all_passed(&failures);

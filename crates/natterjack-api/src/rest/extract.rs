@@ -32,14 +32,28 @@ fn field_problem(message: &str) -> Option<String> {
     })
 }
 
-/// Reduces a serde_json error to a message that names a field at most, never a value.
-fn describe(e: &serde_json::Error) -> String {
-    if let Some(field) = field_problem(&e.to_string()) {
+/// Reduces a deserialisation error to a message that names a field at most, never a value.
+fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = e.inner();
+    if let Some(field) = field_problem(&inner.to_string()) {
         return field;
     }
-    match e.classify() {
-        serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
-        _ => format!("malformed JSON at line {} column {}", e.line(), e.column()),
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let path = e.path().to_string();
+            let plausible =
+                path.len() <= 32 && path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if plausible && path != "." {
+                format!("field `{path}` has the wrong type")
+            } else {
+                "a field has the wrong type".to_owned()
+            }
+        }
+        _ => format!(
+            "malformed JSON at line {} column {}",
+            inner.line(),
+            inner.column()
+        ),
     }
 }
 
@@ -57,9 +71,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::MalformedJson("the body could not be read".to_owned())
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::MalformedJson(describe(&e)))
+        let mut json = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut json)
+            .map_err(|e| ApiError::MalformedJson(describe(&e)))?;
+        // Trailing data after the object is malformed too.
+        json.end().map_err(|e| {
+            ApiError::MalformedJson(format!(
+                "malformed JSON at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Ok(JsonBody(value))
     }
 }
 

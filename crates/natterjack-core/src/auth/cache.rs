@@ -11,11 +11,14 @@ use zeroize::Zeroizing;
 ///
 /// Trade-off: Argon2id makes every request with Basic credentials cost ~20 ms of CPU and
 /// ~19 MiB, which would make the API slow and easy to exhaust. The cache remembers, for `ttl`,
-/// that a (username, password, stored hash) triple verified. It holds no password and no
-/// hash of one that could be attacked offline: entries are keyed by HMAC-SHA-256 under a
-/// random key that exists only in this process's memory. The stored hash is part of the key,
-/// so a password change (a new hash) misses the cache at once, on every node, because the
-/// stored hash is read on every request; in-process changes also drop the user's entries.
+/// that a (username, password, stored hash) triple verified. It holds no password: entries
+/// are keyed by HMAC-SHA-256 under a random key that exists only in this process's memory,
+/// so a copy of the cache (a core dump without the key, a log) is useless. Someone who can
+/// read the live process's memory gets the key as well and could test guesses against
+/// cached accounts at HMAC speed instead of Argon2 speed; such an attacker also sees
+/// passwords as requests arrive, so the cache adds little. The stored hash is part of the
+/// key, so a password change (a new hash) misses the cache at once, on every node, because
+/// the stored hash is read on every request; in-process changes also drop the user's entries.
 /// What remains is the usual cost of any cache: memory (bounded by `capacity`) and one
 /// keyed hash per request. Operators who want Argon2 on every request set
 /// `auth.cache_ttl_secs = 0`, which switches the cache off.

@@ -10,9 +10,9 @@ use natterjack_core::domain::{SpaceName, Username};
 
 /// `POST /spaces`: the caller creates a space and receives `rwd` on it.
 pub(crate) async fn create(
-    _: NoQuery,
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    _: NoQuery,
     JsonBody(body): JsonBody<NewSpace>,
 ) -> Result<Response, ApiError> {
     let name = SpaceName::parse(&body.name)?;
@@ -35,9 +35,9 @@ pub(crate) async fn create(
 
 /// `GET /spaces`: the spaces where the caller holds any permission.
 pub(crate) async fn list(
-    _: NoQuery,
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
+    _: NoQuery,
 ) -> Result<Json<Vec<SpaceView>>, ApiError> {
     let spaces = state.service.list_spaces(&caller).await?;
     Ok(Json(spaces.into_iter().map(SpaceView::from).collect()))
