@@ -3,6 +3,7 @@
 //! Every section refuses unknown keys, so a misspelt setting is an error naming the key
 //! instead of a silently ignored control. Sections mirror the pipeline.
 
+pub use natterjack_api::pipeline::rate_limit::RateLimitConfig;
 use natterjack_core::auth::HashingParams;
 use natterjack_core::policy::GrantPolicy;
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Access control.
     pub access: AccessConfig,
+    /// Rate limiting.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -198,6 +202,8 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.auth.argon2.check().map_err(ConfigError)?;
+        natterjack_api::pipeline::rate_limit::RateLimits::new(&self.rate_limit)
+            .map_err(ConfigError)?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError(
                 "tls.cert and tls.key must be given together".into(),

@@ -5,6 +5,7 @@ use crate::config::{Config, ConfigError};
 use crate::dev_ca;
 use natterjack_api::AppState;
 use natterjack_api::pipeline::PipelineLimits;
+use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::server::TransportLimits;
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
@@ -124,8 +125,13 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         max_concurrent_streams: cfg.rest.max_concurrent_streams,
         ..TransportLimits::default()
     };
+    let limits =
+        RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
     Ok(Assembled {
-        state: AppState { service },
+        state: AppState {
+            service,
+            limits: Arc::new(limits),
+        },
         store,
         tls,
         dev_ca,

@@ -27,7 +27,8 @@ async fn the_readme_walkthrough_runs_as_written_and_ends_with_a_refused_stranger
     {
         panic!("curl is needed for this test (.ci/run installs it)");
     }
-    let server = TestServer::start().await;
+    // With the default rate limits on, as a newcomer would run it.
+    let server = TestServer::start_with(&[("NATTERJACK_RATE_LIMIT__ENABLED", "true")]).await;
     let script = walkthrough()
         .replace("https://127.0.0.1:8443", &server.base)
         .replace(

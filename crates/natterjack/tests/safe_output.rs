@@ -8,13 +8,12 @@
 mod support;
 
 use axum::routing::get;
-use natterjack::config::Config;
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
-use natterjack_api::pipeline::secure_pipeline;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use support::in_process::InProcessServer;
 use support::{Creds, PASSWORD};
 
 /// Everything the server logs in this test binary.
@@ -44,55 +43,34 @@ impl Write for SharedWriter {
     }
 }
 
-struct InProcess {
-    base: String,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+struct InProcess(InProcessServer);
 
 impl InProcess {
     async fn start() -> Self {
         log_buffer();
-        support::install_crypto();
-        let dir = tempfile::tempdir().expect("dir");
-        let cfg = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        let assembled = natterjack::runtime::assemble(&cfg).await.expect("assemble");
-        let routes = natterjack_api::rest::routes(&assembled.state).route(
-            "/test/panic",
-            get(|| async {
-                let detail =
-                    std::hint::black_box("secret internal detail at /etc/natterjack/key.pem");
-                if detail.starts_with("secret") {
-                    panic!("{detail}");
-                }
-                "unreachable"
-            }),
-        );
-        let app = secure_pipeline(routes, assembled.state.clone(), assembled.pipeline);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(natterjack_api::server::serve(
-            listener,
-            assembled.tls,
-            app,
-            assembled.transport,
-            std::future::pending(),
-        ));
-        let client = support::client_trusting(&cfg.data_dir.join("ca.pem"), |b| b);
-        Self {
-            base: format!("https://{addr}"),
-            client,
-            _dir: dir,
-        }
+        let server = InProcessServer::start(
+            |_| {},
+            |routes| {
+                routes.route(
+                    "/test/panic",
+                    get(|| async {
+                        let detail = std::hint::black_box(
+                            "secret internal detail at /etc/natterjack/key.pem",
+                        );
+                        if detail.starts_with("secret") {
+                            panic!("{detail}");
+                        }
+                        "unreachable"
+                    }),
+                )
+            },
+        )
+        .await;
+        Self(server)
     }
 
     fn request(&self, method: Method, path: &str, who: Option<&Creds>) -> reqwest::RequestBuilder {
-        let req = self.client.request(method, format!("{}{path}", self.base));
+        let req = self.0.client().request(method, self.0.url(path));
         match who {
             Some(c) => req.basic_auth(&c.name, Some(&c.password)),
             None => req,

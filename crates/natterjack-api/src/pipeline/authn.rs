@@ -1,5 +1,6 @@
 //! Authentication: HTTP Basic (RFC 7617) credentials become a `Caller`.
 
+use super::rate_limit::client_ip::ClientIp;
 use crate::AppState;
 use crate::rest::error::ApiError;
 use axum::extract::{Request, State};
@@ -8,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
+use natterjack_core::ServiceError;
 use natterjack_core::principal::Caller;
 use secrecy::SecretString;
+use std::net::{IpAddr, Ipv4Addr};
 use zeroize::Zeroizing;
 
 /// The challenge sent with every 401.
@@ -75,16 +78,33 @@ pub fn basic_credentials(
 
 /// Turns the request's credentials into a `Caller` extension. Absent → anonymous (routes
 /// that need a user answer 401 later); malformed → 400; wrong → 401; hasher saturated → 503.
+/// Too many failed logins for this username from this address → 429 before any hashing;
+/// an authenticated user over their own quota → 429.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let caller = match basic_credentials(req.headers()) {
         Ok(None) => Caller::Anonymous,
         Ok(Some(credentials)) => {
+            let ip = req
+                .extensions()
+                .get::<ClientIp>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+            let limits = &state.limits;
+            if let Err(refusal) = limits.login_allowed(&credentials.username, ip) {
+                return ApiError::RateLimited(refusal).into_response();
+            }
             match state
                 .service
                 .authenticate(&credentials.username, &credentials.password)
                 .await
             {
-                Ok(principal) => Caller::User(principal),
+                Ok(principal) => match limits.admit_principal(principal.id()) {
+                    Ok(()) => Caller::User(principal),
+                    Err(refusal) => return ApiError::RateLimited(refusal).into_response(),
+                },
+                Err(ServiceError::Unauthenticated) => {
+                    limits.login_failed(&credentials.username, ip);
+                    return ApiError::Unauthenticated.into_response();
+                }
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }

@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | 1 | transport: TLS, connection cap, handshake and header-read timeouts, stream cap | [`crate::server`] |
 //! | 1 | request timeout | [`secure_pipeline`] |
-//! | 2 | rate limiting (first control; lands with the rate-limiting issue) | slot in [`secure_pipeline`] |
+//! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
 //! | 3 | hygiene: body limit 413, JSON content type 415 | [`hygiene`] |
 //! | 4 | authentication: Basic → `Caller` (400 malformed, 401 wrong) | [`authn`] |
 //! | 5 | audit (lands with the audit issue) | slot in [`secure_pipeline`] |
@@ -24,6 +24,7 @@ pub mod authn;
 pub mod headers;
 pub mod hygiene;
 pub mod panic;
+pub mod rate_limit;
 pub mod request_id;
 pub mod safe_output;
 
@@ -72,7 +73,8 @@ pub fn secure_pipeline(
             http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        // 2: rate limiting goes here, before anything reads headers or bodies.
+        // 2: rate limiting, before anything reads credentials or bodies.
+        .layer(from_fn_with_state(state.clone(), rate_limit::limit_clients))
         // 3: hygiene.
         .layer(from_fn(hygiene::require_json_bodies))
         // 4: authentication.

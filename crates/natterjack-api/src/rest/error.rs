@@ -1,6 +1,7 @@
 //! The one mapping from errors to HTTP responses for the REST transport.
 
 use crate::pipeline::authn::CHALLENGE;
+use crate::pipeline::rate_limit::gcra::Refusal;
 use crate::problem::Problem;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -31,6 +32,8 @@ pub enum ApiError {
     NoSuchRoute,
     /// A bug: a handler ran without what the pipeline should have given it.
     Internal,
+    /// A rate-limit policy refused the request.
+    RateLimited(Refusal),
 }
 
 impl From<ServiceError> for ApiError {
@@ -70,6 +73,33 @@ fn unauthenticated() -> Response {
 fn retry_after(mut r: Response, secs: u32) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers): the refusing policy's quota `q` per window `w`,
+/// nothing remaining (`r=0`), and `t` seconds until a retry can succeed.
+fn rate_limited(refusal: &Refusal) -> Response {
+    let secs = refusal.retry_after_secs();
+    let detail = format!(
+        "rate limit `{}` exceeded; retry after {secs} s",
+        refusal.policy
+    );
+    let mut r = Problem::new(StatusCode::TOO_MANY_REQUESTS, Some(detail)).into_response();
+    let policy = format!(
+        "\"{}\";q={};w={}",
+        refusal.policy,
+        refusal.quota.burst,
+        refusal.quota.window_secs()
+    );
+    let state = format!("\"{}\";r=0;t={secs}", refusal.policy);
+    let headers = r.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
     r
 }
 
@@ -124,6 +154,7 @@ impl IntoResponse for ApiError {
                 plain(StatusCode::BAD_REQUEST, "the path could not be decoded")
             }
             ApiError::NoSuchRoute => plain(StatusCode::NOT_FOUND, "no such resource"),
+            ApiError::RateLimited(refusal) => rate_limited(&refusal),
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::handlers::{health, members, messages, spaces, users};
 use crate::AppState;
 use crate::pipeline::acl::{D, MEMBER, R, W, require};
+use crate::pipeline::rate_limit::REGISTRATION_PATH;
 use axum::Router;
 use axum::handler::Handler;
 use axum::middleware::from_fn_with_state;
@@ -17,7 +18,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let needs_member = || from_fn_with_state(state.clone(), require::<MEMBER>);
     Router::new()
         .route("/health", get(health::health))
-        .route("/users", post(users::register))
+        .route(REGISTRATION_PATH, post(users::register))
         .route("/spaces", get(spaces::list).post(spaces::create))
         .route("/spaces/{id}", get(spaces::show.layer(needs_r())))
         .route(

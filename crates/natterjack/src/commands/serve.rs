@@ -8,6 +8,10 @@ use tokio::net::TcpListener;
 /// Starts the REST listener and serves until SIGINT or SIGTERM.
 pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     let assembled = assemble(cfg).await?;
+    assembled
+        .state
+        .limits
+        .spawn_eviction(std::time::Duration::from_secs(60));
     let app = secure_pipeline(
         routes(&assembled.state),
         assembled.state.clone(),

@@ -2,6 +2,8 @@
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod in_process;
+
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -53,6 +55,9 @@ impl TestServer {
             .env("NATTERJACK_DATA_DIR", dir.path().join("data"))
             .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
+            // Tests of other controls send bursts from one address; the rate-limit tests
+            // switch it back on with their own quotas.
+            .env("NATTERJACK_RATE_LIMIT__ENABLED", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,254 @@
+//! Rate limiting: the first control of the pipeline.
+//!
+//! It runs before anything parses credentials, reads a body, or hashes a password, so a
+//! refused request costs one map lookup per policy. Policies (all GCRA, see [`gcra`]):
+//!
+//! | policy | key | applies to |
+//! | --- | --- | --- |
+//! | `per-ip` | client address (IPv6 by /64) | every request |
+//! | `credentials` | client address | requests that carry an `Authorization` header |
+//! | `registration` | client address | `POST /users` |
+//! | `global` | none | every request that passed the keyed policies |
+//! | `per-principal` | user | every authenticated request, after authentication |
+//! | `failed-logins` | (username, client address) | logins, counted on failure only |
+//!
+//! The failed-login policy slows guessing against one account from one address without
+//! locking the owner out: their own address has its own bucket. Guessing spread over many
+//! addresses is bounded by the per-address and global policies instead.
+
+pub mod client_ip;
+pub mod gcra;
+
+use crate::AppState;
+use crate::rest::error::ApiError;
+use crate::server::PeerAddr;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use client_ip::{ClientIp, client_ip, limit_key};
+use gcra::{Limiter, Quota, Refusal};
+use http::{Method, header};
+use ipnet::IpNet;
+use natterjack_core::domain::UserId;
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The path of self-registration, which has a stricter policy of its own.
+pub const REGISTRATION_PATH: &str = "/users";
+
+/// `[rate_limit]` configuration. Overriding a quota takes both of its fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Switches every policy off (for benchmarks of the other controls). Default true.
+    pub enabled: bool,
+    /// Proxies whose `X-Forwarded-For` is believed, as CIDR blocks. Default none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Keys held per policy; when full, new clients are refused until old buckets refill.
+    pub max_keys: usize,
+    /// Every request, per client address.
+    pub per_ip: Quota,
+    /// Requests carrying credentials, per client address.
+    pub credentials: Quota,
+    /// Account creation, per client address.
+    pub registration: Quota,
+    /// All clients together.
+    pub global: Quota,
+    /// Every authenticated request, per user.
+    pub per_principal: Quota,
+    /// Failed logins per (username, client address).
+    pub failed_logins: Quota,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            trusted_proxies: Vec::new(),
+            max_keys: 100_000,
+            per_ip: Quota {
+                burst: 100,
+                per_second: 50.0,
+            },
+            credentials: Quota {
+                burst: 40,
+                per_second: 20.0,
+            },
+            registration: Quota {
+                burst: 5,
+                per_second: 0.1,
+            },
+            global: Quota {
+                burst: 2_000,
+                per_second: 1_000.0,
+            },
+            per_principal: Quota {
+                burst: 100,
+                per_second: 50.0,
+            },
+            failed_logins: Quota {
+                burst: 5,
+                per_second: 1.0 / 60.0,
+            },
+        }
+    }
+}
+
+/// What kind of request arrived, judged before anything is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Plain,
+    Credentials,
+    Registration,
+}
+
+/// Every rate-limit policy of one server process.
+pub struct RateLimits {
+    enabled: bool,
+    trusted: Vec<IpNet>,
+    per_ip: Limiter<IpAddr>,
+    credentials: Limiter<IpAddr>,
+    registration: Limiter<IpAddr>,
+    global: Limiter<()>,
+    per_principal: Limiter<UserId>,
+    failed_logins: Limiter<(String, IpAddr)>,
+}
+
+impl RateLimits {
+    /// Builds the policies, refusing quotas that could never admit a request.
+    pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
+        for (name, quota) in [
+            ("per_ip", cfg.per_ip),
+            ("credentials", cfg.credentials),
+            ("registration", cfg.registration),
+            ("global", cfg.global),
+            ("per_principal", cfg.per_principal),
+            ("failed_logins", cfg.failed_logins),
+        ] {
+            quota.check(name)?;
+        }
+        if cfg.max_keys == 0 {
+            return Err("rate_limit.max_keys must be at least 1".into());
+        }
+        let keys = cfg.max_keys;
+        Ok(Self {
+            enabled: cfg.enabled,
+            trusted: cfg.trusted_proxies.clone(),
+            per_ip: Limiter::new("per-ip", cfg.per_ip, keys),
+            credentials: Limiter::new("credentials", cfg.credentials, keys),
+            registration: Limiter::new("registration", cfg.registration, keys),
+            global: Limiter::new("global", cfg.global, 1),
+            per_principal: Limiter::new("per-principal", cfg.per_principal, keys),
+            failed_logins: Limiter::new("failed-logins", cfg.failed_logins, keys),
+        })
+    }
+
+    /// Admits a request from `ip` of class `class`: per address, then the class, then the
+    /// global budget, so one flooding address cannot spend the global budget.
+    fn admit(&self, ip: IpAddr, class: Class) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let key = limit_key(ip);
+        self.per_ip.check(&key)?;
+        match class {
+            Class::Plain => {}
+            Class::Credentials => {
+                self.credentials.check(&key)?;
+            }
+            Class::Registration => {
+                self.registration.check(&key)?;
+            }
+        }
+        self.global.check(&()).map(drop)
+    }
+
+    /// The second limit, per authenticated user.
+    pub fn admit_principal(&self, user: UserId) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.per_principal.check(&user).map(drop)
+    }
+
+    fn login_key(username: &str, ip: IpAddr) -> (String, IpAddr) {
+        (
+            username
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .to_ascii_lowercase(),
+            limit_key(ip),
+        )
+    }
+
+    /// Whether `username` may try a password from `ip` now (does not count as a try).
+    pub fn login_allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.failed_logins
+            .peek(&Self::login_key(username, ip))
+            .map(drop)
+    }
+
+    /// Records a failed login for `username` from `ip`.
+    pub fn login_failed(&self, username: &str, ip: IpAddr) {
+        if self.enabled {
+            let _ = self.failed_logins.check(&Self::login_key(username, ip));
+        }
+    }
+
+    /// Drops buckets that have refilled, in every policy; decisions do not change.
+    pub fn evict_expired(&self) {
+        self.per_ip.evict_expired();
+        self.credentials.evict_expired();
+        self.registration.evict_expired();
+        self.per_principal.evict_expired();
+        self.failed_logins.evict_expired();
+    }
+
+    /// Evicts refilled buckets every `period` for as long as the process runs.
+    pub fn spawn_eviction(self: &Arc<Self>, period: Duration) {
+        let limits = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                match limits.upgrade() {
+                    Some(l) => l.evict_expired(),
+                    None => break,
+                }
+            }
+        });
+    }
+}
+
+/// The first control: attributes the request to a client address and applies the keyed
+/// and global policies. Only the peer address, the forwarded header (from trusted proxies),
+/// the method, the path and the *presence* of an `Authorization` header are looked at.
+pub async fn limit_clients(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<PeerAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
+    let ip = client_ip(peer, req.headers(), &state.limits.trusted);
+    req.extensions_mut().insert(ClientIp(ip));
+    let class = if req.method() == Method::POST && req.uri().path() == REGISTRATION_PATH {
+        Class::Registration
+    } else if req.headers().contains_key(header::AUTHORIZATION) {
+        Class::Credentials
+    } else {
+        Class::Plain
+    };
+    if let Err(refusal) = state.limits.admit(ip, class) {
+        return ApiError::RateLimited(refusal).into_response();
+    }
+    next.run(req).await
+}

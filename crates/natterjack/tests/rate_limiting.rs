@@ -1,0 +1,410 @@
+//! Rate limiting as the first control: floods are refused per client address before
+//! credentials are parsed or passwords hashed, with 429 problems carrying `Retry-After` and
+//! the IETF `RateLimit` fields.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use natterjack::config::{Config, RateLimitConfig};
+use natterjack_api::pipeline::headers::SECURITY_HEADERS;
+use natterjack_api::pipeline::rate_limit::gcra::Quota;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Duration;
+use support::in_process::InProcessServer;
+use support::{PASSWORD, problem};
+
+const GENEROUS: Quota = Quota {
+    burst: 10_000,
+    per_second: 10_000.0,
+};
+
+fn localhost(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Rate limits on with generous quotas, changed by `tweak`.
+fn limits(tweak: impl FnOnce(&mut RateLimitConfig)) -> impl FnOnce(&mut Config) {
+    move |cfg: &mut Config| {
+        let mut rl = RateLimitConfig {
+            enabled: true,
+            per_ip: GENEROUS,
+            credentials: GENEROUS,
+            registration: GENEROUS,
+            global: GENEROUS,
+            per_principal: GENEROUS,
+            failed_logins: GENEROUS,
+            ..RateLimitConfig::default()
+        };
+        tweak(&mut rl);
+        cfg.rate_limit = rl;
+    }
+}
+
+async fn start(tweak: impl FnOnce(&mut RateLimitConfig)) -> InProcessServer {
+    InProcessServer::start(limits(tweak), |r| r).await
+}
+
+async fn register(server: &InProcessServer, name: &str) {
+    let r = server
+        .client()
+        .post(server.url("/users"))
+        .json(&json!({"username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Checks a 429: problem body, `Retry-After`, the `RateLimit` fields of `policy`, headers.
+async fn assert_refused_by(r: Response, policy: &str) -> u64 {
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            r.headers().get(*name).and_then(|v| v.to_str().ok()),
+            Some(*value)
+        );
+    }
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let policy_field = r.headers()["ratelimit-policy"].to_str().unwrap().to_owned();
+    assert!(
+        policy_field.starts_with(&format!("\"{policy}\";q=")),
+        "{policy_field}"
+    );
+    assert_eq!(
+        r.headers()["ratelimit"].to_str().unwrap(),
+        format!("\"{policy}\";r=0;t={retry}")
+    );
+    let body = problem(r).await;
+    assert_eq!(body["status"], 429);
+    retry
+}
+
+async fn get(client: &Client, url: &str) -> Response {
+    client.get(url).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_gets_429_while_another_address_is_still_served() {
+    let server = start(|rl| {
+        rl.per_ip = Quota {
+            burst: 5,
+            per_second: 0.1,
+        }
+    })
+    .await;
+    let flooder = server.client_from(localhost(1));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(get(&flooder, &server.url("/health")).await.status());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_refused_by(get(&flooder, &server.url("/health")).await, "per-ip").await;
+    let bystander = server.client_from(localhost(2));
+    assert_eq!(
+        get(&bystander, &server.url("/health")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn requests_refused_by_the_limiter_never_reach_the_password_hasher() {
+    let server = start(|rl| {
+        rl.credentials = Quota {
+            burst: 3,
+            per_second: 0.1,
+        }
+    })
+    .await;
+    register(&server, "alice").await;
+    let before = server.hashes();
+    let client = server.client_from(localhost(1));
+    let mut unauthorized = 0;
+    let mut limited = 0;
+    for i in 0..30 {
+        let r = client
+            .get(server.url("/spaces"))
+            .basic_auth("alice", Some(format!("wrong-password-{i}")))
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            StatusCode::UNAUTHORIZED => unauthorized += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((unauthorized, limited), (3, 27));
+    assert_eq!(
+        server.hashes() - before,
+        3,
+        "only the admitted attempts were hashed"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_authorization_header_from_a_limited_client_gets_429_not_400() {
+    let server = start(|rl| {
+        rl.per_ip = Quota {
+            burst: 2,
+            per_second: 0.1,
+        }
+    })
+    .await;
+    let client = server.client_from(localhost(1));
+    for _ in 0..2 {
+        get(&client, &server.url("/health")).await;
+    }
+    let r = client
+        .get(server.url("/spaces"))
+        .header("authorization", "Basic !!!not-base64")
+        .send()
+        .await
+        .unwrap();
+    assert_refused_by(r, "per-ip").await;
+    // The same header from an address with budget left is a 400, as usual.
+    let fresh = server.client_from(localhost(2));
+    let r = fresh
+        .get(server.url("/spaces"))
+        .header("authorization", "Basic !!!not-base64")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn waiting_the_advertised_retry_after_is_enough_to_be_served_again() {
+    let server = start(|rl| {
+        rl.per_ip = Quota {
+            burst: 2,
+            per_second: 1.0,
+        }
+    })
+    .await;
+    let client = server.client_from(localhost(1));
+    for _ in 0..2 {
+        assert_eq!(
+            get(&client, &server.url("/health")).await.status(),
+            StatusCode::OK
+        );
+    }
+    let retry = assert_refused_by(get(&client, &server.url("/health")).await, "per-ip").await;
+    assert_eq!(retry, 1);
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(
+        get(&client, &server.url("/health")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let server = start(|rl| {
+        rl.per_ip = Quota {
+            burst: 3,
+            per_second: 0.1,
+        }
+    })
+    .await;
+    let client = server.client_from(localhost(1));
+    let mut ok = 0;
+    for i in 0..12 {
+        let r = client
+            .get(server.url("/health"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        ok += usize::from(r.status() == StatusCode::OK);
+    }
+    assert_eq!(ok, 3, "every spoofed request counted against the real peer");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let server = start(|rl| {
+        rl.per_ip = Quota {
+            burst: 2,
+            per_second: 0.1,
+        };
+        rl.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let proxy = server.client_from(localhost(1));
+    let via = |client: &Client, forwarded: &str| {
+        client
+            .get(server.url("/health"))
+            .header("x-forwarded-for", forwarded.to_owned())
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            via(&proxy, "1.2.3.4, 203.0.113.7").await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    // The right-most untrusted hop is the client: a spoofed left-most entry does not help.
+    assert_refused_by(via(&proxy, "9.9.9.9, 203.0.113.7").await.unwrap(), "per-ip").await;
+    assert_eq!(
+        via(&proxy, "203.0.113.8").await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_and_address_without_locking_the_owner_out() {
+    let server = start(|rl| {
+        rl.failed_logins = Quota {
+            burst: 3,
+            per_second: 1.0 / 60.0,
+        }
+    })
+    .await;
+    register(&server, "alice").await;
+    let attacker = server.client_from(localhost(1));
+    let attempt = |client: &Client, password: &str| {
+        client
+            .get(server.url("/spaces"))
+            .basic_auth("alice", Some(password.to_owned()))
+            .send()
+    };
+    for i in 0..3 {
+        let r = attempt(&attacker, &format!("guess-{i}-abcdef"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let before = server.hashes();
+    assert_refused_by(
+        attempt(&attacker, "guess-4-abcdef").await.unwrap(),
+        "failed-logins",
+    )
+    .await;
+    assert_refused_by(
+        attempt(&attacker, "ALICE-case-does-not-help")
+            .await
+            .unwrap(),
+        "failed-logins",
+    )
+    .await;
+    assert_eq!(server.hashes(), before, "throttled guesses are not hashed");
+    // The owner, from their own address, logs in as usual.
+    let owner = server.client_from(localhost(2));
+    assert_eq!(
+        attempt(&owner, PASSWORD).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Other accounts are not affected by the attacker's failures on alice.
+    register(&server, "bob").await;
+    let r = attacker
+        .get(server.url("/spaces"))
+        .basic_auth("bob", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn registration_has_a_stricter_budget_than_other_requests() {
+    let server = start(|rl| {
+        rl.registration = Quota {
+            burst: 2,
+            per_second: 0.01,
+        }
+    })
+    .await;
+    for name in ["alice", "bob"] {
+        register(&server, name).await;
+    }
+    let r = server
+        .client()
+        .post(server.url("/users"))
+        .json(&json!({"username": "carol", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_refused_by(r, "registration").await;
+    assert_eq!(
+        get(&server.client(), &server.url("/health")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_authenticated_user_has_a_budget_of_their_own_across_addresses() {
+    let server = start(|rl| {
+        rl.per_principal = Quota {
+            burst: 4,
+            per_second: 0.01,
+        }
+    })
+    .await;
+    register(&server, "alice").await;
+    register(&server, "bob").await;
+    let mut statuses = Vec::new();
+    for last in 1..=6 {
+        let client = server.client_from(localhost(last));
+        let r = client
+            .get(server.url("/spaces"))
+            .basic_auth("alice", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    let r = server
+        .client()
+        .get(server.url("/spaces"))
+        .basic_auth("alice", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_refused_by(r, "per-principal").await;
+    let r = server
+        .client()
+        .get(server.url("/spaces"))
+        .basic_auth("bob", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_global_budget_caps_all_clients_together() {
+    let server = start(|rl| {
+        rl.global = Quota {
+            burst: 4,
+            per_second: 0.01,
+        }
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for last in 1..=6 {
+        statuses.push(
+            get(&server.client_from(localhost(last)), &server.url("/health"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    assert_refused_by(
+        get(&server.client_from(localhost(9)), &server.url("/health")).await,
+        "global",
+    )
+    .await;
+}
