@@ -1,4 +1,5 @@
 use crate::pipeline::rate_limit::RateLimits;
+use natterjack_core::audit::AuditLog;
 use natterjack_core::service::Service;
 use std::sync::Arc;
 
@@ -10,4 +11,6 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// The rate-limit policies of this process.
     pub limits: Arc<RateLimits>,
+    /// The audit log writer.
+    pub audit: Arc<AuditLog>,
 }

@@ -31,6 +31,17 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain against the key and the anchored head: prints `OK` with
+    /// the record count, or the id of the first bad record; exits 1 when broken.
+    Verify,
 }
 
 /// Options of `serve`.

@@ -33,6 +33,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -143,6 +146,35 @@ impl Default for AuthConfig {
             cache_ttl_secs: 60,
             cache_capacity: 10_000,
         }
+    }
+}
+
+/// `[audit]`: where the chain's secrets live, outside the database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The HMAC key of the chain (64 hex digits, 0600); default `<data_dir>/audit.key`,
+    /// created on first start.
+    pub key_file: Option<PathBuf>,
+    /// The anchored chain head (0600); default `<data_dir>/audit.head`.
+    pub head_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The audit key file.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.key"))
+    }
+
+    /// The audit head anchor file.
+    pub fn audit_head_path(&self) -> PathBuf {
+        self.audit
+            .head_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.head"))
     }
 }
 

@@ -1,12 +1,14 @@
 //! Assembly: configuration in, a ready service, TLS configuration and router out. Shared by
 //! `serve`, the CLI commands and the in-process tests, so all of them run the same wiring.
 
+use crate::audit_files::{FileAnchor, load_or_create_key};
 use crate::config::{Config, ConfigError};
 use crate::dev_ca;
 use natterjack_api::AppState;
 use natterjack_api::pipeline::PipelineLimits;
 use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::server::TransportLimits;
+use natterjack_core::audit::{AuditLog, AuditStore, HeadAnchor, VerifyReport, verify};
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
@@ -79,6 +81,43 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
     Ok(Arc::new(Service::new(store, auth, settings)))
 }
 
+/// Starts the audit writer over `store`, with the chain key and head anchor from the
+/// configuration (the key is created on first start).
+pub async fn audit_log(cfg: &Config, store: &SqliteStore) -> Result<Arc<AuditLog>, StartError> {
+    let head = store
+        .audit_head()
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let key =
+        load_or_create_key(&cfg.audit_key_path(), head.is_none()).map_err(StartError::Other)?;
+    let anchor: Arc<dyn HeadAnchor> = Arc::new(FileAnchor::new(cfg.audit_head_path()));
+    let log = AuditLog::start(Arc::new(store.clone()), key, Some(anchor))
+        .await
+        .map_err(StartError::Other)?;
+    Ok(Arc::new(log))
+}
+
+/// Verifies the whole audit chain against the key and the anchored head.
+pub async fn verify_audit(cfg: &Config) -> Result<VerifyReport, StartError> {
+    let store = open_store(cfg).await?;
+    let key_path = cfg.audit_key_path();
+    if !key_path.exists() {
+        return Err(StartError::Other(format!(
+            "no audit key at {}",
+            key_path.display()
+        )));
+    }
+    let key = load_or_create_key(&key_path, false).map_err(StartError::Other)?;
+    let anchored = FileAnchor::new(cfg.audit_head_path())
+        .load()
+        .map_err(|e| StartError::Other(format!("cannot read the audit head anchor: {e}")))?;
+    let report = verify(&key, &store, anchored)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    store.close().await;
+    Ok(report)
+}
+
 /// Everything `serve` needs, assembled.
 pub struct Assembled {
     /// Shared request state.
@@ -125,12 +164,14 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         max_concurrent_streams: cfg.rest.max_concurrent_streams,
         ..TransportLimits::default()
     };
+    let audit = audit_log(cfg, &store).await?;
     let limits =
         RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
     Ok(Assembled {
         state: AppState {
             service,
             limits: Arc::new(limits),
+            audit,
         },
         store,
         tls,

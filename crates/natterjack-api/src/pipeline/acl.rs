@@ -46,6 +46,9 @@ pub async fn require<const NEED: u8>(
     let needed = Permissions::from_bits(i64::from(NEED)).unwrap_or(Permissions::ALL);
     match state.service.authorize(&principal, space, needed).await {
         Ok(access) => {
+            if let Some(draft) = parts.extensions.get::<super::audit::AuditDraft>() {
+                draft.allowed_because(format!("holds {} on space {space}", access.held()));
+            }
             parts.extensions.insert(access);
             next.run(Request::from_parts(parts, body)).await
         }

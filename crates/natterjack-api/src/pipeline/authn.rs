@@ -1,5 +1,6 @@
 //! Authentication: HTTP Basic (RFC 7617) credentials become a `Caller`.
 
+use super::audit::AuditDraft;
 use super::rate_limit::client_ip::ClientIp;
 use crate::AppState;
 use crate::rest::error::ApiError;
@@ -84,6 +85,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let caller = match basic_credentials(req.headers()) {
         Ok(None) => Caller::Anonymous,
         Ok(Some(credentials)) => {
+            if let Some(draft) = req.extensions().get::<AuditDraft>() {
+                draft.credentials_presented();
+            }
             let ip = req
                 .extensions()
                 .get::<ClientIp>()
@@ -97,10 +101,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .authenticate(&credentials.username, &credentials.password)
                 .await
             {
-                Ok(principal) => match limits.admit_principal(principal.id()) {
-                    Ok(()) => Caller::User(principal),
-                    Err(refusal) => return ApiError::RateLimited(refusal).into_response(),
-                },
+                Ok(principal) => {
+                    if let Some(draft) = req.extensions().get::<AuditDraft>() {
+                        draft.principal(principal.username().as_str());
+                    }
+                    match limits.admit_principal(principal.id()) {
+                        Ok(()) => Caller::User(principal),
+                        Err(refusal) => return ApiError::RateLimited(refusal).into_response(),
+                    }
+                }
                 Err(ServiceError::Unauthenticated) => {
                     limits.login_failed(&credentials.username, ip);
                     return ApiError::Unauthenticated.into_response();

@@ -9,7 +9,7 @@
 //! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
 //! | 3 | hygiene: body limit 413, JSON content type 415 | [`hygiene`] |
 //! | 4 | authentication: Basic → `Caller` (400 malformed, 401 wrong) | [`authn`] |
-//! | 5 | audit (lands with the audit issue) | slot in [`secure_pipeline`] |
+//! | 5 | audit: a durable intent record before any state change | [`audit`] |
 //! | 6 | access control: the permission each route declares | [`acl`] |
 //! | 7 | validated input: strict JSON into domain types | [`crate::rest::extract`] |
 //! | 8 | service and storage | `natterjack-core`, `natterjack-storage` |
@@ -20,6 +20,7 @@
 //! step refused.
 
 pub mod acl;
+pub mod audit;
 pub mod authn;
 pub mod headers;
 pub mod hygiene;
@@ -65,6 +66,8 @@ pub fn secure_pipeline(
         .layer(from_fn(headers::stamp))
         // A request id for logs and problem bodies, then panics turned into a 500 problem.
         .layer(from_fn(request_id::assign))
+        // Every request's `complete` audit record, whatever refuses it further in.
+        .layer(from_fn_with_state(state.clone(), audit::record_requests))
         .layer(from_fn(panic::catch))
         // 9: errors produced by layers (405, 408, 413) get a problem body too.
         .layer(from_fn(safe_output::problem_for_bare_errors))
@@ -78,8 +81,9 @@ pub fn secure_pipeline(
         // 3: hygiene.
         .layer(from_fn(hygiene::require_json_bodies))
         // 4: authentication.
-        .layer(from_fn_with_state(state.clone(), authn::authenticate));
-    // 5: audit goes here, after authentication.
+        .layer(from_fn_with_state(state.clone(), authn::authenticate))
+        // 5: audit: the intent of a state change is committed before it can happen.
+        .layer(from_fn_with_state(state.clone(), audit::record_intent));
     // 6: access control is declared per route (see `rest::routes`) and runs after these.
     routes
         .fallback(safe_output::no_such_route)

@@ -1,5 +1,6 @@
 //! The one mapping from errors to HTTP responses for the REST transport.
 
+use crate::pipeline::audit::AuditReason;
 use crate::pipeline::authn::CHALLENGE;
 use crate::pipeline::rate_limit::gcra::Refusal;
 use crate::problem::Problem;
@@ -103,8 +104,46 @@ fn rate_limited(refusal: &Refusal) -> Response {
     r
 }
 
+impl ApiError {
+    /// The reason recorded in the audit log: the same safe text the client sees.
+    fn audit_reason(&self) -> String {
+        match self {
+            ApiError::Service(ServiceError::Invalid(e)) => {
+                format!("invalid {}: {}", e.field(), e.reason())
+            }
+            ApiError::Service(ServiceError::Unauthenticated) | ApiError::Unauthenticated => {
+                "missing or wrong credentials".to_owned()
+            }
+            ApiError::Service(ServiceError::Forbidden(r)) => (*r).to_owned(),
+            ApiError::Service(ServiceError::NotFound(r)) => format!("not found: {r}"),
+            ApiError::Service(ServiceError::Conflict(r)) => format!("conflict: {r}"),
+            ApiError::Service(ServiceError::Busy { .. }) => "password hashing saturated".to_owned(),
+            ApiError::Service(ServiceError::Unavailable) => "storage unavailable".to_owned(),
+            ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
+                "internal error".to_owned()
+            }
+            ApiError::MalformedAuthorization => "malformed Authorization header".to_owned(),
+            ApiError::UnsupportedMediaType => "body is not application/json".to_owned(),
+            ApiError::PayloadTooLarge => "body over the size limit".to_owned(),
+            ApiError::MalformedJson(d) | ApiError::MalformedQuery(d) => d.clone(),
+            ApiError::InvalidPath => "undecodable path".to_owned(),
+            ApiError::NoSuchRoute => "no such route".to_owned(),
+            ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let reason = AuditReason(self.audit_reason());
+        let mut response = self.problem_response();
+        response.extensions_mut().insert(reason);
+        response
+    }
+}
+
+impl ApiError {
+    fn problem_response(self) -> Response {
         let plain = |status: StatusCode, detail: &str| {
             Problem::new(status, Some(detail.to_owned())).into_response()
         };

@@ -1,7 +1,7 @@
 //! The route table. Each space route declares the permission it needs right here, and the
 //! guard ([`crate::pipeline::acl::require`]) enforces it before the handler runs.
 
-use super::handlers::{health, members, messages, spaces, users};
+use super::handlers::{audit, health, members, messages, spaces, users};
 use crate::AppState;
 use crate::pipeline::acl::{D, MEMBER, R, W, require};
 use crate::pipeline::rate_limit::REGISTRATION_PATH;
@@ -19,6 +19,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/health", get(health::health))
         .route(REGISTRATION_PATH, post(users::register))
+        .route("/audit", get(audit::list))
         .route("/spaces", get(spaces::list).post(spaces::create))
         .route("/spaces/{id}", get(spaces::show.layer(needs_r())))
         .route(

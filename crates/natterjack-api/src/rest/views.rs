@@ -160,3 +160,86 @@ pub struct HealthView {
     /// Always `ok` when the server answers.
     pub status: &'static str,
 }
+
+/// Query of `GET /audit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQueryParams {
+    /// RFC 3339: records made at or after this time.
+    pub since: Option<String>,
+    /// RFC 3339: records made before this time.
+    pub until: Option<String>,
+    /// Only this user's records.
+    pub principal: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// Cursor: records with a smaller id.
+    pub after: Option<String>,
+}
+
+/// One audit record.
+#[derive(Serialize)]
+pub struct AuditRecordView {
+    /// Position in the chain.
+    pub id: i64,
+    /// RFC 3339.
+    pub time: String,
+    /// The request id.
+    pub request_id: String,
+    /// `intent` or `complete`.
+    pub phase: &'static str,
+    /// `rest`.
+    pub transport: String,
+    /// Client address.
+    pub client_ip: String,
+    /// Authenticated user, if any.
+    pub principal: Option<String>,
+    /// `none` or `basic`.
+    pub auth_method: String,
+    /// Method and route template.
+    pub operation: String,
+    /// Path parameters.
+    pub target: String,
+    /// HTTP status (none for intents).
+    pub status: Option<u16>,
+    /// `pending`, `allow`, `deny`, `reject` or `error`.
+    pub decision: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Microseconds from the start of the request.
+    pub duration_us: i64,
+    /// The chain MAC, hex.
+    pub mac: String,
+}
+
+impl From<natterjack_core::audit::StoredAuditRecord> for AuditRecordView {
+    fn from(s: natterjack_core::audit::StoredAuditRecord) -> Self {
+        let r = s.record;
+        Self {
+            id: s.id,
+            time: r.time.to_rfc3339(),
+            request_id: r.request_id,
+            phase: r.phase.as_str(),
+            transport: r.transport,
+            client_ip: r.client_ip,
+            principal: r.principal,
+            auth_method: r.auth_method,
+            operation: r.operation,
+            target: r.target,
+            status: r.status,
+            decision: r.decision,
+            reason: r.reason,
+            duration_us: r.duration_us,
+            mac: s.mac.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
+/// A page of audit records, newest first.
+#[derive(Serialize)]
+pub struct AuditPageView {
+    /// The records.
+    pub records: Vec<AuditRecordView>,
+    /// The next page, when this one was full.
+    pub next: Option<String>,
+}

@@ -20,7 +20,7 @@ const UPDATABLE: &[(&str, &[&str])] = &[
 /// Tables the API deletes from (moderation and revocation). Every other DELETE is refused.
 const DELETABLE: &[&str] = &["messages", "memberships"];
 /// Tables the API inserts into.
-const INSERTABLE: &[&str] = &["users", "spaces", "memberships", "messages"];
+const INSERTABLE: &[&str] = &["users", "spaces", "memberships", "messages", "audit_log"];
 
 /// The decision for one action, as a pure function so it can be tested without FFI.
 pub(crate) fn decide(action: c_int, arg1: Option<&str>, arg2: Option<&str>) -> bool {

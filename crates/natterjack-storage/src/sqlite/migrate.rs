@@ -4,11 +4,18 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Executor};
 
 /// The migrations, in order. Versions are shared with the PostgreSQL backend's numbering.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "audit_log",
+        include_str!("../../migrations/sqlite/0002_audit_log.sql"),
+    ),
+];
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {

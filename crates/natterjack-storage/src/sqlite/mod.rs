@@ -1,5 +1,6 @@
 //! The SQLite implementation of the storage port: the embedded default.
 
+mod audit;
 pub mod authorizer;
 mod errors;
 pub mod migrate;

@@ -6,6 +6,7 @@ mod user;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Overrides};
 use crate::runtime::StartError;
+use natterjack_core::audit::VerifyReport;
 
 /// Loads the configuration and runs the chosen subcommand.
 pub async fn run(cli: Cli) -> Result<(), StartError> {
@@ -32,5 +33,22 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
+        Command::Audit(crate::cli::AuditCommand::Verify) => {
+            match crate::runtime::verify_audit(&cfg).await? {
+                VerifyReport::Intact { records } => {
+                    println!("OK: {records} audit records, chain intact");
+                    Ok(())
+                }
+                VerifyReport::Broken {
+                    first_bad_id,
+                    reason,
+                } => {
+                    println!("FAIL: first bad record {first_bad_id}: {reason}");
+                    Err(StartError::Other(format!(
+                        "audit chain broken at record {first_bad_id}"
+                    )))
+                }
+            }
+        }
     }
 }

@@ -240,6 +240,9 @@ pub async fn limit_clients(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
     let ip = client_ip(peer, req.headers(), &state.limits.trusted);
     req.extensions_mut().insert(ClientIp(ip));
+    if let Some(draft) = req.extensions().get::<super::audit::AuditDraft>() {
+        draft.client_ip(ip);
+    }
     let class = if req.method() == Method::POST && req.uri().path() == REGISTRATION_PATH {
         Class::Registration
     } else if req.headers().contains_key(header::AUTHORIZATION) {

@@ -1,5 +1,6 @@
 //! Thin adapters: HTTP in, domain types to the service layer, views out.
 
+pub(super) mod audit;
 pub(super) mod health;
 pub(super) mod members;
 pub(super) mod messages;

@@ -1,0 +1,190 @@
+//! Audit: every request yields a record, and a state-changing request is recorded
+//! durably *before* it runs.
+//!
+//! Two layers share a per-request [`AuditDraft`]:
+//! - [`record_requests`] wraps the whole pipeline, so requests refused by rate limiting,
+//!   hygiene or authentication are recorded too; it writes the `complete` record (status,
+//!   decision, reason, duration) before the response leaves.
+//! - [`record_intent`] is step 5, after authentication: for `POST`, `PUT`, `PATCH` and
+//!   `DELETE` it writes an `intent` record and waits for it to be committed before access
+//!   control and the handler run; if it cannot be written, the request is refused with 503.
+//!
+//! Later steps add what they learn: the client address (rate limiting), the principal
+//! (authentication), the access decision (the ACL guard); errors carry their reason in an
+//! [`AuditReason`] response extension. Nothing secret is ever put in a draft.
+
+use crate::AppState;
+use crate::rest::error::ApiError;
+use crate::server::PeerAddr;
+use axum::RequestExt;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use natterjack_core::ServiceError;
+use natterjack_core::audit::record::clean;
+use natterjack_core::audit::{AuditRecord, Phase};
+use natterjack_core::domain::Timestamp;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a request was refused, attached to error responses for the audit record.
+#[derive(Debug, Clone)]
+pub struct AuditReason(pub String);
+
+#[derive(Debug, Clone)]
+struct Fields {
+    request_id: String,
+    client_ip: String,
+    principal: Option<String>,
+    auth_method: &'static str,
+    operation: String,
+    target: String,
+    allowed_because: Option<String>,
+}
+
+/// What the pipeline has learnt about the current request, for its audit records.
+#[derive(Debug, Clone)]
+pub struct AuditDraft(Arc<Mutex<Fields>>);
+
+impl AuditDraft {
+    fn with<T>(&self, f: impl FnOnce(&mut Fields) -> T) -> Option<T> {
+        self.0.lock().ok().map(|mut fields| f(&mut fields))
+    }
+
+    /// The client address the rate limiter attributed the request to.
+    pub fn client_ip(&self, ip: std::net::IpAddr) {
+        self.with(|f| f.client_ip = ip.to_string());
+    }
+
+    /// Credentials were presented (whether or not they were right).
+    pub fn credentials_presented(&self) {
+        self.with(|f| f.auth_method = "basic");
+    }
+
+    /// The authenticated user.
+    pub fn principal(&self, username: &str) {
+        self.with(|f| f.principal = Some(username.to_owned()));
+    }
+
+    /// Why access was granted (the ACL guard's note).
+    pub fn allowed_because(&self, reason: String) {
+        self.with(|f| f.allowed_because = Some(reason));
+    }
+
+    fn record(
+        &self,
+        phase: Phase,
+        status: Option<StatusCode>,
+        decision: &str,
+        reason: Option<String>,
+        started: Instant,
+    ) -> Option<AuditRecord> {
+        self.with(|f| AuditRecord {
+            time: Timestamp::now(),
+            request_id: f.request_id.clone(),
+            phase,
+            transport: "rest".to_owned(),
+            client_ip: f.client_ip.clone(),
+            principal: f.principal.clone(),
+            auth_method: f.auth_method.to_owned(),
+            operation: f.operation.clone(),
+            target: f.target.clone(),
+            status: status.map(|s| s.as_u16()),
+            decision: decision.to_owned(),
+            reason: reason
+                .or_else(|| f.allowed_because.clone())
+                .map(|r| clean(&r, 200)),
+            duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// The decision class of a final status.
+fn decision_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 | 429 => "deny",
+        400..=499 => "reject",
+        500..=599 => "error",
+        _ => "allow",
+    }
+}
+
+/// Outermost request-side layer: opens the draft and writes the `complete` record.
+pub async fn record_requests(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip().to_string())
+        .unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)".to_owned(), |p| p.as_str().to_owned());
+    let target = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", clean(v, 64)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => "(undecodable path)".to_owned(),
+    };
+    let draft = AuditDraft(Arc::new(Mutex::new(Fields {
+        request_id: super::request_id::current(),
+        client_ip: peer,
+        principal: None,
+        auth_method: "none",
+        operation: format!("{} {}", req.method(), clean(&route, 200)),
+        target,
+        allowed_because: None,
+    })));
+    req.extensions_mut().insert(draft.clone());
+    let response = next.run(req).await;
+    let status = response.status();
+    let reason = response
+        .extensions()
+        .get::<AuditReason>()
+        .map(|r| r.0.clone());
+    let reason = if status.is_success() { None } else { reason };
+    if let Some(record) = draft.record(
+        Phase::Complete,
+        Some(status),
+        decision_for(status),
+        reason,
+        started,
+    ) {
+        if let Err(e) = state.audit.record(record).await {
+            tracing::error!(error = %e, "could not write the audit record of a completed request");
+        }
+    }
+    response
+}
+
+fn changes_state(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Step 5: a durable `intent` record before any state-changing request goes further.
+pub async fn record_intent(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if changes_state(req.method()) {
+        let Some(draft) = req.extensions().get::<AuditDraft>().cloned() else {
+            return ApiError::Internal.into_response();
+        };
+        let Some(record) = draft.record(Phase::Intent, None, "pending", None, Instant::now())
+        else {
+            return ApiError::Internal.into_response();
+        };
+        if state.audit.record(record).await.is_err() {
+            return ApiError::Service(ServiceError::Unavailable).into_response();
+        }
+    }
+    next.run(req).await
+}

@@ -1,0 +1,60 @@
+use crate::AppState;
+use crate::rest::error::ApiError;
+use crate::rest::extract::{Authenticated, StrictQuery};
+use crate::rest::views::{AuditPageView, AuditQueryParams, AuditRecordView};
+use axum::Json;
+use axum::extract::State;
+use natterjack_core::ServiceError;
+use natterjack_core::audit::AuditQuery;
+use natterjack_core::domain::{FieldError, Limit, MessageId, Timestamp, Username};
+
+/// `GET /audit?since=&until=&principal=&limit=&after=`: admins only, newest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    StrictQuery(params): StrictQuery<AuditQueryParams>,
+) -> Result<Json<AuditPageView>, ApiError> {
+    let admin = caller.admin_access().ok_or(ServiceError::Forbidden(
+        "only admins may read the audit log",
+    ))?;
+    let query = AuditQuery {
+        since: params
+            .since
+            .as_deref()
+            .map(|s| Timestamp::parse("since", s))
+            .transpose()?,
+        until: params
+            .until
+            .as_deref()
+            .map(|s| Timestamp::parse("until", s))
+            .transpose()?,
+        principal: params
+            .principal
+            .as_deref()
+            .map(Username::parse)
+            .transpose()
+            .map_err(|e| FieldError::new("principal", e.reason()))?,
+        after: params
+            .after
+            .as_deref()
+            .map(MessageId::parse)
+            .transpose()
+            .map_err(|e| FieldError::new("after", e.reason()))?
+            .map(MessageId::get),
+        limit: params
+            .limit
+            .as_deref()
+            .map(Limit::parse)
+            .transpose()?
+            .unwrap_or(Limit::DEFAULT),
+    };
+    let records = state.audit.page(admin, &query).await?;
+    let next = (records.len() == usize::from(query.limit.get()))
+        .then(|| records.last())
+        .flatten()
+        .map(|last| format!("/audit?after={}&limit={}", last.id, query.limit.get()));
+    Ok(Json(AuditPageView {
+        records: records.into_iter().map(AuditRecordView::from).collect(),
+        next,
+    }))
+}

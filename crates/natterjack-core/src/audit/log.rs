@@ -1,0 +1,173 @@
+//! The audit log every transport records through: a single writer task that batches
+//! records into one transaction (group commit), extends the chain, and anchors its head.
+
+use super::chain::{AuditKey, ChainHead};
+use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
+use crate::ServiceError;
+use crate::domain::{Limit, Timestamp, Username};
+use crate::principal::AdminAccess;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Filters of `GET /audit`, newest first.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    /// Records made at or after this time.
+    pub since: Option<Timestamp>,
+    /// Records made before this time.
+    pub until: Option<Timestamp>,
+    /// Records of this user only.
+    pub principal: Option<Username>,
+    /// Cursor: records with a smaller id.
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: Limit,
+}
+
+type Job = (AuditRecord, oneshot::Sender<Result<i64, ()>>);
+
+/// Most records committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// The handle to the audit writer.
+pub struct AuditLog {
+    sender: mpsc::Sender<Job>,
+    store: Arc<dyn AuditStore>,
+    committed: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Starts the writer. Refuses to start when the anchored head is beyond the database's
+    /// newest record: the tail was removed, and continuing would overwrite the evidence.
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        key: AuditKey,
+        anchor: Option<Arc<dyn HeadAnchor>>,
+    ) -> Result<Self, String> {
+        let head = store
+            .audit_head()
+            .await
+            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        if let Some(anchor) = &anchor {
+            let anchored = anchor
+                .load()
+                .map_err(|e| format!("cannot read the audit chain anchor: {e}"))?;
+            if let Some(anchored) = anchored {
+                if head.is_none_or(|h| h.id < anchored.id) {
+                    return Err(format!(
+                        "the audit log ends before its anchored head (record {}): records were removed; \
+                         run `natterjack audit verify` and investigate before starting",
+                        anchored.id
+                    ));
+                }
+            }
+        }
+        let head = head.unwrap_or(ChainHead {
+            id: 0,
+            mac: key.genesis(),
+        });
+        let (sender, receiver) = mpsc::channel(4096);
+        let committed = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_loop(
+            receiver,
+            store.clone(),
+            key,
+            anchor,
+            head,
+            committed.clone(),
+        ));
+        Ok(Self {
+            sender,
+            store,
+            committed,
+        })
+    }
+
+    /// Appends a record and waits until it is durably committed. Returns its id.
+    pub async fn record(&self, record: AuditRecord) -> Result<i64, ServiceError> {
+        let (ack, done) = oneshot::channel();
+        self.sender
+            .send((record, ack))
+            .await
+            .map_err(|_| ServiceError::Unavailable)?;
+        match done.await {
+            Ok(Ok(id)) => Ok(id),
+            _ => Err(ServiceError::Unavailable),
+        }
+    }
+
+    /// Records committed since start-up (tests and metrics).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// A page of the log, newest first; admins only.
+    pub async fn page(
+        &self,
+        _admin: AdminAccess,
+        query: &AuditQuery,
+    ) -> Result<Vec<StoredAuditRecord>, ServiceError> {
+        Ok(self.store.audit_page(query).await?)
+    }
+}
+
+async fn write_loop(
+    mut receiver: mpsc::Receiver<Job>,
+    store: Arc<dyn AuditStore>,
+    key: AuditKey,
+    anchor: Option<Arc<dyn HeadAnchor>>,
+    mut head: ChainHead,
+    committed: Arc<AtomicU64>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut previous = head.mac;
+        let batch: Vec<StoredAuditRecord> = jobs
+            .iter()
+            .zip(head.id + 1..)
+            .map(|((record, _), id)| {
+                let mac = key.link(&previous, record, id);
+                previous = mac;
+                StoredAuditRecord {
+                    id,
+                    record: record.clone(),
+                    mac,
+                }
+            })
+            .collect();
+        match store.append_audit(&batch).await {
+            Ok(()) => {
+                if let Some(last) = batch.last() {
+                    head = ChainHead {
+                        id: last.id,
+                        mac: last.mac,
+                    };
+                }
+                if let Some(anchor) = &anchor {
+                    let (anchor, new_head) = (anchor.clone(), head);
+                    let stored = tokio::task::spawn_blocking(move || anchor.store(&new_head)).await;
+                    if !matches!(stored, Ok(Ok(()))) {
+                        tracing::error!("could not anchor the audit chain head");
+                    }
+                }
+                committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for ((_, ack), stored) in jobs.into_iter().zip(&batch) {
+                    let _ = ack.send(Ok(stored.id));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "audit write failed");
+                for (_, ack) in jobs {
+                    let _ = ack.send(Err(()));
+                }
+            }
+        }
+    }
+}

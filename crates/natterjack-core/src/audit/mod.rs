@@ -1,0 +1,48 @@
+//! The audit trail: every request, allowed or refused, as a hash-chained, append-only record.
+//!
+//! - [`record`]: what one record holds, and its canonical byte form.
+//! - [`chain`]: the HMAC-SHA-256 chain that makes edits, deletions, insertions, reordering
+//!   and a truncated tail detectable, and its verifier.
+//! - [`log`]: the group-commit writer every transport records through, and the admin query.
+
+pub mod chain;
+pub mod log;
+pub mod record;
+
+pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
+pub use log::{AuditLog, AuditQuery};
+pub use record::{AuditRecord, Phase, StoredAuditRecord};
+
+use async_trait::async_trait;
+
+/// Where the chain head is anchored outside the database, so that deleting the newest
+/// records (truncating the tail) is detectable: the database alone cannot prove it is whole.
+pub trait HeadAnchor: Send + Sync + 'static {
+    /// Records the newest committed record's id and MAC.
+    fn store(&self, head: &ChainHead) -> std::io::Result<()>;
+    /// The anchored head, if any was stored.
+    fn load(&self) -> std::io::Result<Option<ChainHead>>;
+}
+
+/// The audit storage port: append-only.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// The newest record's id and MAC.
+    async fn audit_head(&self) -> Result<Option<ChainHead>, crate::ports::StoreError>;
+    /// Appends records (ids already assigned, consecutive) in one transaction.
+    async fn append_audit(
+        &self,
+        records: &[StoredAuditRecord],
+    ) -> Result<(), crate::ports::StoreError>;
+    /// Records with `id > after_id`, oldest first, at most `limit` (for verification).
+    async fn audit_in_order(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRecord>, crate::ports::StoreError>;
+    /// A page for admins, newest first.
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<StoredAuditRecord>, crate::ports::StoreError>;
+}

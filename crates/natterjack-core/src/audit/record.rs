@@ -1,0 +1,113 @@
+//! One audit record and its canonical form.
+
+use crate::domain::Timestamp;
+
+/// Which moment of a request a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Written durably *before* a state-changing operation runs: no change becomes visible
+    /// without a record of its attempt.
+    Intent,
+    /// Written when the request is answered, with its status and the decision; every
+    /// request, allowed or refused, has exactly one.
+    Complete,
+}
+
+impl Phase {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Intent => "intent",
+            Phase::Complete => "complete",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "intent" => Some(Phase::Intent),
+            "complete" => Some(Phase::Complete),
+            _ => None,
+        }
+    }
+}
+
+/// What is known about one request. No field ever holds a secret: no `Authorization`
+/// header, no password, no message text. Free-text fields are truncated and stripped of
+/// control characters when built, so a record cannot forge log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When the record was made.
+    pub time: Timestamp,
+    /// The request id, as in the response's `x-request-id` and the server log.
+    pub request_id: String,
+    /// Intent or completion.
+    pub phase: Phase,
+    /// `rest` (later `grpc`, `cli`).
+    pub transport: String,
+    /// The client address the pipeline attributed the request to.
+    pub client_ip: String,
+    /// The authenticated user, if any.
+    pub principal: Option<String>,
+    /// `none` or `basic` (the credentials themselves are never recorded).
+    pub auth_method: String,
+    /// Method and route template, e.g. `POST /spaces/{id}/messages`.
+    pub operation: String,
+    /// The path parameters, e.g. `id=3 msgId=7`.
+    pub target: String,
+    /// The HTTP status (none for intents).
+    pub status: Option<u16>,
+    /// `pending` (intent), `allow`, `deny` or `error`.
+    pub decision: String,
+    /// Why, when the pipeline or the service said so.
+    pub reason: Option<String>,
+    /// Time from the start of the request, in microseconds.
+    pub duration_us: i64,
+}
+
+/// A record as stored: its position in the chain and its MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditRecord {
+    /// Consecutive from 1.
+    pub id: i64,
+    /// The record.
+    pub record: AuditRecord,
+    /// HMAC-SHA-256 over the previous MAC and this record's canonical form.
+    pub mac: [u8; 32],
+}
+
+/// Makes untrusted text safe to record: control characters become `?`, at most `max`
+/// characters are kept.
+pub fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl AuditRecord {
+    /// The canonical bytes the chain MAC covers: every field in a fixed order, each
+    /// length-prefixed, preceded by the record id so that moving a record is detectable.
+    pub fn canonical(&self, id: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut field = |bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        };
+        field(&id.to_be_bytes());
+        field(&self.time.micros().to_be_bytes());
+        field(self.request_id.as_bytes());
+        field(self.phase.as_str().as_bytes());
+        field(self.transport.as_bytes());
+        field(self.client_ip.as_bytes());
+        field(self.principal.as_deref().unwrap_or("\u{0}none").as_bytes());
+        field(self.auth_method.as_bytes());
+        field(self.operation.as_bytes());
+        field(self.target.as_bytes());
+        field(&self.status.map_or(-1i32, i32::from).to_be_bytes());
+        field(self.decision.as_bytes());
+        field(self.reason.as_deref().unwrap_or("\u{0}none").as_bytes());
+        field(&self.duration_us.to_be_bytes());
+        out
+    }
+}
