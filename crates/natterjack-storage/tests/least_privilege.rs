@@ -47,6 +47,9 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log",
+        "DROP TRIGGER audit_log_is_never_deleted",
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'evil', 0)",
         "VACUUM INTO '/tmp/natterjack-copy.db'",
     ];
@@ -169,6 +172,29 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
         .insert_message(space.id, alice.id, &MessageText::parse("m").unwrap())
         .await
         .unwrap();
+    let record = natterjack_core::audit::AuditRecord {
+        time: natterjack_core::domain::Timestamp::now(),
+        request_id: "r1".into(),
+        phase: natterjack_core::audit::Phase::Complete,
+        transport: "rest".into(),
+        client_ip: "127.0.0.1".into(),
+        principal: None,
+        auth_method: "none".into(),
+        operation: "GET /health".into(),
+        target: String::new(),
+        status: Some(200),
+        decision: "allow".into(),
+        reason: None,
+        duration_us: 1,
+    };
+    let stored = natterjack_core::audit::StoredAuditRecord {
+        id: 1,
+        record,
+        mac: [7; 32],
+    };
+    natterjack_core::audit::AuditStore::append_audit(&store, &[stored])
+        .await
+        .unwrap();
     // An owner connection: what a stolen shell on the host, not the API, would have.
     let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(dir.path().join("natterjack.db"))
@@ -183,6 +209,11 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
             "messages are immutable",
         ),
         ("DELETE FROM users", "users are never deleted"),
+        (
+            "UPDATE audit_log SET status = 200",
+            "the audit log is append-only",
+        ),
+        ("DELETE FROM audit_log", "the audit log is append-only"),
     ] {
         let err = sqlx::query(sql)
             .execute(&mut owner)

@@ -214,6 +214,8 @@ impl Config {
         }
         builder = builder.add_source(
             config::Environment::with_prefix("NATTERJACK")
+                .list_separator(",")
+                .with_list_parse_key("rate_limit.trusted_proxies")
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true),

@@ -502,6 +502,22 @@ fn argon2_parameters_below_the_owasp_minimum_are_refused() {
 }
 
 #[test]
+fn trusted_proxies_come_from_a_comma_separated_environment_variable_and_bad_ones_are_refused() {
+    let (_dir, data) = fresh_dir();
+    let key = "NATTERJACK_RATE_LIMIT__TRUSTED_PROXIES";
+    let (ok, _, stderr) = cli(&data, &["migrate"], "", &[(key, "127.0.0.1/32,10.0.0.0/8")]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = cli(
+        &data,
+        &["migrate"],
+        "",
+        &[(key, "10.0.0.0/8,not-a-network")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("rate_limit.trusted_proxies"), "{stderr}");
+}
+
+#[test]
 fn zero_timeouts_and_zero_sized_limits_are_refused_naming_the_key() {
     let (_dir, data) = fresh_dir();
     for (env, key) in [

@@ -151,16 +151,19 @@ pub async fn record_requests(
         .get::<AuditReason>()
         .map(|r| r.0.clone());
     let reason = if status.is_success() { None } else { reason };
-    if let Some(record) = draft.record(
+    let record = draft.record(
         Phase::Complete,
         Some(status),
         decision_for(status),
         reason,
         started,
-    ) {
-        if let Err(e) = state.audit.record(record).await {
-            tracing::error!(error = %e, "could not write the audit record of a completed request");
-        }
+    );
+    let written = match record {
+        Some(record) => state.audit.record(record).await.map(drop),
+        None => Err(ServiceError::Internal),
+    };
+    if let Err(e) = written {
+        tracing::error!(error = %e, "could not write the audit record of a completed request");
     }
     response
 }

@@ -53,14 +53,12 @@ impl AuditLog {
             let anchored = anchor
                 .load()
                 .map_err(|e| format!("cannot read the audit chain anchor: {e}"))?;
-            if let Some(anchored) = anchored {
-                if head.is_none_or(|h| h.id < anchored.id) {
-                    return Err(format!(
-                        "the audit log ends before its anchored head (record {}): records were removed; \
-                         run `natterjack audit verify` and investigate before starting",
-                        anchored.id
-                    ));
-                }
+            if let Some(anchored) = anchored.filter(|a| head.is_none_or(|h| h.id < a.id)) {
+                return Err(format!(
+                    "the audit log ends before its anchored head (record {}): records were removed; \
+                     run `natterjack audit verify` and investigate before starting",
+                    anchored.id
+                ));
             }
         }
         let head = head.unwrap_or(ChainHead {

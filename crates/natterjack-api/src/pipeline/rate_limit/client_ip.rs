@@ -33,10 +33,17 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    let Ok(lines) = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        // A line that is not plain text could hide the hop our proxy appended: trust none.
+        return peer;
+    };
+    let hops: Vec<&str> = lines
+        .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
@@ -113,6 +120,17 @@ mod tests {
             client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
             ip("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn a_forwarded_line_that_is_not_plain_text_makes_the_whole_header_untrusted() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let mut h = xff(&["203.0.113.9"]);
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.1\xff").unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.1"));
     }
 
     #[test]
