@@ -11,7 +11,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem. `detail` is always written by this codebase, never copied from an
 /// internal error, so it cannot carry SQL, paths, stack traces or secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem kind (`about:blank` when the status says it all).
     #[serde(rename = "type")]

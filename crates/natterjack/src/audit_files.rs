@@ -30,9 +30,14 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Writes `contents` to `path` through a 0600 temporary file and an atomic rename, so a
-/// crash leaves either the old or the new contents, never a torn file.
-fn write_private_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// process crash leaves either the old or the new contents, never a torn file. With
+/// `durable`, the data is flushed to disk before the rename (the key, written once); the
+/// head anchor, rewritten after every batch, skips the flush: after a power loss it may lag
+/// behind the database, which verification accepts, but it is never ahead of it.
+fn write_private_atomically(path: &Path, contents: &str, durable: bool) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
         let mut file = OpenOptions::new()
             .write(true)
@@ -41,7 +46,9 @@ fn write_private_atomically(path: &Path, contents: &str) -> std::io::Result<()> 
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     fs::rename(&tmp, path)
 }
@@ -66,7 +73,7 @@ pub fn load_or_create_key(path: &Path, log_is_empty: bool) -> Result<AuditKey, S
     }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    write_private_atomically(path, &format!("{}\n", hex(&bytes)))
+    write_private_atomically(path, &format!("{}\n", hex(&bytes)), true)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(AuditKey::new(bytes))
 }
@@ -85,7 +92,11 @@ impl FileAnchor {
 
 impl HeadAnchor for FileAnchor {
     fn store(&self, head: &ChainHead) -> std::io::Result<()> {
-        write_private_atomically(&self.path, &format!("{} {}\n", head.id, hex(&head.mac)))
+        write_private_atomically(
+            &self.path,
+            &format!("{} {}\n", head.id, hex(&head.mac)),
+            false,
+        )
     }
 
     fn load(&self) -> std::io::Result<Option<ChainHead>> {

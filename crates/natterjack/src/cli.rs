@@ -34,6 +34,8 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the OpenAPI 3.1 document of the REST API (as served at /openapi.json).
+    Openapi,
 }
 
 /// `audit` subcommands.

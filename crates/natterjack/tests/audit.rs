@@ -337,6 +337,16 @@ async fn audited_data_dir() -> (tempfile::TempDir, i64) {
         .await
         .unwrap();
     pool.close().await;
+    // The head anchor follows commits on its own task; wait until it has caught up, so the
+    // tampering cases below start from a fully anchored log.
+    let head = server.data_dir().join("audit.head");
+    for _ in 0..100 {
+        let anchored = std::fs::read_to_string(&head).unwrap_or_default();
+        if anchored.split_whitespace().next() == Some(n.to_string().as_str()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     (server.stop().await, n)
 }
 
@@ -417,9 +427,9 @@ async fn audit_verify_finds_every_kind_of_tampering() {
         (
             "two rows swapped",
             vec![
-                "UPDATE audit_log SET id = -1 WHERE id = 3".into(),
+                "UPDATE audit_log SET id = 1000000 WHERE id = 3".into(),
                 "UPDATE audit_log SET id = 3 WHERE id = 4".into(),
-                "UPDATE audit_log SET id = 4 WHERE id = -1".into(),
+                "UPDATE audit_log SET id = 4 WHERE id = 1000000".into(),
             ],
             3,
         ),
@@ -469,6 +479,19 @@ async fn a_server_refuses_to_start_on_a_log_whose_tail_was_removed() {
 }
 
 #[tokio::test]
+async fn a_missing_head_anchor_fails_verification_and_stops_the_server_from_starting() {
+    let (dir, _) = audited_data_dir().await;
+    let data = dir.path().join("data");
+    std::fs::remove_file(data.join("audit.head")).unwrap();
+    let (ok, out, _) = cli(&data, &["audit", "verify"], "", &[]);
+    assert!(!ok);
+    assert!(out.contains("anchor is missing"), "{out}");
+    let (ok, _, stderr) = cli(&data, &["serve", "--listen", "127.0.0.1:0"], "", &[]);
+    assert!(!ok);
+    assert!(stderr.contains("anchor is missing"), "{stderr}");
+}
+
+#[tokio::test]
 async fn only_admins_read_the_audit_log_newest_first_with_filters() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
@@ -503,7 +526,23 @@ async fn only_admins_read_the_audit_log_newest_first_with_filters() {
     );
     assert_eq!(records[0]["operation"], "GET /spaces");
     let next = page["next"].as_str().unwrap();
-    assert!(next.starts_with("/audit?after="));
+    assert!(
+        next.starts_with("/audit?after=") && next.contains("principal=bob"),
+        "{next}"
+    );
+    let page2: Value = server
+        .call(Some(&alice), Method::GET, next, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let records2 = page2["records"].as_array().unwrap();
+    assert!(records2.iter().all(|r| r["principal"] == "bob"));
+    assert!(
+        records2
+            .iter()
+            .all(|r| r["id"].as_i64() < records[1]["id"].as_i64())
+    );
     let r = server
         .call(Some(&alice), Method::GET, "/audit?since=tomorrow", None)
         .await;

@@ -41,6 +41,7 @@ struct Fields {
     operation: String,
     target: String,
     allowed_because: Option<String>,
+    started: Instant,
 }
 
 /// What the pipeline has learnt about the current request, for its audit records.
@@ -78,7 +79,6 @@ impl AuditDraft {
         status: Option<StatusCode>,
         decision: &str,
         reason: Option<String>,
-        started: Instant,
     ) -> Option<AuditRecord> {
         self.with(|f| AuditRecord {
             time: Timestamp::now(),
@@ -95,7 +95,7 @@ impl AuditDraft {
             reason: reason
                 .or_else(|| f.allowed_because.clone())
                 .map(|r| clean(&r, 200)),
-            duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            duration_us: i64::try_from(f.started.elapsed().as_micros()).unwrap_or(i64::MAX),
         })
     }
 }
@@ -142,6 +142,7 @@ pub async fn record_requests(
         operation: format!("{} {}", req.method(), clean(&route, 200)),
         target,
         allowed_because: None,
+        started,
     })));
     req.extensions_mut().insert(draft.clone());
     let response = next.run(req).await;
@@ -151,13 +152,7 @@ pub async fn record_requests(
         .get::<AuditReason>()
         .map(|r| r.0.clone());
     let reason = if status.is_success() { None } else { reason };
-    let record = draft.record(
-        Phase::Complete,
-        Some(status),
-        decision_for(status),
-        reason,
-        started,
-    );
+    let record = draft.record(Phase::Complete, Some(status), decision_for(status), reason);
     let written = match record {
         Some(record) => state.audit.record(record).await.map(drop),
         None => Err(ServiceError::Internal),
@@ -181,8 +176,7 @@ pub async fn record_intent(State(state): State<AppState>, req: Request, next: Ne
         let Some(draft) = req.extensions().get::<AuditDraft>().cloned() else {
             return ApiError::Internal.into_response();
         };
-        let Some(record) = draft.record(Phase::Intent, None, "pending", None, Instant::now())
-        else {
+        let Some(record) = draft.record(Phase::Intent, None, "pending", None) else {
             return ApiError::Internal.into_response();
         };
         if state.audit.record(record).await.is_err() {

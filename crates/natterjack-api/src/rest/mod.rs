@@ -3,6 +3,7 @@
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod openapi;
 pub mod routes;
 pub mod views;
 

@@ -18,6 +18,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let needs_member = || from_fn_with_state(state.clone(), require::<MEMBER>);
     Router::new()
         .route("/health", get(health::health))
+        .route("/openapi.json", get(health::openapi))
         .route(REGISTRATION_PATH, post(users::register))
         .route("/audit", get(audit::list))
         .route("/spaces", get(spaces::list).post(spaces::create))

@@ -4,36 +4,41 @@
 use natterjack_core::ports::{MemberRecord, MessageRecord, SpaceRecord};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /users`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// The requested login name.
+    #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
     pub username: String,
     /// The password, secret from deserialisation on.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
     pub password: SecretString,
 }
 
 /// A created user.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserView {
     /// The login name.
     pub username: String,
 }
 
 /// `POST /spaces`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSpace {
-    /// Display name.
+    /// Display name: 1 to 255 characters, no control characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     /// Must equal the caller when given.
+    #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
     pub owner: Option<String>,
 }
 
 /// A space.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SpaceView {
     /// Space id.
     pub id: i64,
@@ -60,15 +65,16 @@ impl From<SpaceRecord> for SpaceView {
 }
 
 /// `POST /spaces/{id}/messages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
-    /// The text.
+    /// The text: 1 to 4096 characters; newline and tab allowed, other control characters not.
+    #[schema(min_length = 1, max_length = 4096)]
     pub message: String,
 }
 
 /// A message.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessageView {
     /// Message id.
     pub id: i64,
@@ -110,7 +116,7 @@ pub struct MessageQuery {
 }
 
 /// A page of messages, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessagePageView {
     /// The messages.
     pub messages: Vec<MessageView>,
@@ -119,12 +125,14 @@ pub struct MessagePageView {
 }
 
 /// `POST /spaces/{id}/members`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     /// Who receives the permissions.
+    #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
     pub username: String,
     /// Which permissions, any non-empty combination of r, w, d.
+    #[schema(pattern = "^[rwd]{1,3}$")]
     pub permissions: String,
 }
 
@@ -137,7 +145,7 @@ pub struct RevokeQuery {
 }
 
 /// A member and what they hold.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MemberView {
     /// The member.
     pub username: String,
@@ -155,7 +163,7 @@ impl From<MemberRecord> for MemberView {
 }
 
 /// `GET /health`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HealthView {
     /// Always `ok` when the server answers.
     pub status: &'static str,
@@ -178,7 +186,7 @@ pub struct AuditQueryParams {
 }
 
 /// One audit record.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditRecordView {
     /// Position in the chain.
     pub id: i64,
@@ -236,7 +244,7 @@ impl From<natterjack_core::audit::StoredAuditRecord> for AuditRecordView {
 }
 
 /// A page of audit records, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditPageView {
     /// The records.
     pub records: Vec<AuditRecordView>,

@@ -86,9 +86,12 @@ pub async fn verify(
 ) -> Result<VerifyReport, crate::ports::StoreError> {
     let mut previous = key.genesis();
     let mut expected_id = 1i64;
-    let mut anchor_seen = anchor.is_none();
+    // An anchor at 0 was written before the first record: nothing to find.
+    let mut anchor_seen = anchor.is_some_and(|a| a.id == 0);
+    // Start below any id, so rows forged with an id of 0 or less are read (and refused) too.
+    let mut after = i64::MIN;
     loop {
-        let page: Vec<StoredAuditRecord> = store.audit_in_order(expected_id - 1, 1000).await?;
+        let page: Vec<StoredAuditRecord> = store.audit_in_order(after, 1000).await?;
         if page.is_empty() {
             break;
         }
@@ -116,10 +119,18 @@ pub async fn verify(
                 anchor_seen = true;
             }
             previous = mac;
+            after = stored.id;
             expected_id += 1;
         }
     }
-    if !anchor_seen {
+    if anchor.is_none() && expected_id > 1 {
+        return Ok(VerifyReport::Broken {
+            first_bad_id: expected_id,
+            reason: "the chain head anchor is missing, so a removed tail could not be detected"
+                .into(),
+        });
+    }
+    if !anchor_seen && anchor.is_some() {
         let head_id = anchor.map_or(0, |h| h.id);
         return Ok(VerifyReport::Broken {
             first_bad_id: expected_id,

@@ -8,7 +8,7 @@ use crate::domain::{Limit, Timestamp, Username};
 use crate::principal::AdminAccess;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Filters of `GET /audit`, newest first.
 #[derive(Debug, Clone)]
@@ -53,6 +53,20 @@ impl AuditLog {
             let anchored = anchor
                 .load()
                 .map_err(|e| format!("cannot read the audit chain anchor: {e}"))?;
+            if anchored.is_none() && head.is_some() {
+                return Err("the audit chain anchor is missing while the log has records: a removed tail \
+                            could no longer be detected; restore the anchor file and run `natterjack audit verify`"
+                    .to_owned());
+            }
+            if anchored.is_none() {
+                // A new log: anchor the empty chain, so the anchor exists from the first record on.
+                anchor
+                    .store(&ChainHead {
+                        id: 0,
+                        mac: key.genesis(),
+                    })
+                    .map_err(|e| format!("cannot write the audit chain anchor: {e}"))?;
+            }
             if let Some(anchored) = anchored.filter(|a| head.is_none_or(|h| h.id < a.id)) {
                 return Err(format!(
                     "the audit log ends before its anchored head (record {}): records were removed; \
@@ -118,6 +132,10 @@ async fn write_loop(
     mut head: ChainHead,
     committed: Arc<AtomicU64>,
 ) {
+    let (anchored, to_anchor) = watch::channel(None);
+    if let Some(anchor) = anchor {
+        tokio::spawn(anchor_loop(to_anchor, anchor));
+    }
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -148,13 +166,8 @@ async fn write_loop(
                         mac: last.mac,
                     };
                 }
-                if let Some(anchor) = &anchor {
-                    let (anchor, new_head) = (anchor.clone(), head);
-                    let stored = tokio::task::spawn_blocking(move || anchor.store(&new_head)).await;
-                    if !matches!(stored, Ok(Ok(()))) {
-                        tracing::error!("could not anchor the audit chain head");
-                    }
-                }
+                // The anchor follows on its own task, so file I/O never delays a commit.
+                let _ = anchored.send(Some(head));
                 committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for ((_, ack), stored) in jobs.into_iter().zip(&batch) {
                     let _ = ack.send(Ok(stored.id));
@@ -166,6 +179,22 @@ async fn write_loop(
                     let _ = ack.send(Err(()));
                 }
             }
+        }
+    }
+}
+
+/// Writes the newest committed head to the anchor whenever it moves. The anchor lags the
+/// database by at most the batches committed while a write was in progress, and is never
+/// ahead of it, which is what verification expects.
+async fn anchor_loop(mut heads: watch::Receiver<Option<ChainHead>>, anchor: Arc<dyn HeadAnchor>) {
+    while heads.changed().await.is_ok() {
+        let Some(head) = *heads.borrow_and_update() else {
+            continue;
+        };
+        let anchor = anchor.clone();
+        let stored = tokio::task::spawn_blocking(move || anchor.store(&head)).await;
+        if !matches!(stored, Ok(Ok(()))) {
+            tracing::error!("could not anchor the audit chain head");
         }
     }
 }

@@ -57,7 +57,8 @@ pub struct AuditRecord {
     pub target: String,
     /// The HTTP status (none for intents).
     pub status: Option<u16>,
-    /// `pending` (intent), `allow`, `deny` or `error`.
+    /// `pending` (intent), `allow`, `deny` (401, 403, 429), `reject` (other 4xx) or
+    /// `error` (5xx).
     pub decision: String,
     /// Why, when the pipeline or the service said so.
     pub reason: Option<String>,

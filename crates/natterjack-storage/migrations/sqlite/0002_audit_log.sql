@@ -4,7 +4,7 @@
 -- covers its id and its predecessor's MAC.
 
 CREATE TABLE audit_log (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY CHECK (id > 0),
     time        INTEGER NOT NULL,
     request_id  TEXT    NOT NULL,
     phase       TEXT    NOT NULL CHECK (phase IN ('intent', 'complete')),

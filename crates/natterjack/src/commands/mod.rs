@@ -10,6 +10,11 @@ use natterjack_core::audit::VerifyReport;
 
 /// Loads the configuration and runs the chosen subcommand.
 pub async fn run(cli: Cli) -> Result<(), StartError> {
+    if matches!(cli.command, Command::Openapi) {
+        // Needs no configuration, so it works anywhere (e.g. to regenerate docs/openapi.json).
+        println!("{}", natterjack_api::rest::openapi::json());
+        return Ok(());
+    }
     let listen = match &cli.command {
         Command::Serve(args) => args.listen,
         _ => None,
@@ -33,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
+        Command::Openapi => Ok(()),
         Command::Audit(crate::cli::AuditCommand::Verify) => {
             match crate::runtime::verify_audit(&cfg).await? {
                 VerifyReport::Intact { records } => {

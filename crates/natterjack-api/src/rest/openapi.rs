@@ -1,0 +1,181 @@
+//! The OpenAPI 3.1 description of the REST API, generated from the handlers' annotations.
+//!
+//! Served at `GET /openapi.json` and committed as `docs/openapi.json`; a test fails when
+//! the two differ. Every operation lists the error statuses the pipeline can produce, each
+//! an RFC 9457 problem, so a client (or schemathesis) can check every response against it.
+
+use super::handlers;
+use crate::problem::{PROBLEM_JSON, Problem};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
+use utoipa::{Modify, OpenApi};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Natterjack",
+        description = "A secure-by-default API: spaces, permissions (r, w, d) and messages. Every request passes \
+                       rate limiting, HTTP Basic authentication, audit and access control; errors are RFC 9457 \
+                       problems with a request id.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+        version = "0.1.0"
+    ),
+    paths(
+        handlers::health::health,
+        handlers::users::register,
+        handlers::spaces::create,
+        handlers::spaces::list,
+        handlers::spaces::show,
+        handlers::messages::post,
+        handlers::messages::list,
+        handlers::messages::show,
+        handlers::messages::delete,
+        handlers::members::list,
+        handlers::members::grant,
+        handlers::members::revoke,
+        handlers::audit::list,
+    ),
+    components(schemas(Problem)),
+    modifiers(&SecurityAndErrors)
+)]
+pub struct ApiDoc;
+
+/// Adds the Basic security scheme and the pipeline's error responses to every operation.
+struct SecurityAndErrors;
+
+fn text_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(description))
+        .build()
+}
+
+fn problem(
+    description: &str,
+    headers: &[(&str, &str)],
+) -> RefOr<utoipa::openapi::response::Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    let mut builder = ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, content);
+    for (name, text) in headers {
+        builder = builder.header(*name, text_header(text));
+    }
+    RefOr::T(builder.build())
+}
+
+/// The statuses any operation can answer with, because of the pipeline around it.
+fn pipeline_errors() -> Vec<(&'static str, RefOr<utoipa::openapi::response::Response>)> {
+    vec![
+        (
+            "400",
+            problem(
+                "Malformed input, query or Authorization header; the problem names the field",
+                &[],
+            ),
+        ),
+        (
+            "401",
+            problem(
+                "Missing or wrong credentials",
+                &[(
+                    "www-authenticate",
+                    r#"Basic realm="natterjack", charset="UTF-8""#,
+                )],
+            ),
+        ),
+        ("403", problem("Authenticated but not allowed", &[])),
+        (
+            "404",
+            problem("Not found (within what the caller may see)", &[]),
+        ),
+        ("408", problem("The request took too long", &[])),
+        ("409", problem("Already exists", &[])),
+        ("413", problem("Body over 16 KiB", &[])),
+        (
+            "415",
+            problem("Body without Content-Type: application/json", &[]),
+        ),
+        (
+            "429",
+            problem(
+                "Rate limited",
+                &[
+                    ("retry-after", "Seconds to wait"),
+                    ("ratelimit", "Remaining quota of the refusing policy"),
+                    ("ratelimit-policy", "The refusing policy's quota and window"),
+                ],
+            ),
+        ),
+        (
+            "500",
+            problem(
+                "Internal error; the request id finds it in the server log",
+                &[],
+            ),
+        ),
+        (
+            "503",
+            problem(
+                "Overloaded or storage unavailable",
+                &[("retry-after", "Seconds to wait")],
+            ),
+        ),
+    ]
+}
+
+impl Modify for SecurityAndErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "basic",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+            );
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, response) in pipeline_errors() {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert(response);
+                }
+            }
+        }
+    }
+}
+
+/// The document as pretty JSON, exactly as served and committed.
+pub fn json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let committed = include_str!("../../../../docs/openapi.json");
+        assert!(
+            committed.trim_end() == super::json().trim_end(),
+            "docs/openapi.json is stale: regenerate it with `cargo run -p natterjack -- openapi > docs/openapi.json`"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Audited versus unaudited write throughput: the cost of the audit trail on the write path.
+//!
+//! Both runs insert messages through the real SQLite store with `CONCURRENCY` writers for
+//! `SECONDS` each. The audited run does what a `POST /spaces/{id}/messages` does: an intent
+//! record committed before the insert and a completion record after it, through the
+//! group-commit writer. Results go to `target/criterion/audit/throughput.json` for
+//! `bench/audit-throughput`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use natterjack::config::Config;
+use natterjack::runtime;
+use natterjack_core::audit::{AuditLog, AuditRecord, Phase};
+use natterjack_core::domain::{MessageText, SpaceId, SpaceName, Timestamp, UserId, Username};
+use natterjack_core::ports::Store;
+use natterjack_storage::SqliteStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 32;
+const SECONDS: u64 = 5;
+
+fn record(phase: Phase) -> AuditRecord {
+    AuditRecord {
+        time: Timestamp::now(),
+        request_id: "0123456789abcdef0123456789abcdef".into(),
+        phase,
+        transport: "rest".into(),
+        client_ip: "127.0.0.1".into(),
+        principal: Some("alice".into()),
+        auth_method: "basic".into(),
+        operation: "POST /spaces/{id}/messages".into(),
+        target: "id=1".into(),
+        status: (phase == Phase::Complete).then_some(201),
+        decision: if phase == Phase::Complete {
+            "allow"
+        } else {
+            "pending"
+        }
+        .into(),
+        reason: None,
+        duration_us: 100,
+    }
+}
+
+async fn setup() -> (
+    tempfile::TempDir,
+    SqliteStore,
+    Arc<AuditLog>,
+    UserId,
+    SpaceId,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    runtime::migrate(&cfg).await.unwrap();
+    let store = runtime::open_store(&cfg).await.unwrap();
+    let audit = runtime::audit_log(&cfg, &store).await.unwrap();
+    let user = store
+        .create_user(&Username::parse("alice").unwrap(), "unused")
+        .await
+        .unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("bench").unwrap(), user.id)
+        .await
+        .unwrap();
+    (dir, store, audit, user.id, space.id)
+}
+
+/// Runs `CONCURRENCY` writers for `SECONDS`; returns writes per second.
+async fn run(audited: bool) -> f64 {
+    let (_dir, store, audit, user, space) = setup().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let body = MessageText::parse("benchmark message").unwrap();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (store, audit, stop, done, body) = (
+                store.clone(),
+                audit.clone(),
+                stop.clone(),
+                done.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if audited {
+                        audit.record(record(Phase::Intent)).await.unwrap();
+                    }
+                    store.insert_message(space, user, &body).await.unwrap();
+                    if audited {
+                        audit.record(record(Phase::Complete)).await.unwrap();
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("audit_throughput: benchmark");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Alternate the two runs twice so drift on the machine affects both alike.
+    let mut unaudited = Vec::new();
+    let mut audited = Vec::new();
+    for _ in 0..2 {
+        unaudited.push(rt.block_on(run(false)));
+        audited.push(rt.block_on(run(true)));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let report = serde_json::json!({
+        "concurrency": CONCURRENCY,
+        "seconds_per_run": SECONDS,
+        "runs_each": unaudited.len(),
+        "unaudited_writes_per_s": mean(&unaudited),
+        "audited_writes_per_s": mean(&audited),
+        "ratio": mean(&audited) / mean(&unaudited),
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/criterion/audit/throughput.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!("audit throughput: {report}");
+}
