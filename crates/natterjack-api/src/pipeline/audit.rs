@@ -3,8 +3,10 @@
 //!
 //! Two layers share a per-request [`AuditDraft`]:
 //! - [`record_requests`] wraps the whole pipeline, so requests refused by rate limiting,
-//!   hygiene or authentication are recorded too; it writes the `complete` record (status,
-//!   decision, reason, duration) before the response leaves.
+//!   hygiene or authentication are recorded too; it queues the `complete` record (status,
+//!   decision, reason, duration) for the group-commit writer as the response leaves. The
+//!   response does not wait for that commit: anything that changed state already has its
+//!   intent on disk.
 //! - [`record_intent`] is step 5, after authentication: for `POST`, `PUT`, `PATCH` and
 //!   `DELETE` it writes an `intent` record and waits for it to be committed before access
 //!   control and the handler run; if it cannot be written, the request is refused with 503.
@@ -110,7 +112,7 @@ fn decision_for(status: StatusCode) -> &'static str {
     }
 }
 
-/// Outermost request-side layer: opens the draft and writes the `complete` record.
+/// Outermost request-side layer: opens the draft and queues the `complete` record.
 pub async fn record_requests(
     State(state): State<AppState>,
     mut req: Request,
@@ -154,7 +156,7 @@ pub async fn record_requests(
     let reason = if status.is_success() { None } else { reason };
     let record = draft.record(Phase::Complete, Some(status), decision_for(status), reason);
     let written = match record {
-        Some(record) => state.audit.record(record).await.map(drop),
+        Some(record) => state.audit.submit(record).await,
         None => Err(ServiceError::Internal),
     };
     if let Err(e) = written {

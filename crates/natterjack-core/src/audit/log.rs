@@ -25,7 +25,9 @@ pub struct AuditQuery {
     pub limit: Limit,
 }
 
-type Job = (AuditRecord, oneshot::Sender<Result<i64, ()>>);
+/// A record to append (acknowledged with its id once committed), or, with `None`, a flush
+/// marker acknowledged once everything queued before it is committed.
+type Job = (Option<AuditRecord>, oneshot::Sender<Result<i64, ()>>);
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -67,7 +69,7 @@ impl AuditLog {
                     })
                     .map_err(|e| format!("cannot write the audit chain anchor: {e}"))?;
             }
-            if let Some(anchored) = anchored.filter(|a| head.is_none_or(|h| h.id < a.id)) {
+            if let Some(anchored) = anchored.filter(|a| a.id > head.map_or(0, |h| h.id)) {
                 return Err(format!(
                     "the audit log ends before its anchored head (record {}): records were removed; \
                      run `natterjack audit verify` and investigate before starting",
@@ -100,11 +102,35 @@ impl AuditLog {
     pub async fn record(&self, record: AuditRecord) -> Result<i64, ServiceError> {
         let (ack, done) = oneshot::channel();
         self.sender
-            .send((record, ack))
+            .send((Some(record), ack))
             .await
             .map_err(|_| ServiceError::Unavailable)?;
         match done.await {
             Ok(Ok(id)) => Ok(id),
+            _ => Err(ServiceError::Unavailable),
+        }
+    }
+
+    /// Queues a record without waiting for its commit; waits only while the queue is full.
+    /// For completion records: a state change's intent was already committed before it
+    /// ran, so the response need not wait for the outcome to reach the disk as well.
+    pub async fn submit(&self, record: AuditRecord) -> Result<(), ServiceError> {
+        let (ack, _) = oneshot::channel();
+        self.sender
+            .send((Some(record), ack))
+            .await
+            .map_err(|_| ServiceError::Unavailable)
+    }
+
+    /// Waits until every record queued so far is committed (at shutdown).
+    pub async fn flush(&self) -> Result<(), ServiceError> {
+        let (ack, done) = oneshot::channel();
+        self.sender
+            .send((None, ack))
+            .await
+            .map_err(|_| ServiceError::Unavailable)?;
+        match done.await {
+            Ok(Ok(_)) => Ok(()),
             _ => Err(ServiceError::Unavailable),
         }
     }
@@ -145,32 +171,45 @@ async fn write_loop(
             }
         }
         let mut previous = head.mac;
-        let batch: Vec<StoredAuditRecord> = jobs
-            .iter()
-            .zip(head.id + 1..)
-            .map(|((record, _), id)| {
-                let mac = key.link(&previous, record, id);
-                previous = mac;
-                StoredAuditRecord {
-                    id,
-                    record: record.clone(),
-                    mac,
+        let mut next_id = head.id + 1;
+        // Each job's id once committed: its record's id, or for a flush marker the id of the
+        // newest record before it.
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut batch: Vec<StoredAuditRecord> = Vec::with_capacity(jobs.len());
+        for (record, _) in &jobs {
+            match record {
+                Some(record) => {
+                    let mac = key.link(&previous, record, next_id);
+                    previous = mac;
+                    batch.push(StoredAuditRecord {
+                        id: next_id,
+                        record: record.clone(),
+                        mac,
+                    });
+                    ids.push(next_id);
+                    next_id += 1;
                 }
-            })
-            .collect();
-        match store.append_audit(&batch).await {
+                None => ids.push(next_id - 1),
+            }
+        }
+        let written = if batch.is_empty() {
+            Ok(())
+        } else {
+            store.append_audit(&batch).await
+        };
+        match written {
             Ok(()) => {
                 if let Some(last) = batch.last() {
                     head = ChainHead {
                         id: last.id,
                         mac: last.mac,
                     };
+                    // The anchor follows on its own task, so file I/O never delays a commit.
+                    let _ = anchored.send(Some(head));
                 }
-                // The anchor follows on its own task, so file I/O never delays a commit.
-                let _ = anchored.send(Some(head));
                 committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for ((_, ack), stored) in jobs.into_iter().zip(&batch) {
-                    let _ = ack.send(Ok(stored.id));
+                for ((_, ack), id) in jobs.into_iter().zip(ids) {
+                    let _ = ack.send(Ok(id));
                 }
             }
             Err(e) => {

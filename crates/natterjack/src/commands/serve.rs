@@ -43,6 +43,10 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         shutdown_signal(),
     )
     .await;
+    // Completion records are queued without waiting; commit the last of them before exit.
+    if assembled.state.audit.flush().await.is_err() {
+        tracing::error!("could not flush the audit log at shutdown");
+    }
     assembled.store.close().await;
     tracing::info!("stopped");
     Ok(())
