@@ -43,7 +43,9 @@ fn record(phase: Phase) -> AuditRecord {
     }
 }
 
-async fn setup() -> (
+async fn setup(
+    max_batch: usize,
+) -> (
     tempfile::TempDir,
     SqliteStore,
     Arc<AuditLog>,
@@ -57,7 +59,12 @@ async fn setup() -> (
     };
     runtime::migrate(&cfg).await.unwrap();
     let store = runtime::open_store(&cfg).await.unwrap();
-    let audit = runtime::audit_log(&cfg, &store).await.unwrap();
+    let key = natterjack::audit_files::load_or_create_key(&cfg.audit_key_path(), true).unwrap();
+    let anchor: Arc<dyn natterjack_core::audit::HeadAnchor> = Arc::new(
+        natterjack::audit_files::FileAnchor::new(cfg.audit_head_path()),
+    );
+    let log = AuditLog::start_with_max_batch(Arc::new(store.clone()), key, Some(anchor), max_batch);
+    let audit = Arc::new(log.await.unwrap());
     let user = store
         .create_user(&Username::parse("alice").unwrap(), "unused")
         .await
@@ -69,9 +76,10 @@ async fn setup() -> (
     (dir, store, audit, user.id, space.id)
 }
 
-/// Runs `CONCURRENCY` writers for `SECONDS`; returns writes per second.
-async fn run(audited: bool) -> f64 {
-    let (_dir, store, audit, user, space) = setup().await;
+/// Runs `CONCURRENCY` writers for `SECONDS`; returns writes per second. `max_batch` bounds
+/// the audit writer's records per transaction (1: no group commit).
+async fn run(audited: bool, max_batch: usize) -> f64 {
+    let (_dir, store, audit, user, space) = setup(max_batch).await;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let body = MessageText::parse("benchmark message").unwrap();
@@ -121,9 +129,11 @@ fn main() {
     // Alternate the two runs twice so drift on the machine affects both alike.
     let mut unaudited = Vec::new();
     let mut audited = Vec::new();
+    let mut ungrouped = Vec::new();
     for _ in 0..2 {
-        unaudited.push(rt.block_on(run(false)));
-        audited.push(rt.block_on(run(true)));
+        unaudited.push(rt.block_on(run(false, 512)));
+        audited.push(rt.block_on(run(true, 512)));
+        ungrouped.push(rt.block_on(run(true, 1)));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let report = serde_json::json!({
@@ -133,6 +143,8 @@ fn main() {
         "unaudited_writes_per_s": mean(&unaudited),
         "audited_writes_per_s": mean(&audited),
         "ratio": mean(&audited) / mean(&unaudited),
+        "ungrouped_writes_per_s": mean(&ungrouped),
+        "ungrouped_ratio": mean(&ungrouped) / mean(&unaudited),
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/criterion/audit/throughput.json");

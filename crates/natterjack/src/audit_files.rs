@@ -31,9 +31,11 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
 
 /// Writes `contents` to `path` through a 0600 temporary file and an atomic rename, so a
 /// process crash leaves either the old or the new contents, never a torn file. With
-/// `durable`, the data is flushed to disk before the rename (the key, written once); the
-/// head anchor, rewritten after every batch, skips the flush: after a power loss it may lag
-/// behind the database, which verification accepts, but it is never ahead of it.
+/// `durable`, the data is flushed to disk before the rename (the key, written once). The
+/// head anchor, rewritten after every batch, skips the flush: after a process crash it can
+/// only lag behind the database, which verification accepts; after a power loss either file
+/// may lose its newest writes, which can make an untouched log look truncated (see
+/// docs/THREAT_MODEL.md).
 fn write_private_atomically(path: &Path, contents: &str, durable: bool) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

@@ -47,6 +47,17 @@ impl AuditLog {
         key: AuditKey,
         anchor: Option<Arc<dyn HeadAnchor>>,
     ) -> Result<Self, String> {
+        Self::start_with_max_batch(store, key, anchor, MAX_BATCH).await
+    }
+
+    /// [`AuditLog::start`] with another bound on records per transaction; `1` switches group
+    /// commit off (the benchmark's comparison case).
+    pub async fn start_with_max_batch(
+        store: Arc<dyn AuditStore>,
+        key: AuditKey,
+        anchor: Option<Arc<dyn HeadAnchor>>,
+        max_batch: usize,
+    ) -> Result<Self, String> {
         let head = store
             .audit_head()
             .await
@@ -90,6 +101,7 @@ impl AuditLog {
             anchor,
             head,
             committed.clone(),
+            max_batch.max(1),
         ));
         Ok(Self {
             sender,
@@ -157,6 +169,7 @@ async fn write_loop(
     anchor: Option<Arc<dyn HeadAnchor>>,
     mut head: ChainHead,
     committed: Arc<AtomicU64>,
+    max_batch: usize,
 ) {
     let (anchored, to_anchor) = watch::channel(None);
     if let Some(anchor) = anchor {
@@ -164,7 +177,7 @@ async fn write_loop(
     }
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
+        while jobs.len() < max_batch {
             match receiver.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
