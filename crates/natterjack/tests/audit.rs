@@ -378,6 +378,24 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A connection with the file owner's power (no authorizer) on a copy of the log whose
+/// append-only triggers were dropped: what an intruder holding the database file has.
+async fn owner_without_triggers(data: &Path) -> SqlitePool {
+    let owner = SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("natterjack.db").display()
+    ))
+    .await
+    .unwrap();
+    for trigger in ["audit_log_is_never_updated", "audit_log_is_never_deleted"] {
+        sqlx::query(&format!("DROP TRIGGER {trigger}"))
+            .execute(&owner)
+            .await
+            .unwrap();
+    }
+    owner
+}
+
 /// Applies `sql` as the database owner would (triggers dropped first), then runs
 /// `natterjack audit verify`; returns its stdout and whether it succeeded.
 async fn tamper_and_verify(source: &Path, sql: &[&str]) -> (bool, String) {
@@ -385,20 +403,7 @@ async fn tamper_and_verify(source: &Path, sql: &[&str]) -> (bool, String) {
     let data = dir.path().join("data");
     copy_dir(source, &data);
     if !sql.is_empty() {
-        let owner = SqlitePool::connect(&format!(
-            "sqlite://{}",
-            data.join("natterjack.db").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query("DROP TRIGGER audit_log_is_never_updated")
-            .execute(&owner)
-            .await
-            .unwrap();
-        sqlx::query("DROP TRIGGER audit_log_is_never_deleted")
-            .execute(&owner)
-            .await
-            .unwrap();
+        let owner = owner_without_triggers(&data).await;
         for statement in sql {
             sqlx::query(statement).execute(&owner).await.unwrap();
         }
@@ -474,16 +479,7 @@ async fn audit_verify_finds_every_kind_of_tampering() {
 async fn a_server_refuses_to_start_on_a_log_whose_tail_was_removed() {
     let (dir, n) = audited_data_dir().await;
     let data = dir.path().join("data");
-    let owner = SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("natterjack.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("DROP TRIGGER audit_log_is_never_deleted")
-        .execute(&owner)
-        .await
-        .unwrap();
+    let owner = owner_without_triggers(&data).await;
     sqlx::query("DELETE FROM audit_log WHERE id > ?1")
         .bind(n - 3)
         .execute(&owner)

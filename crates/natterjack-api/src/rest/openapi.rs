@@ -8,6 +8,7 @@ use super::handlers;
 use crate::problem::{PROBLEM_JSON, Problem};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
@@ -130,8 +131,102 @@ fn pipeline_errors() -> Vec<(&'static str, RefOr<utoipa::openapi::response::Resp
     ]
 }
 
+/// An OpenAPI link: from a response of one operation to another operation, with the
+/// runtime expressions that fill the target's parameters.
+struct LinkSpec {
+    from: &'static str,
+    to: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+const SPACE: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const MESSAGE: &[(&str, &str)] = &[("id", "$request.path.id"), ("msgId", "$response.body#/id")];
+const MEMBER: &[(&str, &str)] = &[
+    ("id", "$request.path.id"),
+    ("username", "$response.body#/username"),
+];
+
+/// Links from each created resource (a 201) to the operations on it, so a client (and
+/// schemathesis's stateful phase) can follow create → read → delete.
+const LINKS: &[LinkSpec] = &[
+    LinkSpec {
+        from: "createSpace",
+        to: "getSpace",
+        parameters: SPACE,
+    },
+    LinkSpec {
+        from: "createSpace",
+        to: "listMessages",
+        parameters: SPACE,
+    },
+    LinkSpec {
+        from: "createSpace",
+        to: "postMessage",
+        parameters: SPACE,
+    },
+    LinkSpec {
+        from: "createSpace",
+        to: "listMembers",
+        parameters: SPACE,
+    },
+    LinkSpec {
+        from: "createSpace",
+        to: "grantPermissions",
+        parameters: SPACE,
+    },
+    LinkSpec {
+        from: "postMessage",
+        to: "getMessage",
+        parameters: MESSAGE,
+    },
+    LinkSpec {
+        from: "postMessage",
+        to: "deleteMessage",
+        parameters: MESSAGE,
+    },
+    LinkSpec {
+        from: "grantPermissions",
+        to: "revokePermissions",
+        parameters: MEMBER,
+    },
+];
+
+fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let Some(id) = operation.operation_id.clone() else {
+                continue;
+            };
+            let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") else {
+                continue;
+            };
+            for spec in LINKS.iter().filter(|l| l.from == id) {
+                let link = spec
+                    .parameters
+                    .iter()
+                    .fold(
+                        LinkBuilder::new().operation_id(spec.to),
+                        |b, (name, value)| b.parameter(*name, *value),
+                    )
+                    .build();
+                created.links.insert(spec.to.to_owned(), RefOr::T(link));
+            }
+        }
+    }
+}
+
 impl Modify for SecurityAndErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        add_links(openapi);
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme(
                 "basic",

@@ -2,7 +2,7 @@ use crate::rest::extract::NoQuery;
 use crate::rest::views::HealthView;
 use axum::Json;
 
-#[utoipa::path(get, path = "/health", tag = "health", security(()), responses((status = 200, description = "The server answers", body = HealthView)))]
+#[utoipa::path(operation_id = "getHealth", get, path = "/health", tag = "health", security(()), responses((status = 200, description = "The server answers", body = HealthView)))]
 /// Liveness, without authentication and without anything internal (no version, no host).
 pub(crate) async fn health(_: NoQuery) -> Json<HealthView> {
     Json(HealthView { status: "ok" })
