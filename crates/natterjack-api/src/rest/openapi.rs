@@ -191,9 +191,12 @@ const LINKS: &[LinkSpec] = &[
     },
 ];
 
-fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
+/// Every operation of the document, for the modifications below.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.post,
             &mut item.put,
@@ -202,24 +205,27 @@ fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            let Some(id) = operation.operation_id.clone() else {
-                continue;
-            };
-            let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") else {
-                continue;
-            };
-            for spec in LINKS.iter().filter(|l| l.from == id) {
-                let link = spec
-                    .parameters
-                    .iter()
-                    .fold(
-                        LinkBuilder::new().operation_id(spec.to),
-                        |b, (name, value)| b.parameter(*name, *value),
-                    )
-                    .build();
-                created.links.insert(spec.to.to_owned(), RefOr::T(link));
-            }
+    })
+}
+
+fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
+    for operation in operations(openapi) {
+        let Some(id) = operation.operation_id.clone() else {
+            continue;
+        };
+        let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") else {
+            continue;
+        };
+        for spec in LINKS.iter().filter(|l| l.from == id) {
+            let link = spec
+                .parameters
+                .iter()
+                .fold(
+                    LinkBuilder::new().operation_id(spec.to),
+                    |b, (name, value)| b.parameter(*name, *value),
+                )
+                .build();
+            created.links.insert(spec.to.to_owned(), RefOr::T(link));
         }
     }
 }
@@ -233,24 +239,13 @@ impl Modify for SecurityAndErrors {
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
             );
         }
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for (status, response) in pipeline_errors() {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert(response);
-                }
+        for operation in operations(openapi) {
+            for (status, response) in pipeline_errors() {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert(response);
             }
         }
     }
