@@ -7,7 +7,6 @@
 
 use async_trait::async_trait;
 use natterjack::config::Config;
-use natterjack_api::pipeline::secure_pipeline;
 use natterjack_core::audit::{
     AuditKey, AuditLog, AuditQuery, AuditStore, ChainHead, StoredAuditRecord,
 };
@@ -56,11 +55,7 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
                 .unwrap(),
         );
     }
-    let app = secure_pipeline(
-        natterjack_api::rest::routes(&assembled.state),
-        assembled.state.clone(),
-        assembled.pipeline,
-    );
+    let app = assembled.app(|routes| routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(natterjack_api::server::serve(

@@ -4,9 +4,12 @@
 use crate::audit_files::{FileAnchor, load_or_create_key};
 use crate::config::{Config, ConfigError};
 use crate::dev_ca;
+use axum::Router;
 use natterjack_api::AppState;
 use natterjack_api::pipeline::PipelineLimits;
 use natterjack_api::pipeline::rate_limit::RateLimits;
+use natterjack_api::pipeline::secure_pipeline;
+use natterjack_api::rest::routes;
 use natterjack_api::server::TransportLimits;
 use natterjack_core::audit::{AuditLog, AuditStore, HeadAnchor, VerifyReport, verify};
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
@@ -132,6 +135,19 @@ pub struct Assembled {
     pub pipeline: PipelineLimits,
     /// Transport limits.
     pub transport: TransportLimits,
+}
+
+impl Assembled {
+    /// The REST application: the routes, extended by `extra` (tests add a route there),
+    /// inside the security pipeline. `serve`, the in-process tests and the benchmarks all
+    /// build it here, so they run the same pipeline.
+    pub fn app(&self, extra: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router {
+        secure_pipeline(
+            extra(routes(&self.state)),
+            self.state.clone(),
+            self.pipeline,
+        )
+    }
 }
 
 /// Migrates, opens storage, builds the service and loads (or creates) certificates.

@@ -1,7 +1,5 @@
 use crate::config::Config;
 use crate::runtime::{StartError, assemble};
-use natterjack_api::pipeline::secure_pipeline;
-use natterjack_api::rest::routes;
 use std::io::Write;
 use tokio::net::TcpListener;
 
@@ -12,11 +10,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         .state
         .limits
         .spawn_eviction(std::time::Duration::from_secs(60));
-    let app = secure_pipeline(
-        routes(&assembled.state),
-        assembled.state.clone(),
-        assembled.pipeline,
-    );
+    let app = assembled.app(|routes| routes);
     let listener = TcpListener::bind(cfg.rest.listen)
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.rest.listen)))?;

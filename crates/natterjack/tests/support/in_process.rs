@@ -4,7 +4,6 @@
 use axum::Router;
 use natterjack::config::Config;
 use natterjack_api::AppState;
-use natterjack_api::pipeline::secure_pipeline;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -33,8 +32,7 @@ impl InProcessServer {
         };
         configure(&mut cfg);
         let assembled = natterjack::runtime::assemble(&cfg).await.expect("assemble");
-        let routes = extra_routes(natterjack_api::rest::routes(&assembled.state));
-        let app = secure_pipeline(routes, assembled.state.clone(), assembled.pipeline);
+        let app = assembled.app(extra_routes);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
