@@ -1,43 +1,25 @@
 //! The audit trail's cost as a client sees it: `POST /spaces/{id}/messages` over HTTPS
 //! (TLS, HTTP/2, Basic authentication with a warm verification cache, the whole pipeline)
-//! against a server whose audit log is the real one, and against the same server whose
-//! audit records are discarded instead of committed (the baseline: everything but the audit
-//! writes). Results go to `target/criterion/audit/http.json` for `bench/audit-throughput`.
+//! against a server whose audit log is the real one, and against the same server built with
+//! the unaudited baseline (records dropped as soon as they are made, no writer at all). Results go to `target/criterion/audit/http.json` for `bench/audit-throughput`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use async_trait::async_trait;
 use natterjack::config::Config;
-use natterjack_core::audit::{
-    AuditKey, AuditLog, AuditQuery, AuditStore, ChainHead, StoredAuditRecord,
-};
-use natterjack_core::ports::StoreError;
+use natterjack_core::audit::AuditLog;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const CLIENTS: usize = 16;
-const SECONDS: u64 = 5;
+/// Concurrency levels: one where latency still limits the clients, one that saturates the
+/// server (throughput is what a saturated server sustains).
+const CLIENTS: [usize; 2] = [16, 64];
+/// Measured seconds per run, after a warm-up that opens the connections.
+const SECONDS: u64 = 4;
+const WARM_UP: Duration = Duration::from_millis(500);
+/// Alternating (discarded, committed) pairs per concurrency level.
+const PAIRS: usize = 4;
 const PASSWORD: &str = "violet-anvil-73-harbour";
-
-/// The baseline's audit store: accepts every batch and keeps nothing.
-struct Discard;
-
-#[async_trait]
-impl AuditStore for Discard {
-    async fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
-        Ok(None)
-    }
-    async fn append_audit(&self, _: &[StoredAuditRecord]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn audit_in_order(&self, _: i64, _: u32) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn audit_page(&self, _: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-}
 
 /// Starts a server (audited or not) and returns its base URL, CA file and the temp dir.
 async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir) {
@@ -49,11 +31,7 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
     cfg.rate_limit.enabled = false;
     let mut assembled = natterjack::runtime::assemble(&cfg).await.unwrap();
     if !audited {
-        assembled.state.audit = Arc::new(
-            AuditLog::start(Arc::new(Discard), AuditKey::new([0; 32]), None)
-                .await
-                .unwrap(),
-        );
+        assembled.state.audit = Arc::new(AuditLog::unaudited_baseline(&assembled.state.audit));
     }
     let app = assembled.app(|routes| routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,15 +46,19 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
     (format!("https://{addr}"), cfg.data_dir.join("ca.pem"), dir)
 }
 
-async fn run(audited: bool) -> f64 {
+async fn run(audited: bool, clients: usize) -> f64 {
     let (base, ca, _dir) = start(audited).await;
     let pem = std::fs::read(&ca).unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    // Each simulated client has its own TLS connection, as separate clients would.
+    let new_client = || {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    };
+    let client = new_client();
     let r = client
         .post(format!("{base}/users"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -97,11 +79,9 @@ async fn run(audited: bool) -> f64 {
     let url = format!("{base}/spaces/{space}/messages");
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (client, url, stop, done) =
-                (client.clone(), url.clone(), stop.clone(), done.clone());
+            let (client, url, stop, done) = (new_client(), url.clone(), stop.clone(), done.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let r = client
@@ -117,12 +97,15 @@ async fn run(audited: bool) -> f64 {
             })
         })
         .collect();
+    tokio::time::sleep(WARM_UP).await;
+    let (started, before) = (Instant::now(), done.load(Ordering::Relaxed));
     tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    let rate = (done.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    rate
 }
 
 fn main() {
@@ -135,20 +118,32 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut discarded = Vec::new();
-    let mut audited = Vec::new();
-    for _ in 0..2 {
-        discarded.push(rt.block_on(run(false)));
-        audited.push(rt.block_on(run(true)));
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let levels: Vec<_> = CLIENTS
+        .iter()
+        .map(|&clients| {
+            let (mut discarded, mut audited, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..PAIRS {
+                let d = rt.block_on(run(false, clients));
+                let a = rt.block_on(run(true, clients));
+                discarded.push(d);
+                audited.push(a);
+                ratios.push(a / d);
+            }
+            ratios.sort_by(f64::total_cmp);
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            json!({
+                "clients": clients,
+                "unaudited_requests_per_s": mean(&discarded),
+                "audited_requests_per_s": mean(&audited),
+                "median_pair_ratio": ratios[ratios.len() / 2],
+                "pair_ratios": ratios,
+            })
+        })
+        .collect();
     let report = json!({
-        "clients": CLIENTS,
         "seconds_per_run": SECONDS,
-        "runs_each": audited.len(),
-        "discarded_requests_per_s": mean(&discarded),
-        "audited_requests_per_s": mean(&audited),
-        "ratio": mean(&audited) / mean(&discarded),
+        "pairs": PAIRS,
+        "levels": levels,
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/criterion/audit/http.json");

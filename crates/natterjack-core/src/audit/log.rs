@@ -34,7 +34,8 @@ const MAX_BATCH: usize = 512;
 
 /// The handle to the audit writer.
 pub struct AuditLog {
-    sender: mpsc::Sender<Job>,
+    /// `None` only in the benchmarks' unaudited baseline.
+    sender: Option<mpsc::Sender<Job>>,
     store: Arc<dyn AuditStore>,
     committed: Arc<AtomicU64>,
 }
@@ -104,19 +105,41 @@ impl AuditLog {
             max_batch.max(1),
         ));
         Ok(Self {
-            sender,
+            sender: Some(sender),
             store,
             committed,
         })
     }
 
+    /// A log that drops every record at once, without a writer (reading still goes to the
+    /// `real` log's store): the unaudited baseline the benchmarks compare the real log against. Behind a feature that only the benchmarks
+    /// enable, so no server build can be assembled without its audit trail.
+    #[cfg(feature = "unaudited-baseline")]
+    pub fn unaudited_baseline(real: &AuditLog) -> Self {
+        Self {
+            sender: None,
+            store: real.store.clone(),
+            committed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    async fn send(&self, job: Job) -> Result<(), ServiceError> {
+        match &self.sender {
+            Some(sender) => sender
+                .send(job)
+                .await
+                .map_err(|_| ServiceError::Unavailable),
+            None => {
+                let _ = job.1.send(Ok(0));
+                Ok(())
+            }
+        }
+    }
+
     /// Appends a record and waits until it is durably committed. Returns its id.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, ServiceError> {
         let (ack, done) = oneshot::channel();
-        self.sender
-            .send((Some(record), ack))
-            .await
-            .map_err(|_| ServiceError::Unavailable)?;
+        self.send((Some(record), ack)).await?;
         match done.await {
             Ok(Ok(id)) => Ok(id),
             _ => Err(ServiceError::Unavailable),
@@ -128,19 +151,13 @@ impl AuditLog {
     /// ran, so the response need not wait for the outcome to reach the disk as well.
     pub async fn submit(&self, record: AuditRecord) -> Result<(), ServiceError> {
         let (ack, _) = oneshot::channel();
-        self.sender
-            .send((Some(record), ack))
-            .await
-            .map_err(|_| ServiceError::Unavailable)
+        self.send((Some(record), ack)).await
     }
 
     /// Waits until every record queued so far is committed (at shutdown).
     pub async fn flush(&self) -> Result<(), ServiceError> {
         let (ack, done) = oneshot::channel();
-        self.sender
-            .send((None, ack))
-            .await
-            .map_err(|_| ServiceError::Unavailable)?;
+        self.send((None, ack)).await?;
         match done.await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(ServiceError::Unavailable),
