@@ -69,7 +69,8 @@ pub enum VerifyReport {
     },
 }
 
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+/// Compares two MACs in constant time.
+pub(crate) fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 

@@ -5,6 +5,7 @@ use super::chain::{AuditKey, ChainHead};
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
 use crate::domain::{Limit, Timestamp, Username};
+use crate::ports::StoreError;
 use crate::principal::AdminAccess;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,9 @@ type Job = (Option<AuditRecord>, oneshot::Sender<Result<i64, ()>>);
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Appends of one batch before giving up when other processes keep taking its ids.
+const MAX_ATTEMPTS: u32 = 32;
 
 /// The handle to the audit writer.
 pub struct AuditLog {
@@ -88,6 +92,9 @@ impl AuditLog {
                     anchored.id
                 ));
             }
+        }
+        if let Some(head) = head {
+            check_key(store.as_ref(), &key, head).await?;
         }
         let head = head.unwrap_or(ChainHead {
             id: 0,
@@ -179,6 +186,31 @@ impl AuditLog {
     }
 }
 
+/// Refuses a key that did not make the newest record: a node started with the wrong key
+/// (several nodes on one database must share `audit.key_file`) would break the chain with
+/// every record it appended.
+async fn check_key(store: &dyn AuditStore, key: &AuditKey, head: ChainHead) -> Result<(), String> {
+    let newest = store
+        .audit_in_order((head.id - 2).max(0), 2)
+        .await
+        .map_err(|e| format!("cannot read the audit log: {e}"))?;
+    let (previous, last) = match newest.as_slice() {
+        [last] if last.id == 1 => (key.genesis(), last),
+        [before, last] if before.id + 1 == last.id => (before.mac, last),
+        // A gap: `natterjack audit verify` names it; the key cannot be judged here.
+        _ => return Ok(()),
+    };
+    if super::chain::same(&key.link(&previous, &last.record, last.id), &last.mac) {
+        Ok(())
+    } else {
+        Err(
+            "the audit key does not match the newest audit record: every server writing to \
+             this database must use the same key (audit.key_file)"
+                .to_owned(),
+        )
+    }
+}
+
 async fn write_loop(
     mut receiver: mpsc::Receiver<Job>,
     store: Arc<dyn AuditStore>,
@@ -200,56 +232,81 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let mut previous = head.mac;
-        let mut next_id = head.id + 1;
-        // Each job's id once committed: its record's id, or for a flush marker the id of the
-        // newest record before it.
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut batch: Vec<StoredAuditRecord> = Vec::with_capacity(jobs.len());
-        for (record, _) in &jobs {
-            match record {
-                Some(record) => {
-                    let mac = key.link(&previous, record, next_id);
-                    previous = mac;
-                    batch.push(StoredAuditRecord {
-                        id: next_id,
-                        record: record.clone(),
-                        mac,
-                    });
-                    ids.push(next_id);
-                    next_id += 1;
+        let mut outcome = append(store.as_ref(), &key, &mut head, &jobs).await;
+        // Another server process sharing the database appended first (its records took the
+        // ids this batch was linked for): continue the chain from the database's head.
+        let mut attempts = 1;
+        while matches!(outcome, Err(StoreError::Conflict)) && attempts < MAX_ATTEMPTS {
+            attempts += 1;
+            outcome = match store.audit_head().await {
+                Ok(Some(newest)) => {
+                    head = newest;
+                    append(store.as_ref(), &key, &mut head, &jobs).await
                 }
-                None => ids.push(next_id - 1),
-            }
+                Ok(None) => Err(StoreError::Internal(
+                    "the audit log lost its records".into(),
+                )),
+                Err(e) => Err(e),
+            };
         }
-        let written = if batch.is_empty() {
-            Ok(())
-        } else {
-            store.append_audit(&batch).await
-        };
-        match written {
-            Ok(()) => {
-                if let Some(last) = batch.last() {
-                    head = ChainHead {
-                        id: last.id,
-                        mac: last.mac,
-                    };
+        match outcome {
+            Ok((ids, appended)) => {
+                if appended > 0 {
                     // The anchor follows on its own task, so file I/O never delays a commit.
                     let _ = anchored.send(Some(head));
                 }
-                committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                committed.fetch_add(appended, Ordering::Relaxed);
                 for ((_, ack), id) in jobs.into_iter().zip(ids) {
                     let _ = ack.send(Ok(id));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "audit write failed");
+                tracing::error!(error = %e, records = jobs.len(), "audit write failed");
                 for (_, ack) in jobs {
                     let _ = ack.send(Err(()));
                 }
             }
         }
     }
+}
+
+/// Links the batch's records after `head`, appends them in one transaction, and moves `head`
+/// once they are committed. Returns each job's id (its record's, or for a flush marker the
+/// newest before it) and how many records were appended.
+async fn append(
+    store: &dyn AuditStore,
+    key: &AuditKey,
+    head: &mut ChainHead,
+    jobs: &[Job],
+) -> Result<(Vec<i64>, u64), StoreError> {
+    let mut previous = head.mac;
+    let mut next_id = head.id + 1;
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut batch: Vec<StoredAuditRecord> = Vec::with_capacity(jobs.len());
+    for (record, _) in jobs {
+        match record {
+            Some(record) => {
+                let mac = key.link(&previous, record, next_id);
+                previous = mac;
+                batch.push(StoredAuditRecord {
+                    id: next_id,
+                    record: record.clone(),
+                    mac,
+                });
+                ids.push(next_id);
+                next_id += 1;
+            }
+            None => ids.push(next_id - 1),
+        }
+    }
+    if let Some(last) = batch.last() {
+        store.append_audit(&batch).await?;
+        *head = ChainHead {
+            id: last.id,
+            mac: last.mac,
+        };
+    }
+    Ok((ids, batch.len() as u64))
 }
 
 /// Writes the newest committed head to the anchor whenever it moves. The anchor lags the

@@ -1,0 +1,103 @@
+//! Several audit writers on one database (as several server processes would be): the chain
+//! stays one valid line, and a writer with the wrong key refuses to start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use natterjack_core::audit::{
+    AuditKey, AuditLog, AuditRecord, AuditStore, Phase, VerifyReport, verify,
+};
+use natterjack_core::domain::Timestamp;
+use natterjack_storage::SqliteStore;
+use std::sync::Arc;
+
+fn record(writer: usize, n: usize) -> AuditRecord {
+    AuditRecord {
+        time: Timestamp::now(),
+        request_id: format!("{writer:02}{n:030}"),
+        phase: Phase::Complete,
+        transport: "rest".into(),
+        client_ip: "127.0.0.1".into(),
+        principal: Some(format!("writer{writer}")),
+        auth_method: "basic".into(),
+        operation: "GET /health".into(),
+        target: String::new(),
+        status: Some(200),
+        decision: "allow".into(),
+        reason: None,
+        duration_us: 10,
+    }
+}
+
+async fn store(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path, 4).await.unwrap()
+}
+
+#[tokio::test]
+async fn two_writers_sharing_one_database_keep_one_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    let key = [7u8; 32];
+    // Two pools and two writers, each with its own idea of the head, as two processes have.
+    let first = store(&path).await;
+    let second = store(&path).await;
+    let logs = [
+        Arc::new(
+            AuditLog::start(Arc::new(first.clone()), AuditKey::new(key), None)
+                .await
+                .unwrap(),
+        ),
+        Arc::new(
+            AuditLog::start(Arc::new(second.clone()), AuditKey::new(key), None)
+                .await
+                .unwrap(),
+        ),
+    ];
+    let mut tasks = Vec::new();
+    for (writer, log) in logs.iter().enumerate() {
+        for client in 0..4 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..50 {
+                    log.record(record(writer, client * 100 + n)).await.unwrap();
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let head = first.audit_head().await.unwrap();
+    let report = verify(&AuditKey::new(key), &first, head).await.unwrap();
+    assert_eq!(report, VerifyReport::Intact { records: 400 });
+    let ids: Vec<i64> = first
+        .audit_in_order(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, (1..=400).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_writer_with_another_key_refuses_to_start_on_an_existing_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    let db = store(&path).await;
+    let log = AuditLog::start(Arc::new(db.clone()), AuditKey::new([1; 32]), None)
+        .await
+        .unwrap();
+    log.record(record(0, 0)).await.unwrap();
+    log.record(record(0, 1)).await.unwrap();
+
+    let refused = AuditLog::start(Arc::new(db.clone()), AuditKey::new([2; 32]), None).await;
+    let message = refused.err().expect("a foreign key must be refused");
+    assert!(message.contains("same key"), "{message}");
+    assert!(
+        AuditLog::start(Arc::new(db), AuditKey::new([1; 32]), None)
+            .await
+            .is_ok(),
+        "the right key is accepted"
+    );
+}
