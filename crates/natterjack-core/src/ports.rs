@@ -163,4 +163,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MessageRecord>, StoreError>;
     /// Deletes a message of `space`; false if there was none.
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError>;
+
+    /// Answers once the database does (a trivial query): readiness probes report
+    /// "not ready" while this fails, so a load balancer stops sending requests that would
+    /// only get 503.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -9,8 +9,16 @@
 //! authorizer ([`sqlite::authorizer`]) that refuses DDL, `ATTACH`, `PRAGMA` writes, and any
 //! `INSERT`/`UPDATE`/`DELETE` the API never needs. Triggers refuse the same changes to
 //! immutable tables as a second wall.
+//!
+//! Least privilege on PostgreSQL ([`postgres`]): an administrator creates an owner role and
+//! an app role once; migrations run as the owner, which then grants the app role exactly
+//! the privileges the API needs; the server connects as the app role and refuses to start
+//! if it holds anything more. Triggers refuse the same changes as on SQLite, and any
+//! change to the audit log, even from the owner.
 #![deny(unsafe_code)]
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

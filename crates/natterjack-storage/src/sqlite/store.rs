@@ -390,4 +390,12 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
 }

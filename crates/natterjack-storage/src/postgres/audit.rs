@@ -1,0 +1,197 @@
+//! The audit log on PostgreSQL: inserts and reads only (the app role's grants and the
+//! triggers refuse anything else).
+
+use super::PgStore;
+use super::errors::{classify, corrupt};
+use async_trait::async_trait;
+use natterjack_core::audit::{
+    AuditQuery, AuditRecord, AuditStore, ChainHead, Phase, StoredAuditRecord,
+};
+use natterjack_core::domain::Timestamp;
+use natterjack_core::ports::StoreError;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
+
+/// The columns every read selects, as a literal so that statements stay `&'static str`
+/// constants (`concat!`, never `format!`).
+macro_rules! columns {
+    () => {
+        "id, time, request_id, phase, transport, client_ip, principal, auth_method, \
+         operation, target, status, decision, reason, duration_us, mac"
+    };
+}
+
+struct Stored(StoredAuditRecord);
+
+impl<'r> FromRow<'r, PgRow> for Stored {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let mac: Vec<u8> = row.try_get("mac")?;
+        let phase: String = row.try_get("phase")?;
+        let status: Option<i32> = row.try_get("status")?;
+        let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
+        Ok(Stored(StoredAuditRecord {
+            id: row.try_get("id")?,
+            mac: mac.try_into().map_err(|_| bad("mac"))?,
+            record: AuditRecord {
+                time: Timestamp::from_micros(row.try_get("time")?),
+                request_id: row.try_get("request_id")?,
+                phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
+                transport: row.try_get("transport")?,
+                client_ip: row.try_get("client_ip")?,
+                principal: row.try_get("principal")?,
+                auth_method: row.try_get("auth_method")?,
+                operation: row.try_get("operation")?,
+                target: row.try_get("target")?,
+                status: status
+                    .map(u16::try_from)
+                    .transpose()
+                    .map_err(|_| bad("status"))?,
+                decision: row.try_get("decision")?,
+                reason: row.try_get("reason")?,
+                duration_us: row.try_get("duration_us")?,
+            },
+        }))
+    }
+}
+
+fn records(rows: Vec<Stored>) -> Vec<StoredAuditRecord> {
+    rows.into_iter().map(|s| s.0).collect()
+}
+
+/// A batch pivoted into one array per column, so that it binds as fifteen parameters
+/// whatever its size.
+#[derive(Default)]
+struct Columns {
+    id: Vec<i64>,
+    time: Vec<i64>,
+    request_id: Vec<String>,
+    phase: Vec<&'static str>,
+    transport: Vec<String>,
+    client_ip: Vec<String>,
+    principal: Vec<Option<String>>,
+    auth_method: Vec<String>,
+    operation: Vec<String>,
+    target: Vec<String>,
+    status: Vec<Option<i32>>,
+    decision: Vec<String>,
+    reason: Vec<Option<String>>,
+    duration_us: Vec<i64>,
+    mac: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn of(batch: &[StoredAuditRecord]) -> Self {
+        let mut c = Columns::default();
+        for stored in batch {
+            let r = &stored.record;
+            c.id.push(stored.id);
+            c.time.push(r.time.micros());
+            c.request_id.push(r.request_id.clone());
+            c.phase.push(r.phase.as_str());
+            c.transport.push(r.transport.clone());
+            c.client_ip.push(r.client_ip.clone());
+            c.principal.push(r.principal.clone());
+            c.auth_method.push(r.auth_method.clone());
+            c.operation.push(r.operation.clone());
+            c.target.push(r.target.clone());
+            c.status.push(r.status.map(i32::from));
+            c.decision.push(r.decision.clone());
+            c.reason.push(r.reason.clone());
+            c.duration_us.push(r.duration_us);
+            c.mac.push(stored.mac.to_vec());
+        }
+        c
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(self.pool())
+                .await
+                .map_err(classify)?;
+        row.map(|(id, mac)| {
+            Ok(ChainHead {
+                id,
+                mac: mac.try_into().map_err(|_| corrupt("audit_log.mac"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn append_audit(&self, batch: &[StoredAuditRecord]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The whole batch travels as one array per column and lands in one statement: one
+        // round trip and one implicit transaction, whatever the batch size (group commit).
+        // A duplicate id fails the whole statement as a unique violation: `Conflict`.
+        let c = Columns::of(batch);
+        sqlx::query(
+            "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, \
+             auth_method, operation, target, status, decision, reason, duration_us, mac) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], \
+             $13::text[], $14::bigint[], $15::bytea[])",
+        )
+        .bind(c.id)
+        .bind(c.time)
+        .bind(c.request_id)
+        .bind(c.phase)
+        .bind(c.transport)
+        .bind(c.client_ip)
+        .bind(c.principal)
+        .bind(c.auth_method)
+        .bind(c.operation)
+        .bind(c.target)
+        .bind(c.status)
+        .bind(c.decision)
+        .bind(c.reason)
+        .bind(c.duration_us)
+        .bind(c.mac)
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn audit_in_order(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRecord>, StoreError> {
+        let rows: Vec<Stored> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(records(rows))
+    }
+
+    async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
+        let rows: Vec<Stored> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_log \
+             WHERE ($1::bigint IS NULL OR time >= $1) AND ($2::bigint IS NULL OR time < $2) \
+             AND ($3::text IS NULL OR lower(principal) = lower($3)) AND ($4::bigint IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(q.since.map(Timestamp::micros))
+        .bind(q.until.map(Timestamp::micros))
+        .bind(q.principal.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(q.after)
+        .bind(i64::from(q.limit.get()))
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(records(rows))
+    }
+}

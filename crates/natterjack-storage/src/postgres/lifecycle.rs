@@ -1,0 +1,212 @@
+//! The PostgreSQL store's life: bootstrap as an administrator, migrate as the owner, serve
+//! as the app role, and nothing else in between.
+
+use super::errors::{classify, refuse};
+use super::identifier::Identifier;
+use super::{database, migrate, privileges, roles, scram};
+use natterjack_core::ports::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use std::time::Duration;
+
+/// The PostgreSQL store: a pool of connections as the app role, which holds exactly the
+/// grants the API needs (checked when the pool opens).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// The three names `init` works with, checked before any statement runs.
+struct Names {
+    database: Identifier,
+    owner: Identifier,
+    app: Identifier,
+}
+
+impl Names {
+    fn of(
+        admin: &PgConnectOptions,
+        owner: &PgConnectOptions,
+        app: &PgConnectOptions,
+    ) -> Result<Self, StoreError> {
+        let owner_name = Identifier::role("owner role", owner.get_username())?;
+        let app_name = Identifier::role("app role", app.get_username())?;
+        if owner_name == app_name {
+            return Err(refuse(format!(
+                "the owner and app URLs name the same role {owner_name}: the server must not connect as the role that owns the tables"
+            )));
+        }
+        if admin.get_username() == owner_name.as_str() || admin.get_username() == app_name.as_str()
+        {
+            return Err(refuse(
+                "the administrator URL names the same role as the owner or app URL: give each its own role",
+            ));
+        }
+        let database = match (owner.get_database(), app.get_database()) {
+            (Some(o), Some(a)) if o == a => Identifier::parse("database", o)?,
+            (Some(_), Some(_)) => {
+                return Err(refuse(
+                    "the owner and app URLs name different databases: they must name the same one",
+                ));
+            }
+            _ => {
+                return Err(refuse(
+                    "the owner and app URLs must both name the database (postgres://role@host/DATABASE)",
+                ));
+            }
+        };
+        if matches!(database.as_str(), "postgres" | "template0" | "template1")
+            || Some(database.as_str()) == admin.get_database()
+        {
+            return Err(refuse(format!(
+                "refusing to use database {database}: it is a system database or the administrator's own; name a database for Natterjack alone"
+            )));
+        }
+        Ok(Self {
+            database,
+            owner: owner_name,
+            app: app_name,
+        })
+    }
+}
+
+impl PgStore {
+    /// Idempotent bootstrap as an administrator (`natterjack db init --admin-url`): creates or
+    /// converges the owner role and the app role (names and passwords from the `owner` and
+    /// `app` options), the database they name (owned by the owner role), and the
+    /// permissions around them: CONNECT on the database and USAGE on schema `public` for the
+    /// app role, nothing for PUBLIC. Passwords travel as SCRAM-SHA-256 verifiers, never in
+    /// plain text. Returns what it did or found, one line per fact, for the operator.
+    pub async fn init(
+        admin: &PgConnectOptions,
+        owner: &PgConnectOptions,
+        app: &PgConnectOptions,
+    ) -> Result<Vec<String>, StoreError> {
+        let names = Names::of(admin, owner, app)?;
+        let owner_password = super::options::password_of(owner)?;
+        let app_password = super::options::password_of(app)?;
+        // Refuse an unusable password before anything is created.
+        for password in [&owner_password, &app_password].into_iter().flatten() {
+            scram::check_password(password)?;
+        }
+
+        let mut report = Vec::new();
+        let mut conn = admin.connect().await.map_err(classify)?;
+        let outcome = async {
+            report.extend(
+                roles::ensure(
+                    &mut conn,
+                    roles::Kind::Owner,
+                    &names.owner,
+                    owner_password.as_deref(),
+                )
+                .await?,
+            );
+            report.extend(
+                roles::ensure(
+                    &mut conn,
+                    roles::Kind::App,
+                    &names.app,
+                    app_password.as_deref(),
+                )
+                .await?,
+            );
+            report.extend(
+                database::ensure(&mut conn, &names.database, &names.owner, &names.app).await?,
+            );
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let _ = conn.close().await;
+        outcome?;
+
+        let mut inside = admin
+            .clone()
+            .database(names.database.as_str())
+            .connect()
+            .await
+            .map_err(classify)?;
+        let outcome = database::lock_down_schema(&mut inside, &names.owner, &names.app).await;
+        let _ = inside.close().await;
+        report.extend(outcome?);
+        Ok(report)
+    }
+
+    /// Runs pending migrations as the owner role (one migrator at a time, under an advisory
+    /// lock), then (re)applies the app role's grants, so that they converge on every run.
+    /// Returns the versions applied (empty when the schema was current).
+    pub async fn migrate(owner: &PgConnectOptions, app_role: &str) -> Result<Vec<i64>, StoreError> {
+        let app = Identifier::role("app role", app_role)?;
+        if owner.get_username() == app.as_str() {
+            return Err(refuse(format!(
+                "refusing to migrate as the app role {app}: migrations run as the owner role"
+            )));
+        }
+        let mut conn = owner.connect().await.map_err(classify)?;
+        let outcome = migrate::run(&mut conn, &app).await;
+        let _ = conn.close().await;
+        outcome
+    }
+
+    /// Opens the server's pool as the app role. Refuses (`Internal`, with a message for the
+    /// operator) when the role holds more than the app role's grants (see
+    /// [`check_least_privilege`](super::check_least_privilege)) or when the schema is not at
+    /// the version this build expects, so a server never runs with too much power or a
+    /// half-migrated schema.
+    ///
+    /// Once open, the pool survives the database going away: connections are made lazily
+    /// and tested before use, so queries fail `Unavailable` while it is down and service
+    /// resumes by itself when it returns.
+    pub async fn open(
+        app: &PgConnectOptions,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            .test_before_acquire(true)
+            .connect_with(app.clone())
+            .await
+            .map_err(classify)?;
+        if let Err(e) = Self::check(&pool).await {
+            pool.close().await;
+            return Err(e);
+        }
+        Ok(Self { pool })
+    }
+
+    async fn check(pool: &PgPool) -> Result<(), StoreError> {
+        let mut conn = pool.acquire().await.map_err(classify)?;
+        privileges::check_least_privilege(&mut conn).await?;
+        let version = migrate::current_version(&mut conn).await?;
+        if version != migrate::latest_version() {
+            return Err(refuse(format!(
+                "database schema is at version {version}, this build needs {}: run `natterjack db migrate`",
+                migrate::latest_version()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Cheap liveness query (`SELECT 1`) for readiness probes: `Unavailable` when the
+    /// database cannot be reached.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The server's pool, as the app role. Exposed for the least-privilege tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,38 @@
+//! The PostgreSQL implementation of the storage ports: the production backend.
+//!
+//! Three roles, three jobs, so that the server's own connections can do exactly what the API
+//! needs and nothing else:
+//!
+//! - an **administrator** runs [`PgStore::init`] once (`natterjack db init --admin-url`): it
+//!   creates or converges the owner and app roles (`roles.rs`) and the database
+//!   (`database.rs`), with passwords sent as SCRAM-SHA-256 verifiers (`scram.rs`) and every
+//!   name quoted by the server (`ddl.rs`);
+//! - the **owner** role runs [`PgStore::migrate`] (`migrate.rs`): it owns the schema, and
+//!   after every migration it replaces the app role's grants with exactly the list in
+//!   `grants.rs`;
+//! - the **app** role serves through [`PgStore::open`], which refuses to start when the role
+//!   holds anything more ([`check_least_privilege`]) or the schema is not current.
+//!
+//! Triggers refuse UPDATE/DELETE where the SQLite backend's do, and UPDATE, DELETE and
+//! TRUNCATE on the audit log for every role, the owner included.
+
+mod audit;
+mod database;
+mod ddl;
+mod errors;
+mod grants;
+mod identifier;
+mod lifecycle;
+mod migrate;
+mod options;
+mod privileges;
+mod roles;
+mod scram;
+mod store;
+
+pub use lifecycle::PgStore;
+pub use options::connect_options;
+pub use privileges::check_least_privilege;
+/// sqlx's connection options, re-exported so that callers need no direct sqlx dependency to
+/// hold the three sets of options `init`, `migrate` and `open` take.
+pub use sqlx::postgres::PgConnectOptions;

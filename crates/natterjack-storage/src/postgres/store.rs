@@ -1,0 +1,329 @@
+//! The service layer's data on PostgreSQL: the same statements and results as the SQLite
+//! backend, with `$n` parameters and case-insensitive names through `lower()`.
+
+use super::PgStore;
+use super::errors::{classify, corrupt};
+use async_trait::async_trait;
+use natterjack_core::domain::{
+    MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
+};
+use natterjack_core::ports::{
+    MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store, StoreError, UserRecord,
+};
+
+type UserRow = (i64, String, String, bool);
+type SpaceRow = (i64, String, String, i64);
+type MessageRow = (i64, i64, String, String, i64);
+
+const SPACE_BY_ID: &str = "SELECT s.id, s.name, u.username, s.created_at FROM spaces s \
+                           JOIN users u ON u.id = s.owner_id WHERE s.id = $1";
+
+fn user(row: UserRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: UserId::from_i64(row.0).map_err(|_| corrupt("users.id"))?,
+        username: Username::parse(&row.1).map_err(|_| corrupt("users.username"))?,
+        password_hash: row.2,
+        admin: row.3,
+    })
+}
+
+fn space(row: SpaceRow) -> Result<SpaceRecord, StoreError> {
+    Ok(SpaceRecord {
+        id: SpaceId::from_i64(row.0).map_err(|_| corrupt("spaces.id"))?,
+        name: SpaceName::parse(&row.1).map_err(|_| corrupt("spaces.name"))?,
+        owner: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
+        created_at: Timestamp::from_micros(row.3),
+    })
+}
+
+fn message(row: MessageRow) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        id: MessageId::from_i64(row.0).map_err(|_| corrupt("messages.id"))?,
+        space: SpaceId::from_i64(row.1).map_err(|_| corrupt("messages.space_id"))?,
+        author: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
+        body: MessageText::parse(&row.3).map_err(|_| corrupt("messages.body"))?,
+        created_at: Timestamp::from_micros(row.4),
+    })
+}
+
+fn permissions(bits: Option<i64>) -> Result<Permissions, StoreError> {
+    match bits {
+        None => Ok(Permissions::NONE),
+        Some(b) => Permissions::from_bits(b).ok_or_else(|| corrupt("memberships.permissions")),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<UserRecord, StoreError> {
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ($1, $2, FALSE, $3) \
+             RETURNING id, username, password_hash, is_admin",
+        )
+        .bind(username.as_str())
+        .bind(password_hash)
+        .bind(Timestamp::now().micros())
+        .fetch_one(self.pool())
+        .await
+        .map_err(classify)?;
+        user(row)
+    }
+
+    async fn find_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, password_hash, is_admin FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(classify)?;
+        row.map(user).transpose()
+    }
+
+    async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user.get())
+            .execute(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_admin(&self, user: UserId, admin: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
+            .bind(admin)
+            .bind(user.get())
+            .execute(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_space(
+        &self,
+        name: &SpaceName,
+        owner: UserId,
+    ) -> Result<SpaceRecord, StoreError> {
+        let now = Timestamp::now().micros();
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO spaces (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(owner.get())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $2, $4)",
+        )
+        .bind(id)
+        .bind(owner.get())
+        .bind(Permissions::ALL.bits())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let row: SpaceRow = sqlx::query_as(SPACE_BY_ID)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        space(row)
+    }
+
+    async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
+        let rows: Vec<SpaceRow> = sqlx::query_as(
+            "SELECT s.id, s.name, u.username, s.created_at FROM spaces s \
+             JOIN users u ON u.id = s.owner_id \
+             JOIN memberships m ON m.space_id = s.id AND m.user_id = $1 \
+             ORDER BY s.id DESC LIMIT 1000",
+        )
+        .bind(user.get())
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        rows.into_iter().map(space).collect()
+    }
+
+    async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
+        let row: Option<SpaceRow> = sqlx::query_as(SPACE_BY_ID)
+            .bind(id.get())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+        row.map(space).transpose()
+    }
+
+    async fn permissions_of(
+        &self,
+        space: SpaceId,
+        user: UserId,
+    ) -> Result<Permissions, StoreError> {
+        let bits: Option<i64> = sqlx::query_scalar(
+            "SELECT permissions FROM memberships WHERE space_id = $1 AND user_id = $2",
+        )
+        .bind(space.get())
+        .bind(user.get())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(classify)?;
+        permissions(bits)
+    }
+
+    async fn members_of(&self, space: SpaceId) -> Result<Vec<MemberRecord>, StoreError> {
+        // SQLite orders the NOCASE column case-insensitively, byte-wise: so does this.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.space_id = $1 ORDER BY lower(u.username) COLLATE \"C\"",
+        )
+        .bind(space.get())
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        rows.into_iter()
+            .map(|(name, bits)| {
+                Ok(MemberRecord {
+                    username: Username::parse(&name).map_err(|_| corrupt("users.username"))?,
+                    permissions: permissions(Some(bits))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn grant(
+        &self,
+        space: SpaceId,
+        user: UserId,
+        add: Permissions,
+        by: UserId,
+    ) -> Result<Permissions, StoreError> {
+        let bits: i64 = sqlx::query_scalar(
+            "INSERT INTO memberships AS m (space_id, user_id, permissions, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (space_id, user_id) DO UPDATE SET permissions = m.permissions | excluded.permissions, \
+             granted_by = excluded.granted_by, granted_at = excluded.granted_at RETURNING m.permissions",
+        )
+        .bind(space.get())
+        .bind(user.get())
+        .bind(add.bits())
+        .bind(by.get())
+        .bind(Timestamp::now().micros())
+        .fetch_one(self.pool())
+        .await
+        .map_err(classify)?;
+        permissions(Some(bits))
+    }
+
+    async fn revoke(
+        &self,
+        space: SpaceId,
+        user: UserId,
+        remove: Permissions,
+    ) -> Result<Permissions, StoreError> {
+        let keep = Permissions::ALL.without(remove).bits();
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        sqlx::query(
+            "DELETE FROM memberships WHERE space_id = $1 AND user_id = $2 AND (permissions & $3) = 0",
+        )
+        .bind(space.get())
+        .bind(user.get())
+        .bind(keep)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let left: Option<i64> = sqlx::query_scalar(
+            "UPDATE memberships SET permissions = permissions & $3 WHERE space_id = $1 AND user_id = $2 \
+             RETURNING permissions",
+        )
+        .bind(space.get())
+        .bind(user.get())
+        .bind(keep)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        permissions(left)
+    }
+
+    async fn insert_message(
+        &self,
+        space: SpaceId,
+        author: UserId,
+        body: &MessageText,
+    ) -> Result<MessageRecord, StoreError> {
+        let row: MessageRow = sqlx::query_as(
+            "INSERT INTO messages (space_id, author_id, body, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, space_id, (SELECT username FROM users WHERE id = $2), body, created_at",
+        )
+        .bind(space.get())
+        .bind(author.get())
+        .bind(body.as_str())
+        .bind(Timestamp::now().micros())
+        .fetch_one(self.pool())
+        .await
+        .map_err(classify)?;
+        message(row)
+    }
+
+    async fn messages_in(
+        &self,
+        space: SpaceId,
+        page: MessagePage,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+             JOIN users u ON u.id = m.author_id \
+             WHERE m.space_id = $1 AND ($2::bigint IS NULL OR m.created_at >= $2) \
+             AND ($3::bigint IS NULL OR m.id < $3) \
+             ORDER BY m.id DESC LIMIT $4",
+        )
+        .bind(space.get())
+        .bind(page.since.map(Timestamp::micros))
+        .bind(page.after.map(MessageId::get))
+        .bind(i64::from(page.limit.get()))
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        rows.into_iter().map(message).collect()
+    }
+
+    async fn find_message(
+        &self,
+        space: SpaceId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let row: Option<MessageRow> = sqlx::query_as(
+            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+             JOIN users u ON u.id = m.author_id WHERE m.space_id = $1 AND m.id = $2",
+        )
+        .bind(space.get())
+        .bind(id.get())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(classify)?;
+        row.map(message).transpose()
+    }
+
+    async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM messages WHERE space_id = $1 AND id = $2")
+            .bind(space.get())
+            .bind(id.get())
+            .execute(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        PgStore::ping(self).await
+    }
+}
