@@ -44,6 +44,11 @@ impl Service {
         &self.auth
     }
 
+    /// Whether the database answers: the readiness probe.
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
     /// Verifies credentials (see [`Authenticator::authenticate`]).
     pub async fn authenticate(
         &self,

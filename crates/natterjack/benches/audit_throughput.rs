@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use natterjack::config::Config;
-use natterjack::runtime;
 use natterjack_core::audit::{AuditLog, AuditRecord, Phase};
 use natterjack_core::domain::{MessageText, SpaceId, SpaceName, Timestamp, UserId, Username};
 use natterjack_core::ports::Store;
@@ -57,8 +56,13 @@ async fn setup(
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
-    runtime::migrate(&cfg).await.unwrap();
-    let store = runtime::open_store(&cfg).await.unwrap();
+    natterjack::storage::migrate(&cfg).await.unwrap();
+    let store = SqliteStore::open(
+        &cfg.data_dir.join("natterjack.db"),
+        cfg.database.max_connections,
+    )
+    .await
+    .unwrap();
     let key = natterjack::audit_files::load_or_create_key(&cfg.audit_key_path(), true).unwrap();
     let anchor: Arc<dyn natterjack_core::audit::HeadAnchor> = Arc::new(
         natterjack::audit_files::FileAnchor::new(cfg.audit_head_path()),

@@ -33,9 +33,8 @@ fn setup() -> (
         ..Config::default()
     };
     let service = rt.block_on(async {
-        runtime::migrate(&cfg).await.unwrap();
-        let store = runtime::open_store(&cfg).await.unwrap();
-        let service = runtime::service(&cfg, Arc::new(store)).await.unwrap();
+        let store = natterjack::storage::prepare(&cfg).await.unwrap();
+        let service = runtime::service(&cfg, store.store()).await.unwrap();
         let alice = Username::parse("alice").unwrap();
         service
             .register(

@@ -1,6 +1,7 @@
 //! Command-line interface. Flags override environment variables, which override the file.
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -34,6 +35,9 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Prepare a PostgreSQL database (SQLite needs no preparation).
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print the OpenAPI 3.1 document of the REST API (as served at /openapi.json).
     Openapi,
 }
@@ -44,6 +48,26 @@ pub enum AuditCommand {
     /// Check the whole hash chain against the key and the anchored head: prints `OK` with
     /// the record count, or the id of the first bad record; exits 1 when broken.
     Verify,
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// As a PostgreSQL administrator, create or converge the owner role and the app role
+    /// named by database.owner_url and database.url (with their passwords, sent as SCRAM
+    /// verifiers), the database (owned by the owner role, closed to PUBLIC) and the schema
+    /// permissions. Safe to run again. Then run `natterjack migrate`.
+    Init {
+        /// An administrator's URL, e.g. postgres://postgres@db.example/postgres. Prefer the
+        /// environment variable: arguments are visible to other local users.
+        #[arg(
+            long,
+            env = "NATTERJACK_DB_ADMIN_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        admin_url: SecretString,
+    },
 }
 
 /// Options of `serve`.

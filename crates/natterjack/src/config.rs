@@ -6,6 +6,7 @@
 pub use natterjack_api::pipeline::rate_limit::RateLimitConfig;
 use natterjack_core::auth::HashingParams;
 use natterjack_core::policy::GrantPolicy;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,13 +99,25 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite:PATH`; default `sqlite:<data_dir>/natterjack.db`. May hold credentials in
-    /// other backends, so it can come from a file instead (`url_file`).
-    pub url: Option<String>,
-    /// A file holding the URL (for secrets mounted as files).
+    /// `sqlite:PATH` (default `sqlite:<data_dir>/natterjack.db`) or `postgres://APP_ROLE@HOST/DB`:
+    /// what `serve` and the `user` commands connect as. A secret (it may hold a password), so
+    /// it never appears in `Debug` output, and it can come from a file instead (`url_file`).
+    pub url: Option<SecretString>,
+    /// A file holding `url` (for secrets mounted as files).
     pub url_file: Option<PathBuf>,
+    /// PostgreSQL only: `postgres://OWNER_ROLE@HOST/DB`, the role that owns the schema.
+    /// Only `migrate` and `db init` use it; `serve` never needs it.
+    pub owner_url: Option<SecretString>,
+    /// A file holding `owner_url`.
+    pub owner_url_file: Option<PathBuf>,
+    /// PostgreSQL only: the CA certificate (PEM) that verifies the server, for
+    /// `sslmode=verify-full` (or `verify-ca`) in the URLs.
+    pub ca_file: Option<PathBuf>,
     /// Connections in the server's pool. Default 8.
     pub max_connections: u32,
+    /// PostgreSQL only: how long a request waits for a connection before it gets 503, in
+    /// milliseconds. Default 2000.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -112,8 +125,50 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             url_file: None,
+            owner_url: None,
+            owner_url_file: None,
+            ca_file: None,
             max_connections: 8,
+            acquire_timeout_ms: 2000,
         }
+    }
+}
+
+/// The database a configuration names.
+pub enum DatabaseTarget {
+    /// The embedded default: an SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server.
+    Postgres {
+        /// The app role's URL (`database.url`).
+        url: SecretString,
+        /// The owner role's URL (`database.owner_url`), when configured.
+        owner_url: Option<SecretString>,
+        /// The CA that verifies the server.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+/// Reads a secret from the setting or from the file that holds it; at most one may be set.
+fn secret_setting(
+    name: &str,
+    value: Option<&SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError(format!(
+            "give database.{name} or database.{name}_file, not both"
+        ))),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map(|text| Some(SecretString::from(text.trim().to_owned())))
+            .map_err(|e| {
+                ConfigError(format!(
+                    "cannot read database.{name}_file {}: {e}",
+                    file.display()
+                ))
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -186,6 +241,10 @@ pub struct AccessConfig {
     pub grant_policy: GrantPolicy,
 }
 
+/// `NATTERJACK_*` variables that stand for a command's flag (see `cli.rs`), not for a
+/// setting: the settings loader skips them instead of refusing them as unknown keys.
+pub const COMMAND_VARIABLES: &[&str] = &["NATTERJACK_DB_ADMIN_URL"];
+
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Default)]
 pub struct Overrides {
@@ -212,8 +271,13 @@ impl Config {
                     .required(true),
             );
         }
+        // Variables that belong to one command's flags (clap reads them), not to the file.
+        let settings_only = std::env::vars()
+            .filter(|(name, _)| !COMMAND_VARIABLES.contains(&name.as_str()))
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("NATTERJACK")
+                .source(Some(settings_only))
                 .list_separator(",")
                 .with_list_parse_key("rate_limit.trusted_proxies")
                 .prefix_separator("_")
@@ -263,6 +327,10 @@ impl Config {
                 u64::from(self.database.max_connections),
             ),
             (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            (
                 "auth.max_concurrent_hashes",
                 self.auth.max_concurrent_hashes as u64,
             ),
@@ -271,43 +339,63 @@ impl Config {
         if let Some((key, _)) = must_be_positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{key} must be at least 1")));
         }
-        if self.database.url.is_some() && self.database.url_file.is_some() {
-            return Err(ConfigError(
-                "give database.url or database.url_file, not both".into(),
-            ));
-        }
+        self.database()?;
         Ok(())
     }
 
-    /// The SQLite database file this configuration names.
-    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
-        let url = match (&self.database.url, &self.database.url_file) {
-            (Some(url), _) => Some(url.clone()),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| {
-                        ConfigError(format!(
-                            "cannot read database.url_file {}: {e}",
-                            file.display()
-                        ))
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
+    /// The database this configuration names: `database.url` (or its file) decides.
+    pub fn database(&self) -> Result<DatabaseTarget, ConfigError> {
+        let db = &self.database;
+        let url = secret_setting("url", db.url.as_ref(), db.url_file.as_deref())?;
+        let owner_url = secret_setting(
+            "owner_url",
+            db.owner_url.as_ref(),
+            db.owner_url_file.as_deref(),
+        )?;
+        let Some(url) = url else {
+            return self.sqlite_only(owner_url, self.data_dir.join("natterjack.db"));
         };
-        match url {
-            None => Ok(self.data_dir.join("natterjack.db")),
-            Some(url) => url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .filter(|path| !path.is_empty() && !path.contains('?'))
-                .map(PathBuf::from)
-                .ok_or_else(|| {
-                    ConfigError(
-                        "database.url: expected sqlite:PATH (no query options); only SQLite is supported by this build".into(),
-                    )
-                }),
+        let text = url.expose_secret();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            if owner_url
+                .as_ref()
+                .is_some_and(|o| !o.expose_secret().starts_with("postgres"))
+            {
+                return Err(ConfigError(
+                    "database.owner_url: expected postgres://OWNER_ROLE@HOST/DB".into(),
+                ));
+            }
+            return Ok(DatabaseTarget::Postgres {
+                url,
+                owner_url,
+                ca_file: db.ca_file.clone(),
+            });
         }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .filter(|path| !path.is_empty() && !path.contains('?'))
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                ConfigError(
+                    "database.url: expected sqlite:PATH (no query options) or postgres://ROLE@HOST/DB"
+                        .into(),
+                )
+            })?;
+        self.sqlite_only(owner_url, path)
+    }
+
+    fn sqlite_only(
+        &self,
+        owner_url: Option<SecretString>,
+        path: PathBuf,
+    ) -> Result<DatabaseTarget, ConfigError> {
+        if owner_url.is_some() || self.database.ca_file.is_some() {
+            return Err(ConfigError(
+                "database.owner_url and database.ca_file apply to PostgreSQL only; database.url names SQLite"
+                    .into(),
+            ));
+        }
+        Ok(DatabaseTarget::Sqlite(path))
     }
 }

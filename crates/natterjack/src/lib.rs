@@ -11,4 +11,5 @@ pub mod commands;
 pub mod config;
 pub mod dev_ca;
 pub mod runtime;
+pub mod storage;
 pub mod tls;

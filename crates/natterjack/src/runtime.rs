@@ -4,6 +4,7 @@
 use crate::audit_files::{FileAnchor, load_or_create_key};
 use crate::config::{Config, ConfigError};
 use crate::dev_ca;
+use crate::storage::Storage;
 use axum::Router;
 use natterjack_api::AppState;
 use natterjack_api::pipeline::PipelineLimits;
@@ -11,11 +12,10 @@ use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::pipeline::secure_pipeline;
 use natterjack_api::rest::routes;
 use natterjack_api::server::TransportLimits;
-use natterjack_core::audit::{AuditLog, AuditStore, HeadAnchor, VerifyReport, verify};
+use natterjack_core::audit::{AuditLog, HeadAnchor, VerifyReport, verify};
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
-use natterjack_storage::SqliteStore;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -42,26 +42,6 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
         .map_err(|e| StartError::Other(format!("cannot restrict {}: {e}", dir.display())))
 }
 
-/// Applies pending migrations (owner connection), returning the versions applied.
-pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
-    ensure_data_dir(&cfg.data_dir)?;
-    let path = cfg.sqlite_path()?;
-    let applied = SqliteStore::migrate(&path)
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
-    if path.exists() {
-        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
-    }
-    Ok(applied)
-}
-
-/// Opens the server's store (authorizer on every connection).
-pub async fn open_store(cfg: &Config) -> Result<SqliteStore, StartError> {
-    SqliteStore::open(&cfg.sqlite_path()?, cfg.database.max_connections)
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))
-}
-
 /// Builds the service layer over `store` as configured.
 pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>, StartError> {
     let hashing = PasswordHashing::new(
@@ -86,7 +66,8 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
 
 /// Starts the audit writer over `store`, with the chain key and head anchor from the
 /// configuration (the key is created on first start).
-pub async fn audit_log(cfg: &Config, store: &SqliteStore) -> Result<Arc<AuditLog>, StartError> {
+pub async fn audit_log(cfg: &Config, store: &Storage) -> Result<Arc<AuditLog>, StartError> {
+    let store = store.audit_store();
     let head = store
         .audit_head()
         .await
@@ -94,7 +75,7 @@ pub async fn audit_log(cfg: &Config, store: &SqliteStore) -> Result<Arc<AuditLog
     let key =
         load_or_create_key(&cfg.audit_key_path(), head.is_none()).map_err(StartError::Other)?;
     let anchor: Arc<dyn HeadAnchor> = Arc::new(FileAnchor::new(cfg.audit_head_path()));
-    let log = AuditLog::start(Arc::new(store.clone()), key, Some(anchor))
+    let log = AuditLog::start(store, key, Some(anchor))
         .await
         .map_err(StartError::Other)?;
     Ok(Arc::new(log))
@@ -102,7 +83,7 @@ pub async fn audit_log(cfg: &Config, store: &SqliteStore) -> Result<Arc<AuditLog
 
 /// Verifies the whole audit chain against the key and the anchored head.
 pub async fn verify_audit(cfg: &Config) -> Result<VerifyReport, StartError> {
-    let store = open_store(cfg).await?;
+    let storage = crate::storage::open(cfg).await?;
     let key_path = cfg.audit_key_path();
     if !key_path.exists() {
         return Err(StartError::Other(format!(
@@ -114,10 +95,11 @@ pub async fn verify_audit(cfg: &Config) -> Result<VerifyReport, StartError> {
     let anchored = FileAnchor::new(cfg.audit_head_path())
         .load()
         .map_err(|e| StartError::Other(format!("cannot read the audit head anchor: {e}")))?;
-    let report = verify(&key, &store, anchored)
+    let report = verify(&key, storage.audit_store().as_ref(), anchored)
         .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
-    store.close().await;
+        .map_err(|e| StartError::Other(e.to_string()));
+    storage.close().await;
+    let report = report?;
     Ok(report)
 }
 
@@ -126,7 +108,7 @@ pub struct Assembled {
     /// Shared request state.
     pub state: AppState,
     /// The store, to close on shutdown.
-    pub store: SqliteStore,
+    pub store: Storage,
     /// TLS configuration of the REST listener.
     pub tls: Arc<rustls::ServerConfig>,
     /// The CA file clients should trust, when the development CA is in use.
@@ -152,9 +134,8 @@ impl Assembled {
 
 /// Migrates, opens storage, builds the service and loads (or creates) certificates.
 pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
-    migrate(cfg).await?;
-    let store = open_store(cfg).await?;
-    let service = service(cfg, Arc::new(store.clone())).await?;
+    let store = crate::storage::prepare(cfg).await?;
+    let service = service(cfg, store.store()).await?;
     let (tls, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(cert), Some(key)) => {
             dev_ca::check_private(key).map_err(StartError::Other)?;

@@ -20,9 +20,8 @@ async fn service(cache_ttl_secs: u64) -> (tempfile::TempDir, Arc<Service>) {
         ..Config::default()
     };
     cfg.auth.cache_ttl_secs = cache_ttl_secs;
-    runtime::migrate(&cfg).await.expect("migrate");
-    let store = runtime::open_store(&cfg).await.expect("store");
-    let service = runtime::service(&cfg, Arc::new(store))
+    let store = natterjack::storage::prepare(&cfg).await.expect("store");
+    let service = runtime::service(&cfg, store.store())
         .await
         .expect("service");
     let name = Username::parse("alice").expect("name");
@@ -134,10 +133,9 @@ async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
-    runtime::migrate(&cfg).await.expect("migrate");
-    let store = runtime::open_store(&cfg).await.expect("store");
+    let store = natterjack::storage::prepare(&cfg).await.expect("store");
     {
-        let old = runtime::service(&cfg, Arc::new(store.clone()))
+        let old = runtime::service(&cfg, store.store())
             .await
             .expect("service");
         let name = Username::parse("alice").expect("name");
@@ -146,15 +144,18 @@ async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
             .expect("register");
     }
     cfg.auth.argon2.iterations = 3;
-    let upgraded = runtime::service(&cfg, Arc::new(store.clone()))
+    let upgraded = runtime::service(&cfg, store.store())
         .await
         .expect("service");
     login(&upgraded, "alice", PASSWORD)
         .await
         .expect("login with the old hash");
+    let natterjack::storage::Storage::Sqlite(sqlite) = &store else {
+        panic!("the default configuration is SQLite");
+    };
     let hash: String =
         sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'alice'")
-            .fetch_one(store.pool())
+            .fetch_one(sqlite.pool())
             .await
             .expect("hash");
     assert!(hash.contains("m=19456,t=3,p=1"), "{hash}");

@@ -35,6 +35,8 @@ pub enum ApiError {
     Internal,
     /// A rate-limit policy refused the request.
     RateLimited(Refusal),
+    /// The readiness probe: the database does not answer.
+    NotReady,
 }
 
 impl From<ServiceError> for ApiError {
@@ -129,6 +131,7 @@ impl ApiError {
             ApiError::InvalidPath => "undecodable path".to_owned(),
             ApiError::NoSuchRoute => "no such route".to_owned(),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
+            ApiError::NotReady => "not ready: storage unavailable".to_owned(),
         }
     }
 }
@@ -194,6 +197,13 @@ impl ApiError {
             }
             ApiError::NoSuchRoute => plain(StatusCode::NOT_FOUND, "no such resource"),
             ApiError::RateLimited(refusal) => rate_limited(&refusal),
+            ApiError::NotReady => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: the server cannot reach its database; retry shortly",
+                ),
+                5,
+            ),
         }
     }
 }

@@ -165,7 +165,7 @@ impl From<MemberRecord> for MemberView {
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthView {
-    /// Always `ok` when the server answers.
+    /// `ok`: the server and its database answer.
     pub status: &'static str,
 }
 

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
         Command::Serve(_) => serve::serve(&cfg).await,
         Command::Migrate => {
-            let applied = crate::runtime::migrate(&cfg).await?;
+            let applied = crate::storage::migrate(&cfg).await?;
             if applied.is_empty() {
                 println!("database is up to date");
             } else {
@@ -38,6 +38,15 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
+        Command::Db(crate::cli::DbCommand::Init { admin_url }) => {
+            for line in crate::storage::init(&cfg, &admin_url).await? {
+                println!("{line}");
+            }
+            println!(
+                "database ready: run `natterjack migrate` (as the owner), then `natterjack serve`"
+            );
+            Ok(())
+        }
         Command::Openapi => Ok(()),
         Command::Audit(crate::cli::AuditCommand::Verify) => {
             match crate::runtime::verify_audit(&cfg).await? {

@@ -1,11 +1,10 @@
 use crate::cli::UserCommand;
 use crate::config::Config;
-use crate::runtime::{StartError, migrate, open_store, service};
+use crate::runtime::{StartError, service};
 use natterjack_core::domain::Username;
 use natterjack_core::principal::{AdminAccess, Caller};
 use secrecy::SecretString;
 use std::io::{BufRead, IsTerminal};
-use std::sync::Arc;
 
 /// Reads a new password: a hidden prompt (asked twice) on a terminal, otherwise exactly one
 /// line of standard input, so scripts can pipe it in without it appearing in `ps`.
@@ -40,9 +39,8 @@ fn username(name: &str) -> Result<Username, StartError> {
 /// Runs a `user` subcommand against the database, through the service layer, with the
 /// operator's authority.
 pub(super) async fn run(cfg: &Config, command: UserCommand) -> Result<(), StartError> {
-    migrate(cfg).await?;
-    let store = open_store(cfg).await?;
-    let service = service(cfg, Arc::new(store.clone())).await?;
+    let store = crate::storage::prepare(cfg).await?;
+    let service = service(cfg, store.store()).await?;
     let operator = AdminAccess::local_operator();
     let outcome = match command {
         UserCommand::Add { name } => {

@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod in_process;
+pub mod pg;
+pub mod proxy;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};

@@ -1,11 +1,23 @@
+use crate::AppState;
+use crate::rest::error::ApiError;
 use crate::rest::extract::NoQuery;
 use crate::rest::views::HealthView;
 use axum::Json;
+use axum::extract::State;
 
-#[utoipa::path(operation_id = "getHealth", get, path = "/health", tag = "health", security(()), responses((status = 200, description = "The server answers", body = HealthView)))]
-/// Liveness, without authentication and without anything internal (no version, no host).
-pub(crate) async fn health(_: NoQuery) -> Json<HealthView> {
-    Json(HealthView { status: "ok" })
+#[utoipa::path(operation_id = "getHealth", get, path = "/health", tag = "health", security(()), responses((status = 200, description = "Ready: the server answers and so does its database", body = HealthView)))]
+/// Readiness, without authentication and without anything internal (no version, no host):
+/// 503 while the database does not answer, so a load balancer sends requests elsewhere.
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    _: NoQuery,
+) -> Result<Json<HealthView>, ApiError> {
+    state
+        .service
+        .ready()
+        .await
+        .map_err(|_| ApiError::NotReady)?;
+    Ok(Json(HealthView { status: "ok" }))
 }
 
 /// The OpenAPI 3.1 document of this API, without authentication.

@@ -1,0 +1,160 @@
+//! The configured database, whichever backend it is: SQLite (the embedded default) or
+//! PostgreSQL. Everything above this module sees the storage ports only.
+
+use crate::config::{Config, ConfigError, DatabaseTarget};
+use crate::runtime::StartError;
+use natterjack_core::audit::AuditStore;
+use natterjack_core::ports::Store;
+use natterjack_storage::postgres::{self, PgConnectOptions};
+use natterjack_storage::{PgStore, SqliteStore};
+use secrecy::ExposeSecret;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An open store of either backend.
+#[derive(Clone)]
+pub enum Storage {
+    /// SQLite, under the authorizer.
+    Sqlite(SqliteStore),
+    /// PostgreSQL, as the app role.
+    Postgres(PgStore),
+}
+
+impl Storage {
+    /// The store as the service layer's port.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The store as the audit log's port.
+    pub fn audit_store(&self) -> Arc<dyn AuditStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> StartError {
+    StartError::Other(e.to_string())
+}
+
+fn options(
+    url: &secrecy::SecretString,
+    ca_file: Option<&std::path::Path>,
+) -> Result<PgConnectOptions, StartError> {
+    postgres::connect_options(url.expose_secret(), ca_file).map_err(other)
+}
+
+/// The owner role's options, or a message saying where to configure them.
+fn owner_options(
+    owner_url: Option<&secrecy::SecretString>,
+    ca_file: Option<&std::path::Path>,
+    command: &str,
+) -> Result<PgConnectOptions, StartError> {
+    let owner_url = owner_url.ok_or_else(|| {
+        StartError::Config(ConfigError(format!(
+            "`{command}` on PostgreSQL connects as the schema owner: set database.owner_url \
+             (or database.owner_url_file)"
+        )))
+    })?;
+    options(owner_url, ca_file)
+}
+
+/// Applies pending migrations, returning the versions applied. SQLite: on a separate owner
+/// connection (the file is created, 0600, on first use). PostgreSQL: as the owner role, then
+/// the app role's grants are re-applied.
+pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
+    match cfg.database()? {
+        DatabaseTarget::Sqlite(path) => {
+            crate::runtime::ensure_data_dir(&cfg.data_dir)?;
+            let applied = SqliteStore::migrate(&path).await.map_err(other)?;
+            if path.exists() {
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+            }
+            Ok(applied)
+        }
+        DatabaseTarget::Postgres {
+            url,
+            owner_url,
+            ca_file,
+        } => {
+            let app = options(&url, ca_file.as_deref())?;
+            let owner = owner_options(owner_url.as_ref(), ca_file.as_deref(), "migrate")?;
+            PgStore::migrate(&owner, app.get_username())
+                .await
+                .map_err(other)
+        }
+    }
+}
+
+/// Creates the data directory (it holds keys whatever the backend), migrates where that
+/// needs no extra credentials (SQLite), then opens the server's store. PostgreSQL is
+/// migrated by `natterjack migrate` as the owner; `serve` only checks that the schema is
+/// current and that its own role holds no more than the API needs.
+pub async fn prepare(cfg: &Config) -> Result<Storage, StartError> {
+    crate::runtime::ensure_data_dir(&cfg.data_dir)?;
+    if matches!(cfg.database()?, DatabaseTarget::Sqlite(_)) {
+        migrate(cfg).await?;
+    }
+    open(cfg).await
+}
+
+/// Opens the server's store: SQLite under the authorizer, or PostgreSQL as the app role
+/// (refused when that role could do more than the API needs).
+pub async fn open(cfg: &Config) -> Result<Storage, StartError> {
+    match cfg.database()? {
+        DatabaseTarget::Sqlite(path) => SqliteStore::open(&path, cfg.database.max_connections)
+            .await
+            .map(Storage::Sqlite)
+            .map_err(other),
+        DatabaseTarget::Postgres { url, ca_file, .. } => {
+            let app = options(&url, ca_file.as_deref())?;
+            PgStore::open(
+                &app,
+                cfg.database.max_connections,
+                Duration::from_millis(cfg.database.acquire_timeout_ms),
+            )
+            .await
+            .map(Storage::Postgres)
+            .map_err(other)
+        }
+    }
+}
+
+/// `db init`: creates (or converges) the owner and app roles, the database and its
+/// permissions, as a PostgreSQL administrator. Returns what it did, a line per step.
+pub async fn init(
+    cfg: &Config,
+    admin_url: &secrecy::SecretString,
+) -> Result<Vec<String>, StartError> {
+    let DatabaseTarget::Postgres {
+        url,
+        owner_url,
+        ca_file,
+    } = cfg.database()?
+    else {
+        return Err(StartError::Config(ConfigError(
+            "`db init` prepares PostgreSQL: set database.url to postgres://APP_ROLE@HOST/DB \
+             (SQLite needs no preparation)"
+                .into(),
+        )));
+    };
+    let admin = options(admin_url, ca_file.as_deref())?;
+    let owner = owner_options(owner_url.as_ref(), ca_file.as_deref(), "db init")?;
+    let app = options(&url, ca_file.as_deref())?;
+    PgStore::init(&admin, &owner, &app).await.map_err(other)
+}
