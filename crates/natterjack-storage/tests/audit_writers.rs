@@ -101,3 +101,27 @@ async fn a_writer_with_another_key_refuses_to_start_on_an_existing_log() {
         "the right key is accepted"
     );
 }
+
+#[tokio::test]
+async fn a_writer_with_another_key_appends_nothing_after_a_collision_on_a_new_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    let db = store(&path).await;
+    // Both start on an empty log, where no key can be checked yet.
+    let right = AuditLog::start(Arc::new(db.clone()), AuditKey::new([1; 32]), None)
+        .await
+        .unwrap();
+    let wrong = AuditLog::start(Arc::new(store(&path).await), AuditKey::new([2; 32]), None)
+        .await
+        .unwrap();
+    right.record(record(0, 0)).await.unwrap();
+    assert!(
+        wrong.record(record(1, 0)).await.is_err(),
+        "a writer with another key continued the chain"
+    );
+    right.record(record(0, 1)).await.unwrap();
+    let head = db.audit_head().await.unwrap();
+    let report = verify(&AuditKey::new([1; 32]), &db, head).await.unwrap();
+    assert_eq!(report, VerifyReport::Intact { records: 2 });
+}

@@ -232,6 +232,37 @@ async fn the_server_refuses_to_open_as_the_owner_because_it_owns_the_tables() {
 }
 
 #[tokio::test]
+async fn a_grant_the_api_never_uses_stops_the_server_until_migrate_reapplies_the_grants() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let app = db.app.get_username().to_owned();
+    let mut admin = sqlx::PgConnection::connect_with(&db.admin_in_db())
+        .await
+        .unwrap();
+    // Test-only DDL on a role name this suite generated.
+    sqlx::raw_sql(&format!("GRANT UPDATE, TRUNCATE ON audit_log TO {app}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let result = PgStore::open(&db.app, 1, Duration::from_secs(5)).await;
+    let Err(StoreError::Internal(message)) = result else {
+        panic!("opened with UPDATE on the audit log");
+    };
+    assert!(
+        message
+            .contains("table privileges the API never uses (audit_log TRUNCATE, audit_log UPDATE)"),
+        "{message}"
+    );
+    PgStore::migrate(&db.owner, &app).await.unwrap();
+    PgStore::open(&db.app, 1, Duration::from_secs(5))
+        .await
+        .expect("migrate re-applied exactly the grants the API needs");
+    drop(admin);
+    db.drop_all().await;
+}
+
+#[tokio::test]
 async fn init_and_migrate_run_twice_change_nothing_the_second_time() {
     let Some(db) = TestDb::create().await else {
         return;

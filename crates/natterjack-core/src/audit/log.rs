@@ -239,10 +239,15 @@ async fn write_loop(
         while matches!(outcome, Err(StoreError::Conflict)) && attempts < MAX_ATTEMPTS {
             attempts += 1;
             outcome = match store.audit_head().await {
-                Ok(Some(newest)) => {
-                    head = newest;
-                    append(store.as_ref(), &key, &mut head, &jobs).await
-                }
+                // The other writer must hold the same key, or continuing its chain would
+                // break it: refuse (and say so) instead.
+                Ok(Some(newest)) => match check_key(store.as_ref(), &key, newest).await {
+                    Ok(()) => {
+                        head = newest;
+                        append(store.as_ref(), &key, &mut head, &jobs).await
+                    }
+                    Err(why) => Err(StoreError::Internal(why)),
+                },
                 Ok(None) => Err(StoreError::Internal(
                     "the audit log lost its records".into(),
                 )),

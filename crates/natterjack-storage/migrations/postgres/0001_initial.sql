@@ -1,5 +1,5 @@
 -- Natterjack schema, version 1 (PostgreSQL). Applied by the owner role; the app role the
--- server connects as owns nothing and holds only the grants `natterjack db migrate` applies
+-- server connects as owns nothing and holds only the grants `natterjack migrate` applies
 -- after every migration (see src/postgres/grants.rs).
 --
 -- Mirrors migrations/sqlite/0001_initial.sql: ids from identity columns, times as BIGINT

@@ -183,7 +183,7 @@ impl PgStore {
         let version = migrate::current_version(&mut conn).await?;
         if version != migrate::latest_version() {
             return Err(refuse(format!(
-                "database schema is at version {version}, this build needs {}: run `natterjack db migrate`",
+                "database schema is at version {version}, this build needs {}: run `natterjack migrate`",
                 migrate::latest_version()
             )));
         }

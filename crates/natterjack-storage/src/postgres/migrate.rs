@@ -22,7 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// The advisory lock key two migrators contend for ("natjack!" as an integer): a second
-/// `db migrate` (or a rolling deployment's next node) waits instead of racing.
+/// `natterjack migrate` (or a rolling deployment's next node) waits instead of racing.
 const LOCK_KEY: i64 = 0x6e61_746a_6163_6b21;
 
 /// The schema version this build expects.

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Parses a `postgres://` (or `postgresql://`) URL into connection options; when `ca_file`
-/// is given, it becomes the root certificate that `sslmode=verify-full` / `verify-ca` (set in
-/// the URL) check the server against.
+/// is given, `sslmode=verify-full` / `verify-ca` (set in the URL) accept a server certificate
+/// that chains to it. sqlx adds it to its built-in public roots rather than replacing them,
+/// so a certificate from a public CA for the same host name is accepted too.
 ///
 /// Errors never repeat the URL: it may hold a password.
 pub fn connect_options(url: &str, ca_file: Option<&Path>) -> Result<PgConnectOptions, StoreError> {

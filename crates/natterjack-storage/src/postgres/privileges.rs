@@ -23,6 +23,7 @@ struct RoleFacts {
     temp_on_database: bool,
     create_on_schemas: Option<String>,
     member_of: Option<String>,
+    excess_table_privileges: Option<String>,
 }
 
 impl<'r> FromRow<'r, PgRow> for RoleFacts {
@@ -42,6 +43,7 @@ impl<'r> FromRow<'r, PgRow> for RoleFacts {
             temp_on_database: row.try_get("temp_on_database")?,
             create_on_schemas: row.try_get("create_on_schemas")?,
             member_of: row.try_get("member_of")?,
+            excess_table_privileges: row.try_get("excess_table_privileges")?,
         })
     }
 }
@@ -61,7 +63,15 @@ SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolcreaterole AS crea
        (SELECT string_agg(n.nspname::text, ', ' ORDER BY n.nspname) FROM pg_catalog.pg_namespace n \
          WHERE has_schema_privilege(n.oid, 'CREATE')) AS create_on_schemas, \
        (SELECT string_agg(g.rolname::text, ', ' ORDER BY g.rolname) FROM pg_catalog.pg_auth_members m \
-         JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of \
+         JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of, \
+       (SELECT string_agg(t.tbl || ' ' || t.privilege, ', ' ORDER BY t.tbl, t.privilege) FROM ( \
+         SELECT c.relname::text AS tbl, p.privilege FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' \
+         CROSS JOIN (VALUES ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER')) p(privilege) \
+         WHERE c.relkind = 'r' AND has_table_privilege(c.oid, p.privilege) \
+           AND NOT (p.privilege = 'DELETE' AND c.relname IN ('messages', 'memberships')) \
+           AND NOT (p.privilege = 'UPDATE' AND c.relname IN ('users', 'memberships'))) t \
+       ) AS excess_table_privileges \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
 /// Every reason the role is more than an app role should be, in words for the operator.
@@ -93,6 +103,11 @@ fn reasons(f: &RoleFacts) -> Vec<String> {
     }
     if let Some(schemas) = &f.create_on_schemas {
         why.push(format!("it has CREATE on schemas ({schemas})"));
+    }
+    if let Some(grants) = &f.excess_table_privileges {
+        why.push(format!(
+            "it holds table privileges the API never uses ({grants}); run `natterjack migrate` to re-apply the grants"
+        ));
     }
     if let Some(roles) = &f.member_of {
         why.push(format!(
