@@ -7,6 +7,7 @@
 //! HTTP/2 by ALPN) with connection, handshake and header-read limits.
 #![forbid(unsafe_code)]
 
+pub mod grpc;
 pub mod pipeline;
 pub mod problem;
 pub mod rest;

@@ -11,6 +11,7 @@ use crate::ports::{MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store}
 use crate::principal::{AdminAccess, Caller, Principal};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 /// Behaviour switches of the service layer, from the `[access]` and `[auth]` configuration.
@@ -27,7 +28,13 @@ pub struct Service {
     store: Arc<dyn Store>,
     auth: Authenticator,
     settings: ServiceSettings,
+    /// Messages posted through this process, for watchers (`WatchMessages`).
+    posted: broadcast::Sender<MessageRecord>,
 }
+
+/// Messages the feed holds for its slowest watcher; one that falls further behind is told
+/// it lagged (and the gRPC adapter cuts it off).
+const FEED_CAPACITY: usize = 1024;
 
 impl Service {
     /// Assembles the service from its ports.
@@ -36,7 +43,32 @@ impl Service {
             store,
             auth,
             settings,
+            posted: broadcast::channel(FEED_CAPACITY).0,
         }
+    }
+
+    /// The principal a verified client certificate names. The TLS layer has already
+    /// checked the certificate against the client CA; the name must still be an existing
+    /// user, whose admin role and permissions then apply as for a password login.
+    pub async fn certificate_principal(&self, name: &str) -> Result<Principal, ServiceError> {
+        let name = Username::parse(name).map_err(|_| ServiceError::Unauthenticated)?;
+        let user = self
+            .store
+            .find_user(&name)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        Ok(Principal::new(user.id, user.username, user.admin))
+    }
+
+    /// New messages of the space, as they are posted through this process (needs `r`).
+    /// The receiver is bounded: a watcher that falls [`FEED_CAPACITY`] messages behind
+    /// gets `Lagged` instead of holding memory.
+    pub fn watch_messages(
+        &self,
+        access: &SpaceAccess,
+    ) -> Result<broadcast::Receiver<MessageRecord>, ServiceError> {
+        access.require(Permissions::READ)?;
+        Ok(self.posted.subscribe())
     }
 
     /// The authenticator, for the authentication step of each transport's pipeline.
@@ -181,10 +213,13 @@ impl Service {
         body: MessageText,
     ) -> Result<MessageRecord, ServiceError> {
         access.require(Permissions::WRITE)?;
-        Ok(self
+        let posted = self
             .store
             .insert_message(access.space(), access.principal().id(), &body)
-            .await?)
+            .await?;
+        // Nobody watching is not an error.
+        let _ = self.posted.send(posted.clone());
+        Ok(posted)
     }
 
     /// A page of messages, newest first (needs `r`).

@@ -38,6 +38,13 @@ pub enum Command {
     /// Prepare a PostgreSQL database (SQLite needs no preparation).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Show what the server trusts, or issue a client certificate for gRPC (without a
+    /// subcommand: `show`).
+    Certs {
+        /// What to do.
+        #[command(subcommand)]
+        command: Option<CertsCommand>,
+    },
     /// Print the OpenAPI 3.1 document of the REST API (as served at /openapi.json).
     Openapi,
 }
@@ -48,6 +55,23 @@ pub enum AuditCommand {
     /// Check the whole hash chain against the key and the anchored head: prints `OK` with
     /// the record count, or the id of the first bad record; exits 1 when broken.
     Verify,
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Print the certificate files in use and the CA that gRPC client certificates must
+    /// chain to.
+    Show,
+    /// Issue a client certificate for an existing user from the development CA: NAME.pem
+    /// and NAME-key.pem (0600), with the SAN URI natterjack:user:NAME.
+    IssueClient {
+        /// The username the certificate names.
+        name: String,
+        /// Output directory (default <data_dir>/clients).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `db` subcommands.

@@ -161,3 +161,63 @@ pub fn ensure(dir: &Path) -> Result<DevPki, String> {
     }
     Ok(pki)
 }
+
+/// A client certificate issued by [`issue_client`].
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, 0600).
+    pub key: PathBuf,
+}
+
+fn client_params(username: &str) -> Result<CertificateParams, String> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.distinguished_name = name(username);
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from(format!("natterjack:user:{username}"))
+            .map_err(|e| e.to_string())?,
+    )];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(90);
+    Ok(params)
+}
+
+/// Issues a client certificate for `username` from the development CA in `dir`: SAN URI
+/// `natterjack:user:NAME` (what the gRPC listener maps to the principal), client-auth only,
+/// valid 90 days. Writes `NAME.pem` and `NAME-key.pem` (0600) into `out`; refuses to
+/// overwrite an existing key.
+pub fn issue_client(dir: &Path, username: &str, out: &Path) -> Result<ClientCert, String> {
+    let pki = ensure(dir)?;
+    let key_pem = fs::read_to_string(&pki.ca_key)
+        .map_err(|e| format!("cannot read {}: {e}", pki.ca_key.display()))?;
+    let cert_pem = fs::read_to_string(&pki.ca_cert)
+        .map_err(|e| format!("cannot read {}: {e}", pki.ca_cert.display()))?;
+    let ca_key =
+        KeyPair::from_pem(&key_pem).map_err(|e| format!("{}: {e}", pki.ca_key.display()))?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, ca_key)
+        .map_err(|e| format!("{}: {e}", pki.ca_cert.display()))?;
+    fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let issued = ClientCert {
+        cert: out.join(format!("{username}.pem")),
+        key: out.join(format!("{username}-key.pem")),
+    };
+    if issued.key.exists() {
+        return Err(format!(
+            "{} exists; remove it first to issue a new certificate",
+            issued.key.display()
+        ));
+    }
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = client_params(username)?
+        .signed_by(&key, &issuer)
+        .map_err(|e| e.to_string())?;
+    write_private(&issued.key, &key.serialize_pem())?;
+    write_public(&issued.cert, &cert.pem())?;
+    Ok(issued)
+}

@@ -7,6 +7,7 @@ use crate::dev_ca;
 use crate::storage::Storage;
 use axum::Router;
 use natterjack_api::AppState;
+use natterjack_api::grpc::{GrpcLimits, GrpcState, GrpcTransport, PublicTls};
 use natterjack_api::pipeline::PipelineLimits;
 use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::pipeline::secure_pipeline;
@@ -117,6 +118,12 @@ pub struct Assembled {
     pub pipeline: PipelineLimits,
     /// Transport limits.
     pub transport: TransportLimits,
+    /// The gRPC side of the state (shares the service, limits and audit log).
+    pub grpc: GrpcState,
+    /// Certificates of the public gRPC listener, when it is enabled.
+    pub grpc_tls: Option<PublicTls>,
+    /// Limits of the public gRPC listener.
+    pub grpc_transport: GrpcTransport,
 }
 
 impl Assembled {
@@ -136,20 +143,35 @@ impl Assembled {
 pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let store = crate::storage::prepare(cfg).await?;
     let service = service(cfg, store.store()).await?;
-    let (tls, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
+    let (cert, key, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(cert), Some(key)) => {
             dev_ca::check_private(key).map_err(StartError::Other)?;
-            (
-                crate::tls::server_config(cert, key).map_err(StartError::Other)?,
-                None,
-            )
+            (cert.clone(), key.clone(), None)
         }
         _ => {
             let pki = dev_ca::ensure(&cfg.data_dir).map_err(StartError::Other)?;
-            let tls = crate::tls::server_config(&pki.server_cert, &pki.server_key)
-                .map_err(StartError::Other)?;
-            (tls, Some(pki.ca_cert))
+            (pki.server_cert, pki.server_key, Some(pki.ca_cert))
         }
+    };
+    let tls = crate::tls::server_config(&cert, &key).map_err(StartError::Other)?;
+    let grpc_tls = if cfg.grpc.enabled {
+        let client_ca = cfg
+            .grpc
+            .client_ca
+            .clone()
+            .or_else(|| dev_ca.clone())
+            .ok_or_else(|| StartError::Other("grpc.client_ca is not set".into()))?;
+        let read = |path: &Path| {
+            fs::read(path)
+                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", path.display())))
+        };
+        Some(PublicTls {
+            cert_pem: read(&cert)?,
+            key_pem: read(&key)?,
+            client_ca_pem: read(&client_ca)?,
+        })
+    } else {
+        None
     };
     let pipeline = PipelineLimits {
         request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs),
@@ -164,12 +186,36 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let audit = audit_log(cfg, &store).await?;
     let limits =
         RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
-    Ok(Assembled {
-        state: AppState {
-            service,
-            limits: Arc::new(limits),
-            audit,
+    let state = AppState {
+        service,
+        limits: Arc::new(limits),
+        audit,
+    };
+    let g = &cfg.grpc;
+    let grpc = GrpcState::new(
+        state.clone(),
+        GrpcLimits {
+            watch_max_duration: Duration::from_secs(g.watch_max_duration_secs),
+            watch_messages_per_sec: g.watch_messages_per_sec,
+            watch_max_per_principal: g.watch_max_per_principal,
+            watch_buffer: g.watch_buffer,
+            watch_recheck: Duration::from_secs(g.watch_recheck_secs),
         },
+    );
+    let grpc_transport = GrpcTransport {
+        max_message_bytes: g.max_message_bytes,
+        max_concurrent_streams: g.max_concurrent_streams,
+        keepalive_interval: Duration::from_secs(g.keepalive_interval_secs),
+        keepalive_timeout: Duration::from_secs(g.keepalive_timeout_secs),
+        max_connection_age: Duration::from_secs(g.max_connection_age_secs),
+        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
+        request_timeout: Duration::from_secs(g.request_timeout_secs),
+    };
+    Ok(Assembled {
+        state,
+        grpc,
+        grpc_tls,
+        grpc_transport,
         store,
         tls,
         dev_ca,

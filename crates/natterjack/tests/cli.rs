@@ -73,6 +73,8 @@ async fn serve_outcome(
     let mut command = tokio::process::Command::new(support::binary());
     command
         .arg("serve")
+        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
+        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
         .args(args)
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
@@ -566,9 +568,11 @@ async fn an_operator_supplied_private_key_readable_by_others_is_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let cert = data.join("server.pem").display().to_string();
     let key_path = key.display().to_string();
+    let client_ca = data.join("ca.pem").display().to_string();
     let env = [
         ("NATTERJACK_TLS__CERT", cert.as_str()),
         ("NATTERJACK_TLS__KEY", key_path.as_str()),
+        ("NATTERJACK_GRPC__CLIENT_CA", client_ca.as_str()),
     ];
     let (ok, _, stderr) = cli(&data, &["serve", "--listen", "127.0.0.1:0"], "", &env);
     assert!(!ok);

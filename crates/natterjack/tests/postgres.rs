@@ -23,6 +23,8 @@ async fn serve_refuses(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Stri
     let mut command = tokio::process::Command::new(support::binary());
     command
         .arg("serve")
+        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
+        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
@@ -304,7 +306,11 @@ async fn tls_to_postgres_verifies_the_server_name_and_certificate() {
     // Without the CA file nothing vouches for the self-signed certificate.
     let mut no_ca = pairs(&base_env);
     no_ca.push(("NATTERJACK_DATABASE__URL", &by_name));
-    serve_refuses(&dir.path().join("data"), &no_ca).await;
+    let said = serve_refuses(&dir.path().join("data"), &no_ca).await;
+    assert!(
+        said.contains("UnknownIssuer"),
+        "not refused for the issuer: {said}"
+    );
 
     env.push(("NATTERJACK_DATABASE__URL", &by_name));
     let server = TestServer::start_in(dir, &env).await;
@@ -331,6 +337,21 @@ async fn tls_to_postgres_verifies_the_server_name_and_certificate() {
     assert_eq!(plain, 0, "the server holds a plaintext connection");
     admin.close().await.unwrap();
     drop(server);
+    db.drop_all().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_postgres_schema_that_migrate_has_not_brought_up_to_date() {
+    let Some(db) = PgDatabase::fresh("serve_refuses_unmigrated_schema").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = db.env();
+    let (ok, out, err) = cli(&data, &["db", "init"], "", &pairs(&env));
+    assert!(ok, "{out}{err}");
+    let said = serve_refuses(&data, &pairs(&env)).await;
+    assert!(said.contains("run `natterjack migrate`"), "{said}");
     db.drop_all().await;
 }
 

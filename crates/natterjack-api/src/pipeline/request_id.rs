@@ -18,12 +18,17 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// A new random id: 128 bits from the OS, as 32 hex digits.
+pub fn fresh() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Assigns a fresh id (never one chosen by the client, which could forge log entries),
 /// scopes it over the rest of the pipeline, and returns it in `x-request-id`.
 pub async fn assign(req: Request, next: Next) -> Response {
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = fresh();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut response = REQUEST_ID
         .scope(

@@ -11,14 +11,55 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         .limits
         .spawn_eviction(std::time::Duration::from_secs(60));
     let app = assembled.app(|routes| routes);
-    let listener = TcpListener::bind(cfg.rest.listen)
-        .await
-        .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.rest.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    natterjack_api::grpc::metrics::install();
+    let bind = |addr: std::net::SocketAddr| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Other(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        Ok::<_, StartError>((listener, local))
+    };
+    let (listener, addr) = bind(cfg.rest.listen).await?;
+    let grpc = match &assembled.grpc_tls {
+        Some(_) => Some(bind(cfg.grpc.listen).await?),
+        None => None,
+    };
+    let internal = if cfg.internal.enabled {
+        Some(bind(cfg.internal.listen).await?)
+    } else {
+        None
+    };
+    // Every listener stops on the same signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let on_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = Vec::new();
     {
         let mut out = std::io::stdout().lock();
+        if let (Some((listener, local)), Some(tls)) = (grpc, assembled.grpc_tls) {
+            let _ = writeln!(out, "natterjack listening grpc https://{local}");
+            tasks.push(tokio::spawn(natterjack_api::grpc::serve_public(
+                listener,
+                tls,
+                assembled.grpc.clone(),
+                assembled.grpc_transport,
+                on_stop(),
+            )));
+        }
+        if let Some((listener, local)) = internal {
+            let _ = writeln!(out, "natterjack listening internal http://{local}");
+            tasks.push(tokio::spawn(natterjack_api::grpc::serve_internal(
+                listener,
+                assembled.grpc.clone(),
+                on_stop(),
+            )));
+        }
         let _ = writeln!(out, "natterjack listening rest https://{addr}");
         if let Some(ca) = &assembled.dev_ca {
             let _ = writeln!(
@@ -29,14 +70,19 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         }
         let _ = out.flush();
     }
-    natterjack_api::server::serve(
-        listener,
-        assembled.tls,
-        app,
-        assembled.transport,
-        shutdown_signal(),
-    )
-    .await;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    natterjack_api::server::serve(listener, assembled.tls, app, assembled.transport, on_stop())
+        .await;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "a listener failed"),
+            Err(e) => tracing::error!(error = %e, "a listener task failed"),
+        }
+    }
     // Completion records are queued without waiting; commit the last of them before exit.
     if assembled.state.audit.flush().await.is_err() {
         tracing::error!("could not flush the audit log at shutdown");

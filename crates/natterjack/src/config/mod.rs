@@ -3,6 +3,9 @@
 //! Every section refuses unknown keys, so a misspelt setting is an error naming the key
 //! instead of a silently ignored control. Sections mirror the pipeline.
 
+mod grpc;
+
+pub use grpc::{GrpcConfig, InternalConfig};
 pub use natterjack_api::pipeline::rate_limit::RateLimitConfig;
 use natterjack_core::auth::HashingParams;
 use natterjack_core::policy::GrantPolicy;
@@ -36,6 +39,10 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// The public gRPC listener.
+    pub grpc: GrpcConfig,
+    /// The internal listener.
+    pub internal: InternalConfig,
 }
 
 impl Default for Config {
@@ -49,6 +56,8 @@ impl Default for Config {
             access: AccessConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
+            grpc: GrpcConfig::default(),
+            internal: InternalConfig::default(),
         }
     }
 }
@@ -336,8 +345,26 @@ impl Config {
             ),
             ("auth.cache_capacity", self.auth.cache_capacity as u64),
         ];
-        if let Some((key, _)) = must_be_positive.iter().find(|(_, v)| *v == 0) {
+        if let Some((key, _)) = must_be_positive
+            .iter()
+            .copied()
+            .chain(self.grpc.positive())
+            .find(|(_, v)| *v == 0)
+        {
             return Err(ConfigError(format!("{key} must be at least 1")));
+        }
+        if !self.internal.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "internal.listen must be a loopback address (it is plaintext and carries the operator's authority), not {}",
+                self.internal.listen
+            )));
+        }
+        if self.tls.cert.is_some() && self.grpc.enabled && self.grpc.client_ca.is_none() {
+            return Err(ConfigError(
+                "grpc.client_ca is required with production certificates ([tls] cert and key): \
+                 name the CA that issues client certificates, or set grpc.enabled = false"
+                    .into(),
+            ));
         }
         self.database()?;
         Ok(())
@@ -357,10 +384,10 @@ impl Config {
         };
         let text = url.expose_secret();
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            if owner_url
-                .as_ref()
-                .is_some_and(|o| !o.expose_secret().starts_with("postgres"))
-            {
+            if owner_url.as_ref().is_some_and(|o| {
+                let o = o.expose_secret();
+                !(o.starts_with("postgres://") || o.starts_with("postgresql://"))
+            }) {
                 return Err(ConfigError(
                     "database.owner_url: expected postgres://OWNER_ROLE@HOST/DB".into(),
                 ));

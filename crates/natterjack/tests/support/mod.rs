@@ -31,6 +31,10 @@ pub fn install_crypto() {
 pub struct TestServer {
     /// `https://127.0.0.1:PORT`.
     pub base: String,
+    /// `https://127.0.0.1:PORT` of the public gRPC listener, when enabled.
+    pub grpc: Option<String>,
+    /// `http://127.0.0.1:PORT` of the internal listener, when enabled.
+    pub internal: Option<String>,
     /// The data directory.
     pub dir: tempfile::TempDir,
     child: Child,
@@ -56,6 +60,8 @@ impl TestServer {
             .arg("serve")
             .env("NATTERJACK_DATA_DIR", dir.path().join("data"))
             .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
+            .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
+            .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             // Tests of other controls send bursts from one address; the rate-limit tests
             // switch it back on with their own quotas.
@@ -70,8 +76,15 @@ impl TestServer {
         let mut child = command.spawn().expect("spawn natterjack");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let (mut grpc, mut internal) = (None, None);
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("natterjack listening grpc ") {
+                    grpc = Some(url.to_owned());
+                }
+                if let Some(url) = line.strip_prefix("natterjack listening internal ") {
+                    internal = Some(url.to_owned());
+                }
                 if let Some(url) = line.strip_prefix("natterjack listening rest ") {
                     return url.to_owned();
                 }
@@ -82,7 +95,13 @@ impl TestServer {
         .expect("server did not start within 60 s");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { base, dir, child }
+        Self {
+            base,
+            grpc,
+            internal,
+            dir,
+            child,
+        }
     }
 
     /// The data directory the server uses.
@@ -252,6 +271,8 @@ pub fn cli(
     command
         .args(args)
         .env("NATTERJACK_DATA_DIR", data_dir)
+        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
+        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -38,7 +38,12 @@ impl PgDatabase {
             return None;
         }
         let name = format!("nj_{:016x}", rand_u64());
-        let host = "127.0.0.1:5432".to_owned();
+        // The app and owner roles reach the same server as the administrator.
+        let host = admin
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or("127.0.0.1:5432")
+            .to_owned();
         Some(Self {
             app_url: format!("postgres://{name}_app:app-{name}@{host}/{name}"),
             owner_url: format!("postgres://{name}_owner:owner-{name}@{host}/{name}"),

@@ -165,6 +165,12 @@ impl RateLimits {
         self.global.check(&()).map(drop)
     }
 
+    /// The first limit for a gRPC call from `peer`: every call carries credentials (its
+    /// client certificate), so the stricter credentials class applies, then the global budget.
+    pub fn admit_grpc_peer(&self, peer: IpAddr) -> Result<(), Refusal> {
+        self.admit(peer, Class::Credentials)
+    }
+
     /// The second limit, per authenticated user.
     pub fn admit_principal(&self, user: UserId) -> Result<(), Refusal> {
         if !self.enabled {

@@ -1,0 +1,125 @@
+//! The `Admin` service of the internal listener: the operator's user administration and
+//! audit query, with the authority of the local operator (like the CLI). It is never added
+//! to the public listener; reaching the internal one is the operator's privilege.
+
+use super::call::{GrpcState, Op};
+use super::convert;
+use super::proto::admin_server::Admin;
+use super::proto::{
+    CreateUserRequest, QueryAuditRequest, QueryAuditResponse, SetAdminRequest, User,
+};
+use super::status::GrpcError;
+use natterjack_core::audit::AuditQuery;
+use natterjack_core::domain::{FieldError, Username};
+use natterjack_core::principal::{AdminAccess, Caller};
+use secrecy::SecretString;
+use tonic::{Request, Response, Status};
+
+impl std::fmt::Debug for CreateUserRequest {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// The `Admin` service over the shared state.
+pub struct AdminService {
+    state: GrpcState,
+}
+
+impl AdminService {
+    /// The service for the internal listener.
+    pub fn new(state: GrpcState) -> Self {
+        Self { state }
+    }
+}
+
+fn user_op(method: &'static str, username: &str, mutating: bool) -> Op {
+    Op {
+        method,
+        target: format!("username={username}"),
+        mutating,
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+        let op = user_op("CreateUser", &req.get_ref().username, true);
+        let service = self.state.app.service.clone();
+        self.state
+            .operator(req, op, |msg| async move {
+                let name = Username::parse(&msg.username)?;
+                let password = SecretString::from(msg.password);
+                let created = service
+                    .register(
+                        &Caller::Anonymous,
+                        Some(AdminAccess::local_operator()),
+                        name,
+                        password,
+                    )
+                    .await?;
+                Ok(User {
+                    username: created.as_str().to_owned(),
+                    admin: false,
+                })
+            })
+            .await
+    }
+
+    async fn set_admin(&self, req: Request<SetAdminRequest>) -> Result<Response<User>, Status> {
+        let op = user_op("SetAdmin", &req.get_ref().username, true);
+        let service = self.state.app.service.clone();
+        self.state
+            .operator(req, op, |msg| async move {
+                let name = Username::parse(&msg.username)?;
+                service
+                    .set_admin(AdminAccess::local_operator(), &name, msg.admin)
+                    .await?;
+                Ok(User {
+                    username: name.as_str().to_owned(),
+                    admin: msg.admin,
+                })
+            })
+            .await
+    }
+
+    async fn query_audit(
+        &self,
+        req: Request<QueryAuditRequest>,
+    ) -> Result<Response<QueryAuditResponse>, Status> {
+        let op = Op {
+            method: "QueryAudit",
+            target: String::new(),
+            mutating: false,
+        };
+        let audit = self.state.app.audit.clone();
+        self.state
+            .operator(req, op, |msg| async move {
+                let query = AuditQuery {
+                    since: convert::time("since", &msg.since)?,
+                    until: convert::time("until", &msg.until)?,
+                    principal: convert::optional(&msg.principal)
+                        .map(Username::parse)
+                        .transpose()?,
+                    after: match msg.after {
+                        0 => None,
+                        n if n > 0 => Some(n),
+                        _ => return Err(FieldError::new("after", "must be positive").into()),
+                    },
+                    limit: convert::limit(msg.limit)?,
+                };
+                let records = audit
+                    .page(AdminAccess::local_operator(), &query)
+                    .await
+                    .map_err(GrpcError::from)?;
+                Ok(QueryAuditResponse {
+                    records: records.into_iter().map(convert::audit_record).collect(),
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,31 @@
+//! The gRPC adapter: the same service layer as REST, for service-to-service callers that
+//! authenticate with a client certificate (mutual TLS).
+//!
+//! - [`call`]: the pipeline of one call (rate limits, certificate authentication, audit).
+//! - [`spaces`] and [`watch`]: the public `Spaces` service; [`admin`]: the internal one.
+//! - [`convert`]: proto ⇄ domain, in one place; [`status`]: the one error mapping.
+//! - [`identity`]: which user a client certificate names.
+//! - [`server`]: the public (mTLS) and internal (loopback) listeners; [`metrics`].
+
+pub mod admin;
+pub mod call;
+pub mod convert;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod spaces;
+pub mod status;
+mod watch;
+
+pub use call::{GrpcLimits, GrpcState};
+pub use server::{GrpcTransport, PublicTls, serve_internal, serve_public};
+
+/// Code generated from `proto/natterjack/v1/*.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("natterjack.v1");
+
+    /// The encoded descriptors of every message and service, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("natterjack_descriptor");
+}
