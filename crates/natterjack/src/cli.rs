@@ -64,7 +64,8 @@ pub enum CertsCommand {
     /// chain to.
     Show,
     /// Issue a client certificate for an existing user from the development CA: NAME.pem
-    /// and NAME-key.pem (0600), with the SAN URI natterjack:user:NAME.
+    /// and NAME-key.pem (0600), with the SAN URI natterjack:user:NAME. Refused for a user
+    /// that does not exist (yet).
     IssueClient {
         /// The username the certificate names.
         name: String,

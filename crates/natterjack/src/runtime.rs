@@ -161,6 +161,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
             .clone()
             .or_else(|| dev_ca.clone())
             .ok_or_else(|| StartError::Other("grpc.client_ca is not set".into()))?;
+        crate::tls::check_client_ca(&client_ca).map_err(StartError::Other)?;
         let read = |path: &Path| {
             fs::read(path)
                 .map_err(|e| StartError::Other(format!("cannot read {}: {e}", path.display())))
@@ -200,6 +201,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
             watch_max_per_principal: g.watch_max_per_principal,
             watch_buffer: g.watch_buffer,
             watch_recheck: Duration::from_secs(g.watch_recheck_secs),
+            request_timeout: Duration::from_secs(g.request_timeout_secs),
         },
     );
     let grpc_transport = GrpcTransport {

@@ -28,3 +28,21 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// Checks that `path` holds at least one PEM certificate that could anchor client
+/// certificates, so a broken `grpc.client_ca` stops start-up instead of silently killing
+/// the gRPC listener.
+pub fn check_client_ca(path: &Path) -> Result<(), String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("cannot read the client CA {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "no usable CA certificate in {} (grpc.client_ca)",
+            path.display()
+        ));
+    }
+    Ok(())
+}

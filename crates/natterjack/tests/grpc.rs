@@ -16,6 +16,15 @@ use support::{TestServer, cli};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+/// Issues a client certificate for a user who does not exist (the CLI refuses that), from
+/// the CA of `data_dir`, through the library.
+fn issue_for_nobody(data_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let issued =
+        natterjack::dev_ca::issue_client(data_dir, name, &data_dir.join("clients")).unwrap();
+    (issued.cert, issued.key)
+}
+
 /// Issues a client certificate for `name` from the CA of `data_dir`.
 fn issue(data_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let (ok, out, err) = cli(data_dir, &["certs", "issue-client", name], "", &[]);
@@ -98,7 +107,7 @@ async fn a_certificate_from_another_ca_is_refused() {
     let server = TestServer::start().await;
     server.user("alice").await;
     let elsewhere = tempfile::tempdir().unwrap();
-    let foreign = issue(&elsewhere.path().join("data"), "alice");
+    let foreign = issue_for_nobody(&elsewhere.path().join("data"), "alice");
     let mut client = spaces(&server, &foreign).await;
     assert!(client.list_spaces(ListSpacesRequest {}).await.is_err());
     // The same name from the right CA works, so the refusal was the CA's.
@@ -197,7 +206,7 @@ async fn invalid_input_is_refused_naming_the_field() {
 #[tokio::test]
 async fn a_certificate_naming_no_existing_user_is_unauthenticated() {
     let server = TestServer::start().await;
-    let ghost = issue(&server.data_dir(), "ghost");
+    let ghost = issue_for_nobody(&server.data_dir(), "ghost");
     let status = spaces(&server, &ghost)
         .await
         .list_spaces(ListSpacesRequest {})
@@ -528,6 +537,13 @@ fn issue_client_writes_a_private_key_only_its_owner_reads_and_certs_shows_the_cl
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let (ok, out, err) = cli(&data, &["certs", "issue-client", "alice"], "", &[]);
+    assert!(
+        !ok && err.contains("no user alice"),
+        "issued for a missing user: {out}{err}"
+    );
+    let (ok, out, err) = cli(&data, &["user", "add", "alice"], support::PASSWORD, &[]);
+    assert!(ok, "{out}{err}");
     let (cert, key) = issue(&data, "alice");
     assert!(cert.is_file());
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
@@ -564,7 +580,7 @@ async fn the_peer_limit_refuses_a_flood_before_its_certificate_is_even_looked_up
     .await;
     // A certificate from the right CA for a user who does not exist: UNAUTHENTICATED while
     // the address has quota, RESOURCE_EXHAUSTED once it has none.
-    let ghost = issue(&server.data_dir(), "ghost");
+    let ghost = issue_for_nobody(&server.data_dir(), "ghost");
     let mut client = spaces(&server, &ghost).await;
     let mut codes = Vec::new();
     for _ in 0..6 {
@@ -578,4 +594,64 @@ async fn the_peer_limit_refuses_a_flood_before_its_certificate_is_even_looked_up
     }
     assert_eq!(codes[0], Code::Unauthenticated, "{codes:?}");
     assert_eq!(codes[5], Code::ResourceExhausted, "{codes:?}");
+}
+
+#[tokio::test]
+async fn the_internal_listener_refuses_what_a_browser_could_send() {
+    let server = TestServer::start().await;
+    server.user("alice").await;
+    let internal = server.internal.clone().unwrap();
+    let http = reqwest::Client::new();
+    // A cross-origin "simple" request: HTTP/1.1, text/plain, a gRPC frame as the body.
+    let mut frame = vec![0u8, 0, 0, 0, 9];
+    frame.extend_from_slice(b"\x0a\x05alice\x10\x01");
+    let r = http
+        .post(format!("{internal}/natterjack.v1.Admin/SetAdmin"))
+        .header("content-type", "text/plain")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A rebound host name.
+    let r = http
+        .get(format!("{internal}/metrics"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{internal}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // alice is still not an admin.
+    let audit = server
+        .call(
+            Some(&support::Creds::new("alice", support::PASSWORD)),
+            reqwest::Method::GET,
+            "/audit",
+            None,
+        )
+        .await;
+    assert_eq!(audit.status(), 403);
+}
+
+#[test]
+fn a_client_ca_file_without_a_certificate_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bogus = dir.path().join("client-ca.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let bogus = bogus.display().to_string();
+    let (ok, _, stderr) = cli(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0"],
+        "",
+        &[("NATTERJACK_GRPC__CLIENT_CA", bogus.as_str())],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("grpc.client_ca"), "{stderr}");
 }

@@ -32,6 +32,9 @@ pub struct GrpcLimits {
     pub watch_buffer: usize,
     /// How often a watch stream re-checks that its principal may still read the space.
     pub watch_recheck: Duration,
+    /// Deadline of a unary call, enforced here (not by tonic) so that a call cut off still
+    /// gets its `complete` record.
+    pub request_timeout: Duration,
 }
 
 impl Default for GrpcLimits {
@@ -42,6 +45,7 @@ impl Default for GrpcLimits {
             watch_max_per_principal: 4,
             watch_buffer: 64,
             watch_recheck: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -100,7 +104,7 @@ impl Draft {
 }
 
 /// Who may make a call: a certificate holder on the public listener, or the operator on
-/// the internal one (loopback or a Unix socket, never exposed).
+/// the internal one (loopback only, never exposed).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Caller {
     Certificate,
@@ -300,7 +304,12 @@ impl GrpcState {
     {
         let (draft, admitted) = self.open(&req, service, &op, caller).await;
         let result = match admitted {
-            Ok(principal) => handler(principal, req.into_inner()).await,
+            Ok(principal) => tokio::time::timeout(
+                self.limits.request_timeout,
+                handler(principal, req.into_inner()),
+            )
+            .await
+            .unwrap_or(Err(GrpcError::TimedOut)),
             Err(e) => Err(e),
         };
         self.finish(&draft, result.as_ref().map(drop)).await;

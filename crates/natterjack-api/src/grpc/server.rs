@@ -89,7 +89,8 @@ pub async fn serve_public(
         .http2_keepalive_timeout(Some(transport.keepalive_timeout))
         .max_connection_age(transport.max_connection_age)
         .tcp_keepalive(Some(transport.keepalive_interval))
-        .timeout(transport.request_timeout)
+        // A backstop only: the call pipeline enforces the deadline itself, and records it.
+        .timeout(transport.request_timeout + Duration::from_secs(5))
         .add_service(health_service)
         .add_service(spaces)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -102,13 +103,58 @@ async fn report_readiness(health: tonic_health::server::HealthReporter, state: G
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        if state.app.service.ready().await.is_ok() {
-            health.set_serving::<SpacesServer<SpacesService>>().await;
+        let status = if state.app.service.ready().await.is_ok() {
+            tonic_health::ServingStatus::Serving
         } else {
-            health
-                .set_not_serving::<SpacesServer<SpacesService>>()
-                .await;
-        }
+            tonic_health::ServingStatus::NotServing
+        };
+        // The whole server ("") and the Spaces service both follow the database.
+        health.set_service_status("", status).await;
+        health
+            .set_service_status("natterjack.v1.Spaces", status)
+            .await;
+    }
+}
+
+/// Host names a request to the internal listener may carry: a page in a browser on this host
+/// that resolves another name to 127.0.0.1 (DNS rebinding) is refused.
+const LOOPBACK_HOSTS: [&str; 4] = ["127.0.0.1", "localhost", "::1", "[::1]"];
+
+/// The internal listener answers only what a local operator's tools send: gRPC (HTTP/2 with
+/// a gRPC content type, which no browser can produce cross-origin) and `GET /metrics`, each
+/// addressed to a loopback host name.
+async fn local_callers_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = req.uri().host().map(str::to_owned).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| match h.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+                _ => h.to_owned(),
+            })
+    });
+    if host.is_some_and(|h| !LOOPBACK_HOSTS.contains(&h.as_str())) {
+        return (http::StatusCode::FORBIDDEN, "loopback host names only").into_response();
+    }
+    let grpc = req.version() == http::Version::HTTP_2
+        && req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/grpc"));
+    let metrics = req.uri().path() == "/metrics" && req.method() == http::Method::GET;
+    if grpc || metrics {
+        next.run(req).await
+    } else {
+        (
+            http::StatusCode::FORBIDDEN,
+            "gRPC over HTTP/2, or GET /metrics, only",
+        )
+            .into_response()
     }
 }
 
@@ -132,7 +178,8 @@ pub async fn serve_internal(
     let router = tonic::service::Routes::new(AdminServer::new(AdminService::new(state)))
         .add_service(reflection)
         .into_axum_router()
-        .route("/metrics", axum::routing::get(super::metrics::render));
+        .route("/metrics", axum::routing::get(super::metrics::render))
+        .layer(axum::middleware::from_fn(local_callers_only));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -131,8 +131,9 @@ impl Spaces for SpacesService {
         self.state
             .unary(req, op, |caller, msg| async move {
                 let space = convert::space_id(msg.space_id)?;
-                let page = convert::message_page(&msg)?;
+                // Access first: a non-member learns nothing, not even that a field is bad.
                 let access = service.authorize(&caller, space, Permissions::READ).await?;
+                let page = convert::message_page(&msg)?;
                 let messages = service.list_messages(&access, page).await?;
                 Ok(ListMessagesResponse {
                     messages: messages.into_iter().map(convert::message).collect(),
@@ -205,9 +206,9 @@ impl Spaces for SpacesService {
         self.state
             .unary(req, op, |caller, msg| async move {
                 let space = convert::space_id(msg.space_id)?;
+                let access = service.authorize(&caller, space, Permissions::NONE).await?;
                 let target = username("username", &msg.username)?;
                 let permissions = convert::permissions(&msg.permissions)?;
-                let access = service.authorize(&caller, space, Permissions::NONE).await?;
                 let member = service.grant(&access, &target, permissions).await?;
                 Ok(convert::member(member))
             })
@@ -223,11 +224,11 @@ impl Spaces for SpacesService {
         self.state
             .unary(req, op, |caller, msg| async move {
                 let space = convert::space_id(msg.space_id)?;
+                let access = service.authorize(&caller, space, Permissions::NONE).await?;
                 let target = username("username", &msg.username)?;
                 let permissions = convert::optional(&msg.permissions)
                     .map(convert::permissions)
                     .transpose()?;
-                let access = service.authorize(&caller, space, Permissions::NONE).await?;
                 let left = service.revoke(&access, &target, permissions).await?;
                 Ok(Member {
                     username: target.as_str().to_owned(),

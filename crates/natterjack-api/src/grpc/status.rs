@@ -19,6 +19,10 @@ pub enum GrpcError {
     SlowConsumer,
     /// Too many open watch streams for this principal.
     TooManyWatchers,
+    /// A watch stream reached its maximum duration.
+    StreamExpired,
+    /// A unary call ran past its deadline.
+    TimedOut,
 }
 
 impl From<ServiceError> for GrpcError {
@@ -83,6 +87,10 @@ impl GrpcError {
             GrpcError::TooManyWatchers => {
                 Status::resource_exhausted("too many open watch streams for this user")
             }
+            GrpcError::StreamExpired => {
+                Status::deadline_exceeded("the stream reached its maximum duration; reconnect")
+            }
+            GrpcError::TimedOut => Status::deadline_exceeded("the call took too long"),
         };
         with_metadata(status, &[("x-request-id", request_id.to_owned())])
     }
@@ -98,7 +106,7 @@ pub fn decision_for(code: Code) -> &'static str {
     match code {
         Code::Ok => "allow",
         Code::Unauthenticated | Code::PermissionDenied | Code::ResourceExhausted => "deny",
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists => "reject",
+        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::OutOfRange => "reject",
         _ => "error",
     }
 }

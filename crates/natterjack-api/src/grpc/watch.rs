@@ -77,9 +77,7 @@ pub(crate) async fn open(
 enum End {
     /// The client went away.
     Gone,
-    /// The stream's time was up.
-    Expired,
-    /// Refused or cut off.
+    /// Refused, cut off, or out of time.
     Refused(GrpcError),
 }
 
@@ -91,15 +89,6 @@ async fn finish(
 ) {
     match end {
         End::Gone => state.finish(draft, Ok(())).await,
-        End::Expired => {
-            let mut status =
-                Status::deadline_exceeded("the stream reached its maximum duration; reconnect");
-            if let Ok(id) = draft.request_id.parse() {
-                status.metadata_mut().insert("x-request-id", id);
-            }
-            let _ = tx.try_send(Err(status));
-            state.finish(draft, Ok(())).await;
-        }
         End::Refused(e) => {
             let status = e.to_status(&draft.request_id);
             // One slot of the buffer is always kept free for this verdict.
@@ -126,7 +115,7 @@ impl Stream<'_> {
         let mut next_check = Instant::now() + limits.watch_recheck;
         loop {
             let posted = tokio::select! {
-                () = sleep_until(deadline) => return End::Expired,
+                () = sleep_until(deadline) => return End::Refused(GrpcError::StreamExpired),
                 () = self.tx.closed() => return End::Gone,
                 () = sleep_until(next_check) => {
                     if let Err(e) = self.still_allowed().await {

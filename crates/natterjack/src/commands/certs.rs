@@ -8,7 +8,7 @@ use natterjack_core::domain::Username;
 use std::path::PathBuf;
 
 /// Runs a `certs` subcommand.
-pub(super) fn run(cfg: &Config, command: Option<CertsCommand>) -> Result<(), StartError> {
+pub(super) async fn run(cfg: &Config, command: Option<CertsCommand>) -> Result<(), StartError> {
     match command {
         None | Some(CertsCommand::Show) => show(cfg),
         Some(CertsCommand::IssueClient { name, out }) => {
@@ -21,6 +21,19 @@ pub(super) fn run(cfg: &Config, command: Option<CertsCommand>) -> Result<(), Sta
                 ));
             }
             ensure_data_dir(&cfg.data_dir)?;
+            // Certificates name users by name only: one issued before the account exists
+            // would belong to whoever registers that name later.
+            let storage = crate::storage::prepare(cfg).await?;
+            let found = storage.store().find_user(&name).await;
+            storage.close().await;
+            if found
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .is_none()
+            {
+                return Err(StartError::Other(format!(
+                    "no user {name}: create the account first (`natterjack user add {name}`)"
+                )));
+            }
             let out = out.unwrap_or_else(|| cfg.data_dir.join("clients"));
             let issued = dev_ca::issue_client(&cfg.data_dir, name.as_str(), &out)
                 .map_err(StartError::Other)?;

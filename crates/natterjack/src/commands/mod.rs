@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
-        Command::Certs { command } => certs::run(&cfg, command),
+        Command::Certs { command } => certs::run(&cfg, command).await,
         Command::Db(crate::cli::DbCommand::Init { admin_url }) => {
             for line in crate::storage::init(&cfg, &admin_url).await? {
                 println!("{line}");

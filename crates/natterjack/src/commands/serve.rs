@@ -76,11 +76,14 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     });
     natterjack_api::server::serve(listener, assembled.tls, app, assembled.transport, on_stop())
         .await;
+    // Open watch streams would hold the gRPC listener up to their maximum duration: give
+    // them a grace period, then leave (the streams end with the process).
     for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "a listener failed"),
-            Err(e) => tracing::error!(error = %e, "a listener task failed"),
+        match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "a listener failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "a listener task failed"),
+            Err(_) => tracing::warn!("a listener still had open streams at shutdown"),
         }
     }
     // Completion records are queued without waiting; commit the last of them before exit.
