@@ -212,6 +212,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         max_connection_age: Duration::from_secs(g.max_connection_age_secs),
         handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
         request_timeout: Duration::from_secs(g.request_timeout_secs),
+        max_connections: g.max_connections,
     };
     Ok(Assembled {
         state,

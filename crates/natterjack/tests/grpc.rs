@@ -655,3 +655,30 @@ fn a_client_ca_file_without_a_certificate_stops_start_up() {
     assert!(!ok);
     assert!(stderr.contains("grpc.client_ca"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_connection_beyond_the_cap_waits_until_one_closes() {
+    let server = TestServer::start_with(&[("NATTERJACK_GRPC__MAX_CONNECTIONS", "1")]).await;
+    server.user("alice").await;
+    let alice = issue(&server.data_dir(), "alice");
+    let mut first = spaces(&server, &alice).await;
+    first.list_spaces(ListSpacesRequest {}).await.unwrap();
+    let mut second = spaces(&server, &alice).await;
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(2),
+        second.list_spaces(ListSpacesRequest {}),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "a second connection was served beyond the cap of one"
+    );
+    drop(first);
+    let served = tokio::time::timeout(
+        Duration::from_secs(20),
+        second.list_spaces(ListSpacesRequest {}),
+    )
+    .await
+    .expect("the waiting connection was never accepted");
+    assert!(served.is_ok(), "{served:?}");
+}

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod call;
+mod connection_cap;
 pub mod convert;
 pub mod identity;
 pub mod metrics;

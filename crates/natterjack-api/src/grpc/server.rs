@@ -15,7 +15,6 @@ use super::spaces::SpacesService;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 /// Limits of the public listener, each set explicitly (tonic's defaults are unbounded).
@@ -36,6 +35,8 @@ pub struct GrpcTransport {
     pub handshake_timeout: Duration,
     /// Deadline of a unary call (a watch stream has its own, longer, limit).
     pub request_timeout: Duration,
+    /// Simultaneous connections; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for GrpcTransport {
@@ -48,6 +49,7 @@ impl Default for GrpcTransport {
             max_connection_age: Duration::from_secs(3600),
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -93,7 +95,10 @@ pub async fn serve_public(
         .timeout(transport.request_timeout + Duration::from_secs(5))
         .add_service(health_service)
         .add_service(spaces)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            super::connection_cap::capped(listener, transport.max_connections),
+            shutdown,
+        )
         .await
         .map_err(|e| format!("gRPC listener: {e}"))
 }

@@ -15,6 +15,8 @@ pub struct GrpcConfig {
     /// PEM CA that client certificates must chain to. Default: the development CA
     /// (`<data_dir>/ca.pem`); required when `[tls]` names production certificates.
     pub client_ca: Option<PathBuf>,
+    /// Simultaneous connections; more wait to be accepted. Default 1024.
+    pub max_connections: usize,
     /// Largest message, in bytes. Default 65536.
     pub max_message_bytes: usize,
     /// Concurrent streams per connection. Default 100.
@@ -45,6 +47,7 @@ impl Default for GrpcConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             client_ca: None,
+            max_connections: 1024,
             max_message_bytes: 64 * 1024,
             max_concurrent_streams: 100,
             keepalive_interval_secs: 30,
@@ -64,6 +67,7 @@ impl GrpcConfig {
     /// Settings that must be at least 1, by name.
     pub(super) fn positive(&self) -> Vec<(&'static str, u64)> {
         vec![
+            ("grpc.max_connections", self.max_connections as u64),
             ("grpc.max_message_bytes", self.max_message_bytes as u64),
             (
                 "grpc.max_concurrent_streams",
