@@ -7,7 +7,7 @@ mod support;
 use natterjack_api::grpc::proto::admin_client::AdminClient;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use natterjack_api::grpc::proto::{
-    CreateSpaceRequest, GetSpaceRequest, ListMessagesRequest, ListSpacesRequest,
+    CreateSpaceRequest, GetMessageRequest, GetSpaceRequest, ListMessagesRequest, ListSpacesRequest,
     PostMessageRequest, QueryAuditRequest, WatchMessagesRequest,
 };
 use std::path::{Path, PathBuf};
@@ -161,6 +161,14 @@ async fn alice_acts_with_her_permissions_and_bob_cannot_read_her_space() {
             .post_message(PostMessageRequest {
                 space_id: space,
                 message: "intruder".into(),
+            })
+            .await
+            .map(drop),
+        // A bad field in a space bob cannot read tells him nothing either.
+        as_bob
+            .get_message(GetMessageRequest {
+                space_id: space,
+                message_id: 0,
             })
             .await
             .map(drop),

@@ -152,8 +152,8 @@ impl Spaces for SpacesService {
         self.state
             .unary(req, op, |caller, msg| async move {
                 let space = convert::space_id(msg.space_id)?;
-                let id = convert::message_id(msg.message_id)?;
                 let access = service.authorize(&caller, space, Permissions::READ).await?;
+                let id = convert::message_id(msg.message_id)?;
                 Ok(convert::message(service.get_message(&access, id).await?))
             })
             .await
@@ -169,10 +169,10 @@ impl Spaces for SpacesService {
         self.state
             .unary(req, op, |caller, msg| async move {
                 let space = convert::space_id(msg.space_id)?;
-                let id = convert::message_id(msg.message_id)?;
                 let access = service
                     .authorize(&caller, space, Permissions::DELETE)
                     .await?;
+                let id = convert::message_id(msg.message_id)?;
                 service.delete_message(&access, id).await?;
                 Ok(DeleteMessageResponse {})
             })
