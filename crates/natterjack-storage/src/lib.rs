@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use postgres::PgStore;

@@ -2,7 +2,8 @@
 //! backend, with `$n` parameters and case-insensitive names through `lower()`.
 
 use super::PgStore;
-use super::errors::{classify, corrupt};
+use super::errors::classify;
+use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
 use async_trait::async_trait;
 use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
@@ -12,45 +13,12 @@ use natterjack_core::ports::{
 };
 
 type UserRow = (i64, String, String, bool);
-type SpaceRow = (i64, String, String, i64);
-type MessageRow = (i64, i64, String, String, i64);
 
 const SPACE_BY_ID: &str = "SELECT s.id, s.name, u.username, s.created_at FROM spaces s \
                            JOIN users u ON u.id = s.owner_id WHERE s.id = $1";
 
 fn user(row: UserRow) -> Result<UserRecord, StoreError> {
-    Ok(UserRecord {
-        id: UserId::from_i64(row.0).map_err(|_| corrupt("users.id"))?,
-        username: Username::parse(&row.1).map_err(|_| corrupt("users.username"))?,
-        password_hash: row.2,
-        admin: row.3,
-    })
-}
-
-fn space(row: SpaceRow) -> Result<SpaceRecord, StoreError> {
-    Ok(SpaceRecord {
-        id: SpaceId::from_i64(row.0).map_err(|_| corrupt("spaces.id"))?,
-        name: SpaceName::parse(&row.1).map_err(|_| corrupt("spaces.name"))?,
-        owner: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
-        created_at: Timestamp::from_micros(row.3),
-    })
-}
-
-fn message(row: MessageRow) -> Result<MessageRecord, StoreError> {
-    Ok(MessageRecord {
-        id: MessageId::from_i64(row.0).map_err(|_| corrupt("messages.id"))?,
-        space: SpaceId::from_i64(row.1).map_err(|_| corrupt("messages.space_id"))?,
-        author: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
-        body: MessageText::parse(&row.3).map_err(|_| corrupt("messages.body"))?,
-        created_at: Timestamp::from_micros(row.4),
-    })
-}
-
-fn permissions(bits: Option<i64>) -> Result<Permissions, StoreError> {
-    match bits {
-        None => Ok(Permissions::NONE),
-        Some(b) => Permissions::from_bits(b).ok_or_else(|| corrupt("memberships.permissions")),
-    }
+    rows::user(row.0, &row.1, row.2, row.3)
 }
 
 #[async_trait]

@@ -18,7 +18,4 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// A stored value that no longer parses into its domain type: the row is corrupt.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt stored value: {what}"))
-}
+pub(crate) use crate::rows::corrupt;

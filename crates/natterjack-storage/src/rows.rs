@@ -1,0 +1,61 @@
+//! Rows into domain records, shared by both backends: their queries return the same shapes,
+//! and a stored value that no longer parses into its domain type means a corrupt row.
+
+use natterjack_core::domain::{
+    MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
+};
+use natterjack_core::ports::{MessageRecord, SpaceRecord, StoreError, UserRecord};
+
+/// `id, name, owner's username, created_at`.
+pub(crate) type SpaceRow = (i64, String, String, i64);
+/// `id, space_id, author's username, body, created_at`.
+pub(crate) type MessageRow = (i64, i64, String, String, i64);
+
+/// The error for a stored value that no longer parses.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt stored value: {what}"))
+}
+
+/// A user row (`admin` already decoded: SQLite stores 0/1, PostgreSQL a boolean).
+pub(crate) fn user(
+    id: i64,
+    username: &str,
+    password_hash: String,
+    admin: bool,
+) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: UserId::from_i64(id).map_err(|_| corrupt("users.id"))?,
+        username: Username::parse(username).map_err(|_| corrupt("users.username"))?,
+        password_hash,
+        admin,
+    })
+}
+
+/// A space row.
+pub(crate) fn space(row: SpaceRow) -> Result<SpaceRecord, StoreError> {
+    Ok(SpaceRecord {
+        id: SpaceId::from_i64(row.0).map_err(|_| corrupt("spaces.id"))?,
+        name: SpaceName::parse(&row.1).map_err(|_| corrupt("spaces.name"))?,
+        owner: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
+        created_at: Timestamp::from_micros(row.3),
+    })
+}
+
+/// A message row.
+pub(crate) fn message(row: MessageRow) -> Result<MessageRecord, StoreError> {
+    Ok(MessageRecord {
+        id: MessageId::from_i64(row.0).map_err(|_| corrupt("messages.id"))?,
+        space: SpaceId::from_i64(row.1).map_err(|_| corrupt("messages.space_id"))?,
+        author: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
+        body: MessageText::parse(&row.3).map_err(|_| corrupt("messages.body"))?,
+        created_at: Timestamp::from_micros(row.4),
+    })
+}
+
+/// A membership's permission bits; no row means no permissions.
+pub(crate) fn permissions(bits: Option<i64>) -> Result<Permissions, StoreError> {
+    match bits {
+        None => Ok(Permissions::NONE),
+        Some(b) => Permissions::from_bits(b).ok_or_else(|| corrupt("memberships.permissions")),
+    }
+}
