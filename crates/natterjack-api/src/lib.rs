@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grpc;
+pub mod metrics;
 pub mod pipeline;
 pub mod problem;
 pub mod rest;

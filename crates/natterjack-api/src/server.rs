@@ -101,10 +101,12 @@ pub async fn serve(
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        crate::metrics::tls_handshake_failure("error");
                         return;
                     }
                     Err(_) => {
                         tracing::debug!(%peer, "TLS handshake timed out");
+                        crate::metrics::tls_handshake_failure("timeout");
                         return;
                     }
                 };

@@ -511,7 +511,10 @@ async fn the_public_listener_exposes_only_spaces_and_health() {
         .unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("natterjack_grpc_calls_total"), "{text}");
+    assert!(
+        text.contains("natterjack_requests_total{transport=\"grpc\""),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use super::identity::principal_name;
 use super::status::{GrpcError, decision_for};
 use crate::AppState;
 use crate::pipeline::request_id;
+use natterjack_core::ServiceError;
 use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{AuditRecord, Phase};
 use natterjack_core::domain::{Timestamp, UserId};
@@ -236,12 +237,18 @@ impl GrpcState {
                 Some(e.audit_reason()),
             ),
         };
-        metrics::counter!(
-            "natterjack_grpc_calls_total",
-            "method" => draft.operation.clone(),
-            "code" => format!("{code:?}"),
-        )
-        .increment(1);
+        crate::metrics::request("grpc", &draft.operation, format!("{code:?}"));
+        match outcome {
+            Err(GrpcError::RateLimited(refusal)) => {
+                crate::metrics::rate_limit_refusal("grpc", refusal.policy);
+            }
+            Err(
+                GrpcError::NoCertificate(_) | GrpcError::Service(ServiceError::Unauthenticated),
+            ) => {
+                crate::metrics::auth_failure("grpc", "certificate names no known user");
+            }
+            _ => {}
+        }
         let record = draft.record(Phase::Complete, Some(code), reason);
         if let Err(e) = self.app.audit.submit(record).await {
             tracing::error!(error = %e, "could not write the audit record of a gRPC call");

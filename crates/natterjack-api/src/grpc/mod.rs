@@ -5,14 +5,13 @@
 //! - [`spaces`] and [`watch`]: the public `Spaces` service; [`admin`]: the internal one.
 //! - [`convert`]: proto ⇄ domain, in one place; [`status`]: the one error mapping.
 //! - [`identity`]: which user a client certificate names.
-//! - [`server`]: the public (mTLS) and internal (loopback) listeners; [`metrics`].
+//! - [`server`]: the public (mTLS) and internal (loopback) listeners.
 
 pub mod admin;
 pub mod call;
 mod connection_cap;
 pub mod convert;
 pub mod identity;
-pub mod metrics;
 pub mod server;
 pub mod spaces;
 pub mod status;

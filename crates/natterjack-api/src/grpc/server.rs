@@ -183,7 +183,7 @@ pub async fn serve_internal(
     let router = tonic::service::Routes::new(AdminServer::new(AdminService::new(state)))
         .add_service(reflection)
         .into_axum_router()
-        .route("/metrics", axum::routing::get(super::metrics::render))
+        .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(axum::middleware::from_fn(local_callers_only));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

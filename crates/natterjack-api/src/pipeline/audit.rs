@@ -155,6 +155,9 @@ pub async fn record_requests(
         .map(|r| r.0.clone());
     let reason = if status.is_success() { None } else { reason };
     let record = draft.record(Phase::Complete, Some(status), decision_for(status), reason);
+    if let Some(record) = &record {
+        crate::metrics::request("rest", &record.operation, status.as_u16().to_string());
+    }
     let written = match record {
         Some(record) => state.audit.submit(record).await,
         None => Err(ServiceError::Internal),

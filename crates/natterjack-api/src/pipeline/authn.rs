@@ -112,15 +112,18 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 }
                 Err(ServiceError::Unauthenticated) => {
                     limits.login_failed(&credentials.username, ip);
+                    crate::metrics::auth_failure("rest", "wrong username or password");
                     return ApiError::Unauthenticated.into_response();
                 }
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }
         Err(CredentialsError::Malformed) => {
+            crate::metrics::auth_failure("rest", "malformed Authorization header");
             return ApiError::MalformedAuthorization.into_response();
         }
         Err(CredentialsError::UnsupportedScheme) => {
+            crate::metrics::auth_failure("rest", "unsupported scheme");
             return ApiError::Unauthenticated.into_response();
         }
     };

@@ -83,6 +83,7 @@ fn retry_after(mut r: Response, secs: u32) -> Response {
 /// (draft-ietf-httpapi-ratelimit-headers): the refusing policy's quota `q` per window `w`,
 /// nothing remaining (`r=0`), and `t` seconds until a retry can succeed.
 fn rate_limited(refusal: &Refusal) -> Response {
+    crate::metrics::rate_limit_refusal("rest", refusal.policy);
     let secs = refusal.retry_after_secs();
     let detail = format!(
         "rate limit `{}` exceeded; retry after {secs} s",

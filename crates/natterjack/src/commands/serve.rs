@@ -11,7 +11,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         .limits
         .spawn_eviction(std::time::Duration::from_secs(60));
     let app = assembled.app(|routes| routes);
-    natterjack_api::grpc::metrics::install();
+    natterjack_api::metrics::install();
     let bind = |addr: std::net::SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await

@@ -1,0 +1,74 @@
+//! Prometheus metrics, rendered on the internal listener only: what each transport served,
+//! and what the controls refused. Labels carry route templates, policy names and reasons,
+//! never ids, names or addresses, so their number stays bounded.
+
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (later calls reuse it), so counters recorded
+/// anywhere in the process show up at `/metrics`.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn render() -> axum::response::Response {
+    match install() {
+        Some(handle) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// A request answered by `transport` (`rest` or `grpc`): operation and status.
+pub(crate) fn request(transport: &'static str, operation: &str, status: String) {
+    metrics::counter!(
+        "natterjack_requests_total",
+        "transport" => transport,
+        "operation" => operation.to_owned(),
+        "status" => status,
+    )
+    .increment(1);
+}
+
+/// A request refused by a rate-limit policy.
+pub(crate) fn rate_limit_refusal(transport: &'static str, policy: &'static str) {
+    metrics::counter!(
+        "natterjack_rate_limit_refusals_total",
+        "transport" => transport,
+        "policy" => policy,
+    )
+    .increment(1);
+}
+
+/// A failed authentication, by reason.
+pub(crate) fn auth_failure(transport: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "natterjack_auth_failures_total",
+        "transport" => transport,
+        "reason" => reason,
+    )
+    .increment(1);
+}
+
+/// A TLS handshake that failed or timed out on the REST listener.
+pub(crate) fn tls_handshake_failure(reason: &'static str) {
+    metrics::counter!(
+        "natterjack_tls_handshake_failures_total",
+        "listener" => "rest",
+        "reason" => reason,
+    )
+    .increment(1);
+}
