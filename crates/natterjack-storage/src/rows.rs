@@ -1,6 +1,7 @@
 //! Rows into domain records, shared by both backends: their queries return the same shapes,
 //! and a stored value that no longer parses into its domain type means a corrupt row.
 
+use natterjack_core::audit::{AuditRecord, Phase, StoredAuditRecord};
 use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
 };
@@ -58,4 +59,51 @@ pub(crate) fn permissions(bits: Option<i64>) -> Result<Permissions, StoreError> 
         None => Ok(Permissions::NONE),
         Some(b) => Permissions::from_bits(b).ok_or_else(|| corrupt("memberships.permissions")),
     }
+}
+
+/// An audit log row, decoded the same way from either backend (both select the same
+/// columns with the same SQL types).
+pub(crate) struct AuditRow(pub(crate) StoredAuditRecord);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for AuditRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let mac: Vec<u8> = row.try_get("mac")?;
+        let phase: String = row.try_get("phase")?;
+        let status: Option<i32> = row.try_get("status")?;
+        let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
+        Ok(AuditRow(StoredAuditRecord {
+            id: row.try_get("id")?,
+            mac: mac.try_into().map_err(|_| bad("mac"))?,
+            record: AuditRecord {
+                time: Timestamp::from_micros(row.try_get("time")?),
+                request_id: row.try_get("request_id")?,
+                phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
+                transport: row.try_get("transport")?,
+                client_ip: row.try_get("client_ip")?,
+                principal: row.try_get("principal")?,
+                auth_method: row.try_get("auth_method")?,
+                operation: row.try_get("operation")?,
+                target: row.try_get("target")?,
+                status: status
+                    .map(u16::try_from)
+                    .transpose()
+                    .map_err(|_| bad("status"))?,
+                decision: row.try_get("decision")?,
+                reason: row.try_get("reason")?,
+                duration_us: row.try_get("duration_us")?,
+            },
+        }))
+    }
+}
+
+/// The records of decoded audit rows.
+pub(crate) fn audit_records(rows: Vec<AuditRow>) -> Vec<StoredAuditRecord> {
+    rows.into_iter().map(|r| r.0).collect()
 }

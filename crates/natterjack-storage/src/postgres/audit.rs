@@ -3,14 +3,11 @@
 
 use super::PgStore;
 use super::errors::{classify, corrupt};
+use crate::rows::{AuditRow, audit_records};
 use async_trait::async_trait;
-use natterjack_core::audit::{
-    AuditQuery, AuditRecord, AuditStore, ChainHead, Phase, StoredAuditRecord,
-};
+use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
-use sqlx::postgres::PgRow;
-use sqlx::{FromRow, Row};
 
 /// The columns every read selects, as a literal so that statements stay `&'static str`
 /// constants (`concat!`, never `format!`).
@@ -19,43 +16,6 @@ macro_rules! columns {
         "id, time, request_id, phase, transport, client_ip, principal, auth_method, \
          operation, target, status, decision, reason, duration_us, mac"
     };
-}
-
-struct Stored(StoredAuditRecord);
-
-impl<'r> FromRow<'r, PgRow> for Stored {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let mac: Vec<u8> = row.try_get("mac")?;
-        let phase: String = row.try_get("phase")?;
-        let status: Option<i32> = row.try_get("status")?;
-        let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
-        Ok(Stored(StoredAuditRecord {
-            id: row.try_get("id")?,
-            mac: mac.try_into().map_err(|_| bad("mac"))?,
-            record: AuditRecord {
-                time: Timestamp::from_micros(row.try_get("time")?),
-                request_id: row.try_get("request_id")?,
-                phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
-                transport: row.try_get("transport")?,
-                client_ip: row.try_get("client_ip")?,
-                principal: row.try_get("principal")?,
-                auth_method: row.try_get("auth_method")?,
-                operation: row.try_get("operation")?,
-                target: row.try_get("target")?,
-                status: status
-                    .map(u16::try_from)
-                    .transpose()
-                    .map_err(|_| bad("status"))?,
-                decision: row.try_get("decision")?,
-                reason: row.try_get("reason")?,
-                duration_us: row.try_get("duration_us")?,
-            },
-        }))
-    }
-}
-
-fn records(rows: Vec<Stored>) -> Vec<StoredAuditRecord> {
-    rows.into_iter().map(|s| s.0).collect()
 }
 
 /// A batch pivoted into one array per column, so that it binds as fifteen parameters
@@ -162,7 +122,7 @@ impl AuditStore for PgStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<Stored> = sqlx::query_as(concat!(
+        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
@@ -172,11 +132,11 @@ impl AuditStore for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        Ok(records(rows))
+        Ok(audit_records(rows))
     }
 
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<Stored> = sqlx::query_as(concat!(
+        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
             " FROM audit_log \
@@ -192,6 +152,6 @@ impl AuditStore for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        Ok(records(rows))
+        Ok(audit_records(rows))
     }
 }

@@ -3,52 +3,11 @@
 
 use super::SqliteStore;
 use super::errors::{classify, corrupt};
+use crate::rows::{AuditRow, audit_records};
 use async_trait::async_trait;
-use natterjack_core::audit::{
-    AuditQuery, AuditRecord, AuditStore, ChainHead, Phase, StoredAuditRecord,
-};
+use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
-use sqlx::FromRow;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-struct Stored(StoredAuditRecord);
-
-impl<'r> FromRow<'r, SqliteRow> for Stored {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        let mac: Vec<u8> = row.try_get("mac")?;
-        let phase: String = row.try_get("phase")?;
-        let status: Option<i64> = row.try_get("status")?;
-        let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
-        Ok(Stored(StoredAuditRecord {
-            id: row.try_get("id")?,
-            mac: mac.try_into().map_err(|_| bad("mac"))?,
-            record: AuditRecord {
-                time: Timestamp::from_micros(row.try_get("time")?),
-                request_id: row.try_get("request_id")?,
-                phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
-                transport: row.try_get("transport")?,
-                client_ip: row.try_get("client_ip")?,
-                principal: row.try_get("principal")?,
-                auth_method: row.try_get("auth_method")?,
-                operation: row.try_get("operation")?,
-                target: row.try_get("target")?,
-                status: status
-                    .map(u16::try_from)
-                    .transpose()
-                    .map_err(|_| bad("status"))?,
-                decision: row.try_get("decision")?,
-                reason: row.try_get("reason")?,
-                duration_us: row.try_get("duration_us")?,
-            },
-        }))
-    }
-}
-
-fn records(rows: Vec<Stored>) -> Vec<StoredAuditRecord> {
-    rows.into_iter().map(|s| s.0).collect()
-}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -113,7 +72,7 @@ impl AuditStore for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<Stored> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
              target, status, decision, reason, duration_us, mac FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
         )
@@ -122,11 +81,11 @@ impl AuditStore for SqliteStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        Ok(records(rows))
+        Ok(audit_records(rows))
     }
 
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<Stored> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
              target, status, decision, reason, duration_us, mac FROM audit_log \
              WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
@@ -141,6 +100,6 @@ impl AuditStore for SqliteStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        Ok(records(rows))
+        Ok(audit_records(rows))
     }
 }
