@@ -232,10 +232,11 @@ impl GrpcState {
     pub(crate) async fn finish(&self, draft: &Draft, outcome: Result<(), &GrpcError>) {
         let (code, reason) = match outcome {
             Ok(()) => (Code::Ok, None),
-            Err(e) => (
-                e.to_status(&draft.request_id).code(),
-                Some(e.audit_reason()),
-            ),
+            Err(e) => {
+                // The reason recorded is the same safe text the client sees.
+                let status = e.to_status(&draft.request_id);
+                (status.code(), Some(status.message().to_owned()))
+            }
         };
         crate::metrics::request("grpc", &draft.operation, format!("{code:?}"));
         match outcome {

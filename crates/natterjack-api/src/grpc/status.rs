@@ -94,11 +94,6 @@ impl GrpcError {
         };
         with_metadata(status, &[("x-request-id", request_id.to_owned())])
     }
-
-    /// The reason recorded in the audit log: the same safe text the client sees.
-    pub fn audit_reason(&self) -> String {
-        self.to_status("").message().to_owned()
-    }
 }
 
 /// The decision class of a final code, as REST records it.
