@@ -73,8 +73,7 @@ async fn serve_outcome(
     let mut command = tokio::process::Command::new(support::binary());
     command
         .arg("serve")
-        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
-        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
+        .envs(support::SIDE_LISTENERS_ON_FREE_PORTS)
         .args(args)
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")

@@ -23,8 +23,7 @@ async fn serve_refuses(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Stri
     let mut command = tokio::process::Command::new(support::binary());
     command
         .arg("serve")
-        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
-        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
+        .envs(support::SIDE_LISTENERS_ON_FREE_PORTS)
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
         .stdin(std::process::Stdio::null())

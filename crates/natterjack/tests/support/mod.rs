@@ -14,6 +14,13 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Free ports for the gRPC and internal listeners, so that tests running at once never
+/// collide on their default ports (the REST port is set where each test starts `serve`).
+pub const SIDE_LISTENERS_ON_FREE_PORTS: [(&str, &str); 2] = [
+    ("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0"),
+    ("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0"),
+];
+
 /// A password that passes the password policy.
 pub const PASSWORD: &str = "violet-anvil-73-harbour";
 
@@ -60,8 +67,7 @@ impl TestServer {
             .arg("serve")
             .env("NATTERJACK_DATA_DIR", dir.path().join("data"))
             .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
-            .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
-            .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
+            .envs(SIDE_LISTENERS_ON_FREE_PORTS)
             .env("RUST_LOG", "warn")
             // Tests of other controls send bursts from one address; the rate-limit tests
             // switch it back on with their own quotas.
@@ -271,8 +277,7 @@ pub fn cli(
     command
         .args(args)
         .env("NATTERJACK_DATA_DIR", data_dir)
-        .env("NATTERJACK_GRPC__LISTEN", "127.0.0.1:0")
-        .env("NATTERJACK_INTERNAL__LISTEN", "127.0.0.1:0")
+        .envs(SIDE_LISTENERS_ON_FREE_PORTS)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
