@@ -495,6 +495,30 @@ mod cases {
             .unwrap();
         assert_eq!(store.audit_head().await.unwrap().unwrap().id, 4);
     }
+
+    pub async fn an_alert_record_is_stored_and_read_back_as_an_alert(
+        store: &(impl Store + AuditStore),
+    ) {
+        let mut alert = audit(1, 1, Some("alice"));
+        alert.record.phase = Phase::Alert;
+        alert.record.decision = "alert".to_owned();
+        alert.record.status = None;
+        store.append_audit(std::slice::from_ref(&alert)).await.unwrap();
+        assert_eq!(store.audit_in_order(0, 10).await.unwrap(), [alert]);
+    }
+
+    pub async fn an_export_cursor_starts_at_zero_and_only_moves_forward(
+        store: &(impl Store + AuditStore),
+    ) {
+        assert_eq!(store.export_cursor("siem").await.unwrap(), 0);
+        store.advance_export_cursor("siem", 7).await.unwrap();
+        store.advance_export_cursor("siem", 5).await.unwrap();
+        assert_eq!(store.export_cursor("siem").await.unwrap(), 7);
+        store.advance_export_cursor("siem", 9).await.unwrap();
+        assert_eq!(store.export_cursor("siem").await.unwrap(), 9);
+        // Each sink keeps its own cursor.
+        assert_eq!(store.export_cursor("file").await.unwrap(), 0);
+    }
 }
 
 /// Runs each case as `sqlite::<case>` and `postgres::<case>`.
@@ -538,4 +562,6 @@ contract!(
     a_message_is_out_of_reach_through_another_spaces_id,
     an_audit_batch_reads_back_by_head_in_order_and_filtered_pages,
     an_audit_batch_repeating_a_stored_id_conflicts_and_stores_nothing,
+    an_alert_record_is_stored_and_read_back_as_an_alert,
+    an_export_cursor_starts_at_zero_and_only_moves_forward,
 );

@@ -50,6 +50,9 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "UPDATE audit_log SET status = 200",
         "DELETE FROM audit_log",
         "DROP TRIGGER audit_log_is_never_deleted",
+        "DELETE FROM audit_export_cursor",
+        "UPDATE audit_export_cursor SET sink = 'other'",
+        "DROP TRIGGER audit_export_cursor_only_moves_forward",
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'evil', 0)",
         "VACUUM INTO '/tmp/natterjack-copy.db'",
     ];
@@ -195,6 +198,9 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
     natterjack_core::audit::AuditStore::append_audit(&store, &[stored])
         .await
         .unwrap();
+    natterjack_core::audit::AuditStore::advance_export_cursor(&store, "siem", 1)
+        .await
+        .unwrap();
     // An owner connection: what a stolen shell on the host, not the API, would have.
     let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(dir.path().join("natterjack.db"))
@@ -214,6 +220,14 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
             "the audit log is append-only",
         ),
         ("DELETE FROM audit_log", "the audit log is append-only"),
+        (
+            "UPDATE audit_export_cursor SET delivered_id = 0",
+            "an export cursor only moves forward",
+        ),
+        (
+            "DELETE FROM audit_export_cursor",
+            "export cursors are never deleted",
+        ),
     ] {
         let err = sqlx::query(sql)
             .execute(&mut owner)

@@ -45,4 +45,14 @@ pub trait AuditStore: Send + Sync + 'static {
         &self,
         query: &AuditQuery,
     ) -> Result<Vec<StoredAuditRecord>, crate::ports::StoreError>;
+    /// The id of the newest record the export sink `sink` has confirmed (0 for a new sink):
+    /// where its exporter resumes after a restart.
+    async fn export_cursor(&self, sink: &str) -> Result<i64, crate::ports::StoreError>;
+    /// Moves the sink's cursor forward to `delivered_id` (never back: a smaller value is
+    /// ignored, so two nodes exporting to one sink cannot rewind each other).
+    async fn advance_export_cursor(
+        &self,
+        sink: &str,
+        delivered_id: i64,
+    ) -> Result<(), crate::ports::StoreError>;
 }

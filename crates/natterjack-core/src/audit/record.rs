@@ -11,6 +11,9 @@ pub enum Phase {
     /// Written when the request is answered, with its status and the decision; every
     /// request, allowed or refused, has exactly one.
     Complete,
+    /// An anomaly the monitor flagged (a burst of refusals from one principal or address),
+    /// with its evidence: recorded like any request, so it reaches the SIEM the same way.
+    Alert,
 }
 
 impl Phase {
@@ -19,6 +22,7 @@ impl Phase {
         match self {
             Phase::Intent => "intent",
             Phase::Complete => "complete",
+            Phase::Alert => "alert",
         }
     }
 
@@ -27,6 +31,7 @@ impl Phase {
         match s {
             "intent" => Some(Phase::Intent),
             "complete" => Some(Phase::Complete),
+            "alert" => Some(Phase::Alert),
             _ => None,
         }
     }

@@ -154,4 +154,28 @@ impl AuditStore for PgStore {
         .map_err(classify)?;
         Ok(audit_records(rows))
     }
+
+    async fn export_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        let delivered: Option<i64> =
+            sqlx::query_scalar("SELECT delivered_id FROM audit_export_cursor WHERE sink = $1")
+                .bind(sink)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(classify)?;
+        Ok(delivered.unwrap_or(0))
+    }
+
+    async fn advance_export_cursor(&self, sink: &str, delivered_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_export_cursor (sink, delivered_id) VALUES ($1, $2) \
+             ON CONFLICT (sink) DO UPDATE SET delivered_id = excluded.delivered_id \
+             WHERE excluded.delivered_id > audit_export_cursor.delivered_id",
+        )
+        .bind(sink)
+        .bind(delivered_id)
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
 }

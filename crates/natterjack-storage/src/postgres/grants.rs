@@ -15,6 +15,8 @@ use sqlx::{Connection, PgConnection};
 ///   (UPDATE, or DELETE of an emptied membership).
 /// - messages: read, post, moderate (DELETE); never edit.
 /// - audit_log: append and read; never change (the triggers refuse even the owner).
+/// - audit_export_cursor: read, create a sink's cursor, move it (its trigger refuses
+///   moving it back); never delete.
 /// - schema_migrations: read, so the server can check the schema version.
 ///
 /// Identity columns draw from their sequences without any grant on them.
@@ -30,6 +32,8 @@ const GRANTS: &[&str] = &[
     "GRANT UPDATE (permissions, granted_by, granted_at) ON TABLE public.memberships TO %I",
     "GRANT SELECT, INSERT, DELETE ON TABLE public.messages TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_log TO %I",
+    "GRANT SELECT, INSERT ON TABLE public.audit_export_cursor TO %I",
+    "GRANT UPDATE (delivered_id) ON TABLE public.audit_export_cursor TO %I",
     "GRANT SELECT ON TABLE public.schema_migrations TO %I",
 ];
 

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_log",
         include_str!("../../migrations/postgres/0002_audit_log.sql"),
     ),
+    (
+        3,
+        "audit_export",
+        include_str!("../../migrations/postgres/0003_audit_export.sql"),
+    ),
 ];
 
 /// The advisory lock key two migrators contend for ("natjack!" as an integer): a second

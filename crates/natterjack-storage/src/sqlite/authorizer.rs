@@ -16,11 +16,19 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 const UPDATABLE: &[(&str, &[&str])] = &[
     ("users", &["password_hash", "is_admin"]),
     ("memberships", &["permissions", "granted_by", "granted_at"]),
+    ("audit_export_cursor", &["delivered_id"]),
 ];
 /// Tables the API deletes from (moderation and revocation). Every other DELETE is refused.
 const DELETABLE: &[&str] = &["messages", "memberships"];
 /// Tables the API inserts into.
-const INSERTABLE: &[&str] = &["users", "spaces", "memberships", "messages", "audit_log"];
+const INSERTABLE: &[&str] = &[
+    "users",
+    "spaces",
+    "memberships",
+    "messages",
+    "audit_log",
+    "audit_export_cursor",
+];
 
 /// The decision for one action, as a pure function so it can be tested without FFI.
 pub(crate) fn decide(action: c_int, arg1: Option<&str>, arg2: Option<&str>) -> bool {

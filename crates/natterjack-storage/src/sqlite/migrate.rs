@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_log",
         include_str!("../../migrations/sqlite/0002_audit_log.sql"),
     ),
+    (
+        3,
+        "audit_export",
+        include_str!("../../migrations/sqlite/0003_audit_export.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
