@@ -503,7 +503,10 @@ mod cases {
         alert.record.phase = Phase::Alert;
         alert.record.decision = "alert".to_owned();
         alert.record.status = None;
-        store.append_audit(std::slice::from_ref(&alert)).await.unwrap();
+        store
+            .append_audit(std::slice::from_ref(&alert))
+            .await
+            .unwrap();
         assert_eq!(store.audit_in_order(0, 10).await.unwrap(), [alert]);
     }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dev_ca;
+pub mod export;
 pub mod runtime;
 pub mod storage;
 pub mod tls;

@@ -13,7 +13,9 @@ use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::pipeline::secure_pipeline;
 use natterjack_api::rest::routes;
 use natterjack_api::server::TransportLimits;
-use natterjack_core::audit::{AuditLog, HeadAnchor, VerifyReport, verify};
+use natterjack_core::audit::{
+    AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, VerifyReport, verify,
+};
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
@@ -66,8 +68,13 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
 }
 
 /// Starts the audit writer over `store`, with the chain key and head anchor from the
-/// configuration (the key is created on first start).
-pub async fn audit_log(cfg: &Config, store: &Storage) -> Result<Arc<AuditLog>, StartError> {
+/// configuration (the key is created on first start), the anomaly monitor, and the export
+/// gate that `audit.fail_closed` closes.
+pub async fn audit_log(
+    cfg: &Config,
+    store: &Storage,
+    gate: Arc<ExportGate>,
+) -> Result<Arc<AuditLog>, StartError> {
     let store = store.audit_store();
     let head = store
         .audit_head()
@@ -78,7 +85,9 @@ pub async fn audit_log(cfg: &Config, store: &Storage) -> Result<Arc<AuditLog>, S
     let anchor: Arc<dyn HeadAnchor> = Arc::new(FileAnchor::new(cfg.audit_head_path()));
     let log = AuditLog::start(store, key, Some(anchor))
         .await
-        .map_err(StartError::Other)?;
+        .map_err(StartError::Other)?
+        .with_monitor(Arc::new(AnomalyMonitor::new(cfg.audit.alerts.thresholds())))
+        .with_export_gate(gate);
     Ok(Arc::new(log))
 }
 
@@ -124,6 +133,8 @@ pub struct Assembled {
     pub grpc_tls: Option<PublicTls>,
     /// Limits of the public gRPC listener.
     pub grpc_transport: GrpcTransport,
+    /// The SIEM exporters' backlog, which `audit.fail_closed` turns into refusals.
+    pub export_gate: Arc<ExportGate>,
 }
 
 impl Assembled {
@@ -184,7 +195,11 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         max_concurrent_streams: cfg.rest.max_concurrent_streams,
         ..TransportLimits::default()
     };
-    let audit = audit_log(cfg, &store).await?;
+    let export_gate = Arc::new(ExportGate::new(
+        cfg.audit.sinks.len(),
+        cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
+    ));
+    let audit = audit_log(cfg, &store, export_gate.clone()).await?;
     let limits =
         RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
     let state = AppState {
@@ -219,6 +234,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         grpc,
         grpc_tls,
         grpc_transport,
+        export_gate,
         store,
         tls,
         dev_ca,

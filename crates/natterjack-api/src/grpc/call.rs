@@ -220,6 +220,9 @@ impl GrpcState {
             }
         };
         if op.mutating {
+            if !self.app.audit.accepts_changes() {
+                return Err(GrpcError::AuditBacklog);
+            }
             self.app
                 .audit
                 .record(draft.record(Phase::Intent, None, None))

@@ -23,6 +23,8 @@ pub enum GrpcError {
     StreamExpired,
     /// A unary call ran past its deadline.
     TimedOut,
+    /// `audit.fail_closed`: the SIEM has not caught up, so changes wait.
+    AuditBacklog,
 }
 
 impl From<ServiceError> for GrpcError {
@@ -91,6 +93,9 @@ impl GrpcError {
                 Status::deadline_exceeded("the stream reached its maximum duration; reconnect")
             }
             GrpcError::TimedOut => Status::deadline_exceeded("the call took too long"),
+            GrpcError::AuditBacklog => Status::unavailable(
+                "changes are paused until the audit trail reaches its collector; retry shortly",
+            ),
         };
         with_metadata(status, &[("x-request-id", request_id.to_owned())])
     }

@@ -10,6 +10,8 @@
 //! - [`record_intent`] is step 5, after authentication: for `POST`, `PUT`, `PATCH` and
 //!   `DELETE` it writes an `intent` record and waits for it to be committed before access
 //!   control and the handler run; if it cannot be written, the request is refused with 503.
+//!   With `audit.fail_closed`, it is also refused (503) while the SIEM export backlog is over
+//!   its bound, so nothing changes that the SIEM could not yet see.
 //!
 //! Later steps add what they learn: the client address (rate limiting), the principal
 //! (authentication), the access decision (the ACL guard); errors carry their reason in an
@@ -39,6 +41,7 @@ struct Fields {
     request_id: String,
     client_ip: String,
     principal: Option<String>,
+    claimed: Option<String>,
     auth_method: &'static str,
     operation: String,
     target: String,
@@ -68,6 +71,12 @@ impl AuditDraft {
     /// The authenticated user.
     pub fn principal(&self, username: &str) {
         self.with(|f| f.principal = Some(username.to_owned()));
+    }
+
+    /// The user a client failed to authenticate as: not recorded (it is no principal), only
+    /// shown to the anomaly monitor, which counts failures per targeted account.
+    pub fn claimed(&self, username: &str) {
+        self.with(|f| f.claimed = Some(username.to_owned()));
     }
 
     /// Why access was granted (the ACL guard's note).
@@ -140,6 +149,7 @@ pub async fn record_requests(
         request_id: super::request_id::current(),
         client_ip: peer,
         principal: None,
+        claimed: None,
         auth_method: "none",
         operation: format!("{} {}", req.method(), clean(&route, 200)),
         target,
@@ -158,8 +168,14 @@ pub async fn record_requests(
     if let Some(record) = &record {
         crate::metrics::request("rest", &record.operation, status.as_u16().to_string());
     }
+    let claimed = draft.with(|f| f.claimed.take()).flatten();
     let written = match record {
-        Some(record) => state.audit.submit(record).await,
+        Some(record) => {
+            state
+                .audit
+                .submit_observed(record, claimed.as_deref())
+                .await
+        }
         None => Err(ServiceError::Internal),
     };
     if let Err(e) = written {
@@ -181,6 +197,9 @@ pub async fn record_intent(State(state): State<AppState>, req: Request, next: Ne
         let Some(draft) = req.extensions().get::<AuditDraft>().cloned() else {
             return ApiError::Internal.into_response();
         };
+        if !state.audit.accepts_changes() {
+            return ApiError::AuditBacklog.into_response();
+        }
         let Some(record) = draft.record(Phase::Intent, None, "pending", None) else {
             return ApiError::Internal.into_response();
         };

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
 use natterjack_core::ServiceError;
+use natterjack_core::domain::Username;
 use natterjack_core::principal::Caller;
 use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr};
@@ -112,6 +113,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 }
                 Err(ServiceError::Unauthenticated) => {
                     limits.login_failed(&credentials.username, ip);
+                    if let (Some(draft), Ok(name)) = (
+                        req.extensions().get::<AuditDraft>(),
+                        Username::parse(&credentials.username),
+                    ) {
+                        draft.claimed(name.as_str());
+                    }
                     crate::metrics::auth_failure("rest", "wrong username or password");
                     return ApiError::Unauthenticated.into_response();
                 }

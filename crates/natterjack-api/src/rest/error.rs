@@ -37,6 +37,8 @@ pub enum ApiError {
     RateLimited(Refusal),
     /// The readiness probe: the database does not answer.
     NotReady,
+    /// `audit.fail_closed`: the SIEM has not caught up, so changes wait.
+    AuditBacklog,
 }
 
 impl From<ServiceError> for ApiError {
@@ -133,6 +135,9 @@ impl ApiError {
             ApiError::NoSuchRoute => "no such route".to_owned(),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
             ApiError::NotReady => "not ready: storage unavailable".to_owned(),
+            ApiError::AuditBacklog => {
+                "audit export backlog over audit.max_backlog (fail_closed)".to_owned()
+            }
         }
     }
 }
@@ -202,6 +207,13 @@ impl ApiError {
                 plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not ready: the server cannot reach its database; retry shortly",
+                ),
+                5,
+            ),
+            ApiError::AuditBacklog => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "changes are paused until the audit trail reaches its collector; retry shortly",
                 ),
                 5,
             ),

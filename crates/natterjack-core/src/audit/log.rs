@@ -1,15 +1,18 @@
 //! The audit log every transport records through: a single writer task that batches
 //! records into one transaction (group commit), extends the chain, and anchors its head.
 
+use super::alerts::AnomalyMonitor;
 use super::chain::{AuditKey, ChainHead};
+use super::export_gate::ExportGate;
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
 use crate::domain::{Limit, Timestamp, Username};
 use crate::ports::StoreError;
 use crate::principal::AdminAccess;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// Filters of `GET /audit`, newest first.
 #[derive(Debug, Clone)]
@@ -42,6 +45,10 @@ pub struct AuditLog {
     sender: Option<mpsc::Sender<Job>>,
     store: Arc<dyn AuditStore>,
     committed: Arc<AtomicU64>,
+    head: Arc<AtomicI64>,
+    commits: Arc<Notify>,
+    monitor: Option<Arc<AnomalyMonitor>>,
+    gate: Option<Arc<ExportGate>>,
 }
 
 impl AuditLog {
@@ -102,20 +109,58 @@ impl AuditLog {
         });
         let (sender, receiver) = mpsc::channel(4096);
         let committed = Arc::new(AtomicU64::new(0));
+        let newest = Arc::new(AtomicI64::new(head.id));
+        let commits = Arc::new(Notify::new());
         tokio::spawn(write_loop(
             receiver,
             store.clone(),
             key,
             anchor,
             head,
-            committed.clone(),
+            (committed.clone(), newest.clone(), commits.clone()),
             max_batch.max(1),
         ));
         Ok(Self {
             sender: Some(sender),
             store,
             committed,
+            head: newest,
+            commits,
+            monitor: None,
+            gate: None,
         })
+    }
+
+    /// Watches every completed request for bursts of refusals and appends an `alert` record
+    /// when one crosses its threshold.
+    pub fn with_monitor(mut self, monitor: Arc<AnomalyMonitor>) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// Lets the SIEM exporter's backlog pause state changes (`audit.fail_closed`).
+    pub fn with_export_gate(mut self, gate: Arc<ExportGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Whether a state-changing request may go ahead: false only while failing closed on an
+    /// export backlog over its bound.
+    pub fn accepts_changes(&self) -> bool {
+        !self
+            .gate
+            .as_ref()
+            .is_some_and(|gate| gate.refuses_changes(self.head.load(Ordering::Relaxed)))
+    }
+
+    /// Woken after every commit, so the exporter ships new records without polling hard.
+    pub fn commits(&self) -> Arc<Notify> {
+        self.commits.clone()
+    }
+
+    /// The store the log is written to (the exporter reads it as its outbox).
+    pub fn store(&self) -> Arc<dyn AuditStore> {
+        self.store.clone()
     }
 
     /// A log that drops every record at once, without a writer (reading still goes to the
@@ -127,6 +172,10 @@ impl AuditLog {
             sender: None,
             store: real.store.clone(),
             committed: Arc::new(AtomicU64::new(0)),
+            head: Arc::new(AtomicI64::new(0)),
+            commits: Arc::new(Notify::new()),
+            monitor: None,
+            gate: None,
         }
     }
 
@@ -157,8 +206,39 @@ impl AuditLog {
     /// For completion records: a state change's intent was already committed before it
     /// ran, so the response need not wait for the outcome to reach the disk as well.
     pub async fn submit(&self, record: AuditRecord) -> Result<(), ServiceError> {
+        self.submit_observed(record, None).await
+    }
+
+    /// [`AuditLog::submit`] for a completion, also naming the user a refused client claimed
+    /// to be (never recorded in the record itself: it is not an authenticated principal), so
+    /// the anomaly monitor can count attacks on one account from many addresses.
+    pub async fn submit_observed(
+        &self,
+        record: AuditRecord,
+        claimed: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let alerts = match &self.monitor {
+            Some(monitor) => monitor.observe(&record, claimed, Instant::now()),
+            None => Vec::new(),
+        };
         let (ack, _) = oneshot::channel();
-        self.send((Some(record), ack)).await
+        self.send((Some(record), ack)).await?;
+        for alert in alerts {
+            metrics::counter!(
+                "natterjack_alerts_total",
+                "kind" => alert.operation.trim_start_matches("alert ").to_owned()
+            )
+            .increment(1);
+            tracing::warn!(
+                alert = %alert.operation,
+                target = %alert.target,
+                "anomaly: {}",
+                alert.reason.as_deref().unwrap_or_default()
+            );
+            let (ack, _) = oneshot::channel();
+            self.send((Some(alert), ack)).await?;
+        }
+        Ok(())
     }
 
     /// Waits until every record queued so far is committed (at shutdown).
@@ -217,7 +297,7 @@ async fn write_loop(
     key: AuditKey,
     anchor: Option<Arc<dyn HeadAnchor>>,
     mut head: ChainHead,
-    committed: Arc<AtomicU64>,
+    (committed, newest, commits): (Arc<AtomicU64>, Arc<AtomicI64>, Arc<Notify>),
     max_batch: usize,
 ) {
     let (anchored, to_anchor) = watch::channel(None);
@@ -261,6 +341,10 @@ async fn write_loop(
                     let _ = anchored.send(Some(head));
                 }
                 committed.fetch_add(appended, Ordering::Relaxed);
+                if appended > 0 {
+                    newest.store(head.id, Ordering::Relaxed);
+                    commits.notify_waiters();
+                }
                 for ((_, ack), id) in jobs.into_iter().zip(ids) {
                     let _ = ack.send(Ok(id));
                 }

@@ -4,12 +4,18 @@
 //! - [`chain`]: the HMAC-SHA-256 chain that makes edits, deletions, insertions, reordering
 //!   and a truncated tail detectable, and its verifier.
 //! - [`log`]: the group-commit writer every transport records through, and the admin query.
+//! - [`alerts`]: sliding-window anomaly flags, written as `alert` records.
+//! - [`export_gate`]: the SIEM export backlog, and the fail-closed switch it drives.
 
+pub mod alerts;
 pub mod chain;
+pub mod export_gate;
 pub mod log;
 pub mod record;
 
+pub use alerts::{AlertThresholds, AnomalyMonitor};
 pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
+pub use export_gate::ExportGate;
 pub use log::{AuditLog, AuditQuery};
 pub use record::{AuditRecord, Phase, StoredAuditRecord};
 

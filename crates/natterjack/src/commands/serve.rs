@@ -33,12 +33,20 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     };
     // Every listener stops on the same signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let export_stopped = stopped.clone();
     let on_stop = move || {
         let mut stopped = stopped.clone();
         async move {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let exporters = crate::export::start(
+        &cfg.audit.sinks,
+        &assembled.state.audit,
+        assembled.export_gate.clone(),
+        export_stopped,
+    )
+    .map_err(StartError::Other)?;
     let mut tasks = Vec::new();
     {
         let mut out = std::io::stdout().lock();
@@ -89,6 +97,9 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     // Completion records are queued without waiting; commit the last of them before exit.
     if assembled.state.audit.flush().await.is_err() {
         tracing::error!("could not flush the audit log at shutdown");
+    }
+    for exporter in exporters {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exporter).await;
     }
     assembled.store.close().await;
     tracing::info!("stopped");

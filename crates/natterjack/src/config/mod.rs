@@ -3,7 +3,10 @@
 //! Every section refuses unknown keys, so a misspelt setting is an error naming the key
 //! instead of a silently ignored control. Sections mirror the pipeline.
 
+mod audit;
 mod grpc;
+
+pub use audit::{AlertsConfig, AuditConfig, SinkConfig, SinkKind};
 
 pub use grpc::{GrpcConfig, InternalConfig};
 pub use natterjack_api::pipeline::rate_limit::RateLimitConfig;
@@ -213,17 +216,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[audit]`: where the chain's secrets live, outside the database.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// The HMAC key of the chain (64 hex digits, 0600); default `<data_dir>/audit.key`,
-    /// created on first start.
-    pub key_file: Option<PathBuf>,
-    /// The anchored chain head (0600); default `<data_dir>/audit.head`.
-    pub head_file: Option<PathBuf>,
-}
-
 impl Config {
     /// The audit key file.
     pub fn audit_key_path(&self) -> PathBuf {
@@ -366,6 +358,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.audit.check()?;
         self.database()?;
         Ok(())
     }

@@ -61,8 +61,27 @@ impl TestServer {
 
     /// Starts a server on an existing data directory.
     pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
+        Self::launch(dir, None, env).await
+    }
+
+    /// Starts a server on an existing data directory with a TOML configuration file (for
+    /// settings the environment cannot express, such as arrays of tables).
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let path = dir.path().join("natterjack.toml");
+        std::fs::write(&path, toml).expect("write the configuration");
+        Self::launch(dir, Some(path), env).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, config: Option<PathBuf>, env: &[(&str, &str)]) -> Self {
         install_crypto();
         let mut command = Command::new(binary());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         command
             .arg("serve")
             .env("NATTERJACK_DATA_DIR", dir.path().join("data"))
