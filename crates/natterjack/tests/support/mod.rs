@@ -5,6 +5,7 @@
 pub mod in_process;
 pub mod pg;
 pub mod proxy;
+pub mod rsyslog;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
