@@ -442,6 +442,45 @@ fn an_unknown_key_in_the_configuration_file_is_an_error_naming_the_key() {
 }
 
 #[test]
+fn audit_sinks_that_could_not_work_are_refused_before_anything_starts() {
+    let cases = [
+        (
+            "[[audit.sinks]]\nname = \"siem\"\nkind = \"syslog-tls\"\naddress = \"siem:6514\"\n",
+            "audit.sinks \"siem\": ca_file is required for kind syslog-tls",
+        ),
+        (
+            "[[audit.sinks]]\nname = \"siem\"\nkind = \"syslog-tcp\"\naddress = \"siem\"\n",
+            "address must be host:port",
+        ),
+        (
+            "[[audit.sinks]]\nname = \"f\"\nkind = \"json-file\"\npath = \"a.jsonl\"\naddress = \"x:1\"\n",
+            "address does not apply to kind json-file",
+        ),
+        (
+            "[[audit.sinks]]\nname = \"a b\"\nkind = \"json-stdout\"\n",
+            "name must be 1 to 32 letters",
+        ),
+        (
+            "[[audit.sinks]]\nname = \"x\"\nkind = \"json-stdout\"\n[[audit.sinks]]\nname = \"x\"\nkind = \"json-stdout\"\n",
+            "the name \"x\" is used twice",
+        ),
+        ("[[audit.sinks]]\nname = \"x\"\nkind = \"kafka\"\n", "kafka"),
+        (
+            "[audit]\nfail_closed = true\n",
+            "audit.fail_closed needs at least one [[audit.sinks]]",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let (dir, data) = fresh_dir();
+        let file = write_file(dir.path(), "natterjack.toml", toml);
+        let (ok, _, stderr) = cli(&data, &["--config", &file, "migrate"], "", &[]);
+        assert!(!ok, "{toml} must be refused");
+        assert!(stderr.contains(expected), "{toml}: {stderr:?}");
+        assert!(!data.exists(), "nothing was created");
+    }
+}
+
+#[test]
 fn an_unknown_top_level_key_in_the_configuration_file_is_an_error_naming_the_key() {
     let (dir, data) = fresh_dir();
     let file = write_file(dir.path(), "natterjack.toml", "data_dirr = \"elsewhere\"\n");

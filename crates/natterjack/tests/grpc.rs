@@ -693,3 +693,78 @@ async fn a_connection_beyond_the_cap_waits_until_one_closes() {
     .expect("the waiting connection was never accepted");
     assert!(served.is_ok(), "{served:?}");
 }
+
+#[tokio::test]
+async fn with_fail_closed_and_the_collector_down_posts_get_unavailable_while_reads_go_on() {
+    // A collector address nothing listens on: every delivery attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[audit]\nfail_closed = true\nmax_backlog = 6\n\n[[audit.sinks]]\nname = \"down\"\nkind = \"syslog-tcp\"\naddress = \"{address}\"\n"
+    );
+    let server = TestServer::start_configured(dir, &toml, &[]).await;
+    server.user("alice").await;
+    let alice = issue(&server.data_dir(), "alice");
+    let mut client = spaces(&server, &alice).await;
+    let space = create_space(&mut client, "held back").await;
+    let mut refused = None;
+    for i in 0..20 {
+        let posted = client
+            .post_message(PostMessageRequest {
+                space_id: space,
+                message: format!("m{i}"),
+            })
+            .await;
+        if let Err(status) = posted {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("posts were never paused");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("audit trail"), "{status:?}");
+    client
+        .list_messages(ListMessagesRequest {
+            space_id: space,
+            ..Default::default()
+        })
+        .await
+        .expect("reads are still served");
+}
+
+#[tokio::test]
+async fn repeated_unauthenticated_calls_raise_one_alert_naming_the_certificate_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[audit.alerts]\nunauthenticated = 3\n";
+    let server = TestServer::start_configured(dir, toml, &[]).await;
+    let ghost = issue_for_nobody(&server.data_dir(), "ghost");
+    let mut client = spaces(&server, &ghost).await;
+    for _ in 0..5 {
+        let status = client.list_spaces(ListSpacesRequest {}).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store =
+        natterjack_storage::sqlite::SqliteStore::open(&server.data_dir().join("natterjack.db"), 1)
+            .await
+            .unwrap();
+    let records = natterjack_core::audit::AuditStore::audit_in_order(&store, 0, 1000)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut alerts: Vec<String> = records
+        .iter()
+        .filter(|r| r.record.phase == natterjack_core::audit::Phase::Alert)
+        .map(|r| format!("{} {}", r.record.operation, r.record.target))
+        .collect();
+    alerts.sort();
+    assert_eq!(
+        alerts,
+        [
+            "alert unauthenticated client_ip=127.0.0.1",
+            "alert unauthenticated principal=ghost"
+        ]
+    );
+}

@@ -95,6 +95,18 @@ pub enum SinkKind {
     JsonStdout,
 }
 
+impl SinkKind {
+    /// The spelling in the configuration file, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::SyslogTcp => "syslog-tcp",
+            SinkKind::SyslogTls => "syslog-tls",
+            SinkKind::JsonFile => "json-file",
+            SinkKind::JsonStdout => "json-stdout",
+        }
+    }
+}
+
 /// `[[audit.sinks]]`: one destination. Settings that do not apply to its kind are refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,10 +172,13 @@ impl SinkConfig {
         ];
         for (key, given, applies, required) in settings {
             if given && !applies {
-                return Err(format!("{key} does not apply to kind {:?}", self.kind));
+                return Err(format!(
+                    "{key} does not apply to kind {}",
+                    self.kind.as_str()
+                ));
             }
             if required && !given {
-                return Err(format!("{key} is required for kind {:?}", self.kind));
+                return Err(format!("{key} is required for kind {}", self.kind.as_str()));
             }
         }
         if let Some(address) = &self.address {

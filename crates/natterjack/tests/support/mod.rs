@@ -46,6 +46,7 @@ pub struct TestServer {
     /// The data directory.
     pub dir: tempfile::TempDir,
     child: Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -119,15 +120,27 @@ impl TestServer {
         })
         .await
         .expect("server did not start within 60 s");
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the server never blocks on a full pipe, keeping the lines.
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = stdout.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             base,
             grpc,
             internal,
             dir,
             child,
+            stdout,
         }
+    }
+
+    /// What the server printed on standard output after it started listening.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// The data directory the server uses.
