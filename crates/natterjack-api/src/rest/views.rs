@@ -194,13 +194,14 @@ pub struct AuditRecordView {
     pub time: String,
     /// The request id.
     pub request_id: String,
-    /// `intent` or `complete`.
+    /// `intent`, `complete`, or `alert` (an anomaly the monitor flagged; its evidence is in
+    /// `reason`).
     pub phase: &'static str,
     /// `rest`.
     pub transport: String,
     /// Client address.
     pub client_ip: String,
-    /// Authenticated user, if any.
+    /// Authenticated user, if any; in an `alert`, the account the refusals concerned.
     pub principal: Option<String>,
     /// `none` or `basic`.
     pub auth_method: String,
