@@ -5,20 +5,17 @@
 
 mod support;
 
-use natterjack_core::audit::{AuditStore, Phase, StoredAuditRecord};
+use natterjack_core::audit::{Phase, StoredAuditRecord};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::{Creds, TestServer};
 
 async fn alerts_in_table(server: &TestServer) -> Vec<StoredAuditRecord> {
-    let store =
-        natterjack_storage::sqlite::SqliteStore::open(&server.data_dir().join("natterjack.db"), 1)
-            .await
-            .unwrap();
-    let all = store.audit_in_order(0, 10_000).await.unwrap();
-    store.close().await;
-    all.into_iter()
+    server
+        .audit_records()
+        .await
+        .into_iter()
         .filter(|r| r.record.phase == Phase::Alert)
         .collect()
 }
@@ -152,12 +149,7 @@ async fn bursts_of_401_403_and_429_each_raise_one_alert_per_subject_and_window()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let text = reqwest::get(format!("{}/metrics", server.internal.clone().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("natterjack_alerts_total{kind=\"forbidden\"} 2")),

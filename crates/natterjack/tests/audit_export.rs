@@ -43,17 +43,7 @@ async fn wait_for_all(head: i64, read: impl Fn() -> Vec<i64>) -> Vec<i64> {
 
 async fn head(server: &TestServer) -> i64 {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let store =
-        natterjack_storage::sqlite::SqliteStore::open(&server.data_dir().join("natterjack.db"), 1)
-            .await
-            .unwrap();
-    let head = natterjack_core::audit::AuditStore::audit_head(&store)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    store.close().await;
-    head
+    server.audit_records().await.last().expect("records").id
 }
 
 #[tokio::test]

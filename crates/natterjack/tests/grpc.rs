@@ -746,14 +746,7 @@ async fn repeated_unauthenticated_calls_raise_one_alert_naming_the_certificate_u
         assert_eq!(status.code(), Code::Unauthenticated);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let store =
-        natterjack_storage::sqlite::SqliteStore::open(&server.data_dir().join("natterjack.db"), 1)
-            .await
-            .unwrap();
-    let records = natterjack_core::audit::AuditStore::audit_in_order(&store, 0, 1000)
-        .await
-        .unwrap();
-    store.close().await;
+    let records = server.audit_records().await;
     let mut alerts: Vec<String> = records
         .iter()
         .filter(|r| r.record.phase == natterjack_core::audit::Phase::Alert)

@@ -53,12 +53,7 @@ async fn refusals_by_each_control_are_counted_on_the_internal_listener() {
     drop(raw);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-    let text = reqwest::get(format!("{}/metrics", server.internal.clone().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let at_least_one = |name: &str, labels: &[(&str, &str)]| {
         let v = value(&text, name, labels);
         assert!(v.is_some_and(|v| v >= 1.0), "{name} {labels:?} in:\n{text}");

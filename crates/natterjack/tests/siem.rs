@@ -7,7 +7,7 @@
 
 mod support;
 
-use natterjack_core::audit::{AuditStore, StoredAuditRecord};
+use natterjack_core::audit::StoredAuditRecord;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -28,25 +28,6 @@ fn pki(dir: &Path) -> TlsFiles {
         cert: pki.server_cert,
         key: pki.server_key,
     }
-}
-
-/// Every record in the server's audit table, oldest first.
-async fn audit_table(server: &TestServer) -> Vec<StoredAuditRecord> {
-    let store =
-        natterjack_storage::sqlite::SqliteStore::open(&server.data_dir().join("natterjack.db"), 1)
-            .await
-            .expect("open the audit table");
-    let mut all = Vec::new();
-    loop {
-        let after = all.last().map_or(0, |r: &StoredAuditRecord| r.id);
-        let page = store.audit_in_order(after, 1000).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        all.extend(page);
-    }
-    store.close().await;
-    all
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,15 +120,6 @@ confirm_after_ms = 500
     )
 }
 
-async fn metrics(server: &TestServer) -> String {
-    reqwest::get(format!("{}/metrics", server.internal.clone().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn metric(text: &str, name: &str, sink: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("sink=\"{sink}\"")))
@@ -205,7 +177,7 @@ async fn every_record_reaches_rsyslog_over_tcp_and_tls_and_a_rotated_json_file_m
     some_traffic(&server).await;
     // Let the last completion records commit, then take the table as the reference.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let table = audit_table(&server).await;
+    let table = server.audit_records().await;
     let head = table.last().unwrap().id;
     assert!(head >= 12, "only {head} records");
     rsyslog
@@ -254,7 +226,7 @@ async fn every_record_reaches_rsyslog_over_tcp_and_tls_and_a_rotated_json_file_m
     }
     // Everything confirmed: no backlog left on any sink.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     for sink in ["rsyslog-tcp", "rsyslog-tls", "file"] {
         assert_eq!(
             metric(&text, "natterjack_audit_export_backlog", sink),
@@ -335,7 +307,7 @@ async fn a_collector_outage_under_load_loses_no_record_and_only_resends_whole_on
     rsyslog.stop().await;
     let stopped_at = done.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = metrics(&server).await;
+    let during = server.metrics().await;
     rsyslog.restart().await;
     let mut statuses = Vec::new();
     for w in workers {
@@ -365,7 +337,7 @@ async fn a_collector_outage_under_load_loses_no_record_and_only_resends_whole_on
     );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let table = audit_table(&server).await;
+    let table = server.audit_records().await;
     let head = table.last().unwrap().id;
     // A POST leaves an intent and a completion, a GET a completion.
     assert!(head as usize >= REQUESTS * 3 / 2, "only {head} records");
@@ -383,7 +355,7 @@ async fn a_collector_outage_under_load_loses_no_record_and_only_resends_whole_on
             table.len()
         );
     }
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert!(
         metric(
             &text,

@@ -138,6 +138,40 @@ impl TestServer {
         }
     }
 
+    /// Every record of the server's audit table, oldest first, read through the storage
+    /// crate as `natterjack audit verify` reads it.
+    pub async fn audit_records(&self) -> Vec<natterjack_core::audit::StoredAuditRecord> {
+        use natterjack_core::audit::AuditStore;
+        let store = natterjack_storage::sqlite::SqliteStore::open(
+            &self.data_dir().join("natterjack.db"),
+            1,
+        )
+        .await
+        .expect("open the audit table");
+        let mut all: Vec<natterjack_core::audit::StoredAuditRecord> = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |r| r.id);
+            let page = store.audit_in_order(after, 1000).await.expect("read");
+            if page.is_empty() {
+                break;
+            }
+            all.extend(page);
+        }
+        store.close().await;
+        all
+    }
+
+    /// The Prometheus text of the internal listener's `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let internal = self.internal.clone().expect("internal listener");
+        reqwest::get(format!("{internal}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// What the server printed on standard output after it started listening.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
