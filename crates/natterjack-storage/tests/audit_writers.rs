@@ -6,8 +6,11 @@ use natterjack_core::audit::{
     AuditKey, AuditLog, AuditRecord, AuditStore, Phase, VerifyReport, verify,
 };
 use natterjack_core::domain::Timestamp;
-use natterjack_storage::SqliteStore;
+use natterjack_storage::{PgStore, SqliteStore};
 use std::sync::Arc;
+use std::time::Duration;
+
+mod support;
 
 fn record(writer: usize, n: usize) -> AuditRecord {
     AuditRecord {
@@ -31,34 +34,33 @@ async fn store(path: &std::path::Path) -> SqliteStore {
     SqliteStore::open(path, 4).await.unwrap()
 }
 
-#[tokio::test]
-async fn two_writers_sharing_one_database_keep_one_valid_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
+/// Two writers, each with its own idea of the head, as two server processes have; the first
+/// with six busy clients, so that it always has its next batch ready, the second with one.
+/// Checks that every record of both is committed, once, in one valid chain.
+async fn two_writers_keep_one_valid_chain(first: Arc<dyn AuditStore>, second: Arc<dyn AuditStore>) {
     let key = [7u8; 32];
-    // Two pools and two writers, each with its own idea of the head, as two processes have.
-    let first = store(&path).await;
-    let second = store(&path).await;
     let logs = [
         Arc::new(
-            AuditLog::start(Arc::new(first.clone()), AuditKey::new(key), None)
+            AuditLog::start(first.clone(), AuditKey::new(key), None)
                 .await
                 .unwrap(),
         ),
         Arc::new(
-            AuditLog::start(Arc::new(second.clone()), AuditKey::new(key), None)
+            AuditLog::start(second, AuditKey::new(key), None)
                 .await
                 .unwrap(),
         ),
     ];
+    let clients = [6, 1];
     let mut tasks = Vec::new();
     for (writer, log) in logs.iter().enumerate() {
-        for client in 0..4 {
+        for client in 0..clients[writer] {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                for n in 0..50 {
-                    log.record(record(writer, client * 100 + n)).await.unwrap();
+                for n in 0..60 {
+                    log.record(record(writer, client * 100 + n))
+                        .await
+                        .unwrap_or_else(|e| panic!("writer {writer} lost a record: {e:?}"));
                 }
             }));
         }
@@ -66,9 +68,17 @@ async fn two_writers_sharing_one_database_keep_one_valid_chain() {
     for task in tasks {
         task.await.unwrap();
     }
+    let total = 60 * (clients[0] + clients[1]);
     let head = first.audit_head().await.unwrap();
-    let report = verify(&AuditKey::new(key), &first, head).await.unwrap();
-    assert_eq!(report, VerifyReport::Intact { records: 400 });
+    let report = verify(&AuditKey::new(key), first.as_ref(), head)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        VerifyReport::Intact {
+            records: total as u64
+        }
+    );
     let ids: Vec<i64> = first
         .audit_in_order(0, 1000)
         .await
@@ -76,7 +86,29 @@ async fn two_writers_sharing_one_database_keep_one_valid_chain() {
         .iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(ids, (1..=400).collect::<Vec<_>>());
+    assert_eq!(ids, (1..=total as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_sharing_one_sqlite_database_keep_one_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    two_writers_keep_one_valid_chain(Arc::new(store(&path).await), Arc::new(store(&path).await))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_sharing_one_postgres_database_keep_one_valid_chain() {
+    let Some(db) = support::pg::TestDb::create().await else {
+        return;
+    };
+    let second = PgStore::open(&db.app, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    two_writers_keep_one_valid_chain(Arc::new(db.store.clone()), Arc::new(second.clone())).await;
+    second.close().await;
+    db.drop_all().await;
 }
 
 #[tokio::test]

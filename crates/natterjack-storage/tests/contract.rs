@@ -496,6 +496,52 @@ mod cases {
         assert_eq!(store.audit_head().await.unwrap().unwrap().id, 4);
     }
 
+    pub async fn an_exclusive_append_links_after_the_newest_two_and_a_refusal_stores_nothing(
+        store: &(impl Store + AuditStore),
+    ) {
+        let mut seen = Vec::new();
+        store
+            .append_audit_exclusive(&mut |newest| {
+                seen.push(ids(newest));
+                Ok(vec![audit(1, 1, None)])
+            })
+            .await
+            .unwrap();
+        store
+            .append_audit(&[audit(2, 2, None), audit(3, 3, None)])
+            .await
+            .unwrap();
+        store
+            .append_audit_exclusive(&mut |newest| {
+                seen.push(ids(newest));
+                Ok(vec![audit(4, 4, None), audit(5, 5, None)])
+            })
+            .await
+            .unwrap();
+        // An empty log, then the newest two records, oldest first.
+        assert_eq!(seen, [vec![], vec![2, 3]]);
+        assert_eq!(
+            ids(&store.audit_in_order(0, 100).await.unwrap()),
+            [1, 2, 3, 4, 5]
+        );
+
+        let refused = store
+            .append_audit_exclusive(&mut |_| Err("another key".to_owned()))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Internal(_))),
+            "{refused:?}"
+        );
+        let clash = store
+            .append_audit_exclusive(&mut |_| Ok(vec![audit(6, 6, None), audit(5, 6, None)]))
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict)), "{clash:?}");
+        assert_eq!(store.audit_head().await.unwrap().unwrap().id, 5);
+        // Nothing is left locked: the next plain append goes through.
+        store.append_audit(&[audit(6, 6, None)]).await.unwrap();
+        assert_eq!(store.audit_head().await.unwrap().unwrap().id, 6);
+    }
+
     pub async fn an_alert_record_is_stored_and_read_back_as_an_alert(
         store: &(impl Store + AuditStore),
     ) {
@@ -565,6 +611,7 @@ contract!(
     a_message_is_out_of_reach_through_another_spaces_id,
     an_audit_batch_reads_back_by_head_in_order_and_filtered_pages,
     an_audit_batch_repeating_a_stored_id_conflicts_and_stores_nothing,
+    an_exclusive_append_links_after_the_newest_two_and_a_refusal_stores_nothing,
     an_alert_record_is_stored_and_read_back_as_an_alert,
     an_export_cursor_starts_at_zero_and_only_moves_forward,
 );

@@ -274,14 +274,34 @@ async fn check_key(store: &dyn AuditStore, key: &AuditKey, head: ChainHead) -> R
         .audit_in_order((head.id - 2).max(0), 2)
         .await
         .map_err(|e| format!("cannot read the audit log: {e}"))?;
-    let (previous, last) = match newest.as_slice() {
+    verified_head(key, &newest).map(|_| ())
+}
+
+/// The head to continue from, given the log's newest two records (oldest first), once the
+/// newest is shown to be linked with `key`.
+fn verified_head(key: &AuditKey, newest: &[StoredAuditRecord]) -> Result<ChainHead, String> {
+    let (previous, last) = match newest {
+        [] => {
+            return Ok(ChainHead {
+                id: 0,
+                mac: key.genesis(),
+            });
+        }
         [last] if last.id == 1 => (key.genesis(), last),
         [before, last] if before.id + 1 == last.id => (before.mac, last),
         // A gap: `natterjack audit verify` names it; the key cannot be judged here.
-        _ => return Ok(()),
+        [.., last] => {
+            return Ok(ChainHead {
+                id: last.id,
+                mac: last.mac,
+            });
+        }
     };
     if super::chain::same(&key.link(&previous, &last.record, last.id), &last.mac) {
-        Ok(())
+        Ok(ChainHead {
+            id: last.id,
+            mac: last.mac,
+        })
     } else {
         Err(
             "the audit key does not match the newest audit record: every server writing to \
@@ -304,6 +324,7 @@ async fn write_loop(
     if let Some(anchor) = anchor {
         tokio::spawn(anchor_loop(to_anchor, anchor));
     }
+    let mut shared = false;
     while let Some(first) = receiver.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
@@ -312,27 +333,20 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let mut outcome = append(store.as_ref(), &key, &mut head, &jobs).await;
+        let mut outcome = if shared {
+            append_exclusive(store.as_ref(), &key, &mut head, &jobs).await
+        } else {
+            append(store.as_ref(), &key, &mut head, &jobs).await
+        };
         // Another server process sharing the database appended first (its records took the
-        // ids this batch was linked for): continue the chain from the database's head.
+        // ids this batch was linked for). From now on this writer continues the chain from
+        // the database's head under the log's write lock: retrying optimistically would keep
+        // losing to a writer that needs no read before its next append.
         let mut attempts = 1;
         while matches!(outcome, Err(StoreError::Conflict)) && attempts < MAX_ATTEMPTS {
             attempts += 1;
-            outcome = match store.audit_head().await {
-                // The other writer must hold the same key, or continuing its chain would
-                // break it: refuse (and say so) instead.
-                Ok(Some(newest)) => match check_key(store.as_ref(), &key, newest).await {
-                    Ok(()) => {
-                        head = newest;
-                        append(store.as_ref(), &key, &mut head, &jobs).await
-                    }
-                    Err(why) => Err(StoreError::Internal(why)),
-                },
-                Ok(None) => Err(StoreError::Internal(
-                    "the audit log lost its records".into(),
-                )),
-                Err(e) => Err(e),
-            };
+            shared = true;
+            outcome = append_exclusive(store.as_ref(), &key, &mut head, &jobs).await;
         }
         match outcome {
             Ok((ids, appended)) => {
@@ -368,6 +382,41 @@ async fn append(
     head: &mut ChainHead,
     jobs: &[Job],
 ) -> Result<(Vec<i64>, u64), StoreError> {
+    let (batch, ids) = link(key, *head, jobs);
+    if !batch.is_empty() {
+        store.append_audit(&batch).await?;
+    }
+    advance(head, &batch);
+    Ok((ids, batch.len() as u64))
+}
+
+/// [`append`] after the database's own head, read under the log's write lock (and checked to
+/// be linked with this writer's key): for a writer that shares the database.
+async fn append_exclusive(
+    store: &dyn AuditStore,
+    key: &AuditKey,
+    head: &mut ChainHead,
+    jobs: &[Job],
+) -> Result<(Vec<i64>, u64), StoreError> {
+    if jobs.iter().all(|(record, _)| record.is_none()) {
+        return append(store, key, head, jobs).await;
+    }
+    let mut linked = None;
+    store
+        .append_audit_exclusive(&mut |newest| {
+            let (batch, ids) = link(key, verified_head(key, newest)?, jobs);
+            linked = Some((batch.clone(), ids));
+            Ok(batch)
+        })
+        .await?;
+    let (batch, ids) = linked.ok_or_else(|| StoreError::Internal("nothing was linked".into()))?;
+    advance(head, &batch);
+    Ok((ids, batch.len() as u64))
+}
+
+/// The batch's records linked after `head`, and each job's id (its record's, or for a flush
+/// marker the newest before it).
+fn link(key: &AuditKey, head: ChainHead, jobs: &[Job]) -> (Vec<StoredAuditRecord>, Vec<i64>) {
     let mut previous = head.mac;
     let mut next_id = head.id + 1;
     let mut ids = Vec::with_capacity(jobs.len());
@@ -388,14 +437,17 @@ async fn append(
             None => ids.push(next_id - 1),
         }
     }
+    (batch, ids)
+}
+
+/// Moves `head` to the newest record of a committed batch.
+fn advance(head: &mut ChainHead, batch: &[StoredAuditRecord]) {
     if let Some(last) = batch.last() {
-        store.append_audit(&batch).await?;
         *head = ChainHead {
             id: last.id,
             mac: last.mac,
         };
     }
-    Ok((ids, batch.len() as u64))
 }
 
 /// Writes the newest committed head to the anchor whenever it moves. The anchor lags the

@@ -30,6 +30,11 @@ pub trait HeadAnchor: Send + Sync + 'static {
     fn load(&self) -> std::io::Result<Option<ChainHead>>;
 }
 
+/// Links a batch after the log's newest records (given oldest first), or refuses to: the
+/// callback [`AuditStore::append_audit_exclusive`] runs while it holds the write lock.
+pub type Linker<'a> =
+    dyn FnMut(&[StoredAuditRecord]) -> Result<Vec<StoredAuditRecord>, String> + Send + 'a;
+
 /// The audit storage port: append-only.
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
@@ -39,6 +44,16 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn append_audit(
         &self,
         records: &[StoredAuditRecord],
+    ) -> Result<(), crate::ports::StoreError>;
+    /// Appends the records `link` makes from the newest two (oldest first; fewer on a short
+    /// log), holding the log's write lock from reading them until the commit, so no other
+    /// process can take the ids in between. Slower than [`AuditStore::append_audit`]: for a
+    /// writer that has seen another process append to the same database, which would
+    /// otherwise keep losing the race for the next id. An `Err` from `link` appends nothing
+    /// and is returned as [`crate::ports::StoreError::Internal`].
+    async fn append_audit_exclusive(
+        &self,
+        link: &mut Linker<'_>,
     ) -> Result<(), crate::ports::StoreError>;
     /// Records with `id > after_id`, oldest first, at most `limit` (for verification).
     async fn audit_in_order(

@@ -5,7 +5,7 @@ use super::PgStore;
 use super::errors::{classify, corrupt};
 use crate::rows::{AuditRow, audit_records};
 use async_trait::async_trait;
-use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, StoredAuditRecord};
+use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
 
@@ -82,39 +82,31 @@ impl AuditStore for PgStore {
     }
 
     async fn append_audit(&self, batch: &[StoredAuditRecord]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // The whole batch travels as one array per column and lands in one statement: one
-        // round trip and one implicit transaction, whatever the batch size (group commit).
-        // A duplicate id fails the whole statement as a unique violation: `Conflict`.
-        let c = Columns::of(batch);
-        sqlx::query(
-            "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, \
-             auth_method, operation, target, status, decision, reason, duration_us, mac) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], \
-             $13::text[], $14::bigint[], $15::bytea[])",
-        )
-        .bind(c.id)
-        .bind(c.time)
-        .bind(c.request_id)
-        .bind(c.phase)
-        .bind(c.transport)
-        .bind(c.client_ip)
-        .bind(c.principal)
-        .bind(c.auth_method)
-        .bind(c.operation)
-        .bind(c.target)
-        .bind(c.status)
-        .bind(c.decision)
-        .bind(c.reason)
-        .bind(c.duration_us)
-        .bind(c.mac)
-        .execute(self.pool())
+        insert(self.pool(), batch).await
+    }
+
+    async fn append_audit_exclusive(&self, link: &mut Linker<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        // Every exclusive append takes this transaction-scoped lock first, so writers that
+        // have met each other queue up instead of racing for the next id.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_APPEND_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_log ORDER BY id DESC LIMIT 2"
+        ))
+        .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-        Ok(())
+        let mut newest = audit_records(rows);
+        newest.reverse();
+        let batch = link(&newest).map_err(StoreError::Internal)?;
+        insert(&mut *tx, &batch).await?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn audit_in_order(
@@ -178,4 +170,47 @@ impl AuditStore for PgStore {
         .map_err(classify)?;
         Ok(())
     }
+}
+
+/// The advisory lock key exclusive audit appends serialize on ("NJAUDIT" in ASCII).
+const AUDIT_APPEND_LOCK: i64 = 0x004E_4A41_5544_4954;
+
+/// Inserts a batch in one statement.
+async fn insert<'c, E>(executor: E, batch: &[StoredAuditRecord]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    if batch.is_empty() {
+        return Ok(());
+    }
+    // The whole batch travels as one array per column and lands in one statement: one
+    // round trip and one implicit transaction, whatever the batch size (group commit).
+    // A duplicate id fails the whole statement as a unique violation: `Conflict`.
+    let c = Columns::of(batch);
+    sqlx::query(
+        "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, \
+         auth_method, operation, target, status, decision, reason, duration_us, mac) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], \
+         $13::text[], $14::bigint[], $15::bytea[])",
+    )
+    .bind(c.id)
+    .bind(c.time)
+    .bind(c.request_id)
+    .bind(c.phase)
+    .bind(c.transport)
+    .bind(c.client_ip)
+    .bind(c.principal)
+    .bind(c.auth_method)
+    .bind(c.operation)
+    .bind(c.target)
+    .bind(c.status)
+    .bind(c.decision)
+    .bind(c.reason)
+    .bind(c.duration_us)
+    .bind(c.mac)
+    .execute(executor)
+    .await
+    .map_err(classify)?;
+    Ok(())
 }

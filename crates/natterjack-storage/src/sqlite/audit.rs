@@ -5,7 +5,7 @@ use super::SqliteStore;
 use super::errors::{classify, corrupt};
 use crate::rows::{AuditRow, audit_records};
 use async_trait::async_trait;
-use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, StoredAuditRecord};
+use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
 
@@ -27,44 +27,29 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit(&self, batch: &[StoredAuditRecord]) -> Result<(), StoreError> {
-        // The whole batch travels as one bound JSON parameter and lands in one statement:
-        // one round trip and one implicit transaction, whatever the batch size (group commit).
-        let rows: Vec<serde_json::Value> = batch
-            .iter()
-            .map(|stored| {
-                let r = &stored.record;
-                let mac: String = stored.mac.iter().map(|b| format!("{b:02x}")).collect();
-                serde_json::json!([
-                    stored.id,
-                    r.time.micros(),
-                    r.request_id,
-                    r.phase.as_str(),
-                    r.transport,
-                    r.client_ip,
-                    r.principal,
-                    r.auth_method,
-                    r.operation,
-                    r.target,
-                    r.status,
-                    r.decision,
-                    r.reason,
-                    r.duration_us,
-                    mac
-                ])
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, auth_method, \
-             operation, target, status, decision, reason, duration_us, mac) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-             value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-             unhex(value ->> 14) FROM json_each(?1) ORDER BY key",
+        insert(self.pool(), batch).await
+    }
+
+    async fn append_audit_exclusive(&self, link: &mut Linker<'_>) -> Result<(), StoreError> {
+        // IMMEDIATE takes the write lock before the read: no other connection, in this
+        // process or another, can append between reading the head and committing.
+        let mut tx = self
+            .pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
+             target, status, decision, reason, duration_us, mac FROM audit_log ORDER BY id DESC LIMIT 2",
         )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(self.pool())
+        .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-        Ok(())
+        let mut newest = audit_records(rows);
+        newest.reverse();
+        let batch = link(&newest).map_err(StoreError::Internal)?;
+        insert(&mut *tx, &batch).await?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn audit_in_order(
@@ -126,4 +111,48 @@ impl AuditStore for SqliteStore {
         .map_err(classify)?;
         Ok(())
     }
+}
+
+/// Inserts a batch in one statement: the whole batch travels as one bound JSON parameter,
+/// so it is one round trip and one implicit transaction whatever its size (group commit).
+async fn insert<'c, E>(executor: E, batch: &[StoredAuditRecord]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let rows: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|stored| {
+            let r = &stored.record;
+            let mac: String = stored.mac.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!([
+                stored.id,
+                r.time.micros(),
+                r.request_id,
+                r.phase.as_str(),
+                r.transport,
+                r.client_ip,
+                r.principal,
+                r.auth_method,
+                r.operation,
+                r.target,
+                r.status,
+                r.decision,
+                r.reason,
+                r.duration_us,
+                mac
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, auth_method, \
+         operation, target, status, decision, reason, duration_us, mac) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+         value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
+         unhex(value ->> 14) FROM json_each(?1) ORDER BY key",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(executor)
+    .await
+    .map_err(classify)?;
+    Ok(())
 }
