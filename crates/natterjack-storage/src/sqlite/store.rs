@@ -184,10 +184,13 @@ impl Store for SqliteStore {
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
         let rows: Vec<SpaceRow> = sqlx::query_as(
-            "SELECT s.id, s.name, u.username, s.created_at FROM spaces s \
+            // Driven by the user's memberships (the `memberships_by_user` index, already in
+            // order), so the cost follows the user's spaces, not every space there is.
+            "SELECT s.id, s.name, u.username, s.created_at FROM memberships m \
+             JOIN spaces s ON s.id = m.space_id \
              JOIN users u ON u.id = s.owner_id \
-             JOIN memberships m ON m.space_id = s.id AND m.user_id = ?1 \
-             ORDER BY s.id DESC LIMIT 1000",
+             WHERE m.user_id = ?1 \
+             ORDER BY m.space_id DESC LIMIT 1000",
         )
         .bind(user.get())
         .fetch_all(&self.pool)
@@ -316,10 +319,13 @@ impl Store for SqliteStore {
         space: SpaceId,
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        // The cursor is a range bound on the index (`id < ?3`, the largest id when absent),
+        // never an `OR`, which would make every later page scan from the newest message.
         let rows: Vec<MessageRow> = sqlx::query_as(
             "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id \
-             WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) AND (?3 IS NULL OR m.id < ?3) \
+             WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
+             AND m.id < coalesce(?3, 9223372036854775807) \
              ORDER BY m.id DESC LIMIT ?4",
         )
         .bind(space.get())

@@ -1,0 +1,349 @@
+//! Scale: does a request's storage work stay flat as the database grows?
+//!
+//! Two SQLite databases, each behind a pool of one connection (so every query goes to the
+//! same worker thread, whose hand-off otherwise varies more between two pools than the
+//! query does between the databases), measured side by side in alternating rounds so that
+//! machine drift affects both alike: an "empty" one holding only the probe user, their space and a page
+//! of messages, and a "full" one with 10,000 spaces and 1,000,000 messages (100,000 of them
+//! in the probe space, the rest spread over the other spaces). Each operation is the
+//! storage work of one request, as the service layer issues it:
+//!
+//! - list spaces (`GET /spaces`): `spaces_of` the probe user;
+//! - list messages (`GET /spaces/{id}/messages`): `permissions_of`, then the newest page;
+//! - a deep page (`…?after=ID`): `permissions_of`, then the page after a message half-way
+//!   down the space;
+//! - read one message (`GET /spaces/{id}/messages/{msgId}`): `permissions_of`, then
+//!   `find_message`.
+//!
+//! Indexes and keyset pagination should keep the full database within 2× of the empty one.
+//! The probe user, their space and the empty database are made through the storage port; the
+//! bulk of the full one is inserted by three set-based statements (a recursive counter, no
+//! values spliced into SQL), which is why this benchmark lives in the storage crate. Prints
+//! its results as one JSON object on stdout, for `bench/scale`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use natterjack_core::domain::{
+    Limit, MessageId, MessageText, SpaceId, SpaceName, UserId, Username,
+};
+use natterjack_core::ports::{MessagePage, Store};
+use natterjack_storage::SqliteStore;
+use serde_json::json;
+use sqlx::Connection;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SPACES: usize = 10_000;
+const MESSAGES: usize = 1_000_000;
+const IN_PROBE_SPACE: usize = 100_000;
+const OTHER_USERS: usize = 100;
+const PAGE: u32 = 50;
+const ROUNDS: usize = 20;
+const PER_ROUND: usize = 200;
+
+/// What the probe requests address in one database.
+#[derive(Clone, Copy)]
+struct Probe {
+    user: UserId,
+    space: SpaceId,
+    middle: MessageId,
+}
+
+async fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    Arc::new(SqliteStore::open(&path, 1).await.unwrap())
+}
+
+/// Inserts `count` messages into `space` through the port (the empty database's page).
+async fn fill(store: &SqliteStore, space: SpaceId, author: UserId, count: usize) {
+    let body = MessageText::parse(BODY).unwrap();
+    for _ in 0..count {
+        store.insert_message(space, author, &body).await.unwrap();
+    }
+}
+
+const BODY: &str = "a message of ordinary length, as people write them";
+
+/// The probe user and their space, through the port.
+async fn probe_user_and_space(store: &SqliteStore) -> (UserId, SpaceId) {
+    let user = store
+        .create_user(&Username::parse("probe").unwrap(), "unused")
+        .await
+        .unwrap()
+        .id;
+    let space = store
+        .create_space(&SpaceName::parse("probe space").unwrap(), user)
+        .await
+        .unwrap()
+        .id;
+    (user, space)
+}
+
+/// Statistics and a checkpointed log, as in a database that has been running for a while;
+/// both databases get them, so that only their size differs.
+async fn settle(path: &std::path::Path) {
+    let mut db = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+    )
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(&mut db).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+}
+
+async fn seed_empty(store: &SqliteStore, path: &std::path::Path) -> Probe {
+    let (user, space) = probe_user_and_space(store).await;
+    fill(store, space, user, PAGE as usize * 2).await;
+    settle(path).await;
+    let ids: Vec<MessageId> = store
+        .messages_in(space, page(None))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    Probe {
+        user,
+        space,
+        middle: ids[ids.len() / 2],
+    }
+}
+
+/// 100 other users, 9,999 other spaces (each with its owner's membership) and 1,000,000
+/// messages, every tenth in the probe space and the rest round-robin over the other spaces,
+/// so that each space's messages are spread over the whole table as live traffic leaves them.
+async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
+    let (user, space) = probe_user_and_space(store).await;
+    let started = Instant::now();
+    let mut db = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+    )
+    .await
+    .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let now = natterjack_core::domain::Timestamp::now().micros();
+    sqlx::query(
+        "INSERT INTO users (username, password_hash, is_admin, created_at) \
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
+         SELECT 'user' || i, 'unused', 0, ?2 FROM n",
+    )
+    .bind(OTHER_USERS as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let first_user: i64 = sqlx::query_scalar("SELECT min(id) FROM users WHERE id <> ?1")
+        .bind(user.get())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO spaces (name, owner_id, created_at) \
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
+         SELECT 'space ' || i, ?2 + i % ?3, ?4 FROM n",
+    )
+    .bind(SPACES as i64 - 1)
+    .bind(first_user)
+    .bind(OTHER_USERS as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let first_space: i64 = sqlx::query_scalar("SELECT min(id) FROM spaces WHERE id <> ?1")
+        .bind(space.get())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) \
+         SELECT id, owner_id, 7, owner_id, created_at FROM spaces WHERE id <> ?1",
+    )
+    .bind(space.get())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let others = SPACES as i64 - 1;
+    sqlx::query(
+        "INSERT INTO messages (space_id, author_id, body, created_at) \
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
+         SELECT CASE WHEN i % ?2 = 0 THEN ?3 ELSE ?4 + i % ?5 END, \
+                CASE WHEN i % ?2 = 0 THEN ?6 ELSE ?7 + (i % ?5) % ?8 END, \
+                ?9, ?10 + i FROM n",
+    )
+    .bind(MESSAGES as i64)
+    .bind((MESSAGES / IN_PROBE_SPACE) as i64)
+    .bind(space.get())
+    .bind(first_space)
+    .bind(others)
+    .bind(user.get())
+    .bind(first_user)
+    .bind(OTHER_USERS as i64)
+    .bind(BODY)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let middle: i64 = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE space_id = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
+    )
+    .bind(space.get())
+    .bind(IN_PROBE_SPACE as i64 / 2)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    db.close().await.unwrap();
+    settle(path).await;
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM spaces), (SELECT count(*) FROM messages), \
+         (SELECT count(*) FROM messages WHERE space_id = ?1)",
+    )
+    .bind(space.get())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        (SPACES as i64, MESSAGES as i64, IN_PROBE_SPACE as i64)
+    );
+    eprintln!("seeded the full database in {:?}", started.elapsed());
+    Probe {
+        user,
+        space,
+        middle: MessageId::from_i64(middle).unwrap(),
+    }
+}
+
+fn page(after: Option<MessageId>) -> MessagePage {
+    MessagePage {
+        since: None,
+        after,
+        limit: Limit::parse(&PAGE.to_string()).unwrap(),
+    }
+}
+
+/// The storage work of one request of `kind`.
+async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
+    match kind {
+        "list_spaces" => {
+            assert!(!store.spaces_of(probe.user).await.unwrap().is_empty());
+        }
+        "list_messages" => {
+            assert!(
+                !store
+                    .permissions_of(probe.space, probe.user)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                store
+                    .messages_in(probe.space, page(None))
+                    .await
+                    .unwrap()
+                    .len(),
+                PAGE as usize
+            );
+        }
+        "deep_page" => {
+            assert!(
+                !store
+                    .permissions_of(probe.space, probe.user)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let got = store
+                .messages_in(probe.space, page(Some(probe.middle)))
+                .await
+                .unwrap();
+            assert_eq!(got.len(), PAGE as usize);
+        }
+        "read_message" => {
+            assert!(
+                !store
+                    .permissions_of(probe.space, probe.user)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(
+                store
+                    .find_message(probe.space, probe.middle)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// `PER_ROUND` sequential requests; their latencies.
+async fn sample(store: &SqliteStore, probe: Probe, kind: &str) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(PER_ROUND);
+    for _ in 0..PER_ROUND {
+        let t = Instant::now();
+        request(store, probe, kind).await;
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (empty_dir, full_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (empty, full) = (open(&empty_dir).await, open(&full_dir).await);
+        let started = Instant::now();
+        let empty_probe = seed_empty(&empty, &empty_dir.path().join("natterjack.db")).await;
+        let full_probe = seed_full(&full, &full_dir.path().join("natterjack.db")).await;
+        let seeding = started.elapsed();
+        let kinds = ["list_spaces", "list_messages", "deep_page", "read_message"];
+        let mut results = serde_json::Map::new();
+        for kind in kinds {
+            // Warm both caches, then alternate between the two databases.
+            sample(&empty, empty_probe, kind).await;
+            sample(&full, full_probe, kind).await;
+            let (mut e, mut f) = (Vec::new(), Vec::new());
+            // Each round swaps which database goes first, so neither always follows the other.
+            for round in 0..ROUNDS {
+                if round % 2 == 0 {
+                    e.extend(sample(&empty, empty_probe, kind).await);
+                    f.extend(sample(&full, full_probe, kind).await);
+                } else {
+                    f.extend(sample(&full, full_probe, kind).await);
+                    e.extend(sample(&empty, empty_probe, kind).await);
+                }
+            }
+            e.sort();
+            f.sort();
+            let row = json!({
+                "empty_p50_us": quantile(&e, 0.5), "empty_p99_us": quantile(&e, 0.99),
+                "full_p50_us": quantile(&f, 0.5), "full_p99_us": quantile(&f, 0.99),
+            });
+            eprintln!("{kind}: {row}");
+            results.insert(kind.to_owned(), row);
+        }
+        let out = json!({
+            "spaces": SPACES, "messages": MESSAGES, "in_probe_space": IN_PROBE_SPACE,
+            "other_users": OTHER_USERS, "page": PAGE, "samples": ROUNDS * PER_ROUND,
+            "seeding_s": seeding.as_secs_f64(), "results": results,
+        });
+        println!("{out}");
+        empty.close().await;
+        full.close().await;
+    });
+}
