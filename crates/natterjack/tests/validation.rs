@@ -433,7 +433,7 @@ async fn chunked_post(server: &TestServer, who: &Creds, path: &str, body: Vec<u8
         .expect("chunked request thread")
 }
 
-/// The blocking half of [`chunked_post`], on a plain socket with rustls.
+/// The blocking half of [`chunked_post`].
 fn chunked_post_blocking(
     ca: &std::path::Path,
     authority: &str,
@@ -442,6 +442,34 @@ fn chunked_post_blocking(
     body: &[u8],
 ) -> String {
     use base64::Engine as _;
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.name, who.password));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Basic {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut wire = head.into_bytes();
+    for chunk in body.chunks(1000) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    exchange_blocking(ca, authority, &wire)
+}
+
+/// Writes `wire` whole over HTTP/1.1 on TLS, as a client that reads nothing before it has
+/// sent everything, then reads until the server closes.
+async fn raw_exchange(server: &TestServer, wire: Vec<u8>) -> String {
+    let ca = server.data_dir().join("ca.pem");
+    let authority = server.authority().to_owned();
+    tokio::task::spawn_blocking(move || exchange_blocking(&ca, &authority, &wire))
+        .await
+        .expect("raw exchange thread")
+}
+
+/// The blocking half of [`raw_exchange`], on a plain socket with rustls.
+fn exchange_blocking(ca: &std::path::Path, authority: &str, wire: &[u8]) -> String {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, ServerName};
     support::install_crypto();
@@ -460,21 +488,8 @@ fn chunked_post_blocking(
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .expect("timeout");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.name, who.password));
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Basic {token}\r\n\
-         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
-    let mut wire = head.into_bytes();
-    for chunk in body.chunks(1000) {
-        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        wire.extend_from_slice(chunk);
-        wire.extend_from_slice(b"\r\n");
-    }
-    wire.extend_from_slice(b"0\r\n\r\n");
     // The server may answer and close before reading everything; what matters is its answer.
-    let _ = tls.write_all(&wire).and_then(|()| tls.flush());
+    let _ = tls.write_all(wire).and_then(|()| tls.flush());
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response);
     String::from_utf8_lossy(&response).into_owned()
@@ -1225,6 +1240,58 @@ async fn a_body_over_16_kib_with_a_content_length_gets_413() {
     reply
         .problem(StatusCode::PAYLOAD_TOO_LARGE, None, "")
         .unwrap_or_else(|e| panic!("1 MiB: {e}"));
+}
+
+/// An oversized POST with a `Content-Length`, its whole body, then a health check on the same
+/// connection: what a client that writes everything before reading sends.
+fn oversized_post_then_health(authority: &str, body_len: usize) -> Vec<u8> {
+    let mut wire = format!(
+        "POST /spaces HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes();
+    wire.extend(name_body_of_len(body_len));
+    wire.extend(
+        format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+            .into_bytes(),
+    );
+    wire
+}
+
+#[tokio::test]
+async fn a_client_that_sends_a_whole_oversized_body_before_reading_gets_the_413_and_keeps_its_connection()
+ {
+    let f = Fixture::start().await;
+    let reply = raw_exchange(
+        &f.server,
+        oversized_post_then_health(f.server.authority(), 200 * 1024),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains(r#""status":413"#), "{reply}");
+    let second = reply
+        .find("HTTP/1.1 200")
+        .unwrap_or_else(|| panic!("the connection was not kept for the next request: {reply}"));
+    assert!(
+        second > reply.find(r#""status":413"#).unwrap_or(0),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_declared_over_a_mebibyte_gets_413_at_once_and_the_connection_is_closed() {
+    let f = Fixture::start().await;
+    // Only the start of the declared body is sent: the server must answer without waiting for
+    // the rest (draining it would wait until the request timeout), and close.
+    let mut wire = oversized_post_then_health(f.server.authority(), 2 << 20);
+    wire.truncate(wire.len() - (2 << 20) + 1024);
+    let reply = raw_exchange(&f.server, wire).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains(r#""status":413"#), "{reply}");
+    assert!(
+        reply.to_lowercase().contains("connection: close"),
+        "{reply}"
+    );
 }
 
 #[tokio::test]

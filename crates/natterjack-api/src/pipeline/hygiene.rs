@@ -6,7 +6,8 @@ use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, Version, header};
+use http_body_util::BodyExt as _;
 use http_body_util::Limited;
 
 /// True for `application/json`, optionally with `charset=utf-8` (any case, any spacing).
@@ -31,17 +32,22 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
+/// The largest refused body that is still read (and dropped) before the 413, so that an
+/// HTTP/1.1 client that sends its whole body before reading gets the answer and keeps its
+/// connection. Larger bodies are not worth the bandwidth: the 413 closes the connection.
+const MAX_DRAINED_BYTES: u64 = 64 * MAX_BODY_BYTES as u64;
+
 /// Refuses a request whose declared length exceeds the body limit (413) or that carries a
-/// body without a JSON content type (415), before the body is read or credentials are
-/// checked; bodies without a declared length are cut off at the limit while being read.
+/// body without a JSON content type (415), before credentials are checked; bodies without
+/// a declared length are cut off at the limit while being read.
 pub async fn require_json_bodies(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+    if let Some(declared) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
+        return refuse_too_large(req, declared).await;
     }
     // A body that is known to be empty (no body, `Content-Length: 0`, or an HTTP/2 stream
     // ended with the headers) needs no content type.
@@ -52,10 +58,33 @@ pub async fn require_json_bodies(req: Request, next: Next) -> Response {
         .await
 }
 
+/// The 413 for a declared length over the limit. A body up to [`MAX_DRAINED_BYTES`] is read
+/// and dropped first (within the request timeout, as any body); beyond that an HTTP/1.x
+/// connection is closed, and the response says so.
+async fn refuse_too_large(req: Request, declared: u64) -> Response {
+    let version = req.version();
+    let drained = declared <= MAX_DRAINED_BYTES && {
+        let mut body = req.into_body();
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => break false,
+                None => break true,
+            }
+        }
+    };
+    let mut response = ApiError::PayloadTooLarge.into_response();
+    if !drained && version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn with(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
