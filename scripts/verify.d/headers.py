@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""Security headers on every status the REST server produces (scripts/verify, check `headers`).
+
+Usage: headers.py BASE_URL CA_FILE ADMIN:PASSWORD MEMBER:PASSWORD STRANGER:PASSWORD
+
+BASE_URL is a server started by scripts/verify with the default rate limits for registration
+and failed logins (the two 429s made here), generous per-address quotas (so that nothing
+else is refused), a 1-second request timeout (408), one hashing slot with no queue and no
+verification cache (503). The three users exist; ADMIN has the admin role.
+
+Each status gets one line, `PASS headers.STATUS: ...` or `FAIL headers.STATUS: ...`, naming
+every request that made it; a response whose status is not the one expected fails the line
+of the status expected. The exact set checked is the one of
+crates/natterjack-api/src/pipeline/headers.rs (DESIGN §3), plus the content type of the
+status and no `Server` or `X-Powered-By` header. Exit status 1 when any line fails.
+"""
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+    "cross-origin-opener-policy": "same-origin",
+    "strict-transport-security": "max-age=31536000; includeSubDomains",
+    "x-xss-protection": "0",
+}
+FORBIDDEN = ("server", "x-powered-by")
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def code(key):
+    """The status of a result key: 404, or "400-unparsed" -> 400."""
+    return int(str(key).split("-", 1)[0])
+
+
+def expected_content_type(status):
+    if status == 204:
+        return None  # no body, so no content type
+    return JSON if status < 400 else PROBLEM
+
+
+def header_problems(status, headers):
+    """headers: list of (lower-case name, value). Returns what is wrong, as strings."""
+    wrong = []
+    by_name = {}
+    for name, value in headers:
+        by_name.setdefault(name, []).append(value)
+    for name, value in SECURITY_HEADERS.items():
+        got = by_name.get(name)
+        if got is None:
+            wrong.append(f"{name} missing")
+        elif got != [value]:
+            wrong.append(f"{name} is {got!r}, not [{value!r}]")
+    for name in FORBIDDEN:
+        if name in by_name:
+            wrong.append(f"{name} present ({by_name[name]!r})")
+    ct = expected_content_type(status)
+    got = by_name.get("content-type")
+    if ct is None:
+        if got is not None:
+            wrong.append(f"content-type {got!r} on a {status}, which has no body")
+    elif got != [ct]:
+        wrong.append(f"content-type is {got!r}, not [{ct!r}]")
+    return wrong
+
+
+class Checker:
+    def __init__(self, base, ca):
+        url = urllib.parse.urlsplit(base)
+        self.host, self.port = url.hostname, url.port
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.ca = ca
+        self.base = base
+        # status -> list of (label, [problems])
+        self.results = OrderedDict()
+
+    def connect(self, timeout=10):
+        return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
+
+    def record(self, expected, label, status, headers, extra=None):
+        """expected: the status, or a key such as "400-unparsed" that starts with it."""
+        problems = []
+        want = code(expected)
+        if status != want:
+            problems.append(f"status {status}, expected {want}")
+        else:
+            problems.extend(header_problems(status, headers))
+        if extra:
+            problems.extend(extra)
+        self.results.setdefault(expected, []).append((label, problems))
+
+    def request(self, expected, method, path, body=None, user=None, headers=None, label=None):
+        """One request over a fresh HTTP/1.1 connection; returns (status, body)."""
+        hdrs = dict(headers or {})
+        if user is not None:
+            hdrs["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = self.connect()
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            pairs = [(k.lower(), v) for k, v in resp.getheaders()]
+            status = resp.status
+        except (OSError, http.client.HTTPException) as e:
+            self.results.setdefault(expected, []).append(
+                (label or f"{method} {path}", [f"request failed: {e!r}"]))
+            return None, b""
+        finally:
+            conn.close()
+        self.record(expected, label or f"{method} {path}", status, pairs)
+        return status, data
+
+    def slow_body(self, expected, path, user):
+        """A body announced but never sent: the request timeout (1 s here) answers."""
+        auth = "Basic " + base64.b64encode(user.encode()).decode()
+        conn = self.connect(timeout=15)
+        label = f"POST {path} with a body that never arrives"
+        try:
+            conn.putrequest("POST", path)
+            conn.putheader("Authorization", auth)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", "100")
+            conn.endheaders()
+            conn.send(b'{"name":')
+            resp = conn.getresponse()
+            resp.read()
+            self.record(expected, label, resp.status, [(k.lower(), v) for k, v in resp.getheaders()])
+        except (OSError, http.client.HTTPException) as e:
+            self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
+        finally:
+            conn.close()
+
+    def declared_too_large(self, expected, path, user):
+        """A Content-Length over the limit, sent whole as most clients do: the server reads
+        and drops a body of up to 1 MiB before answering, then keeps the connection; a
+        larger declared body is answered at once, with `Connection: close`."""
+        auth = "Basic " + base64.b64encode(user.encode()).decode()
+        for size, whole in ((17000, True), (2 << 20, False)):
+            conn = self.connect()
+            label = f"POST {path} with a {size}-byte body" if whole else \
+                f"POST {path} declaring a {size}-byte body, none sent"
+            try:
+                conn.putrequest("POST", path)
+                conn.putheader("Authorization", auth)
+                conn.putheader("Content-Type", "application/json")
+                conn.putheader("Content-Length", str(size))
+                conn.endheaders()
+                if whole:
+                    conn.send(b'{"name":"' + b"a" * (size - 11) + b'"}')
+                resp = conn.getresponse()
+                resp.read()
+                self.record(expected, label, resp.status,
+                            [(k.lower(), v) for k, v in resp.getheaders()])
+            except (OSError, http.client.HTTPException) as e:
+                self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
+            finally:
+                conn.close()
+
+    def chunked_too_large(self, expected, path, user):
+        """A chunked body without Content-Length, cut off at the limit while being read."""
+        auth = "Basic " + base64.b64encode(user.encode()).decode()
+        conn = self.connect()
+        label = f"POST {path} with a chunked body over 16 KiB"
+        try:
+            conn.putrequest("POST", path)
+            conn.putheader("Authorization", auth)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            # One chunk just over the limit, and no last chunk: the server stops reading at
+            # the limit and answers, with nothing of ours left unread to reset the connection.
+            chunk = b'{"name":"' + b"a" * 16500 + b'"}'
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            resp = conn.getresponse()
+            resp.read()
+            self.record(expected, label, resp.status, [(k.lower(), v) for k, v in resp.getheaders()])
+        except (OSError, http.client.HTTPException) as e:
+            self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
+        finally:
+            conn.close()
+
+    def raw(self, expected, data, label):
+        """Bytes the HTTP/1.1 parser (hyper) refuses before the pipeline sees a request."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=10) as tcp:
+                with self.ctx.wrap_socket(tcp, server_hostname=self.host) as tls:
+                    tls.sendall(data)
+                    out = b""
+                    while b"\r\n\r\n" not in out:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            break
+                        out += chunk
+        except OSError as e:
+            self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
+            return
+        head = out.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        try:
+            status = int(head[0].split()[1])
+        except (IndexError, ValueError):
+            self.results.setdefault(expected, []).append((label, [f"no HTTP response: {out[:80]!r}"]))
+            return
+        pairs = []
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            pairs.append((name.strip().lower(), value.strip()))
+        self.record(expected, label, status, pairs)
+
+    def concurrent(self, path, user, count):
+        """`count` requests at once, each needing a password hash; returns their results."""
+        out = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(count)
+        auth = "Basic " + base64.b64encode(user.encode()).decode()
+
+        def one():
+            conn = self.connect()
+            try:
+                conn.connect()
+                barrier.wait()
+                conn.request("GET", path, headers={"Authorization": auth})
+                resp = conn.getresponse()
+                resp.read()
+                item = (resp.status, [(k.lower(), v) for k, v in resp.getheaders()])
+            except (OSError, http.client.HTTPException, threading.BrokenBarrierError) as e:
+                item = (None, repr(e))
+            finally:
+                conn.close()
+            with lock:
+                out.append(item)
+
+        threads = [threading.Thread(target=one) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    def http2(self, expected, path, user=None, headers=(), label=None):
+        """The same checks over HTTP/2 (ALPN h2), with curl."""
+        cmd = ["curl", "-sS", "--http2", "--cacert", self.ca, "-o", "/dev/null", "-D", "-",
+               "--max-time", "10"]
+        if user:
+            cmd += ["-u", user]
+        for h in headers:
+            cmd += ["-H", h]
+        label = label or f"GET {path} over HTTP/2"
+        try:
+            out = subprocess.run(cmd + [self.base + path], capture_output=True, text=True,
+                                 timeout=20, check=True).stdout
+        except (subprocess.SubprocessError, OSError) as e:
+            self.results.setdefault(expected, []).append((label, [f"curl failed: {e!r}"]))
+            return
+        lines = [l for l in out.splitlines() if l.strip()]
+        if not lines or not lines[0].startswith("HTTP/2 "):
+            self.results.setdefault(expected, []).append(
+                (label, [f"not an HTTP/2 response: {lines[:1]!r}"]))
+            return
+        status = int(lines[0].split()[1])
+        pairs = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            pairs.append((name.strip().lower(), value.strip()))
+        self.record(expected, label, status, pairs)
+
+
+def main():
+    base, ca, admin, member, stranger = sys.argv[1:6]
+    c = Checker(base, ca)
+    member_name = member.split(":", 1)[0]
+    stranger_name = stranger.split(":", 1)[0]
+
+    # 200
+    c.request(200, "GET", "/health")
+    c.request(200, "GET", "/openapi.json")
+    # 201
+    c.request(201, "POST", "/spaces", {"name": "headers"}, user=admin)
+    status, body = c.request(201, "POST", "/spaces/1/messages", {"message": "one"}, user=admin)
+    msg1 = json.loads(body).get("id", 1) if status == 201 else 1
+    status, body = c.request(201, "POST", "/spaces/1/messages", {"message": "two"}, user=admin)
+    msg2 = json.loads(body).get("id", 2) if status == 201 else 2
+    c.request(201, "POST", "/spaces/1/members", {"username": member_name, "permissions": "r"},
+              user=admin)
+    c.request(201, "POST", "/users", {"username": "carol", "password": "amber-falcon-62-orchard"})
+    # 200 with credentials
+    c.request(200, "GET", "/spaces", user=admin)
+    c.request(200, "GET", "/spaces/1", user=member)
+    c.request(200, "GET", "/spaces/1/messages?limit=10", user=admin)
+    c.request(200, "GET", f"/spaces/1/messages/{msg1}", user=member)
+    c.request(200, "GET", "/spaces/1/members", user=admin)
+    c.request(200, "GET", "/audit?limit=5", user=admin)
+    # 204
+    c.request(204, "DELETE", f"/spaces/1/messages/{msg2}", user=admin)
+    c.request(204, "DELETE", f"/spaces/1/members/{member_name}?permissions=r", user=admin)
+    # 400
+    c.request(400, "GET", "/spaces/not-a-number", user=admin)
+    c.request(400, "GET", "/spaces/1/messages?limit=0", user=admin)
+    c.request(400, "POST", "/spaces", b'{"name":', user=admin,
+              headers={"Content-Type": "application/json"}, label="POST /spaces with broken JSON")
+    c.request(400, "POST", "/spaces", {"name": "x", "unknown": 1}, user=admin,
+              label="POST /spaces with an unknown field")
+    c.request(400, "GET", "/spaces", headers={"Authorization": "Basic !!!"},
+              label="GET /spaces with a malformed Authorization header")
+    # 401
+    c.request(401, "GET", "/spaces")
+    c.request(401, "GET", "/spaces", user=admin.split(":", 1)[0] + ":wrong-password-1",
+              label="GET /spaces with a wrong password")
+    # 403
+    c.request(403, "GET", "/spaces/1", user=stranger, label="GET /spaces/1 as a non-member")
+    c.request(403, "GET", "/audit", user=member, label="GET /audit as a non-admin")
+    # 404
+    c.request(404, "GET", "/no-such-route")
+    c.request(404, "GET", "/spaces/1/messages/999999", user=admin)
+    # 405
+    c.request(405, "PUT", "/spaces", {"name": "x"}, user=admin)
+    c.request(405, "DELETE", "/health")
+    # 408: the server under test has a 1-second request timeout
+    c.slow_body(408, "/spaces", admin)
+    # 409
+    c.request(409, "POST", "/users", {"username": "carol", "password": "amber-falcon-62-orchard"},
+              label="POST /users with a taken name")
+    # 413
+    c.declared_too_large(413, "/spaces", admin)
+    c.chunked_too_large(413, "/spaces", admin)
+    # 415
+    c.request(415, "POST", "/spaces", b"name=x", user=admin,
+              headers={"Content-Type": "application/x-www-form-urlencoded"},
+              label="POST /spaces with a form body")
+    c.request(415, "POST", "/spaces", b"{}", user=admin, headers={"Content-Type": "text/plain"},
+              label="POST /spaces with text/plain")
+    # 429: registration (5 at once, then one every 10 s; 2 used above) ...
+    refused = None
+    for i in range(8):
+        conn_label = f"POST /users #{i + 1} of a registration burst"
+        probe = Checker(base, ca)
+        status, _ = probe.request(429, "POST", "/users",
+                                  {"username": f"burst{i}", "password": "amber-falcon-62-orchard"},
+                                  label=conn_label)
+        if status == 429:
+            refused = probe.results[429][-1]
+            break
+    c.results.setdefault(429, []).append(
+        refused or ("a registration burst of 8", ["no 429 after 8 registrations"]))
+    # ... and failed logins per (username, address): 5 at once, then one a minute.
+    refused = None
+    for i in range(8):
+        probe = Checker(base, ca)
+        status, _ = probe.request(429, "GET", "/spaces", user=stranger_name + ":wrong-password-2",
+                                  label=f"wrong password #{i + 1} for one user")
+        if status == 429:
+            refused = probe.results[429][-1]
+            break
+    c.results.setdefault(429, []).append(
+        refused or ("8 wrong passwords for one user", ["no 429 after 8 failed logins"]))
+    # 503: one hashing slot, no queue, no verification cache; requests needing a hash at once.
+    got503 = None
+    for attempt in range(5):
+        results = c.concurrent("/spaces", member, 8)
+        bad = [r for r in results if r[0] not in (200, 503)]
+        if bad:
+            c.results.setdefault(503, []).append(
+                ("8 concurrent logins", [f"unexpected outcome {bad[0][0]}: {bad[0][1]!r:.200}"]))
+            got503 = True
+            break
+        for status, headers in results:
+            if status == 503:
+                problems = header_problems(503, headers)
+                retry = [v for k, v in headers if k == "retry-after"]
+                if retry != ["1"]:
+                    problems.append(f"retry-after is {retry!r}, not ['1']")
+                c.results.setdefault(503, []).append(
+                    ("8 concurrent logins, one hashing slot (attempt %d)" % (attempt + 1), problems))
+                got503 = True
+                break
+        if got503:
+            break
+        time.sleep(0.5)
+    if not got503:
+        c.results.setdefault(503, []).append(
+            ("8 concurrent logins x5", ["no 503 with one hashing slot and no queue"]))
+    # HTTP/2: the same set on a few statuses
+    c.http2(200, "/health")
+    c.http2(200, "/spaces", user=admin)
+    c.http2(401, "/spaces")
+    c.http2(404, "/no-such-route")
+    # Requests refused by the HTTP layer itself (hyper, h2), before the pipeline runs. Their
+    # statuses get keys of their own, so that the lines above speak of the pipeline only.
+    c.raw("400-unparsed", b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+          "a header line without a colon (HTTP/1.1)")
+    c.raw("400-unparsed", b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "HTTP/9.9")
+    c.raw(431, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+          + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+          "150 header fields (HTTP/1.1)")
+    c.http2(431, "/health", headers=["X-Big: " + "a" * 20000],
+            label="a 20 KB header list over HTTP/2 (over the 16 KiB cap)")
+
+    failed = 0
+    for status in sorted(c.results, key=lambda k: (code(k), str(k))):
+        entries = c.results[status]
+        bad = [(label, p) for label, p in entries if p]
+        names = "; ".join(label for label, _ in entries)
+        if bad:
+            failed += 1
+            detail = " | ".join(f"{label}: {', '.join(p)}" for label, p in bad)
+            print(f"FAIL headers.{status}: {detail}")
+        else:
+            ct = expected_content_type(code(status)) or "no content type"
+            print(f"PASS headers.{status}: {len(entries)} response{'s' if len(entries) > 1 else ''}, full set + {ct} ({names})")
+    print("SKIP headers.500: no request makes the server fail (panics become a generic 500 "
+          "through the same layers: crates/natterjack/tests/safe_output.rs, with a panicking route)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
