@@ -1,6 +1,6 @@
 use crate::ServiceError;
-use argon2::password_hash::{PasswordHash, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,26 +102,19 @@ impl PasswordHashing {
 
     /// Hashes a new password into a PHC string with a fresh random salt.
     pub async fn hash(&self, password: Zeroizing<Vec<u8>>) -> Result<String, ServiceError> {
-        self.run(move |argon| {
-            let salt = SaltString::generate(&mut OsRng);
-            argon.hash_password(&password, &salt).map(|h| h.to_string())
-        })
-        .await?
-        .map_err(|_| ServiceError::Internal)
+        self.run(move |argon| hash_phc(argon, &password))
+            .await?
+            .ok_or(ServiceError::Internal)
     }
 
-    /// Verifies a password against a PHC string. A malformed stored hash verifies as false
-    /// after doing the same work, so a corrupt row cannot be told apart from a wrong password.
+    /// Verifies a password against a PHC string. A malformed stored hash verifies as false,
+    /// so a corrupt row cannot be told apart from a wrong password by the answer.
     pub async fn verify(
         &self,
         password: Zeroizing<Vec<u8>>,
         phc: String,
     ) -> Result<bool, ServiceError> {
-        self.run(move |argon| match PasswordHash::new(&phc) {
-            Ok(parsed) => argon.verify_password(&password, &parsed).is_ok(),
-            Err(_) => false,
-        })
-        .await
+        self.run(move |_| verify_phc(&password, &phc)).await
     }
 
     /// True when `phc` was made with other parameters than the configured ones, so the
@@ -139,5 +132,162 @@ impl PasswordHashing {
             || stored.m_cost() != current.m_cost()
             || stored.t_cost() != current.t_cost()
             || stored.p_cost() != current.p_cost()
+    }
+}
+
+/// Bytes above the largest mmap threshold glibc's malloc adapts itself to (32 MiB on 64-bit).
+/// An allocation of this size is always mapped fresh and unmapped when freed, whatever the
+/// process allocated before.
+const UNMAPPED_ON_FREE_BYTES: usize = 33 << 20;
+
+/// Argon2's working memory for one computation (19 MiB at the defaults), reserved above
+/// [`UNMAPPED_ON_FREE_BYTES`] while only `blocks` of it are touched.
+///
+/// Why: freed the ordinary way, each 19 MiB block raises glibc's dynamic mmap threshold,
+/// so the next ones come from per-thread arenas that keep them. Measured with
+/// `bench/load/run`, twelve wrong passwords in a flood left the process at 257 MiB resident;
+/// with this reservation the memory goes back to the kernel after every computation, and
+/// the resident set is bounded by the concurrent computations (`max_concurrent_hashes`).
+/// Under another allocator it is only address space: the untouched part is never resident.
+fn working_memory(blocks: usize) -> Vec<Block> {
+    let reserved = blocks.max(UNMAPPED_ON_FREE_BYTES / std::mem::size_of::<Block>());
+    let mut memory = Vec::with_capacity(reserved);
+    memory.resize(blocks, Block::default());
+    memory
+}
+
+/// A PHC string for `password` with a fresh salt, or `None` if Argon2 refuses the input.
+fn hash_phc(argon: &Argon2<'_>, password: &[u8]) -> Option<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
+    let params = argon.params().clone();
+    let mut out = Zeroizing::new(vec![
+        0u8;
+        params
+            .output_len()
+            .unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+    ]);
+    argon
+        .hash_password_into_with_memory(
+            password,
+            salt_bytes,
+            &mut out,
+            working_memory(params.block_count()),
+        )
+        .ok()?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).ok()?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).ok()?),
+    };
+    Some(phc.to_string())
+}
+
+/// Recomputes the hash with the stored string's own algorithm, version, parameters and salt,
+/// and compares the outputs in constant time (`Output`'s equality).
+fn verify_phc(password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    if argon
+        .hash_password_into_with_memory(password, salt_bytes, &mut out, working_memory(blocks))
+        .is_err()
+    {
+        return false;
+    }
+    Output::new(&out).is_ok_and(|computed| computed == expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::{PasswordHasher as _, PasswordVerifier as _};
+
+    fn hasher() -> Argon2<'static> {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            HashingParams::default()
+                .check()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    #[test]
+    fn a_hash_verifies_its_password_and_no_other() {
+        let phc = hash_phc(&hasher(), b"violet-anvil-73-harbour").unwrap_or_default();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_phc(b"violet-anvil-73-harbour", &phc));
+        assert!(!verify_phc(b"violet-anvil-73-harbouR", &phc));
+        assert!(!verify_phc(b"", &phc));
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crates_own_phc_code_both_ways() {
+        let argon = hasher();
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = argon
+            .hash_password(b"quartz-lantern-88-meadow", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(verify_phc(b"quartz-lantern-88-meadow", &theirs));
+        assert!(!verify_phc(b"quartz-lantern-88-meadoW", &theirs));
+        let ours = hash_phc(&argon, b"copper-willow-41-thistle").unwrap_or_default();
+        let parsed = PasswordHash::new(&ours);
+        assert!(parsed.is_ok_and(|p| {
+            argon
+                .verify_password(b"copper-willow-41-thistle", &p)
+                .is_ok()
+        }));
+    }
+
+    #[test]
+    fn a_hash_made_with_other_parameters_verifies_with_its_own() {
+        let stronger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(20 * 1024, 3, 1, None).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let phc = hash_phc(&stronger, b"violet-anvil-73-harbour").unwrap_or_default();
+        assert!(phc.contains("m=20480,t=3,p=1"), "{phc}");
+        assert!(verify_phc(b"violet-anvil-73-harbour", &phc));
+    }
+
+    #[test]
+    fn malformed_or_foreign_hashes_verify_as_false() {
+        for bad in [
+            "",
+            "not a hash",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=19$m=19456,t=2,p=1$$",
+            "$argon2id$v=99$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=15,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(!verify_phc(b"violet-anvil-73-harbour", bad), "{bad:?}");
+        }
     }
 }
