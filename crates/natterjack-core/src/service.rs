@@ -90,6 +90,16 @@ impl Service {
         self.auth.authenticate(username, password).await
     }
 
+    /// The cache check of a login, leaving any Argon2id verification to the caller (see
+    /// [`Authenticator::begin`]), so that a transport can count the guess first.
+    pub async fn begin_login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<crate::auth::Login<'_>, ServiceError> {
+        self.auth.begin(username, password).await
+    }
+
     /// Creates an account. Anonymous callers may do so only while self-registration is on;
     /// admins (and the operator CLI) always may.
     pub async fn register(

@@ -317,6 +317,82 @@ async fn failed_logins_are_throttled_per_account_and_address_without_locking_the
 }
 
 #[tokio::test]
+async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
+    let server = start(|rl| {
+        rl.failed_logins = Quota {
+            burst: 3,
+            per_second: 1.0 / 60.0,
+        }
+    })
+    .await;
+    register(&server, "alice").await;
+    let attacker = server.client_from(localhost(1));
+    let before = server.hashes();
+    // Twenty guesses at once: all are in flight before the first verification fails.
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let request = attacker
+                .get(server.url("/spaces"))
+                .basic_auth("alice", Some(format!("guess-{i}-abcdef")));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let verified = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        (verified, limited),
+        (3, 17),
+        "only the burst may be verified: {statuses:?}"
+    );
+    assert_eq!(
+        server.hashes() - before,
+        3,
+        "refused guesses are not hashed"
+    );
+    // A right password is not a wrong guess: the owner's logins from the same address give
+    // their tokens back (the first needs a hash, the next come from the verification cache).
+    let server = start(|rl| {
+        rl.failed_logins = Quota {
+            burst: 1,
+            per_second: 1.0 / 60.0,
+        }
+    })
+    .await;
+    register(&server, "bob").await;
+    let owner = server.client_from(localhost(2));
+    for _ in 0..3 {
+        let r = owner
+            .get(server.url("/spaces"))
+            .basic_auth("bob", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = owner
+        .get(server.url("/spaces"))
+        .basic_auth("bob", Some("one-wrong-guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the budget of one wrong guess is still whole after right ones"
+    );
+}
+
+#[tokio::test]
 async fn registration_has_a_stricter_budget_than_other_requests() {
     let server = start(|rl| {
         rl.registration = Quota {

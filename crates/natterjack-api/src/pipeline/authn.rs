@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
 use natterjack_core::ServiceError;
+use natterjack_core::auth::Login;
 use natterjack_core::domain::Username;
 use natterjack_core::principal::Caller;
 use secrecy::SecretString;
@@ -78,6 +79,51 @@ pub fn basic_credentials(
     }))
 }
 
+/// Why a presented pair of credentials did not authenticate.
+enum Refused {
+    /// A wrong username or password (counted against `failed_logins`).
+    Wrong,
+    /// `failed_logins` refused the guess before any hashing (429).
+    Limited(super::rate_limit::gcra::Refusal),
+    /// Anything else: the hasher is saturated (503), storage failed.
+    Service(ServiceError),
+}
+
+/// Verifies Basic credentials, counting each guess that needs an Argon2id verification
+/// against `failed_logins` before the hashing starts, and giving it back unless the password
+/// turned out wrong. A verification-cache hit takes nothing from the budget; a password
+/// refused without hashing (empty or oversized) counts as a wrong guess, as any other.
+async fn verify(
+    state: &AppState,
+    username: &str,
+    password: &SecretString,
+    ip: IpAddr,
+) -> Result<natterjack_core::principal::Principal, Refused> {
+    let limits = &state.limits;
+    let pending = match state.service.begin_login(username, password).await {
+        Ok(Login::Verified(principal)) => return Ok(principal),
+        Ok(Login::NeedsHashing(pending)) => pending,
+        Err(ServiceError::Unauthenticated) => {
+            // Refused or not, the answer stays 401: the guess is counted either way.
+            let _ = limits.take_guess(username, ip);
+            return Err(Refused::Wrong);
+        }
+        Err(e) => return Err(Refused::Service(e)),
+    };
+    limits.take_guess(username, ip).map_err(Refused::Limited)?;
+    match pending.verify().await {
+        Ok(principal) => {
+            limits.give_back_guess(username, ip);
+            Ok(principal)
+        }
+        Err(ServiceError::Unauthenticated) => Err(Refused::Wrong),
+        Err(e) => {
+            limits.give_back_guess(username, ip);
+            Err(Refused::Service(e))
+        }
+    }
+}
+
 /// Turns the request's credentials into a `Caller` extension. Absent → anonymous (routes
 /// that need a user answer 401 later); malformed → 400; wrong → 401; hasher saturated → 503.
 /// Too many failed logins for this username from this address → 429 before any hashing;
@@ -97,11 +143,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             if let Err(refusal) = limits.login_allowed(&credentials.username, ip) {
                 return ApiError::RateLimited(refusal).into_response();
             }
-            match state
-                .service
-                .authenticate(&credentials.username, &credentials.password)
-                .await
-            {
+            match verify(&state, &credentials.username, &credentials.password, ip).await {
+                Err(Refused::Limited(refusal)) => {
+                    return ApiError::RateLimited(refusal).into_response();
+                }
+                Err(Refused::Service(e)) => return ApiError::from(e).into_response(),
                 Ok(principal) => {
                     if let Some(draft) = req.extensions().get::<AuditDraft>() {
                         draft.principal(principal.username().as_str());
@@ -111,8 +157,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                         Err(refusal) => return ApiError::RateLimited(refusal).into_response(),
                     }
                 }
-                Err(ServiceError::Unauthenticated) => {
-                    limits.login_failed(&credentials.username, ip);
+                Err(Refused::Wrong) => {
                     if let (Some(draft), Ok(name)) = (
                         req.extensions().get::<AuditDraft>(),
                         Username::parse(&credentials.username),
@@ -122,7 +167,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     crate::metrics::auth_failure("rest", "wrong username or password");
                     return ApiError::Unauthenticated.into_response();
                 }
-                Err(e) => return ApiError::from(e).into_response(),
             }
         }
         Err(CredentialsError::Malformed) => {

@@ -45,10 +45,25 @@ impl Authenticator {
         username: &str,
         password: &SecretString,
     ) -> Result<Principal, ServiceError> {
+        match self.begin(username, password).await? {
+            Login::Verified(principal) => Ok(principal),
+            Login::NeedsHashing(pending) => pending.verify().await,
+        }
+    }
+
+    /// The cheap half of [`Authenticator::authenticate`]: answers from the verification cache
+    /// when it can, and otherwise hands back the Argon2id verification still to be made, so
+    /// that the caller can count a guess against its limit before any hashing starts (a
+    /// limit checked before and counted after the verification lets every concurrent guess
+    /// through). Errors as for `authenticate`; an oversized or empty password is refused
+    /// here, without hashing, since the answer is independent of the account.
+    pub async fn begin(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Login<'_>, ServiceError> {
         let secret = password.expose_secret().as_bytes();
         if secret.is_empty() || secret.len() > MAX_PASSWORD_BYTES {
-            // Independent of the account, so answering without hashing reveals nothing and
-            // keeps oversized inputs from costing work.
             return Err(ServiceError::Unauthenticated);
         }
         let candidate = Zeroizing::new(secret.to_vec());
@@ -56,33 +71,24 @@ impl Authenticator {
             Ok(name) => self.store.find_user(&name).await?,
             Err(_) => None,
         };
-        let Some(user) = user else {
-            let _ = self
-                .hashing
-                .verify(candidate, self.dummy_hash.clone())
-                .await?;
-            return Err(ServiceError::Unauthenticated);
-        };
-        let key = self
-            .cache
-            .key_for(user.username.as_str(), &candidate, &user.password_hash);
-        if self.cache.hit(&key, user.id) {
-            return Ok(Principal::new(user.id, user.username, user.admin));
-        }
-        let for_rehash = candidate.clone();
-        if !self
-            .hashing
-            .verify(candidate, user.password_hash.clone())
-            .await?
+        let key = user.as_ref().map(|user| {
+            self.cache
+                .key_for(user.username.as_str(), &candidate, &user.password_hash)
+        });
+        if let (Some(user), Some(key)) = (&user, &key)
+            && self.cache.hit(key, user.id)
         {
-            return Err(ServiceError::Unauthenticated);
+            return Ok(Login::Verified(Principal::new(
+                user.id,
+                user.username.clone(),
+                user.admin,
+            )));
         }
-        if self.hashing.needs_rehash(&user.password_hash) {
-            self.rehash(&user, for_rehash).await;
-        } else {
-            self.cache.remember(key, user.id);
-        }
-        Ok(Principal::new(user.id, user.username, user.admin))
+        Ok(Login::NeedsHashing(PendingVerification {
+            auth: self,
+            user: user.zip(key),
+            candidate,
+        }))
     }
 
     /// Upgrades a stored hash to the configured parameters after a successful login. A
@@ -108,5 +114,54 @@ impl Authenticator {
     /// The hasher, shared with registration so both count against one concurrency bound.
     pub fn hashing(&self) -> &Arc<PasswordHashing> {
         &self.hashing
+    }
+}
+
+/// Where a login stands after [`Authenticator::begin`].
+pub enum Login<'a> {
+    /// The verification cache vouched for the credentials: no hashing needed.
+    Verified(Principal),
+    /// An Argon2id verification has to decide.
+    NeedsHashing(PendingVerification<'a>),
+}
+
+/// An Argon2id verification not yet run: of the stored hash, or of the dummy hash when the
+/// user does not exist (the same work either way).
+pub struct PendingVerification<'a> {
+    auth: &'a Authenticator,
+    user: Option<(crate::ports::UserRecord, [u8; 32])>,
+    candidate: Zeroizing<Vec<u8>>,
+}
+
+impl PendingVerification<'_> {
+    /// Runs the verification. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
+    /// hasher is saturated.
+    pub async fn verify(self) -> Result<Principal, ServiceError> {
+        let Self {
+            auth,
+            user,
+            candidate,
+        } = self;
+        let Some((user, key)) = user else {
+            let _ = auth
+                .hashing
+                .verify(candidate, auth.dummy_hash.clone())
+                .await?;
+            return Err(ServiceError::Unauthenticated);
+        };
+        let for_rehash = candidate.clone();
+        if !auth
+            .hashing
+            .verify(candidate, user.password_hash.clone())
+            .await?
+        {
+            return Err(ServiceError::Unauthenticated);
+        }
+        if auth.hashing.needs_rehash(&user.password_hash) {
+            auth.rehash(&user, for_rehash).await;
+        } else {
+            auth.cache.remember(key, user.id);
+        }
+        Ok(Principal::new(user.id, user.username, user.admin))
     }
 }

@@ -187,6 +187,16 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
+    /// Undoes one request recorded for `key` (a token taken before the outcome was known,
+    /// which turned out not to count).
+    pub fn give_back(&self, key: &K) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(tat) = state.get_mut(key)
+        {
+            *tat = tat.saturating_sub(self.interval);
+        }
+    }
+
     /// Drops keys whose buckets are full again; decisions are unchanged by it.
     pub fn evict_expired(&self) {
         let now = self.now();
@@ -256,6 +266,22 @@ mod tests {
         assert!(matches!(l.check_at(&1, 0, true), Decision::Allowed { .. }));
         assert!(matches!(l.check_at(&1, 0, true), Decision::Refused { .. }));
         assert!(matches!(l.check_at(&2, 0, true), Decision::Allowed { .. }));
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again_and_only_once() {
+        let l = limiter(2, 1.0 / 60.0, 10);
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_err(), "the burst of two is spent");
+        l.give_back(&1);
+        assert!(l.check(&1).is_ok(), "the returned token is there again");
+        assert!(l.check(&1).is_err(), "and it was only one");
+        // Giving back what was never taken changes nothing for other keys.
+        l.give_back(&2);
+        assert!(l.check(&2).is_ok());
+        assert!(l.check(&2).is_ok());
+        assert!(l.check(&2).is_err());
     }
 
     #[test]

@@ -200,10 +200,23 @@ impl RateLimits {
             .map(drop)
     }
 
-    /// Records a failed login for `username` from `ip`.
-    pub fn login_failed(&self, username: &str, ip: IpAddr) {
+    /// Takes one guess from `username`'s wrong-password budget at `ip`, before its password
+    /// is hashed: every concurrent guess then needs a token of its own, where a check made
+    /// before and a failure counted after the verification let all of them through.
+    pub fn take_guess(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.failed_logins
+            .check(&Self::login_key(username, ip))
+            .map(drop)
+    }
+
+    /// Returns a guess taken by [`RateLimits::take_guess`] that was not wrong: the password
+    /// was right, or the verification never ran (503).
+    pub fn give_back_guess(&self, username: &str, ip: IpAddr) {
         if self.enabled {
-            let _ = self.failed_logins.check(&Self::login_key(username, ip));
+            self.failed_logins.give_back(&Self::login_key(username, ip));
         }
     }
 
