@@ -46,6 +46,20 @@ async fn start(tweak: impl FnOnce(&mut RateLimitConfig)) -> InProcessServer {
     InProcessServer::start(limits(tweak), |r| r).await
 }
 
+/// A server whose `failed_logins` quota is `burst` guesses, then one a minute, and one user
+/// registered on it.
+async fn with_failed_login_burst(burst: u32, user: &str) -> InProcessServer {
+    let server = start(|rl| {
+        rl.failed_logins = Quota {
+            burst,
+            per_second: 1.0 / 60.0,
+        }
+    })
+    .await;
+    register(&server, user).await;
+    server
+}
+
 async fn register(server: &InProcessServer, name: &str) {
     let r = server
         .client()
@@ -264,14 +278,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_account_and_address_without_locking_the_owner_out() {
-    let server = start(|rl| {
-        rl.failed_logins = Quota {
-            burst: 3,
-            per_second: 1.0 / 60.0,
-        }
-    })
-    .await;
-    register(&server, "alice").await;
+    let server = with_failed_login_burst(3, "alice").await;
     let attacker = server.client_from(localhost(1));
     let attempt = |client: &Client, password: &str| {
         client
@@ -318,14 +325,7 @@ async fn failed_logins_are_throttled_per_account_and_address_without_locking_the
 
 #[tokio::test]
 async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
-    let server = start(|rl| {
-        rl.failed_logins = Quota {
-            burst: 3,
-            per_second: 1.0 / 60.0,
-        }
-    })
-    .await;
-    register(&server, "alice").await;
+    let server = with_failed_login_burst(3, "alice").await;
     let attacker = server.client_from(localhost(1));
     let before = server.hashes();
     // Twenty guesses at once: all are in flight before the first verification fails.
@@ -361,14 +361,7 @@ async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
     );
     // A right password is not a wrong guess: the owner's logins from the same address give
     // their tokens back (the first needs a hash, the next come from the verification cache).
-    let server = start(|rl| {
-        rl.failed_logins = Quota {
-            burst: 1,
-            per_second: 1.0 / 60.0,
-        }
-    })
-    .await;
-    register(&server, "bob").await;
+    let server = with_failed_login_burst(1, "bob").await;
     let owner = server.client_from(localhost(2));
     for _ in 0..3 {
         let r = owner
