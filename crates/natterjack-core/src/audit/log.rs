@@ -280,28 +280,24 @@ async fn check_key(store: &dyn AuditStore, key: &AuditKey, head: ChainHead) -> R
 /// The head to continue from, given the log's newest two records (oldest first), once the
 /// newest is shown to be linked with `key`.
 fn verified_head(key: &AuditKey, newest: &[StoredAuditRecord]) -> Result<ChainHead, String> {
-    let (previous, last) = match newest {
-        [] => {
-            return Ok(ChainHead {
-                id: 0,
-                mac: key.genesis(),
-            });
-        }
-        [last] if last.id == 1 => (key.genesis(), last),
-        [before, last] if before.id + 1 == last.id => (before.mac, last),
+    let Some(last) = newest.last() else {
+        return Ok(ChainHead {
+            id: 0,
+            mac: key.genesis(),
+        });
+    };
+    let head = ChainHead {
+        id: last.id,
+        mac: last.mac,
+    };
+    let previous = match newest {
+        [last] if last.id == 1 => key.genesis(),
+        [before, last] if before.id + 1 == last.id => before.mac,
         // A gap: `natterjack audit verify` names it; the key cannot be judged here.
-        [.., last] => {
-            return Ok(ChainHead {
-                id: last.id,
-                mac: last.mac,
-            });
-        }
+        _ => return Ok(head),
     };
     if super::chain::same(&key.link(&previous, &last.record, last.id), &last.mac) {
-        Ok(ChainHead {
-            id: last.id,
-            mac: last.mac,
-        })
+        Ok(head)
     } else {
         Err(
             "the audit key does not match the newest audit record: every server writing to \
@@ -382,12 +378,12 @@ async fn append(
     head: &mut ChainHead,
     jobs: &[Job],
 ) -> Result<(Vec<i64>, u64), StoreError> {
-    let (batch, ids) = link(key, *head, jobs);
-    if !batch.is_empty() {
-        store.append_audit(&batch).await?;
+    let linked = link(key, *head, jobs);
+    if !linked.batch.is_empty() {
+        store.append_audit(&linked.batch).await?;
     }
-    advance(head, &batch);
-    Ok((ids, batch.len() as u64))
+    *head = linked.head;
+    Ok((linked.ids, linked.batch.len() as u64))
 }
 
 /// [`append`] after the database's own head, read under the log's write lock (and checked to
@@ -401,22 +397,33 @@ async fn append_exclusive(
     if jobs.iter().all(|(record, _)| record.is_none()) {
         return append(store, key, head, jobs).await;
     }
-    let mut linked = None;
+    // What the caller needs of the batch handed to the store: its ids, count and new head.
+    let mut outcome = None;
     store
         .append_audit_exclusive(&mut |newest| {
-            let (batch, ids) = link(key, verified_head(key, newest)?, jobs);
-            linked = Some((batch.clone(), ids));
-            Ok(batch)
+            let linked = link(key, verified_head(key, newest)?, jobs);
+            outcome = Some((linked.ids, linked.batch.len() as u64, linked.head));
+            Ok(linked.batch)
         })
         .await?;
-    let (batch, ids) = linked.ok_or_else(|| StoreError::Internal("nothing was linked".into()))?;
-    advance(head, &batch);
-    Ok((ids, batch.len() as u64))
+    let (ids, appended, new_head) =
+        outcome.ok_or_else(|| StoreError::Internal("nothing was linked".into()))?;
+    *head = new_head;
+    Ok((ids, appended))
 }
 
-/// The batch's records linked after `head`, and each job's id (its record's, or for a flush
-/// marker the newest before it).
-fn link(key: &AuditKey, head: ChainHead, jobs: &[Job]) -> (Vec<StoredAuditRecord>, Vec<i64>) {
+/// A batch linked after a head, before it is stored.
+struct Linked {
+    /// The records to append.
+    batch: Vec<StoredAuditRecord>,
+    /// Each job's id: its record's, or for a flush marker the newest before it.
+    ids: Vec<i64>,
+    /// The head once the batch is committed (the old one for a batch of flush markers).
+    head: ChainHead,
+}
+
+/// The batch's records linked after `head`.
+fn link(key: &AuditKey, head: ChainHead, jobs: &[Job]) -> Linked {
     let mut previous = head.mac;
     let mut next_id = head.id + 1;
     let mut ids = Vec::with_capacity(jobs.len());
@@ -437,16 +444,13 @@ fn link(key: &AuditKey, head: ChainHead, jobs: &[Job]) -> (Vec<StoredAuditRecord
             None => ids.push(next_id - 1),
         }
     }
-    (batch, ids)
-}
-
-/// Moves `head` to the newest record of a committed batch.
-fn advance(head: &mut ChainHead, batch: &[StoredAuditRecord]) {
-    if let Some(last) = batch.last() {
-        *head = ChainHead {
-            id: last.id,
-            mac: last.mac,
-        };
+    Linked {
+        batch,
+        ids,
+        head: ChainHead {
+            id: next_id - 1,
+            mac: previous,
+        },
     }
 }
 
