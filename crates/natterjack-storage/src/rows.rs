@@ -7,6 +7,24 @@ use natterjack_core::domain::{
 };
 use natterjack_core::ports::{MessageRecord, SpaceRecord, StoreError, UserRecord};
 
+/// The columns of an [`AuditRow`], in order, as a literal so that statements stay
+/// `&'static str` constants on both backends (`concat!`, never `format!`).
+macro_rules! audit_columns {
+    () => {
+        "id, time, request_id, phase, transport, client_ip, principal, auth_method, \
+         operation, target, status, decision, reason, duration_us, mac"
+    };
+}
+pub(crate) use audit_columns;
+
+/// The newest two audit records, newest first: what an exclusive append reads under the
+/// write lock (the same text on both backends).
+pub(crate) const NEWEST_TWO_AUDIT: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_log ORDER BY id DESC LIMIT 2"
+);
+
 /// `id, name, owner's username, created_at`.
 pub(crate) type SpaceRow = (i64, String, String, i64);
 /// `id, space_id, author's username, body, created_at`.

@@ -3,20 +3,11 @@
 
 use super::PgStore;
 use super::errors::{classify, corrupt};
-use crate::rows::{AuditRow, audit_records};
+use crate::rows::{AuditRow, NEWEST_TWO_AUDIT, audit_columns, audit_records};
 use async_trait::async_trait;
 use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
-
-/// The columns every read selects, as a literal so that statements stay `&'static str`
-/// constants (`concat!`, never `format!`).
-macro_rules! columns {
-    () => {
-        "id, time, request_id, phase, transport, client_ip, principal, auth_method, \
-         operation, target, status, decision, reason, duration_us, mac"
-    };
-}
 
 /// A batch pivoted into one array per column, so that it binds as fifteen parameters
 /// whatever its size.
@@ -94,14 +85,10 @@ impl AuditStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM audit_log ORDER BY id DESC LIMIT 2"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(NEWEST_TWO_AUDIT)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
         let mut newest = audit_records(rows);
         newest.reverse();
         let batch = link(&newest).map_err(StoreError::Internal)?;
@@ -116,7 +103,7 @@ impl AuditStore for PgStore {
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
-            columns!(),
+            audit_columns!(),
             " FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
         ))
         .bind(after_id)
@@ -130,7 +117,7 @@ impl AuditStore for PgStore {
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
-            columns!(),
+            audit_columns!(),
             " FROM audit_log \
              WHERE ($1::bigint IS NULL OR time >= $1) AND ($2::bigint IS NULL OR time < $2) \
              AND ($3::text IS NULL OR lower(principal) = lower($3)) AND ($4::bigint IS NULL OR id < $4) \

@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::errors::{classify, corrupt};
-use crate::rows::{AuditRow, audit_records};
+use crate::rows::{AuditRow, NEWEST_TWO_AUDIT, audit_columns, audit_records};
 use async_trait::async_trait;
 use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
@@ -38,13 +38,10 @@ impl AuditStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)?;
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
-             target, status, decision, reason, duration_us, mac FROM audit_log ORDER BY id DESC LIMIT 2",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(NEWEST_TWO_AUDIT)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
         let mut newest = audit_records(rows);
         newest.reverse();
         let batch = link(&newest).map_err(StoreError::Internal)?;
@@ -57,10 +54,11 @@ impl AuditStore for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
-             target, status, decision, reason, duration_us, mac FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
+        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))
         .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -70,13 +68,14 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, time, request_id, phase, transport, client_ip, principal, auth_method, operation, \
-             target, status, decision, reason, duration_us, mac FROM audit_log \
+        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_log \
              WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
              AND (?3 IS NULL OR principal = ?3 COLLATE NOCASE) AND (?4 IS NULL OR id < ?4) \
-             ORDER BY id DESC LIMIT ?5",
-        )
+             ORDER BY id DESC LIMIT ?5"
+        ))
         .bind(q.since.map(Timestamp::micros))
         .bind(q.until.map(Timestamp::micros))
         .bind(q.principal.as_ref().map(|p| p.as_str().to_owned()))
