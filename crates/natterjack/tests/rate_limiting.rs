@@ -104,6 +104,21 @@ async fn get(client: &Client, url: &str) -> Response {
     client.get(url).send().await.unwrap()
 }
 
+/// `GET /spaces` from `client` with Basic credentials.
+async fn spaces_as(
+    server: &InProcessServer,
+    client: &Client,
+    user: &str,
+    password: &str,
+) -> Response {
+    client
+        .get(server.url("/spaces"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_flood_from_one_address_gets_429_while_another_address_is_still_served() {
     let server = start(|rl| {
@@ -146,12 +161,7 @@ async fn requests_refused_by_the_limiter_never_reach_the_password_hasher() {
     let mut unauthorized = 0;
     let mut limited = 0;
     for i in 0..30 {
-        let r = client
-            .get(server.url("/spaces"))
-            .basic_auth("alice", Some(format!("wrong-password-{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = spaces_as(&server, &client, "alice", &format!("wrong-password-{i}")).await;
         match r.status() {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
             StatusCode::TOO_MANY_REQUESTS => limited += 1,
@@ -280,28 +290,18 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
 async fn failed_logins_are_throttled_per_account_and_address_without_locking_the_owner_out() {
     let server = with_failed_login_burst(3, "alice").await;
     let attacker = server.client_from(localhost(1));
-    let attempt = |client: &Client, password: &str| {
-        client
-            .get(server.url("/spaces"))
-            .basic_auth("alice", Some(password.to_owned()))
-            .send()
-    };
     for i in 0..3 {
-        let r = attempt(&attacker, &format!("guess-{i}-abcdef"))
-            .await
-            .unwrap();
+        let r = spaces_as(&server, &attacker, "alice", &format!("guess-{i}-abcdef")).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     let before = server.hashes();
     assert_refused_by(
-        attempt(&attacker, "guess-4-abcdef").await.unwrap(),
+        spaces_as(&server, &attacker, "alice", "guess-4-abcdef").await,
         "failed-logins",
     )
     .await;
     assert_refused_by(
-        attempt(&attacker, "ALICE-case-does-not-help")
-            .await
-            .unwrap(),
+        spaces_as(&server, &attacker, "alice", "ALICE-case-does-not-help").await,
         "failed-logins",
     )
     .await;
@@ -309,17 +309,12 @@ async fn failed_logins_are_throttled_per_account_and_address_without_locking_the
     // The owner, from their own address, logs in as usual.
     let owner = server.client_from(localhost(2));
     assert_eq!(
-        attempt(&owner, PASSWORD).await.unwrap().status(),
+        spaces_as(&server, &owner, "alice", PASSWORD).await.status(),
         StatusCode::OK
     );
     // Other accounts are not affected by the attacker's failures on alice.
     register(&server, "bob").await;
-    let r = attacker
-        .get(server.url("/spaces"))
-        .basic_auth("bob", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = spaces_as(&server, &attacker, "bob", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -364,20 +359,10 @@ async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
     let server = with_failed_login_burst(1, "bob").await;
     let owner = server.client_from(localhost(2));
     for _ in 0..3 {
-        let r = owner
-            .get(server.url("/spaces"))
-            .basic_auth("bob", Some(PASSWORD))
-            .send()
-            .await
-            .unwrap();
+        let r = spaces_as(&server, &owner, "bob", PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
-    let r = owner
-        .get(server.url("/spaces"))
-        .basic_auth("bob", Some("one-wrong-guess"))
-        .send()
-        .await
-        .unwrap();
+    let r = spaces_as(&server, &owner, "bob", "one-wrong-guess").await;
     assert_eq!(
         r.status(),
         StatusCode::UNAUTHORIZED,
@@ -425,30 +410,13 @@ async fn an_authenticated_user_has_a_budget_of_their_own_across_addresses() {
     let mut statuses = Vec::new();
     for last in 1..=6 {
         let client = server.client_from(localhost(last));
-        let r = client
-            .get(server.url("/spaces"))
-            .basic_auth("alice", Some(PASSWORD))
-            .send()
-            .await
-            .unwrap();
+        let r = spaces_as(&server, &client, "alice", PASSWORD).await;
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
-    let r = server
-        .client()
-        .get(server.url("/spaces"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = spaces_as(&server, &server.client(), "alice", PASSWORD).await;
     assert_refused_by(r, "per-principal").await;
-    let r = server
-        .client()
-        .get(server.url("/spaces"))
-        .basic_auth("bob", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = spaces_as(&server, &server.client(), "bob", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
