@@ -7,48 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use criterion::Criterion;
-use natterjack::config::Config;
-use natterjack::runtime;
-use natterjack_core::domain::Username;
-use natterjack_core::principal::Caller;
 use secrecy::SecretString;
-use std::sync::Arc;
 use std::time::Duration;
 
-const PASSWORD: &str = "violet-anvil-73-harbour";
+mod support;
 
-/// A service over a fresh SQLite file with one user, alice.
-fn setup() -> (
-    tokio::runtime::Runtime,
-    tempfile::TempDir,
-    Arc<natterjack_core::service::Service>,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    let service = rt.block_on(async {
-        let store = natterjack::storage::prepare(&cfg).await.unwrap();
-        let service = runtime::service(&cfg, store.store()).await.unwrap();
-        let alice = Username::parse("alice").unwrap();
-        service
-            .register(
-                &Caller::Anonymous,
-                None,
-                alice,
-                SecretString::from(PASSWORD),
-            )
-            .await
-            .unwrap();
-        service
-    });
-    (rt, dir, service)
-}
+use support::{PASSWORD, service_with_alice as setup};
 
 fn login_timing(c: &mut Criterion) {
     let (rt, _dir, service) = setup();

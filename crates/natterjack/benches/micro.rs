@@ -35,16 +35,14 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::Criterion;
-use natterjack::config::Config;
-use natterjack::runtime;
 use natterjack_api::pipeline::authn::basic_credentials;
 use natterjack_api::pipeline::rate_limit::gcra::Quota;
 use natterjack_api::pipeline::rate_limit::{RateLimitConfig, RateLimits};
 use natterjack_core::audit::{AuditKey, AuditRecord, Phase};
 use natterjack_core::auth::{HashingParams, PasswordHashing};
-use natterjack_core::domain::{Permissions, SpaceName, Timestamp, Username};
+use natterjack_core::domain::{Permissions, SpaceName, Timestamp};
 use natterjack_core::policy::{GrantPolicy, may_change};
-use natterjack_core::principal::{Caller, Principal};
+use natterjack_core::principal::Principal;
 use natterjack_core::service::Service;
 use secrecy::SecretString;
 use std::hint::black_box;
@@ -54,7 +52,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-const PASSWORD: &str = "violet-anvil-73-harbour";
+mod support;
+
+use support::PASSWORD;
 const WRONG: &str = "wrong-password-123";
 /// Rounds of the paired unknown-user / wrong-password comparison.
 const PAIRED_ROUNDS: usize = 200;
@@ -69,29 +69,10 @@ struct World {
     space: natterjack_core::domain::SpaceId,
 }
 
-/// Built like `login_timing`: the default configuration, the real storage and service.
+/// The service with alice (as `login_timing` uses it), her login and her space.
 fn world() -> World {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    let (service, alice, space) = rt.block_on(async {
-        let store = natterjack::storage::prepare(&cfg).await.unwrap();
-        let service = runtime::service(&cfg, store.store()).await.unwrap();
-        service
-            .register(
-                &Caller::Anonymous,
-                None,
-                Username::parse("alice").unwrap(),
-                SecretString::from(PASSWORD),
-            )
-            .await
-            .unwrap();
+    let (rt, dir, service) = support::service_with_alice();
+    let (alice, space) = rt.block_on(async {
         let alice = service
             .authenticate("alice", &SecretString::from(PASSWORD))
             .await
@@ -100,7 +81,7 @@ fn world() -> World {
             .create_space(&alice, SpaceName::parse("general").unwrap(), None)
             .await
             .unwrap();
-        (service, alice, space.id)
+        (alice, space.id)
     });
     World {
         rt,
