@@ -32,14 +32,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use natterjack::config::Config;
 use natterjack_api::rest::views::{MessageView, NewMessage};
-use natterjack_api::server::TransportLimits;
 use natterjack_core::domain::{MessageId, MessageText, SpaceId, SpaceName, UserId, Username};
 use natterjack_core::ports::Store;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone)]
 struct Baseline {
@@ -152,13 +150,7 @@ fn main() {
             .unwrap();
         let tls = natterjack::tls::server_config(&args.cert, &args.key).unwrap();
         // The transport limits `natterjack serve` derives from the same (default) settings.
-        let transport = TransportLimits {
-            max_connections: cfg.rest.max_connections,
-            handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
-            header_read_timeout: Duration::from_secs(cfg.rest.header_read_timeout_secs),
-            max_concurrent_streams: cfg.rest.max_concurrent_streams,
-            ..TransportLimits::default()
-        };
+        let transport = natterjack::runtime::transport_limits(&cfg);
         let app = Router::new()
             .route("/spaces/{id}/messages/{msg_id}", get(read_message))
             .route("/spaces/{id}/messages", post(write_message))

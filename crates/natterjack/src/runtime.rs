@@ -150,6 +150,18 @@ impl Assembled {
     }
 }
 
+/// The HTTPS listener's limits from `[rest]`: one derivation for the server and for the load
+/// benchmark's baseline, so that the baseline runs under exactly the same transport.
+pub fn transport_limits(cfg: &Config) -> TransportLimits {
+    TransportLimits {
+        max_connections: cfg.rest.max_connections,
+        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
+        header_read_timeout: Duration::from_secs(cfg.rest.header_read_timeout_secs),
+        max_concurrent_streams: cfg.rest.max_concurrent_streams,
+        ..TransportLimits::default()
+    }
+}
+
 /// Migrates, opens storage, builds the service and loads (or creates) certificates.
 pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let store = crate::storage::prepare(cfg).await?;
@@ -188,13 +200,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let pipeline = PipelineLimits {
         request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs),
     };
-    let transport = TransportLimits {
-        max_connections: cfg.rest.max_connections,
-        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
-        header_read_timeout: Duration::from_secs(cfg.rest.header_read_timeout_secs),
-        max_concurrent_streams: cfg.rest.max_concurrent_streams,
-        ..TransportLimits::default()
-    };
+    let transport = transport_limits(cfg);
     let export_gate = Arc::new(ExportGate::new(
         cfg.audit.sinks.len(),
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
