@@ -242,8 +242,14 @@ class Checker:
         try:
             out = subprocess.run(cmd + [self.base + path], capture_output=True, text=True,
                                  timeout=20, check=True).stdout
+        except subprocess.CalledProcessError as e:
+            # Not the command itself: its arguments can hold tens of kilobytes of header.
+            why = (e.stderr or "").strip()[:200]
+            self.results.setdefault(expected, []).append(
+                (label, [f"curl failed (exit {e.returncode}): {why}"]))
+            return
         except (subprocess.SubprocessError, OSError) as e:
-            self.results.setdefault(expected, []).append((label, [f"curl failed: {e!r}"]))
+            self.results.setdefault(expected, []).append((label, [f"curl failed: {type(e).__name__}"]))
             return
         lines = [l for l in out.splitlines() if l.strip()]
         if not lines or not lines[0].startswith("HTTP/2 "):
@@ -347,13 +353,16 @@ def main():
     c.results.setdefault(429, []).append(
         refused or ("8 wrong passwords for one user", ["no 429 after 8 failed logins"]))
     # 503: one hashing slot, no queue, no verification cache; requests needing a hash at once.
+    # Four, under the failed-logins burst of 5: each login that needs a hash takes a token of
+    # that bucket before hashing (and gets it back when it was right or never ran), so more
+    # concurrent logins of one user from one address would get 429 instead.
     got503 = None
     for attempt in range(5):
-        results = c.concurrent("/spaces", member, 8)
+        results = c.concurrent("/spaces", member, 4)
         bad = [r for r in results if r[0] not in (200, 503)]
         if bad:
             c.results.setdefault(503, []).append(
-                ("8 concurrent logins", [f"unexpected outcome {bad[0][0]}: {bad[0][1]!r:.200}"]))
+                ("4 concurrent logins", [f"unexpected outcome {bad[0][0]}: {bad[0][1]!r:.200}"]))
             got503 = True
             break
         for status, headers in results:
@@ -363,7 +372,7 @@ def main():
                 if retry != ["1"]:
                     problems.append(f"retry-after is {retry!r}, not ['1']")
                 c.results.setdefault(503, []).append(
-                    ("8 concurrent logins, one hashing slot (attempt %d)" % (attempt + 1), problems))
+                    ("4 concurrent logins, one hashing slot (attempt %d)" % (attempt + 1), problems))
                 got503 = True
                 break
         if got503:
@@ -371,22 +380,28 @@ def main():
         time.sleep(0.5)
     if not got503:
         c.results.setdefault(503, []).append(
-            ("8 concurrent logins x5", ["no 503 with one hashing slot and no queue"]))
+            ("4 concurrent logins x5", ["no 503 with one hashing slot and no queue"]))
     # HTTP/2: the same set on a few statuses
     c.http2(200, "/health")
     c.http2(200, "/spaces", user=admin)
     c.http2(401, "/spaces")
     c.http2(404, "/no-such-route")
+    # Header fields over the pipeline's limits (100 fields, 16 KiB), under the transport's caps.
+    c.raw(431, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+          + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+          "150 header fields (HTTP/1.1)")
+    c.http2(431, "/health", headers=["X-Big: " + "a" * 20000],
+            label="a 20 KB header list over HTTP/2")
     # Requests refused by the HTTP layer itself (hyper, h2), before the pipeline runs. Their
     # statuses get keys of their own, so that the lines above speak of the pipeline only.
     c.raw("400-unparsed", b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
           "a header line without a colon (HTTP/1.1)")
     c.raw("400-unparsed", b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "HTTP/9.9")
-    c.raw(431, b"GET /health HTTP/1.1\r\nHost: x\r\n"
-          + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n",
-          "150 header fields (HTTP/1.1)")
-    c.http2(431, "/health", headers=["X-Big: " + "a" * 20000],
-            label="a 20 KB header list over HTTP/2 (over the 16 KiB cap)")
+    c.raw("431-transport", b"GET /health HTTP/1.1\r\nHost: x\r\n"
+          + b"".join(b"X-H%d: 1\r\n" % i for i in range(500)) + b"\r\n",
+          "500 header fields (HTTP/1.1, over hyper's cap of 400)")
+    # Over HTTP/2, a header list over h2's cap of 64 KiB gets no response at all: curl sees the
+    # connection end (so no status, and nothing to check here).
 
     failed = 0
     for status in sorted(c.results, key=lambda k: (code(k), str(k))):

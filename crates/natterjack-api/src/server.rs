@@ -16,6 +16,19 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+/// Most header fields hyper parses in an HTTP/1.1 request; beyond, it answers a bare 431
+/// itself. Well above the pipeline's [`crate::pipeline::MAX_HEADER_FIELDS`], so that the
+/// pipeline, with its headers, problem body and audit record, refuses what is merely over
+/// the limit, and hyper only what is far beyond it.
+pub const MAX_TRANSPORT_HEADER_FIELDS: usize = 400;
+
+/// Largest request head (HTTP/1.1: hyper's read buffer) or header list (HTTP/2: the
+/// advertised SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts; beyond, hyper or h2
+/// answers a bare 431. Four times the pipeline's
+/// [`crate::pipeline::MAX_HEADER_LIST_BYTES`], for the same reason as
+/// [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request head can take.
+pub const MAX_TRANSPORT_HEADER_BYTES: usize = 64 * 1024;
+
 /// The peer's socket address, attached to every request (rate limiting keys on it).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
@@ -64,12 +77,14 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_headers(MAX_TRANSPORT_HEADER_FIELDS)
+        .max_buf_size(MAX_TRANSPORT_HEADER_BYTES)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(16 * 1024);
+        .max_header_list_size(MAX_TRANSPORT_HEADER_BYTES as u32);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {

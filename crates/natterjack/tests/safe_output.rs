@@ -181,6 +181,18 @@ async fn every_status_the_server_produces_carries_the_security_headers_and_error
                 .header("content-type", "text/plain")
                 .body("{}"),
         ),
+        (
+            431,
+            (0..150).fold(server.request(Method::GET, "/health", None), |r, i| {
+                r.header(format!("x-field-{i}"), "1")
+            }),
+        ),
+        (
+            431,
+            server
+                .request(Method::GET, "/health", None)
+                .header("x-big", "a".repeat(20 * 1024)),
+        ),
         (500, server.request(Method::GET, "/test/panic", None)),
     ];
     for (status, request) in cases {

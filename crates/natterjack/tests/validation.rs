@@ -1368,6 +1368,84 @@ async fn a_chunked_body_over_16_kib_without_a_content_length_gets_413() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 4b. Header limits
+// ---------------------------------------------------------------------------------------------
+
+/// A GET /health over HTTP/1.1 with `fields` extra header fields, then the end of the head.
+fn health_with_fields(authority: &str, fields: usize) -> Vec<u8> {
+    let mut wire = format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for i in 0..fields {
+        wire.push_str(&format!("X-Field-{i}: 1\r\n"));
+    }
+    wire.push_str("\r\n");
+    wire.into_bytes()
+}
+
+#[tokio::test]
+async fn header_fields_over_the_limits_get_a_431_problem_over_both_http_versions_and_are_audited() {
+    let f = Fixture::start().await;
+    // HTTP/1.1: 150 fields, over the pipeline's 100 and under the transport's cap.
+    let reply = raw_exchange(&f.server, health_with_fields(f.server.authority(), 150)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(reply.contains(r#""status":431"#), "a problem body: {reply}");
+    assert!(
+        reply
+            .to_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{reply}"
+    );
+    // HTTP/2 (ALPN h2): one field of 20 KiB, over the pipeline's 16 KiB.
+    let response = f
+        .request(None, Method::GET, "/health")
+        .header("x-big", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    Reply::of(response)
+        .await
+        .problem(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, None, "")
+        .unwrap_or_else(|e| panic!("HTTP/2: {e}"));
+    // Both refusals are in the audit log; completions are queued, so wait for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let refused: Vec<_> = f
+            .server
+            .audit_records()
+            .await
+            .into_iter()
+            .filter(|r| r.record.status == Some(431))
+            .collect();
+        if refused.len() == 2 {
+            assert!(refused.iter().all(|r| r.record.decision == "reject"
+                && r.record.operation == "GET /health"
+                && r.record.reason.as_deref() == Some("header fields over the limit")));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected two audited 431s, found {}",
+            refused.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_far_beyond_the_limits_is_cut_off_by_the_transport_before_the_pipeline() {
+    let f = Fixture::start().await;
+    // 500 fields: over hyper's cap of 400, so hyper answers by itself (a bare 431, no
+    // problem body) and the pipeline never sees the request. This is the one 431 without
+    // the security headers (docs/THREAT_MODEL.md, rows 1 and 13).
+    let reply = raw_exchange(&f.server, health_with_fields(f.server.authority(), 500)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(!reply.contains(r#""status":431"#), "{reply}");
+    // The connection is closed, and the server still serves the next one.
+    let reply = raw_exchange(&f.server, health_with_fields(f.server.authority(), 3)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // 5. Injection corpus
 // ---------------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-//! Request hygiene before authentication: bodies must be JSON.
+//! Request hygiene before authentication: header fields within their limits, bodies JSON
+//! and within theirs.
 
-use super::MAX_BODY_BYTES;
+use super::{MAX_BODY_BYTES, MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use crate::rest::error::ApiError;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
@@ -37,10 +38,42 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 /// connection. Larger bodies are not worth the bandwidth: the 413 closes the connection.
 const MAX_DRAINED_BYTES: u64 = 64 * MAX_BODY_BYTES as u64;
 
-/// Refuses a request whose declared length exceeds the body limit (413) or that carries a
-/// body without a JSON content type (415), before credentials are checked; bodies without
-/// a declared length are cut off at the limit while being read.
+/// True when the header fields are within [`MAX_HEADER_FIELDS`] and
+/// [`MAX_HEADER_LIST_BYTES`].
+///
+/// The transport's own caps (`server::MAX_TRANSPORT_HEADER_*`) sit well above these: what
+/// they refuse, hyper and h2 answer themselves, with a bare 431 that no layer of ours sees.
+/// Enforcing the limits here instead gives the refusal the security headers, a problem
+/// body and an audit record, like every other refusal.
+pub fn headers_within_limits(headers: &HeaderMap) -> bool {
+    if headers.len() > MAX_HEADER_FIELDS {
+        return false;
+    }
+    let mut bytes = 0usize;
+    for (name, value) in headers {
+        bytes += name.as_str().len() + value.len() + 32;
+        if bytes > MAX_HEADER_LIST_BYTES {
+            return false;
+        }
+    }
+    true
+}
+
+/// Refuses a request with too many or too large header fields (431), whose declared length
+/// exceeds the body limit (413), or that carries a body without a JSON content type (415),
+/// before credentials are checked; bodies without a declared length are cut off at the
+/// limit while being read.
 pub async fn require_json_bodies(req: Request, next: Next) -> Response {
+    if !headers_within_limits(req.headers()) {
+        let mut response = ApiError::HeadersTooLarge.into_response();
+        if req.version() <= Version::HTTP_11 && !req.body().is_end_stream() {
+            // The body stays unread: the connection cannot be reused after it.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -93,6 +126,28 @@ mod tests {
             HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("x")),
         );
         h
+    }
+
+    fn fields(count: usize, value_len: usize) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let value =
+            HeaderValue::from_str(&"v".repeat(value_len)).unwrap_or(HeaderValue::from_static("v"));
+        for i in 0..count {
+            if let Ok(name) = http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()) {
+                h.append(name, value.clone());
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn header_fields_up_to_the_limits_are_accepted_and_one_more_is_refused() {
+        assert!(headers_within_limits(&fields(MAX_HEADER_FIELDS, 1)));
+        assert!(!headers_within_limits(&fields(MAX_HEADER_FIELDS + 1, 1)));
+        // One field of exactly the byte limit ("x-h0" is 4 bytes, plus 32 per field).
+        let exact = MAX_HEADER_LIST_BYTES - 4 - 32;
+        assert!(headers_within_limits(&fields(1, exact)));
+        assert!(!headers_within_limits(&fields(1, exact + 1)));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! | 1 | transport: TLS, connection cap, handshake and header-read timeouts, stream cap | [`crate::server`] |
 //! | 1 | request timeout | [`secure_pipeline`] |
 //! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
-//! | 3 | hygiene: body limit 413, JSON content type 415 | [`hygiene`] |
+//! | 3 | hygiene: header limits 431, body limit 413, JSON content type 415 | [`hygiene`] |
 //! | 4 | authentication: Basic → `Caller` (400 malformed, 401 wrong) | [`authn`] |
 //! | 5 | audit: a durable intent record before any state change | [`audit`] |
 //! | 6 | access control: the permission each route declares | [`acl`] |
@@ -38,6 +38,13 @@ use tower_http::timeout::TimeoutLayer;
 
 /// Largest request body accepted, in bytes (413 beyond).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Most header fields a request may carry (431 beyond).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// Largest header list accepted, counted as HTTP/2 counts it (RFC 9113 §6.5.2: name, value
+/// and 32 bytes per field), for HTTP/1.1 and HTTP/2 alike (431 beyond).
+pub const MAX_HEADER_LIST_BYTES: usize = 16 * 1024;
 
 /// Limits applied inside the pipeline.
 #[derive(Debug, Clone, Copy)]

@@ -23,6 +23,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// A body over the size limit.
     PayloadTooLarge,
+    /// More header fields, or more header bytes, than the pipeline accepts.
+    HeadersTooLarge,
     /// A body that is not the JSON object this operation takes.
     MalformedJson(String),
     /// A query string with unknown or malformed parameters.
@@ -130,6 +132,7 @@ impl ApiError {
             ApiError::MalformedAuthorization => "malformed Authorization header".to_owned(),
             ApiError::UnsupportedMediaType => "body is not application/json".to_owned(),
             ApiError::PayloadTooLarge => "body over the size limit".to_owned(),
+            ApiError::HeadersTooLarge => "header fields over the limit".to_owned(),
             ApiError::MalformedJson(d) | ApiError::MalformedQuery(d) => d.clone(),
             ApiError::InvalidPath => "undecodable path".to_owned(),
             ApiError::NoSuchRoute => "no such route".to_owned(),
@@ -194,6 +197,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request bodies are limited to 16 KiB",
+            ),
+            ApiError::HeadersTooLarge => plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "requests are limited to 100 header fields and 16 KiB of them",
             ),
             ApiError::MalformedJson(detail) | ApiError::MalformedQuery(detail) => {
                 plain(StatusCode::BAD_REQUEST, &detail)
