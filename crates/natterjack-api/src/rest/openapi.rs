@@ -100,6 +100,13 @@ fn pipeline_errors() -> Vec<(&'static str, RefOr<utoipa::openapi::response::Resp
         ("409", problem("Already exists", &[])),
         ("413", problem("Body over 16 KiB", &[])),
         (
+            "431",
+            problem(
+                "More than 100 header fields, or more than 16 KiB of them",
+                &[],
+            ),
+        ),
+        (
             "415",
             problem("Body without Content-Type: application/json", &[]),
         ),
