@@ -353,9 +353,10 @@ def main():
     c.results.setdefault(429, []).append(
         refused or ("8 wrong passwords for one user", ["no 429 after 8 failed logins"]))
     # 503: one hashing slot, no queue, no verification cache; requests needing a hash at once.
-    # Four, under the failed-logins burst of 5: each login that needs a hash takes a token of
-    # that bucket before hashing (and gets it back when it was right or never ran), so more
-    # concurrent logins of one user from one address would get 429 instead.
+    # Four, under the failed-logins burst of 5: with the verification cache off, as here, each
+    # login that needs a hash takes a token of that bucket before hashing (and gets it back
+    # when it was right or never ran), so more at once of one user from one address would get
+    # 429 instead.
     got503 = None
     for attempt in range(5):
         results = c.concurrent("/spaces", member, 4)

@@ -371,6 +371,39 @@ async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
 }
 
 #[tokio::test]
+async fn concurrent_first_logins_with_the_right_password_share_one_hash_and_none_is_refused() {
+    let server = with_failed_login_burst(2, "alice").await;
+    let owner = server.client_from(localhost(3));
+    let before = server.hashes();
+    // Eight at once on a cold verification cache, four times the failed-logins burst: one
+    // verifies, the others wait for it and find the cache filled.
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let request = owner
+                .get(server.url("/spaces"))
+                .basic_auth("alice", Some(PASSWORD));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        server.hashes() - before,
+        1,
+        "one Argon2id run for all eight"
+    );
+    // Waiting is only for the very same credentials: wrong guesses still each take a token.
+    let r = spaces_as(&server, &owner, "alice", "wrong-guess-one").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn registration_has_a_stricter_budget_than_other_requests() {
     let server = start(|rl| {
         rl.registration = Quota {

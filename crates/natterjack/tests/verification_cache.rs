@@ -163,3 +163,21 @@ async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
         .await
         .expect("login with the new hash");
 }
+
+#[tokio::test]
+async fn concurrent_logins_with_the_same_password_share_one_argon2_run_unless_the_cache_is_off() {
+    for (ttl, runs) in [(60, 1), (0, 4)] {
+        let (_dir, service) = service(ttl).await;
+        let before = hashes(&service);
+        let logins: Vec<_> = (0..4)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move { login(&service, "alice", PASSWORD).await })
+            })
+            .collect();
+        for l in logins {
+            l.await.expect("task").expect("login");
+        }
+        assert_eq!(hashes(&service) - before, runs, "cache_ttl_secs = {ttl}");
+    }
+}

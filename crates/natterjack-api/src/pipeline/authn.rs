@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
 use natterjack_core::ServiceError;
-use natterjack_core::auth::Login;
+use natterjack_core::auth::{Login, Turn};
 use natterjack_core::domain::Username;
 use natterjack_core::principal::Caller;
 use secrecy::SecretString;
@@ -109,6 +109,12 @@ async fn verify(
             return Err(Refused::Wrong);
         }
         Err(e) => return Err(Refused::Service(e)),
+    };
+    // Only a verification that will hash counts: one that waited for another of the very
+    // same credentials and found it succeeded takes nothing from the budget.
+    let pending = match pending.wait_turn().await {
+        Turn::Verified(principal) => return Ok(principal),
+        Turn::Hash(pending) => pending,
     };
     limits.take_guess(username, ip).map_err(Refused::Limited)?;
     match pending.verify().await {

@@ -5,8 +5,13 @@ use crate::ports::Store;
 use crate::principal::Principal;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedMutexGuard;
 use zeroize::Zeroizing;
+
+/// Verifications in progress, by verification-cache key: one lock per set of credentials.
+type InFlightTable = Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>;
 
 /// Verifies username/password pairs and produces a [`Principal`].
 ///
@@ -18,6 +23,7 @@ pub struct Authenticator {
     hashing: Arc<PasswordHashing>,
     cache: VerificationCache,
     dummy_hash: String,
+    in_flight: InFlightTable,
 }
 
 impl Authenticator {
@@ -35,6 +41,7 @@ impl Authenticator {
             hashing,
             cache,
             dummy_hash,
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -47,7 +54,10 @@ impl Authenticator {
     ) -> Result<Principal, ServiceError> {
         match self.begin(username, password).await? {
             Login::Verified(principal) => Ok(principal),
-            Login::NeedsHashing(pending) => pending.verify().await,
+            Login::NeedsHashing(pending) => match pending.wait_turn().await {
+                Turn::Verified(principal) => Ok(principal),
+                Turn::Hash(pending) => pending.verify().await,
+            },
         }
     }
 
@@ -88,6 +98,7 @@ impl Authenticator {
             auth: self,
             user: user.zip(key),
             candidate,
+            _turn: None,
         }))
     }
 
@@ -131,9 +142,75 @@ pub struct PendingVerification<'a> {
     auth: &'a Authenticator,
     user: Option<(crate::ports::UserRecord, [u8; 32])>,
     candidate: Zeroizing<Vec<u8>>,
+    /// Held from [`PendingVerification::wait_turn`] until the verification is done.
+    _turn: Option<InFlight<'a>>,
 }
 
-impl PendingVerification<'_> {
+/// Where a pending verification stands once no other verification of the same credentials
+/// is running (see [`PendingVerification::wait_turn`]).
+pub enum Turn<'a> {
+    /// A verification of the same credentials succeeded meanwhile: no hashing needed.
+    Verified(Principal),
+    /// This one has to hash.
+    Hash(PendingVerification<'a>),
+}
+
+/// This process's turn at verifying one set of credentials; the table entry goes when the
+/// last holder or waiter is done.
+struct InFlight<'a> {
+    table: &'a InFlightTable,
+    key: [u8; 32],
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.table.lock() {
+            // The table's reference and this guard's: nobody else waits for the lock.
+            if table
+                .get(&self.key)
+                .is_some_and(|lock| Arc::strong_count(lock) <= 2)
+            {
+                table.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl<'a> PendingVerification<'a> {
+    /// Waits while another request verifies the very same credentials (the same user,
+    /// password and stored hash), then answers from the verification cache if that one
+    /// succeeded. Without this, a client that opens several connections at once with a
+    /// right password makes as many Argon2id runs, and each takes a failed-logins token
+    /// before hashing, so more of them than that limit's burst were refused (429) although
+    /// none was wrong. Different passwords never wait for each other; an unknown user is
+    /// not looked up at all (its dummy verification shares nothing). With the cache
+    /// switched off there is nothing to share, and nothing waits.
+    pub async fn wait_turn(mut self) -> Turn<'a> {
+        let auth: &'a Authenticator = self.auth;
+        let Some((user, key)) = &self.user else {
+            return Turn::Hash(self);
+        };
+        if !auth.cache.enabled() {
+            return Turn::Hash(self);
+        }
+        let lock = match auth.in_flight.lock() {
+            Ok(mut table) => table.entry(*key).or_default().clone(),
+            Err(_) => return Turn::Hash(self),
+        };
+        let guard = lock.lock_owned().await;
+        let turn = InFlight {
+            table: &auth.in_flight,
+            key: *key,
+            _guard: guard,
+        };
+        if auth.cache.hit(key, user.id) {
+            return Turn::Verified(Principal::new(user.id, user.username.clone(), user.admin));
+        }
+        self._turn = Some(turn);
+        Turn::Hash(self)
+    }
+
     /// Runs the verification. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
     /// hasher is saturated.
     pub async fn verify(self) -> Result<Principal, ServiceError> {
@@ -141,6 +218,7 @@ impl PendingVerification<'_> {
             auth,
             user,
             candidate,
+            _turn,
         } = self;
         let Some((user, key)) = user else {
             let _ = auth

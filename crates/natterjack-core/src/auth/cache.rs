@@ -42,6 +42,11 @@ impl VerificationCache {
         }
     }
 
+    /// False when `ttl` is zero: nothing is remembered.
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
     /// The keyed hash of the credentials and the stored hash they were checked against.
     /// Fields are length-prefixed so no two different triples share an input.
     pub fn key_for(&self, username: &str, password: &[u8], stored_hash: &str) -> [u8; 32] {

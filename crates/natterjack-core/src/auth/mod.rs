@@ -5,6 +5,6 @@ mod authenticator;
 mod cache;
 mod hashing;
 
-pub use authenticator::{Authenticator, Login, PendingVerification};
+pub use authenticator::{Authenticator, Login, PendingVerification, Turn};
 pub use cache::VerificationCache;
 pub use hashing::{HashingParams, PasswordHashing};
