@@ -179,5 +179,35 @@ async fn concurrent_logins_with_the_same_password_share_one_argon2_run_unless_th
             l.await.expect("task").expect("login");
         }
         assert_eq!(hashes(&service) - before, runs, "cache_ttl_secs = {ttl}");
+        assert_eq!(service.authenticator().verifications_in_flight(), 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_dropped_while_waiting_for_the_same_credentials_leave_nothing_behind() {
+    let (_dir, service) = service(60).await;
+    // Wrong passwords: nothing is cached, so each waiter hashes in turn and the table
+    // stays busy long enough for the aborts to land while logins wait or hash.
+    let logins: Vec<_> = (0..12)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { login(&service, "alice", "a-wrong-password-1").await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while service.authenticator().verifications_in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no login reached its turn"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(service.authenticator().verifications_in_flight(), 1);
+    for l in &logins[..8] {
+        l.abort();
+    }
+    for l in logins {
+        let _ = l.await;
+    }
+    assert_eq!(service.authenticator().verifications_in_flight(), 0);
 }

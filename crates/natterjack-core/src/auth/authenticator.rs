@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
 use zeroize::Zeroizing;
 
-/// Verifications in progress, by verification-cache key: one lock per set of credentials.
-type InFlightTable = Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>;
+/// Verifications in progress, by verification-cache key: one lock per set of credentials,
+/// and how many logins hold or wait for it (the entry goes when that drops to zero).
+type InFlightTable = Mutex<HashMap<[u8; 32], (Arc<tokio::sync::Mutex<()>>, usize)>>;
 
 /// Verifies username/password pairs and produces a [`Principal`].
 ///
@@ -122,6 +123,12 @@ impl Authenticator {
         self.cache.forget_user(user);
     }
 
+    /// Logins holding or waiting for a turn at verifying their credentials (tests: every
+    /// entry must go once its logins are done or dropped).
+    pub fn verifications_in_flight(&self) -> usize {
+        self.in_flight.lock().map_or(0, |table| table.len())
+    }
+
     /// The hasher, shared with registration so both count against one concurrency bound.
     pub fn hashing(&self) -> &Arc<PasswordHashing> {
         &self.hashing
@@ -155,22 +162,23 @@ pub enum Turn<'a> {
     Hash(PendingVerification<'a>),
 }
 
-/// This process's turn at verifying one set of credentials; the table entry goes when the
-/// last holder or waiter is done.
+/// One login's place in the table, from before it waits until it is done: dropping it,
+/// also when the request is cancelled while waiting, releases the turn and leaves the
+/// table, removing the entry when nobody else holds or waits for it.
 struct InFlight<'a> {
     table: &'a InFlightTable,
     key: [u8; 32],
-    _guard: OwnedMutexGuard<()>,
+    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Ok(mut table) = self.table.lock() {
-            // The table's reference and this guard's: nobody else waits for the lock.
-            if table
-                .get(&self.key)
-                .is_some_and(|lock| Arc::strong_count(lock) <= 2)
-            {
+        self.guard.take();
+        if let Ok(mut table) = self.table.lock()
+            && let Some((_, users)) = table.get_mut(&self.key)
+        {
+            *users = users.saturating_sub(1);
+            if *users == 0 {
                 table.remove(&self.key);
             }
         }
@@ -195,15 +203,19 @@ impl<'a> PendingVerification<'a> {
             return Turn::Hash(self);
         }
         let lock = match auth.in_flight.lock() {
-            Ok(mut table) => table.entry(*key).or_default().clone(),
+            Ok(mut table) => {
+                let (lock, users) = table.entry(*key).or_default();
+                *users += 1;
+                lock.clone()
+            }
             Err(_) => return Turn::Hash(self),
         };
-        let guard = lock.lock_owned().await;
-        let turn = InFlight {
+        let mut turn = InFlight {
             table: &auth.in_flight,
             key: *key,
-            _guard: guard,
+            guard: None,
         };
+        turn.guard = Some(lock.lock_owned().await);
         if auth.cache.hit(key, user.id) {
             return Turn::Verified(Principal::new(user.id, user.username.clone(), user.admin));
         }
