@@ -105,6 +105,29 @@ async fn get(client: &Client, url: &str) -> Response {
 }
 
 /// `GET /spaces` from `client` with Basic credentials.
+/// `GET /spaces` as `user` once per password, all sent at once; the statuses, in order.
+async fn spaces_at_once(
+    server: &InProcessServer,
+    client: &Client,
+    user: &str,
+    passwords: impl IntoIterator<Item = String>,
+) -> Vec<StatusCode> {
+    let sent: Vec<_> = passwords
+        .into_iter()
+        .map(|password| {
+            let request = client
+                .get(server.url("/spaces"))
+                .basic_auth(user, Some(password));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in sent {
+        statuses.push(request.await.unwrap());
+    }
+    statuses
+}
+
 async fn spaces_as(
     server: &InProcessServer,
     client: &Client,
@@ -324,18 +347,13 @@ async fn concurrent_wrong_guesses_each_need_a_token_before_any_is_hashed() {
     let attacker = server.client_from(localhost(1));
     let before = server.hashes();
     // Twenty guesses at once: all are in flight before the first verification fails.
-    let guesses: Vec<_> = (0..20)
-        .map(|i| {
-            let request = attacker
-                .get(server.url("/spaces"))
-                .basic_auth("alice", Some(format!("guess-{i}-abcdef")));
-            tokio::spawn(async move { request.send().await.unwrap().status() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for guess in guesses {
-        statuses.push(guess.await.unwrap());
-    }
+    let statuses = spaces_at_once(
+        &server,
+        &attacker,
+        "alice",
+        (0..20).map(|i| format!("guess-{i}-abcdef")),
+    )
+    .await;
     let verified = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)
@@ -377,18 +395,13 @@ async fn concurrent_first_logins_with_the_right_password_share_one_hash_and_none
     let before = server.hashes();
     // Eight at once on a cold verification cache, four times the failed-logins burst: one
     // verifies, the others wait for it and find the cache filled.
-    let logins: Vec<_> = (0..8)
-        .map(|_| {
-            let request = owner
-                .get(server.url("/spaces"))
-                .basic_auth("alice", Some(PASSWORD));
-            tokio::spawn(async move { request.send().await.unwrap().status() })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for login in logins {
-        statuses.push(login.await.unwrap());
-    }
+    let statuses = spaces_at_once(
+        &server,
+        &owner,
+        "alice",
+        (0..8).map(|_| PASSWORD.to_owned()),
+    )
+    .await;
     assert!(
         statuses.iter().all(|s| *s == StatusCode::OK),
         "{statuses:?}"
