@@ -1,6 +1,7 @@
 //! The HTTPS listener: our own accept loop over tokio-rustls and hyper-util, so that
 //! transport limits are explicit and the peer address reaches the pipeline.
 
+use crate::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -16,18 +17,18 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// Most header fields hyper parses in an HTTP/1.1 request; beyond, it answers a bare 431
-/// itself. Well above the pipeline's [`crate::pipeline::MAX_HEADER_FIELDS`], so that the
-/// pipeline, with its headers, problem body and audit record, refuses what is merely over
-/// the limit, and hyper only what is far beyond it.
-pub const MAX_TRANSPORT_HEADER_FIELDS: usize = 400;
+/// Most header fields hyper parses in an HTTP/1.1 request (400); beyond, it answers a bare
+/// 431 itself. Four times the pipeline's [`MAX_HEADER_FIELDS`], so that the pipeline, with
+/// its headers, problem body and audit record, refuses what is merely over the limit, and
+/// hyper only what is far beyond it.
+pub const MAX_TRANSPORT_HEADER_FIELDS: usize = 4 * MAX_HEADER_FIELDS;
 
 /// Largest request head (HTTP/1.1: hyper's read buffer) or header list (HTTP/2: the
-/// advertised SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts; beyond, hyper or h2
-/// answers a bare 431. Four times the pipeline's
-/// [`crate::pipeline::MAX_HEADER_LIST_BYTES`], for the same reason as
-/// [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request head can take.
-pub const MAX_TRANSPORT_HEADER_BYTES: usize = 64 * 1024;
+/// advertised SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts (64 KiB); beyond, hyper
+/// or h2 answers a bare 431. Four times the pipeline's [`MAX_HEADER_LIST_BYTES`], for the
+/// same reason as [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request
+/// head can take.
+pub const MAX_TRANSPORT_HEADER_BYTES: usize = 4 * MAX_HEADER_LIST_BYTES;
 
 /// The peer's socket address, attached to every request (rate limiting keys on it).
 #[derive(Debug, Clone, Copy)]

@@ -104,7 +104,6 @@ async fn get(client: &Client, url: &str) -> Response {
     client.get(url).send().await.unwrap()
 }
 
-/// `GET /spaces` from `client` with Basic credentials.
 /// `GET /spaces` as `user` once per password, all sent at once; the statuses, in order.
 async fn spaces_at_once(
     server: &InProcessServer,
@@ -128,6 +127,7 @@ async fn spaces_at_once(
     statuses
 }
 
+/// `GET /spaces` from `client` with Basic credentials.
 async fn spaces_as(
     server: &InProcessServer,
     client: &Client,

@@ -65,14 +65,10 @@ pub fn headers_within_limits(headers: &HeaderMap) -> bool {
 /// limit while being read.
 pub async fn require_json_bodies(req: Request, next: Next) -> Response {
     if !headers_within_limits(req.headers()) {
-        let mut response = ApiError::HeadersTooLarge.into_response();
-        if req.version() <= Version::HTTP_11 && !req.body().is_end_stream() {
-            // The body stays unread: the connection cannot be reused after it.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        return response;
+        let response = ApiError::HeadersTooLarge.into_response();
+        // The body stays unread: the connection cannot be reused after it.
+        let unread = !req.body().is_end_stream();
+        return closing_if(unread, req.version(), response);
     }
     let declared = req
         .headers()
@@ -106,8 +102,14 @@ async fn refuse_too_large(req: Request, declared: u64) -> Response {
             }
         }
     };
-    let mut response = ApiError::PayloadTooLarge.into_response();
-    if !drained && version <= Version::HTTP_11 {
+    closing_if(!drained, version, ApiError::PayloadTooLarge.into_response())
+}
+
+/// `response`, saying `Connection: close` when a request body was left unread on an
+/// HTTP/1.x connection (whose next request would start inside that body). HTTP/2 streams
+/// end on their own.
+fn closing_if(body_left_unread: bool, version: Version, mut response: Response) -> Response {
+    if body_left_unread && version <= Version::HTTP_11 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

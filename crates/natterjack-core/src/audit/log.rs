@@ -38,9 +38,9 @@ const MAX_BATCH: usize = 512;
 
 /// Least time between two rewrites of the head anchor. Under load, batches commit every
 /// few hundred microseconds; rewriting the file (a temporary file and a rename) after each
-/// took about 6% of the server's CPU in a profile of an authenticated read (bench/load). The anchor may lag the
-/// database anyway (verification accepts records that chain on from it), and this bounds
-/// that lag to one interval plus a file write while the log is busy.
+/// took about 6% of the server's CPU in a profile of an authenticated read (bench/load).
+/// The anchor may lag the database anyway (verification accepts records that chain on from
+/// it), and this bounds that lag to one interval plus a file write while the log is busy.
 const ANCHOR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Appends of one batch before giving up when other processes keep taking its ids.
