@@ -203,7 +203,7 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
          (SELECT count(*) FROM messages WHERE space_id = ?1)",
     )
     .bind(space.get())
-    .fetch_one(store.pool())
+    .fetch_one(&mut *store.connection().await.unwrap())
     .await
     .unwrap();
     assert_eq!(

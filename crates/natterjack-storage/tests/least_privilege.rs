@@ -57,7 +57,9 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "VACUUM INTO '/tmp/natterjack-copy.db'",
     ];
     for sql in forbidden {
-        let result = sqlx::query(sql).execute(store.pool()).await;
+        let result = sqlx::query(sql)
+            .execute(&mut *store.connection().await.unwrap())
+            .await;
         let err = result.expect_err(sql).to_string();
         assert!(
             err.contains("not authorized") || err.contains("authorization denied"),
@@ -74,7 +76,7 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         Some("alice")
     );
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.connection().await.unwrap())
         .await
         .unwrap();
     assert_eq!(kept, 1);

@@ -155,7 +155,7 @@ async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
     };
     let hash: String =
         sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'alice'")
-            .fetch_one(sqlite.pool())
+            .fetch_one(&mut *sqlite.connection().await.expect("connection"))
             .await
             .expect("hash");
     assert!(hash.contains("m=19456,t=3,p=1"), "{hash}");

@@ -12,11 +12,12 @@ use natterjack_core::ports::StoreError;
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: Option<(i64, Vec<u8>)> =
             sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(self.pool())
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| conn.fail(e))?;
         row.map(|(id, mac)| {
             Ok(ChainHead {
                 id,
@@ -27,17 +28,15 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit(&self, batch: &[StoredAuditRecord]) -> Result<(), StoreError> {
-        insert(self.pool(), batch).await
+        let mut conn = self.conns.lease().await?;
+        insert(&mut *conn, batch).await.map_err(|e| conn.fail(e))
     }
 
     async fn append_audit_exclusive(&self, link: &mut Linker<'_>) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
         // IMMEDIATE takes the write lock before the read: no other connection, in this
         // process or another, can append between reading the head and committing.
-        let mut tx = self
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)?;
+        let mut tx = conn.begin(Some("BEGIN IMMEDIATE")).await?;
         let rows: Vec<AuditRow> = sqlx::query_as(NEWEST_TWO_AUDIT)
             .fetch_all(&mut *tx)
             .await
@@ -45,7 +44,7 @@ impl AuditStore for SqliteStore {
         let mut newest = audit_records(rows);
         newest.reverse();
         let batch = link(&newest).map_err(StoreError::Internal)?;
-        insert(&mut *tx, &batch).await?;
+        insert(&mut *tx, &batch).await.map_err(classify)?;
         tx.commit().await.map_err(classify)
     }
 
@@ -54,6 +53,7 @@ impl AuditStore for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
             audit_columns!(),
@@ -61,13 +61,14 @@ impl AuditStore for SqliteStore {
         ))
         .bind(after_id)
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         Ok(audit_records(rows))
     }
 
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
             audit_columns!(),
@@ -81,23 +82,25 @@ impl AuditStore for SqliteStore {
         .bind(q.principal.as_ref().map(|p| p.as_str().to_owned()))
         .bind(q.after)
         .bind(i64::from(q.limit.get()))
-        .fetch_all(self.pool())
+        .fetch_all(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         Ok(audit_records(rows))
     }
 
     async fn export_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let delivered: Option<i64> =
             sqlx::query_scalar("SELECT delivered_id FROM audit_export_cursor WHERE sink = ?1")
                 .bind(sink)
-                .fetch_optional(self.pool())
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| conn.fail(e))?;
         Ok(delivered.unwrap_or(0))
     }
 
     async fn advance_export_cursor(&self, sink: &str, delivered_id: i64) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
         sqlx::query(
             "INSERT INTO audit_export_cursor (sink, delivered_id) VALUES (?1, ?2) \
              ON CONFLICT (sink) DO UPDATE SET delivered_id = excluded.delivered_id \
@@ -105,16 +108,16 @@ impl AuditStore for SqliteStore {
         )
         .bind(sink)
         .bind(delivered_id)
-        .execute(self.pool())
+        .execute(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         Ok(())
     }
 }
 
 /// Inserts a batch in one statement: the whole batch travels as one bound JSON parameter,
 /// so it is one round trip and one implicit transaction whatever its size (group commit).
-async fn insert<'c, E>(executor: E, batch: &[StoredAuditRecord]) -> Result<(), StoreError>
+async fn insert<'c, E>(executor: E, batch: &[StoredAuditRecord]) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
@@ -151,7 +154,6 @@ where
     )
     .bind(serde_json::Value::Array(rows).to_string())
     .execute(executor)
-    .await
-    .map_err(classify)?;
+    .await?;
     Ok(())
 }

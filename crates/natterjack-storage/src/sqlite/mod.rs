@@ -2,8 +2,10 @@
 
 mod audit;
 pub mod authorizer;
+mod connections;
 mod errors;
 pub mod migrate;
 mod store;
 
+pub use connections::Lease;
 pub use store::SqliteStore;

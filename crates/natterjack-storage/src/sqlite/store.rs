@@ -1,5 +1,6 @@
+use super::connections::{Connections, Lease};
 use super::errors::classify;
-use super::{authorizer, migrate};
+use super::migrate;
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
 use async_trait::async_trait;
 use natterjack_core::domain::{
@@ -8,25 +9,23 @@ use natterjack_core::domain::{
 use natterjack_core::ports::{
     MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store, StoreError, UserRecord,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The SQLite store: a pool of connections that each run under the authorizer.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) conns: Arc<Connections>,
 }
 
 type UserRow = (i64, String, String, i64);
 
 const SPACE_BY_ID: &str = "SELECT s.id, s.name, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
 
-fn options(path: &Path) -> SqliteConnectOptions {
+pub(super) fn options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
@@ -71,24 +70,24 @@ impl SqliteStore {
                 )));
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(|conn, _meta| Box::pin(async move { authorizer::install(conn).await }))
-            .connect_with(options(path))
-            .await
-            .map_err(classify)?;
-        Ok(Self { pool })
+        Ok(Self {
+            conns: Arc::new(Connections::new(
+                options(path),
+                max_connections,
+                Duration::from_secs(5),
+            )),
+        })
     }
 
-    /// The server's pool, under the authorizer. Exposed for the least-privilege tests.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// One of the server's connections, under the authorizer, for as long as the lease is
+    /// held. Exposed for the least-privilege tests and the benchmarks.
+    pub async fn connection(&self) -> Result<Lease<'_>, StoreError> {
+        self.conns.lease().await
     }
 
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.conns.close().await;
     }
 }
 
@@ -103,6 +102,7 @@ impl Store for SqliteStore {
         username: &Username,
         password_hash: &str,
     ) -> Result<UserRecord, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: UserRow = sqlx::query_as(
             "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?1, ?2, 0, ?3) \
              RETURNING id, username, password_hash, is_admin",
@@ -110,40 +110,43 @@ impl Store for SqliteStore {
         .bind(username.as_str())
         .bind(password_hash)
         .bind(Timestamp::now().micros())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         user(row)
     }
 
     async fn find_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: Option<UserRow> = sqlx::query_as(
             "SELECT id, username, password_hash, is_admin FROM users WHERE username = ?1",
         )
         .bind(username.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         row.map(user).transpose()
     }
 
     async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
         sqlx::query("UPDATE users SET password_hash = ?1 WHERE id = ?2")
             .bind(password_hash)
             .bind(user.get())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
-            .map_err(classify)?;
+            .map_err(|e| conn.fail(e))?;
         Ok(())
     }
 
     async fn set_admin(&self, user: UserId, admin: bool) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
         sqlx::query("UPDATE users SET is_admin = ?1 WHERE id = ?2")
             .bind(i64::from(admin))
             .bind(user.get())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
-            .map_err(classify)?;
+            .map_err(|e| conn.fail(e))?;
         Ok(())
     }
 
@@ -152,8 +155,9 @@ impl Store for SqliteStore {
         name: &SpaceName,
         owner: UserId,
     ) -> Result<SpaceRecord, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let now = Timestamp::now().micros();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = conn.begin(None).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO spaces (name, owner_id, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         )
@@ -183,6 +187,7 @@ impl Store for SqliteStore {
     }
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let rows: Vec<SpaceRow> = sqlx::query_as(
             // Driven by the user's memberships (the `memberships_by_user` index, already in
             // order), so the cost follows the user's spaces, not every space there is.
@@ -193,18 +198,19 @@ impl Store for SqliteStore {
              ORDER BY m.space_id DESC LIMIT 1000",
         )
         .bind(user.get())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         rows.into_iter().map(space).collect()
     }
 
     async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: Option<SpaceRow> = sqlx::query_as(SPACE_BY_ID)
             .bind(id.get())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(classify)?;
+            .map_err(|e| conn.fail(e))?;
         row.map(space).transpose()
     }
 
@@ -213,26 +219,28 @@ impl Store for SqliteStore {
         space: SpaceId,
         user: UserId,
     ) -> Result<Permissions, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let bits: Option<i64> = sqlx::query_scalar(
             "SELECT permissions FROM memberships WHERE space_id = ?1 AND user_id = ?2",
         )
         .bind(space.get())
         .bind(user.get())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         permissions(bits)
     }
 
     async fn members_of(&self, space: SpaceId) -> Result<Vec<MemberRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
              WHERE m.space_id = ?1 ORDER BY u.username",
         )
         .bind(space.get())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         rows.into_iter()
             .map(|(name, bits)| {
                 Ok(MemberRecord {
@@ -250,6 +258,7 @@ impl Store for SqliteStore {
         add: Permissions,
         by: UserId,
     ) -> Result<Permissions, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let bits: i64 = sqlx::query_scalar(
             "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (space_id, user_id) DO UPDATE SET permissions = permissions | excluded.permissions, \
@@ -260,9 +269,9 @@ impl Store for SqliteStore {
         .bind(add.bits())
         .bind(by.get())
         .bind(Timestamp::now().micros())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         permissions(Some(bits))
     }
 
@@ -272,8 +281,9 @@ impl Store for SqliteStore {
         user: UserId,
         remove: Permissions,
     ) -> Result<Permissions, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let keep = Permissions::ALL.without(remove).bits();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = conn.begin(None).await?;
         sqlx::query("DELETE FROM memberships WHERE space_id = ?1 AND user_id = ?2 AND (permissions & ?3) = 0")
             .bind(space.get())
             .bind(user.get())
@@ -300,6 +310,7 @@ impl Store for SqliteStore {
         author: UserId,
         body: &MessageText,
     ) -> Result<MessageRecord, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: MessageRow = sqlx::query_as(
             "INSERT INTO messages (space_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING id, space_id, (SELECT username FROM users WHERE id = ?2), body, created_at",
@@ -308,9 +319,9 @@ impl Store for SqliteStore {
         .bind(author.get())
         .bind(body.as_str())
         .bind(Timestamp::now().micros())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         message(row)
     }
 
@@ -319,6 +330,7 @@ impl Store for SqliteStore {
         space: SpaceId,
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         // The cursor is a range bound on the index (`id < ?3`, the largest id when absent),
         // never an `OR`, which would make every later page scan from the newest message.
         let rows: Vec<MessageRow> = sqlx::query_as(
@@ -332,9 +344,9 @@ impl Store for SqliteStore {
         .bind(page.since.map(Timestamp::micros))
         .bind(page.after.map(MessageId::get))
         .bind(i64::from(page.limit.get()))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         rows.into_iter().map(message).collect()
     }
 
@@ -343,33 +355,36 @@ impl Store for SqliteStore {
         space: SpaceId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let row: Option<MessageRow> = sqlx::query_as(
             "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id WHERE m.space_id = ?1 AND m.id = ?2",
         )
         .bind(space.get())
         .bind(id.get())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         row.map(message).transpose()
     }
 
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError> {
+        let mut conn = self.conns.lease().await?;
         let done = sqlx::query("DELETE FROM messages WHERE space_id = ?1 AND id = ?2")
             .bind(space.get())
             .bind(id.get())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
-            .map_err(classify)?;
+            .map_err(|e| conn.fail(e))?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
-            .map_err(classify)?;
+            .map_err(|e| conn.fail(e))?;
         Ok(())
     }
 }
