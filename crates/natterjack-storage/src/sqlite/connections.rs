@@ -14,8 +14,8 @@ use super::errors::classify;
 use natterjack_core::ports::StoreError;
 use sqlx::ConnectOptions;
 use sqlx::Connection;
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection};
 use sqlx::Transaction;
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -70,10 +70,9 @@ impl Connections {
                 ));
             }
         };
-        let index = self
-            .free()
-            .pop()
-            .ok_or_else(|| StoreError::Internal("a connection permit without a free slot".into()))?;
+        let index = self.free().pop().ok_or_else(|| {
+            StoreError::Internal("a connection permit without a free slot".into())
+        })?;
         // From here the slot index goes back to `free` when `Lease` or `Unlent` drops.
         let unlent = Unlent { pool: self, index };
         let slot = &self.slots[index];
@@ -159,9 +158,7 @@ impl Lease<'_> {
         self.broken |= worker_gone(&e);
         classify(e)
     }
-}
 
-impl<'a> Lease<'a> {
     /// Begins a transaction on this connection (`BEGIN`, or `statement` such as
     /// `BEGIN IMMEDIATE`); dropping the transaction uncommitted rolls it back.
     pub(crate) async fn begin(
@@ -239,7 +236,11 @@ mod tests {
         drop(lease);
 
         let mut lease = conns.lease().await.unwrap();
-        assert_eq!(last_insert_rowid(&mut lease).await, 1, "the same connection");
+        assert_eq!(
+            last_insert_rowid(&mut lease).await,
+            1,
+            "the same connection"
+        );
         let _ = lease.fail(sqlx::Error::WorkerCrashed);
         drop(lease);
 
@@ -306,7 +307,10 @@ mod tests {
             .unwrap();
         // A COMMIT that ran but whose answer was dropped still counts, so at least the
         // calls that finished left a row, and nothing else did.
-        assert!((completed..=40).contains(&users), "{users} rows, {completed} completed");
+        assert!(
+            (completed..=40).contains(&users),
+            "{users} rows, {completed} completed"
+        );
         // The connection is not stuck inside an abandoned transaction.
         let mut tx = lease.begin(Some("BEGIN IMMEDIATE")).await.unwrap();
         sqlx::query(INSERT_USER)
@@ -321,7 +325,10 @@ mod tests {
     async fn a_borrower_beyond_the_pool_size_waits_then_gets_unavailable() {
         let (_dir, conns) = pool(1, Duration::from_millis(50)).await;
         let held = conns.lease().await.unwrap();
-        assert!(matches!(conns.lease().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            conns.lease().await,
+            Err(StoreError::Unavailable(_))
+        ));
         drop(held);
         assert!(conns.lease().await.is_ok());
     }
@@ -331,6 +338,9 @@ mod tests {
         let (_dir, conns) = pool(2, Duration::from_secs(5)).await;
         drop(conns.lease().await.unwrap());
         conns.close().await;
-        assert!(matches!(conns.lease().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            conns.lease().await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }
