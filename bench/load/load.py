@@ -326,15 +326,9 @@ def memory_phase(a, tmp, logdir, name, extra_env=None):
 
 
 def write_section(section):
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip("\n") + "\n" + (("\n" + text[end + 1:]) if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    sys.path.insert(0, str(ROOT / "bench"))
+    import benchmarks_md
+    benchmarks_md.replace_section(SECTION, section)
     log("load: BENCHMARKS.md updated")
 
 
