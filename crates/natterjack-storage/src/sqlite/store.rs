@@ -70,13 +70,17 @@ impl SqliteStore {
                 )));
             }
         }
-        Ok(Self {
+        let store = Self {
             conns: Arc::new(Connections::new(
                 options(path),
                 max_connections,
                 Duration::from_secs(5),
             )),
-        })
+        };
+        // Open the first connection now, authorizer and all, so a database that cannot be
+        // served stops the start-up instead of the first request.
+        drop(store.conns.lease().await?);
+        Ok(store)
     }
 
     /// One of the server's connections, under the authorizer, for as long as the lease is
