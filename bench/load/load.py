@@ -551,7 +551,7 @@ def render(r):
         "of Natterjack's own (`crates/natterjack-storage/src/sqlite/connections.rs`) instead of sqlx's,",
         "which pinged each connection when it was taken and again when it was given back: two more round",
         "trips to the connection's worker thread per storage call. The baseline uses the same store, so it",
-        "gained as well and the ratios hardly moved; the absolute rates show the change. In the run",
+        "gained too, and the absolute rates show the change better than the ratios. In the run",
         "before (2026-11-28, same kind of machine), (1) did 12,274 requests/s, (2) 7,485, (3) 3,567 and",
         f"(4) 1,951; in this run {rps['baseline_read']:,.0f}, {rps['health']:,.0f}, {rps['read']:,.0f} and {rps['write']:,.0f}. On 2026-11-28 the audit writer",
         "began gathering each batch after one pass of the scheduler (batches under this load grew from",
