@@ -90,7 +90,6 @@ impl Connections {
             .map_err(|_| StoreError::Internal("a connection slot emptied while locked".into()))?;
         Ok(Lease {
             conn,
-            broken: false,
             unlent,
             _permit: permit,
         })
@@ -120,12 +119,6 @@ impl Connections {
     }
 }
 
-/// Whether an error means the connection's worker thread has stopped: every later call on
-/// it would fail the same way.
-fn worker_gone(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::WorkerCrashed)
-}
-
 fn closed() -> StoreError {
     StoreError::Unavailable("the store is closed".into())
 }
@@ -134,6 +127,20 @@ fn closed() -> StoreError {
 struct Unlent<'a> {
     pool: &'a Connections,
     index: usize,
+}
+
+impl Unlent<'_> {
+    /// Classifies an error of a call on this slot's connection. If the error says the
+    /// connection's worker has stopped (every later call would fail the same way), the slot
+    /// is marked, and its next lease opens a new connection.
+    fn classify(&self, e: sqlx::Error) -> StoreError {
+        if matches!(e, sqlx::Error::WorkerCrashed) {
+            self.pool.slots[self.index]
+                .broken
+                .store(true, Ordering::Release);
+        }
+        classify(e)
+    }
 }
 
 impl Drop for Unlent<'_> {
@@ -146,7 +153,6 @@ impl Drop for Unlent<'_> {
 /// releases the permit (fields drop in order), so the next borrower finds the slot free.
 pub struct Lease<'a> {
     conn: MappedMutexGuard<'a, SqliteConnection>,
-    broken: bool,
     unlent: Unlent<'a>,
     _permit: SemaphorePermit<'a>,
 }
@@ -154,9 +160,8 @@ pub struct Lease<'a> {
 impl Lease<'_> {
     /// Classifies an error of a call made on this connection, and retires the connection if
     /// the error says its worker can no longer run anything.
-    pub(crate) fn fail(&mut self, e: sqlx::Error) -> StoreError {
-        self.broken |= worker_gone(&e);
-        classify(e)
+    pub(crate) fn fail(&self, e: sqlx::Error) -> StoreError {
+        self.unlent.classify(e)
     }
 
     /// Begins a transaction on this connection (`BEGIN`, or `statement` such as
@@ -169,10 +174,7 @@ impl Lease<'_> {
             None => self.conn.begin().await,
             Some(statement) => self.conn.begin_with(statement).await,
         };
-        begun.map_err(|e| {
-            self.broken |= worker_gone(&e);
-            classify(e)
-        })
+        begun.map_err(|e| self.unlent.classify(e))
     }
 }
 
@@ -187,16 +189,6 @@ impl Deref for Lease<'_> {
 impl DerefMut for Lease<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.conn
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if self.broken {
-            self.unlent.pool.slots[self.unlent.index]
-                .broken
-                .store(true, Ordering::Release);
-        }
     }
 }
 
