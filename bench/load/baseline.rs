@@ -5,7 +5,7 @@
 //! - TLS: the rustls configuration `natterjack::tls::server_config` builds (TLS 1.3/1.2,
 //!   aws-lc-rs, ALPN h2 and http/1.1), from the server certificate and key that
 //!   `natterjack serve` created in its data directory;
-//! - transport: `natterjack_api::server::serve`, the same tokio-rustls 0.26 + hyper-util
+//! - transport: `natterjack_api::transport::serve`, the same tokio-rustls 0.26 + hyper-util
 //!   accept loop (HTTP/1.1 keep-alive and HTTP/2) with the same transport limits;
 //! - storage: the SQLite store opened by `natterjack::storage::prepare` (migrations, the
 //!   authorizer, the same pool size), in a data directory of its own;
@@ -150,7 +150,7 @@ fn main() {
             .unwrap();
         let tls = natterjack::tls::server_config(&args.cert, &args.key).unwrap();
         // The transport limits `natterjack serve` derives from the same (default) settings.
-        let transport = natterjack::runtime::transport_limits(&cfg);
+        let transport = natterjack::runtime::rest_listener(&cfg);
         let app = Router::new()
             .route("/spaces/{id}/messages/{msg_id}", get(read_message))
             .route("/spaces/{id}/messages", post(write_message))
@@ -170,7 +170,7 @@ fn main() {
             .unwrap();
             out.flush().unwrap();
         }
-        natterjack_api::server::serve(listener, tls, app, transport, shutdown()).await;
+        natterjack_api::transport::serve(listener, tls, app, transport, shutdown()).await;
         storage.close().await;
     });
 }

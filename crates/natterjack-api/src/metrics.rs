@@ -63,11 +63,44 @@ pub(crate) fn auth_failure(transport: &'static str, reason: &'static str) {
     .increment(1);
 }
 
-/// A TLS handshake that failed or timed out on the REST listener.
-pub(crate) fn tls_handshake_failure(reason: &'static str) {
+/// A TLS handshake that failed or timed out on a public listener (`rest` or `grpc`).
+pub(crate) fn tls_handshake_failure(listener: &'static str, reason: &'static str) {
     metrics::counter!(
         "natterjack_tls_handshake_failures_total",
-        "listener" => "rest",
+        "listener" => listener,
+        "reason" => reason,
+    )
+    .increment(1);
+}
+
+/// Connections open on a public listener now.
+pub(crate) fn connections_open(listener: &'static str, open: usize) {
+    metrics::gauge!("natterjack_connections_open", "listener" => listener).set(open as f64);
+}
+
+/// A connection closed before it was served: its client held too many already
+/// (`per_client`), or the listener was full and no slot freed in time (`full`).
+pub(crate) fn connection_refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "natterjack_connections_refused_total",
+        "listener" => listener,
+        "reason" => reason,
+    )
+    .increment(1);
+}
+
+/// An idle connection closed to make room for a new one at the listener's cap.
+pub(crate) fn connection_evicted(listener: &'static str) {
+    metrics::counter!("natterjack_connections_evicted_total", "listener" => listener).increment(1);
+}
+
+/// A connection the server closed, by reason: `first_request` (no request head in time
+/// after the handshake), `idle` (keep-alive or HTTP/2 idle timeout), `evicted`, `age`,
+/// `shutdown`.
+pub(crate) fn connection_closed(listener: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "natterjack_connections_closed_total",
+        "listener" => listener,
         "reason" => reason,
     )
     .increment(1);

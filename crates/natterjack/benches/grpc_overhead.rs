@@ -1,7 +1,7 @@
 //! Unary gRPC throughput over mutual TLS: `Spaces/GetSpace` through Natterjack's whole gRPC
 //! pipeline (peer and principal rate limits, certificate → principal lookup, access check,
-//! audit record) beside a bare tonic server that answers the same RPC with the same storage
-//! read and nothing else, on the same TLS configuration. Results go to
+//! audit record) beside a bare tonic service that answers the same RPC with the same storage
+//! read and nothing else, behind the same accept loop and TLS configuration. Results go to
 //! `target/criterion/grpc/overhead.json` for `bench/grpc-overhead`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -17,8 +17,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Request, Response, Status};
 
 const CLIENTS: usize = 32;
@@ -155,16 +155,9 @@ async fn setup() -> Setup {
         natterjack::dev_ca::issue_client(&cfg.data_dir, "alice", &cfg.data_dir.join("clients"))
             .unwrap();
     let tls = assembled.grpc_tls.unwrap();
-    let ca = tls.client_ca_pem.clone();
-    let server_tls = || {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(
-                tls.cert_pem.clone(),
-                tls.key_pem.clone(),
-            ))
-            .client_ca_root(Certificate::from_pem(tls.client_ca_pem.clone()))
-    };
-    let bare_tls = server_tls();
+    let ca = std::fs::read(cfg.data_dir.join("ca.pem")).unwrap();
+    let bare_tls = tls.clone();
+    let bare_spec = assembled.grpc_transport.spec();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let natterjack = format!("https://{}", listener.local_addr().unwrap());
@@ -179,15 +172,15 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bare = format!("https://{}", listener.local_addr().unwrap());
     let store = assembled.store.store();
-    tokio::spawn(async move {
-        Server::builder()
-            .tls_config(bare_tls)
-            .unwrap()
-            .add_service(SpacesServer::new(Bare { store }))
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
+    // The same accept loop, TLS configuration and connection limits as Natterjack's.
+    let app = tonic::service::Routes::new(SpacesServer::new(Bare { store })).into_axum_router();
+    tokio::spawn(natterjack_api::transport::serve(
+        listener,
+        bare_tls,
+        app,
+        bare_spec,
+        std::future::pending(),
+    ));
     Setup {
         _dir: dir,
         natterjack,

@@ -36,7 +36,7 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
     let app = assembled.app(|routes| routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(natterjack_api::server::serve(
+    tokio::spawn(natterjack_api::transport::serve(
         listener,
         assembled.tls,
         app,

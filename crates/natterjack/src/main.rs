@@ -17,9 +17,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,4 +36,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `RUST_LOG` (default `info`), with rustls' own messages at `error` unless `RUST_LOG` names
+/// rustls: it warns once per handshake about things any client may send (an IP address as
+/// SNI, say), so a scanner could flood the log. Handshake failures are counted in
+/// `natterjack_tls_handshake_failures_total` instead.
+fn log_filter(rust_log: Option<String>) -> tracing_subscriber::EnvFilter {
+    let mut directives = rust_log
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    if !directives.contains("rustls") {
+        directives.push_str(",rustls=error");
+    }
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"))
 }

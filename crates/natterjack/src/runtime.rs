@@ -7,12 +7,12 @@ use crate::dev_ca;
 use crate::storage::Storage;
 use axum::Router;
 use natterjack_api::AppState;
-use natterjack_api::grpc::{GrpcLimits, GrpcState, GrpcTransport, PublicTls};
+use natterjack_api::grpc::{GrpcLimits, GrpcState, GrpcTransport};
 use natterjack_api::pipeline::PipelineLimits;
 use natterjack_api::pipeline::rate_limit::RateLimits;
 use natterjack_api::pipeline::secure_pipeline;
 use natterjack_api::rest::routes;
-use natterjack_api::server::TransportLimits;
+use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
     AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, VerifyReport, verify,
 };
@@ -125,12 +125,12 @@ pub struct Assembled {
     pub dev_ca: Option<std::path::PathBuf>,
     /// Limits inside the pipeline.
     pub pipeline: PipelineLimits,
-    /// Transport limits.
-    pub transport: TransportLimits,
+    /// The REST listener: HTTP/1.1 and HTTP/2 with the `[rest]` limits.
+    pub transport: ListenerSpec,
     /// The gRPC side of the state (shares the service, limits and audit log).
     pub grpc: GrpcState,
-    /// Certificates of the public gRPC listener, when it is enabled.
-    pub grpc_tls: Option<PublicTls>,
+    /// TLS configuration of the public gRPC listener (mutual TLS), when it is enabled.
+    pub grpc_tls: Option<Arc<rustls::ServerConfig>>,
     /// Limits of the public gRPC listener.
     pub grpc_transport: GrpcTransport,
     /// The SIEM exporters' backlog, which `audit.fail_closed` turns into refusals.
@@ -150,15 +150,49 @@ impl Assembled {
     }
 }
 
-/// The HTTPS listener's limits from `[rest]`: one derivation for the server and for the load
-/// benchmark's baseline, so that the baseline runs under exactly the same transport.
-pub fn transport_limits(cfg: &Config) -> TransportLimits {
-    TransportLimits {
-        max_connections: cfg.rest.max_connections,
-        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
-        header_read_timeout: Duration::from_secs(cfg.rest.header_read_timeout_secs),
-        max_concurrent_streams: cfg.rest.max_concurrent_streams,
-        ..TransportLimits::default()
+/// The HTTPS listener from `[rest]` (trusted proxies are exempt from the per-client
+/// connection cap): one derivation for the server and for the load benchmark's baseline,
+/// so that the baseline runs under exactly the same transport.
+pub fn rest_listener(cfg: &Config) -> ListenerSpec {
+    let r = &cfg.rest;
+    ListenerSpec {
+        name: "rest",
+        protocol: Protocol::Http,
+        limits: TransportLimits {
+            max_connections: r.max_connections,
+            max_connections_per_client: r.max_connections_per_client,
+            exempt: cfg.rate_limit.trusted_proxies.clone(),
+            handshake_timeout: Duration::from_secs(r.handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(r.header_read_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(r.keep_alive_timeout_secs),
+            http2_idle_timeout: Duration::from_secs(r.http2_idle_timeout_secs),
+            max_connection_age: None,
+            max_concurrent_streams: r.max_concurrent_streams,
+            ..TransportLimits::default()
+        },
+    }
+}
+
+/// The public gRPC listener from `[grpc]` (its TLS handshake deadline is `[rest]`'s).
+pub fn grpc_transport(cfg: &Config) -> GrpcTransport {
+    let g = &cfg.grpc;
+    let idle = Duration::from_secs(g.idle_timeout_secs);
+    GrpcTransport {
+        max_message_bytes: g.max_message_bytes,
+        keepalive_interval: Duration::from_secs(g.keepalive_interval_secs),
+        keepalive_timeout: Duration::from_secs(g.keepalive_timeout_secs),
+        limits: TransportLimits {
+            max_connections: g.max_connections,
+            max_connections_per_client: g.max_connections_per_client,
+            exempt: cfg.rate_limit.trusted_proxies.clone(),
+            handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(g.header_read_timeout_secs),
+            keep_alive_timeout: idle,
+            http2_idle_timeout: idle,
+            max_connection_age: Some(Duration::from_secs(g.max_connection_age_secs)),
+            max_concurrent_streams: g.max_concurrent_streams,
+            ..TransportLimits::default()
+        },
     }
 }
 
@@ -184,23 +218,14 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
             .clone()
             .or_else(|| dev_ca.clone())
             .ok_or_else(|| StartError::Other("grpc.client_ca is not set".into()))?;
-        crate::tls::check_client_ca(&client_ca).map_err(StartError::Other)?;
-        let read = |path: &Path| {
-            fs::read(path)
-                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", path.display())))
-        };
-        Some(PublicTls {
-            cert_pem: read(&cert)?,
-            key_pem: read(&key)?,
-            client_ca_pem: read(&client_ca)?,
-        })
+        Some(crate::tls::grpc_server_config(&cert, &key, &client_ca).map_err(StartError::Other)?)
     } else {
         None
     };
     let pipeline = PipelineLimits {
         request_timeout: Duration::from_secs(cfg.rest.request_timeout_secs),
     };
-    let transport = transport_limits(cfg);
+    let transport = rest_listener(cfg);
     let export_gate = Arc::new(ExportGate::new(
         cfg.audit.sinks.len(),
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
@@ -225,16 +250,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
             request_timeout: Duration::from_secs(g.request_timeout_secs),
         },
     );
-    let grpc_transport = GrpcTransport {
-        max_message_bytes: g.max_message_bytes,
-        max_concurrent_streams: g.max_concurrent_streams,
-        keepalive_interval: Duration::from_secs(g.keepalive_interval_secs),
-        keepalive_timeout: Duration::from_secs(g.keepalive_timeout_secs),
-        max_connection_age: Duration::from_secs(g.max_connection_age_secs),
-        handshake_timeout: Duration::from_secs(cfg.rest.handshake_timeout_secs),
-        request_timeout: Duration::from_secs(g.request_timeout_secs),
-        max_connections: g.max_connections,
-    };
+    let grpc_transport = grpc_transport(cfg);
     Ok(Assembled {
         state,
         grpc,

@@ -1,4 +1,5 @@
-//! The server's rustls configuration: TLS 1.3 and 1.2 only, ALPN h2 and http/1.1.
+//! The public listeners' rustls configurations: TLS 1.3 and 1.2 only, the server's cipher
+//! order; ALPN h2 and http/1.1 for REST, h2 with a required client certificate for gRPC.
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -6,27 +7,74 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Builds the server TLS configuration from PEM files. rustls offers only forward-secret
-/// AEAD suites, no compression and no renegotiation, so the only protocol choice left is
-/// the version range, pinned here to 1.2 and 1.3.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+fn read_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect())
         .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
     if chain.is_empty() {
         return Err(format!("no certificate in {}", cert.display()));
     }
+    Ok(chain)
+}
+
+/// The TLS settings both public listeners share, around their choice of client
+/// authentication: versions 1.3 and 1.2 only, and the server's own order of cipher suites.
+/// rustls offers only forward-secret AEAD suites, no compression and no renegotiation, and
+/// lists the strongest first; honouring that order (`ignore_client_order`) means a client
+/// that prefers a weaker suite still gets the strongest both support.
+fn finish(
+    builder: rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>,
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, String> {
+    let chain = read_chain(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
-    let mut config = ServerConfig::builder_with_protocol_versions(&[
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+    config.ignore_client_order = true;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn versions() -> rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier> {
+    ServerConfig::builder_with_protocol_versions(&[
         &rustls::version::TLS13,
         &rustls::version::TLS12,
     ])
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+}
+
+/// The REST listener's configuration: no client certificates, ALPN `h2` and `http/1.1`.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    finish(
+        versions().with_no_client_auth(),
+        cert,
+        key,
+        &[b"h2", b"http/1.1"],
+    )
+}
+
+/// The public gRPC listener's configuration: a client certificate chained to `client_ca`
+/// is required in the handshake (mutual TLS), and ALPN offers `h2` only.
+pub fn grpc_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, String> {
+    check_client_ca(client_ca)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(read_chain(client_ca)?);
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("grpc.client_ca {}: {e}", client_ca.display()))?;
+    finish(
+        versions().with_client_cert_verifier(verifier),
+        cert,
+        key,
+        &[b"h2"],
+    )
 }
 
 /// Checks that `path` holds at least one PEM certificate that could anchor client

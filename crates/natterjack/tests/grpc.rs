@@ -668,33 +668,6 @@ fn a_client_ca_file_without_a_certificate_stops_start_up() {
 }
 
 #[tokio::test]
-async fn a_connection_beyond_the_cap_waits_until_one_closes() {
-    let server = TestServer::start_with(&[("NATTERJACK_GRPC__MAX_CONNECTIONS", "1")]).await;
-    server.user("alice").await;
-    let alice = issue(&server.data_dir(), "alice");
-    let mut first = spaces(&server, &alice).await;
-    first.list_spaces(ListSpacesRequest {}).await.unwrap();
-    let mut second = spaces(&server, &alice).await;
-    let waiting = tokio::time::timeout(
-        Duration::from_secs(2),
-        second.list_spaces(ListSpacesRequest {}),
-    )
-    .await;
-    assert!(
-        waiting.is_err(),
-        "a second connection was served beyond the cap of one"
-    );
-    drop(first);
-    let served = tokio::time::timeout(
-        Duration::from_secs(20),
-        second.list_spaces(ListSpacesRequest {}),
-    )
-    .await
-    .expect("the waiting connection was never accepted");
-    assert!(served.is_ok(), "{served:?}");
-}
-
-#[tokio::test]
 async fn with_fail_closed_and_the_collector_down_posts_get_unavailable_while_reads_go_on() {
     // A collector address nothing listens on: every delivery attempt is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -20,7 +20,7 @@ use support::{Creds, PASSWORD, TestServer};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// The request body limit of DESIGN §2 step 3.
+/// The request body limit of the pipeline's hygiene step.
 const BODY_LIMIT: usize = 16 * 1024;
 
 /// Markers that must never appear in a response the caller did not write themselves.

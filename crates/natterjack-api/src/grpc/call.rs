@@ -1,4 +1,4 @@
-//! The pipeline of one gRPC call, in the order of DESIGN §2: rate limiting by peer address,
+//! The pipeline of one gRPC call, in the order of the REST pipeline: rate limiting by peer address,
 //! authentication (the client certificate, already chain-verified by TLS), the per-principal
 //! limit, a durable intent record before any state change, then the handler, and a
 //! `complete` audit record with the final code, whatever happened.

@@ -9,7 +9,6 @@
 
 pub mod admin;
 pub mod call;
-mod connection_cap;
 pub mod convert;
 pub mod identity;
 pub mod server;
@@ -18,7 +17,7 @@ pub mod status;
 mod watch;
 
 pub use call::{GrpcLimits, GrpcState};
-pub use server::{GrpcTransport, PublicTls, serve_internal, serve_public};
+pub use server::{GrpcTransport, serve_internal, serve_public};
 
 /// Code generated from `proto/natterjack/v1/*.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

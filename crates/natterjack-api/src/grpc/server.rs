@@ -12,95 +12,78 @@ use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::admin_server::AdminServer;
 use super::proto::spaces_server::SpacesServer;
 use super::spaces::SpacesService;
+use crate::transport::{ListenerSpec, Protocol, TransportLimits};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 /// Limits of the public listener, each set explicitly (tonic's defaults are unbounded).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GrpcTransport {
     /// Largest request or response message, in bytes.
     pub max_message_bytes: usize,
-    /// Concurrent HTTP/2 streams per connection.
-    pub max_concurrent_streams: u32,
     /// HTTP/2 keepalive ping interval; a peer that does not answer within
     /// `keepalive_timeout` is disconnected.
     pub keepalive_interval: Duration,
     /// How long to wait for a keepalive answer.
     pub keepalive_timeout: Duration,
-    /// A connection is closed (gracefully) after this long, so no client holds one forever.
-    pub max_connection_age: Duration,
-    /// TLS handshake deadline.
-    pub handshake_timeout: Duration,
-    /// Deadline of a unary call (a watch stream has its own, longer, limit).
-    pub request_timeout: Duration,
-    /// Simultaneous connections; more wait to be accepted.
-    pub max_connections: usize,
+    /// The connection limits shared with the REST listener: caps, handshake, first-request
+    /// and idle deadlines, maximum age, concurrent streams.
+    pub limits: TransportLimits,
 }
 
 impl Default for GrpcTransport {
     fn default() -> Self {
         Self {
             max_message_bytes: 64 * 1024,
-            max_concurrent_streams: 100,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(3600),
-            handshake_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_connections: 1024,
+            limits: TransportLimits {
+                max_connection_age: Some(Duration::from_secs(3600)),
+                ..TransportLimits::default()
+            },
         }
     }
 }
 
-/// PEM material of the public listener.
-pub struct PublicTls {
-    /// Server certificate chain.
-    pub cert_pem: Vec<u8>,
-    /// Server private key.
-    pub key_pem: Vec<u8>,
-    /// The CA that client certificates must chain to.
-    pub client_ca_pem: Vec<u8>,
+impl GrpcTransport {
+    /// The listener's description for the shared accept loop.
+    pub fn spec(&self) -> ListenerSpec {
+        ListenerSpec {
+            name: "grpc",
+            protocol: Protocol::Grpc {
+                keepalive_interval: self.keepalive_interval,
+                keepalive_timeout: self.keepalive_timeout,
+            },
+            limits: self.limits.clone(),
+        }
+    }
 }
 
-/// Serves the public listener until `shutdown` completes.
+/// Serves the public listener until `shutdown` completes. `tls` must require a client
+/// certificate (the mutual TLS of this listener) and offer ALPN `h2`. Connections go
+/// through the same accept loop as the REST listener ([`crate::transport`]), so the same
+/// caps and deadlines hold.
 pub async fn serve_public(
     listener: TcpListener,
-    tls: PublicTls,
+    tls: Arc<rustls::ServerConfig>,
     state: GrpcState,
     transport: GrpcTransport,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), String> {
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
-        .client_ca_root(Certificate::from_pem(tls.client_ca_pem))
-        .client_auth_optional(false)
-        .timeout(transport.handshake_timeout);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SpacesServer<SpacesService>>().await;
     tokio::spawn(report_readiness(health, state.clone()));
     let spaces = SpacesServer::new(SpacesService::new(state))
         .max_decoding_message_size(transport.max_message_bytes)
         .max_encoding_message_size(transport.max_message_bytes);
-    Server::builder()
-        .tls_config(tls_config)
-        .map_err(|e| format!("gRPC TLS configuration: {e}"))?
-        .max_concurrent_streams(transport.max_concurrent_streams)
-        .http2_keepalive_interval(Some(transport.keepalive_interval))
-        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
-        .max_connection_age(transport.max_connection_age)
-        .tcp_keepalive(Some(transport.keepalive_interval))
-        // A backstop only: the call pipeline enforces the deadline itself, and records it.
-        .timeout(transport.request_timeout + Duration::from_secs(5))
-        .add_service(health_service)
+    // Unknown services and methods get UNIMPLEMENTED from the router's fallback.
+    let app = tonic::service::Routes::new(health_service)
         .add_service(spaces)
-        .serve_with_incoming_shutdown(
-            super::connection_cap::capped(listener, transport.max_connections),
-            shutdown,
-        )
-        .await
-        .map_err(|e| format!("gRPC listener: {e}"))
+        .into_axum_router();
+    crate::transport::serve(listener, tls, app, transport.spec(), shutdown).await;
+    Ok(())
 }
 
 /// Keeps `grpc.health.v1.Health` truthful: `NOT_SERVING` while the database does not answer.

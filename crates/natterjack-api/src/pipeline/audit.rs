@@ -19,7 +19,7 @@
 
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::server::PeerAddr;
+use crate::transport::PeerAddr;
 use axum::RequestExt;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::middleware::Next;

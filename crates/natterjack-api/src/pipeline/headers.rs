@@ -1,4 +1,4 @@
-//! The security headers of DESIGN §3, stamped on every response.
+//! The security headers, stamped on every response.
 
 use axum::extract::Request;
 use axum::middleware::Next;

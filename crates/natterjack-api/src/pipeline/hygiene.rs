@@ -41,7 +41,7 @@ const MAX_DRAINED_BYTES: u64 = 64 * MAX_BODY_BYTES as u64;
 /// True when the header fields are within [`MAX_HEADER_FIELDS`] and
 /// [`MAX_HEADER_LIST_BYTES`].
 ///
-/// The transport's own caps (`server::MAX_TRANSPORT_HEADER_*`) sit well above these: what
+/// The transport's own caps (`transport::MAX_TRANSPORT_HEADER_*`) sit well above these: what
 /// they refuse, hyper and h2 answer themselves, with a bare 431 that no layer of ours sees.
 /// Enforcing the limits here instead gives the refusal the security headers, a problem
 /// body and an audit record, like every other refusal.

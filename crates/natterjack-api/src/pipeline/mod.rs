@@ -1,10 +1,10 @@
-//! The request pipeline of DESIGN §2, in one place.
+//! The request pipeline, in one place.
 //!
 //! Order of the request path (outermost first), identical for every route:
 //!
 //! | step | control | where |
 //! | --- | --- | --- |
-//! | 1 | transport: TLS, connection cap, handshake and header-read timeouts, stream cap | [`crate::server`] |
+//! | 1 | transport: TLS, connection caps, handshake, header-read and idle deadlines, stream cap | [`crate::transport`] |
 //! | 1 | request timeout | [`secure_pipeline`] |
 //! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
 //! | 3 | hygiene: header limits 431, body limit 413, JSON content type 415 | [`hygiene`] |

@@ -82,7 +82,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    natterjack_api::server::serve(listener, assembled.tls, app, assembled.transport, on_stop())
+    natterjack_api::transport::serve(listener, assembled.tls, app, assembled.transport, on_stop())
         .await;
     // Open watch streams would hold the gRPC listener up to their maximum duration: give
     // them a grace period, then leave (the streams end with the process).

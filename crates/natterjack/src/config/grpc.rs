@@ -15,8 +15,14 @@ pub struct GrpcConfig {
     /// PEM CA that client certificates must chain to. Default: the development CA
     /// (`<data_dir>/ca.pem`); required when `[tls]` names production certificates.
     pub client_ca: Option<PathBuf>,
-    /// Simultaneous connections; more wait to be accepted. Default 1024.
+    /// Simultaneous connections; at the cap the idlest is evicted. Default 1024.
     pub max_connections: usize,
+    /// Simultaneous connections per client address (IPv6: per /64). Default 64.
+    pub max_connections_per_client: usize,
+    /// Seconds after the handshake within which the first call must begin. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no open call this long gets GOAWAY. Default 180.
+    pub idle_timeout_secs: u64,
     /// Largest message, in bytes. Default 65536.
     pub max_message_bytes: usize,
     /// Concurrent streams per connection. Default 100.
@@ -48,6 +54,9 @@ impl Default for GrpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             client_ca: None,
             max_connections: 1024,
+            max_connections_per_client: 64,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 180,
             max_message_bytes: 64 * 1024,
             max_concurrent_streams: 100,
             keepalive_interval_secs: 30,
@@ -68,6 +77,15 @@ impl GrpcConfig {
     pub(super) fn positive(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("grpc.max_connections", self.max_connections as u64),
+            (
+                "grpc.max_connections_per_client",
+                self.max_connections_per_client as u64,
+            ),
+            (
+                "grpc.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("grpc.idle_timeout_secs", self.idle_timeout_secs),
             ("grpc.max_message_bytes", self.max_message_bytes as u64),
             (
                 "grpc.max_concurrent_streams",

@@ -73,12 +73,20 @@ pub struct RestConfig {
     pub listen: SocketAddr,
     /// Whole-request time limit in seconds (408 beyond). Default 30.
     pub request_timeout_secs: u64,
-    /// Simultaneous connections. Default 1024.
+    /// Simultaneous connections; at the cap the idlest is evicted. Default 1024.
     pub max_connections: usize,
+    /// Simultaneous connections per client address (IPv6: per /64); trusted proxies are
+    /// exempt. Default 64.
+    pub max_connections_per_client: usize,
     /// TLS handshake time limit in seconds. Default 10.
     pub handshake_timeout_secs: u64,
-    /// Time limit for receiving request headers, in seconds. Default 10.
+    /// Time limit for a request head, in seconds: the first one counts from the end of the
+    /// handshake. Default 10.
     pub header_read_timeout_secs: u64,
+    /// An HTTP/1.1 connection idle this long between requests is closed. Default 75.
+    pub keep_alive_timeout_secs: u64,
+    /// An HTTP/2 connection with no open stream this long gets GOAWAY. Default 180.
+    pub http2_idle_timeout_secs: u64,
     /// Concurrent HTTP/2 streams per connection. Default 100.
     pub max_concurrent_streams: u32,
 }
@@ -89,8 +97,11 @@ impl Default for RestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             request_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_client: 64,
             handshake_timeout_secs: 10,
             header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 75,
+            http2_idle_timeout_secs: 180,
             max_concurrent_streams: 100,
         }
     }
@@ -320,6 +331,18 @@ impl Config {
             ),
             ("rest.max_connections", self.rest.max_connections as u64),
             (
+                "rest.max_connections_per_client",
+                self.rest.max_connections_per_client as u64,
+            ),
+            (
+                "rest.keep_alive_timeout_secs",
+                self.rest.keep_alive_timeout_secs,
+            ),
+            (
+                "rest.http2_idle_timeout_secs",
+                self.rest.http2_idle_timeout_secs,
+            ),
+            (
                 "rest.max_concurrent_streams",
                 u64::from(self.rest.max_concurrent_streams),
             ),
@@ -344,6 +367,25 @@ impl Config {
             .find(|(_, v)| *v == 0)
         {
             return Err(ConfigError(format!("{key} must be at least 1")));
+        }
+        for (listener, per_client, max) in [
+            (
+                "rest",
+                self.rest.max_connections_per_client,
+                self.rest.max_connections,
+            ),
+            (
+                "grpc",
+                self.grpc.max_connections_per_client,
+                self.grpc.max_connections,
+            ),
+        ] {
+            if per_client > max {
+                return Err(ConfigError(format!(
+                    "{listener}.max_connections_per_client ({per_client}) must not exceed \
+                     {listener}.max_connections ({max}): one address could hold the whole listener"
+                )));
+            }
         }
         if !self.internal.listen.ip().is_loopback() {
             return Err(ConfigError(format!(

@@ -37,7 +37,7 @@ impl InProcessServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(natterjack_api::server::serve(
+        tokio::spawn(natterjack_api::transport::serve(
             listener,
             assembled.tls,
             app,

@@ -5,6 +5,7 @@
 pub mod in_process;
 pub mod pg;
 pub mod proxy;
+pub mod raw;
 pub mod rsyslog;
 
 use reqwest::{Client, Method, Response, StatusCode};
@@ -47,6 +48,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     child: Child,
     stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -95,12 +97,22 @@ impl TestServer {
             .env("NATTERJACK_RATE_LIMIT__ENABLED", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn natterjack");
+        // The server's log, kept for tests that read it and passed on to the test's stderr.
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let logged = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                eprintln!("{line}");
+                logged.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let (mut grpc, mut internal) = (None, None);
@@ -135,6 +147,7 @@ impl TestServer {
             dir,
             child,
             stdout,
+            stderr,
         }
     }
 
@@ -175,6 +188,11 @@ impl TestServer {
     /// What the server printed on standard output after it started listening.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// What the server logged on standard error so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The data directory the server uses.

@@ -21,7 +21,7 @@ pub mod gcra;
 
 use crate::AppState;
 use crate::rest::error::ApiError;
-use crate::server::PeerAddr;
+use crate::transport::PeerAddr;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

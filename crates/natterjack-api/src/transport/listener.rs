@@ -1,0 +1,286 @@
+//! The accept loop of the public listeners, and the life of one connection: admission, the
+//! TLS handshake, HTTP/1.1 or HTTP/2 by ALPN, and the deadlines that close it.
+
+use super::activity::{Activity, Tracked};
+use super::table::{ConnectionTable, Slot};
+use super::{
+    ListenerSpec, MAX_TRANSPORT_HEADER_BYTES, MAX_TRANSPORT_HEADER_FIELDS, PeerAddr, Protocol,
+};
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::Connected;
+use tower::ServiceExt;
+
+/// How long a connection closed for idleness or eviction gets to take its GOAWAY (HTTP/2)
+/// or to finish a request head it has begun, before it is dropped.
+const IDLE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Why the server closes a connection (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// No complete request head within `header_read_timeout` of the handshake.
+    FirstRequest,
+    /// Idle past the keep-alive (HTTP/1.1) or idle (HTTP/2) timeout.
+    Idle,
+    /// Evicted to make room at the listener's cap.
+    Evicted,
+    /// Reached its maximum age.
+    Age,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl Close {
+    fn label(self) -> &'static str {
+        match self {
+            Close::FirstRequest => "first_request",
+            Close::Idle => "idle",
+            Close::Evicted => "evicted",
+            Close::Age => "age",
+            Close::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What every connection of one listener shares.
+struct Shared {
+    acceptor: TlsAcceptor,
+    app: Router,
+    spec: ListenerSpec,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    stopping: AtomicBool,
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes, then asks every
+/// connection to finish its open requests and close, waiting up to the shutdown grace.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    spec: ListenerSpec,
+    shutdown: impl Future<Output = ()>,
+) {
+    let table = ConnectionTable::new(spec.name, &spec.limits);
+    table.spawn_log_flush();
+    let grace = spec.limits.shutdown_grace;
+    let shared = Arc::new(Shared::new(tls, app, spec));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (shared, table) = (shared.clone(), table.clone());
+        tokio::spawn(async move {
+            if let Ok(slot) = table.admit(peer.ip()).await {
+                shared.connection(stream, peer, slot).await;
+            }
+        });
+    }
+    drop(listener);
+    shared.stopping.store(true, Ordering::Release);
+    table.close_all();
+    if tokio::time::timeout(grace + IDLE_DRAIN, table.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish within the shutdown grace period");
+    }
+}
+
+/// Resolves once `activity` is asked to close.
+async fn asked_to_close(activity: &Activity) {
+    loop {
+        let changed = activity.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if activity.is_closing() {
+            return;
+        }
+        changed.await;
+    }
+}
+
+impl Shared {
+    fn new(tls: Arc<rustls::ServerConfig>, app: Router, spec: ListenerSpec) -> Self {
+        let limits = &spec.limits;
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(MAX_TRANSPORT_HEADER_FIELDS)
+            .max_buf_size(MAX_TRANSPORT_HEADER_BYTES)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(MAX_TRANSPORT_HEADER_BYTES as u32);
+        if let Protocol::Grpc {
+            keepalive_interval,
+            keepalive_timeout,
+        } = spec.protocol
+        {
+            h2.keep_alive_interval(Some(keepalive_interval))
+                .keep_alive_timeout(keepalive_timeout);
+        }
+        Self {
+            acceptor: TlsAcceptor::from(tls),
+            app,
+            spec,
+            http1: h1,
+            http2: h2,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    fn asked(&self) -> Close {
+        if self.stopping.load(Ordering::Acquire) {
+            Close::Shutdown
+        } else {
+            Close::Evicted
+        }
+    }
+
+    /// One connection, from its TLS handshake until it closes.
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let name = self.spec.name;
+        let activity = slot.activity().clone();
+        // Small responses and RPC frames should not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let handshake = tokio::time::timeout(
+            self.spec.limits.handshake_timeout,
+            self.acceptor.accept(stream),
+        );
+        let tls = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    crate::metrics::tls_handshake_failure(name, "error");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    crate::metrics::tls_handshake_failure(name, "timeout");
+                    return;
+                }
+            },
+            () = asked_to_close(&activity) => {
+                crate::metrics::connection_closed(name, self.asked().label());
+                return;
+            }
+        };
+        let http2 = match self.spec.protocol {
+            Protocol::Grpc { .. } => true,
+            Protocol::Http => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        };
+        // The peer's certificates for tonic's `Request::peer_certs`, and its address.
+        let info = tls.connect_info();
+        let app = self.app.clone();
+        let tracked = activity.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(info.clone());
+            let busy = tracked.begin();
+            let response = app.clone().oneshot(req.map(Body::new));
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
+            }
+        });
+        let io = TokioIo::new(tls);
+        let limits = &self.spec.limits;
+        if http2 {
+            let conn = self.http2.serve_connection(io, service);
+            self.drive(conn, &activity, limits.http2_idle_timeout, peer)
+                .await;
+        } else {
+            let conn = self.http1.serve_connection(io, service);
+            self.drive(conn, &activity, limits.keep_alive_timeout, peer)
+                .await;
+        }
+    }
+
+    /// Serves `conn` until it ends by itself or one of its deadlines passes: no first
+    /// request within `header_read_timeout`, idle for `idle`, its maximum age, or a request
+    /// to close (eviction, shutdown). Then shuts it down gracefully (HTTP/2: GOAWAY) and
+    /// drops it once it has drained, or its drain time is up.
+    async fn drive<C>(&self, conn: C, activity: &Activity, idle: Duration, peer: SocketAddr)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        tokio::pin!(conn);
+        let limits = &self.spec.limits;
+        let aged = limits.max_connection_age.map(|age| Instant::now() + age);
+        let close = loop {
+            let changed = activity.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if activity.is_closing() {
+                break self.asked();
+            }
+            let idle_until = activity
+                .idle_deadline(limits.header_read_timeout, idle)
+                .map(Instant::from_std);
+            let deadline = [idle_until, aged].into_iter().flatten().min();
+            let sleep = tokio::time::sleep_until(
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+            );
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut changed => {}
+                () = sleep, if deadline.is_some() => {
+                    let now = Instant::now();
+                    if aged.is_some_and(|at| now >= at) {
+                        break Close::Age;
+                    }
+                    let due = activity
+                        .idle_deadline(limits.header_read_timeout, idle)
+                        .is_some_and(|at| now >= Instant::from_std(at));
+                    if due {
+                        break if activity.requests() == 0 {
+                            Close::FirstRequest
+                        } else {
+                            Close::Idle
+                        };
+                    }
+                }
+            }
+        };
+        crate::metrics::connection_closed(self.spec.name, close.label());
+        tracing::debug!(%peer, reason = close.label(), "closing connection");
+        conn.as_mut().graceful_shutdown();
+        let drain = match close {
+            Close::Shutdown | Close::Age => limits.shutdown_grace,
+            Close::FirstRequest | Close::Idle | Close::Evicted => IDLE_DRAIN,
+        };
+        let _ = tokio::time::timeout(drain, conn).await;
+    }
+}

@@ -1,0 +1,120 @@
+//! The first step of the pipeline for both public listeners (HTTPS for REST, mutual TLS for
+//! gRPC): our own accept loop over tokio-rustls and hyper, so that every transport limit is
+//! explicit and the peer address and certificate reach the pipeline.
+//!
+//! - [`table`]: who may hold a connection. A global cap, a lower cap per client address
+//!   (IPv6 by /64), and, at the global cap, the idlest connection is evicted before a new
+//!   one waits briefly or is refused; refusals are counted and logged at most once per
+//!   interval.
+//! - [`activity`]: whether a connection is serving a request, kept by a guard that lives
+//!   until the response body is sent.
+//! - [`listener`]: the accept loop and the life of one connection: the TLS handshake within
+//!   its deadline, a first request within `header_read_timeout`, an idle HTTP/1.1 keep-alive
+//!   connection or an HTTP/2 connection with no open stream closed (HTTP/2: GOAWAY), a
+//!   maximum age, graceful shutdown.
+//!
+//! A connection counts as idle from the end of its last response (or from its acceptance)
+//! until its next request head is complete. Idle connections are what an attacker holds for
+//! free, so they are the ones closed on time and evicted first; a client being served is
+//! never starved by them.
+
+pub mod activity;
+pub mod listener;
+pub mod table;
+
+use crate::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
+use ipnet::IpNet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use listener::serve;
+
+/// Most header fields hyper parses in an HTTP/1.1 request (400); beyond, it answers a bare
+/// 431 itself. Four times the pipeline's [`MAX_HEADER_FIELDS`], so that the pipeline, with
+/// its headers, problem body and audit record, refuses what is merely over the limit, and
+/// hyper only what is far beyond it.
+pub const MAX_TRANSPORT_HEADER_FIELDS: usize = 4 * MAX_HEADER_FIELDS;
+
+/// Largest request head (HTTP/1.1: hyper's read buffer) or header list (HTTP/2: the
+/// advertised SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts (64 KiB); beyond, hyper
+/// or h2 answers a bare 431. Four times the pipeline's [`MAX_HEADER_LIST_BYTES`], for the
+/// same reason as [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request
+/// head can take.
+pub const MAX_TRANSPORT_HEADER_BYTES: usize = 4 * MAX_HEADER_LIST_BYTES;
+
+/// The peer's socket address, attached to every request (rate limiting keys on it).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What a listener speaks over TLS.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// HTTP/1.1 or HTTP/2, chosen by ALPN (`h2`, otherwise HTTP/1.1).
+    Http,
+    /// gRPC: HTTP/2 only, with keepalive pings so that a vanished peer is noticed.
+    Grpc {
+        /// Interval between pings.
+        keepalive_interval: Duration,
+        /// How long to wait for a ping's answer before closing.
+        keepalive_timeout: Duration,
+    },
+}
+
+/// Connection limits of one listener. The defaults, and why, are in the configuration
+/// reference (`[rest]`, `[grpc]`).
+#[derive(Debug, Clone)]
+pub struct TransportLimits {
+    /// Simultaneous connections. At the cap, the idlest connection is evicted; if none is
+    /// idle, a new connection waits briefly, then is closed.
+    pub max_connections: usize,
+    /// Simultaneous connections from one client address (IPv6: one /64), below
+    /// `max_connections`, so that one address cannot hold the whole pool.
+    pub max_connections_per_client: usize,
+    /// Peers exempt from the per-client cap: the trusted proxies, whose connections carry
+    /// many clients.
+    pub exempt: Vec<IpNet>,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed, after the handshake, to complete the first request head; and, over
+    /// HTTP/1.1, to receive any request head once it has begun (slowloris).
+    pub header_read_timeout: Duration,
+    /// An HTTP/1.1 connection idle this long between requests is closed.
+    pub keep_alive_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long is sent GOAWAY and closed.
+    pub http2_idle_timeout: Duration,
+    /// A connection is closed gracefully after this long, idle or not (`None`: never).
+    pub max_connection_age: Option<Duration>,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Time granted to open requests when shutting down, or when a connection reaches its
+    /// maximum age.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            exempt: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            http2_idle_timeout: Duration::from_secs(180),
+            max_connection_age: None,
+            max_concurrent_streams: 100,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One listener: its name (in logs and metrics labels), protocol and limits.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    /// `rest` or `grpc`.
+    pub name: &'static str,
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// Its limits.
+    pub limits: TransportLimits,
+}
