@@ -35,6 +35,7 @@ fn limits(tweak: impl FnOnce(&mut RateLimitConfig)) -> impl FnOnce(&mut Config) 
             global: GENEROUS,
             per_principal: GENEROUS,
             failed_logins: GENEROUS,
+            account_guesses: GENEROUS,
             ..RateLimitConfig::default()
         };
         tweak(&mut rl);
@@ -339,6 +340,96 @@ async fn failed_logins_are_throttled_per_account_and_address_without_locking_the
     register(&server, "bob").await;
     let r = spaces_as(&server, &attacker, "bob", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn guessing_spread_over_200_addresses_is_bounded_per_account_while_the_owner_is_served() {
+    let server = start(|rl| {
+        let defaults = RateLimitConfig::default();
+        rl.failed_logins = defaults.failed_logins;
+        rl.account_guesses = defaults.account_guesses;
+    })
+    .await;
+    register(&server, "victim").await;
+    // The owner logs in from her usual address before the attack.
+    let owner = server.client_from(localhost(9));
+    assert_eq!(
+        spaces_as(&server, &owner, "victim", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // 1,000 candidate passwords, the right one near the end; 200 addresses try 5 each, in
+    // turn, as a distributed attack would, each within its own per-address budget.
+    let words: Vec<String> = (0..1000)
+        .map(|i| {
+            if i == 990 {
+                PASSWORD.to_owned()
+            } else {
+                format!("guess-{i:04}-lantern")
+            }
+        })
+        .collect();
+    let hashes_before = server.hashes();
+    let mut statuses = std::collections::BTreeMap::new();
+    for (n, five) in words.chunks(5).enumerate() {
+        let attacker = server.client_from(IpAddr::from([127, 0, 1, n as u8 + 1]));
+        for word in five {
+            let r = spaces_as(&server, &attacker, "victim", word).await;
+            *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                assert_refused_by(r, "account-guesses").await;
+            }
+        }
+        if n == 100 {
+            // Mid-attack: the owner's usual address is served; a new one waits, which is
+            // the price of bounding the attack (docs/CONFIGURATION.md, account_guesses).
+            assert_eq!(
+                spaces_as(&server, &owner, "victim", PASSWORD)
+                    .await
+                    .status(),
+                StatusCode::OK,
+                "the owner was locked out from her usual address"
+            );
+            let elsewhere = server.client_from(localhost(10));
+            assert_refused_by(
+                spaces_as(&server, &elsewhere, "victim", PASSWORD).await,
+                "account-guesses",
+            )
+            .await;
+        }
+    }
+    assert_eq!(
+        statuses.get(&200),
+        None,
+        "the password was found: {statuses:?}"
+    );
+    let defaults = RateLimitConfig::default();
+    let budget = defaults.account_guesses.burst as usize;
+    // One more guess may have refilled while the attack ran (20 an hour).
+    let wrong = statuses.get(&401).copied().unwrap_or(0);
+    assert!((budget..=budget + 1).contains(&wrong), "{statuses:?}");
+    assert_eq!(statuses.get(&429).copied().unwrap_or(0), 1000 - wrong);
+    assert_eq!(
+        server.hashes() - hashes_before,
+        wrong as u64,
+        "a refused guess was hashed"
+    );
+    // The monitor raised one alert for the account under attack.
+    server.state.audit.flush().await.unwrap();
+    let records = server
+        .state
+        .audit
+        .store()
+        .audit_in_order(0, 100_000)
+        .await
+        .unwrap();
+    let alerts: Vec<_> = records
+        .iter()
+        .filter(|r| r.record.operation == "alert distributed_guessing")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].record.target, "principal=victim");
 }
 
 #[tokio::test]

@@ -81,18 +81,20 @@ pub fn basic_credentials(
 
 /// Why a presented pair of credentials did not authenticate.
 enum Refused {
-    /// A wrong username or password (counted against `failed_logins`).
+    /// A wrong username or password (counted against the login budgets).
     Wrong,
-    /// `failed_logins` refused the guess before any hashing (429).
+    /// A login budget refused the guess before any hashing (429).
     Limited(super::rate_limit::gcra::Refusal),
     /// Anything else: the hasher is saturated (503), storage failed.
     Service(ServiceError),
 }
 
 /// Verifies Basic credentials, counting each guess that needs an Argon2id verification
-/// against `failed_logins` before the hashing starts, and giving it back unless the password
-/// turned out wrong. A verification-cache hit takes nothing from the budget; a password
-/// refused without hashing (empty or oversized) counts as a wrong guess, as any other.
+/// against the login budgets (`failed-logins`, and `account-guesses` from addresses that
+/// have not logged in as this user recently) before the hashing starts, and giving it back
+/// unless the password turned out wrong. A verification-cache hit takes nothing from the
+/// budgets; a password refused without hashing (empty or oversized) counts as a wrong
+/// guess, as any other. A success makes the address known to the account.
 async fn verify(
     state: &AppState,
     username: &str,
@@ -101,7 +103,10 @@ async fn verify(
 ) -> Result<natterjack_core::principal::Principal, Refused> {
     let limits = &state.limits;
     let pending = match state.service.begin_login(username, password).await {
-        Ok(Login::Verified(principal)) => return Ok(principal),
+        Ok(Login::Verified(principal)) => {
+            limits.login_succeeded(username, ip);
+            return Ok(principal);
+        }
         Ok(Login::NeedsHashing(pending)) => pending,
         Err(ServiceError::Unauthenticated) => {
             // Refused or not, the answer stays 401: the guess is counted either way.
@@ -113,18 +118,22 @@ async fn verify(
     // Only a verification that will hash counts: one that waited for another of the very
     // same credentials and found it succeeded takes nothing from the budget.
     let pending = match pending.wait_turn().await {
-        Turn::Verified(principal) => return Ok(principal),
+        Turn::Verified(principal) => {
+            limits.login_succeeded(username, ip);
+            return Ok(principal);
+        }
         Turn::Hash(pending) => pending,
     };
-    limits.take_guess(username, ip).map_err(Refused::Limited)?;
+    let guess = limits.take_guess(username, ip).map_err(Refused::Limited)?;
     match pending.verify().await {
         Ok(principal) => {
-            limits.give_back_guess(username, ip);
+            limits.give_back_guess(username, ip, guess);
+            limits.login_succeeded(username, ip);
             Ok(principal)
         }
         Err(ServiceError::Unauthenticated) => Err(Refused::Wrong),
         Err(e) => {
-            limits.give_back_guess(username, ip);
+            limits.give_back_guess(username, ip, guess);
             Err(Refused::Service(e))
         }
     }
@@ -132,8 +141,9 @@ async fn verify(
 
 /// Turns the request's credentials into a `Caller` extension. Absent → anonymous (routes
 /// that need a user answer 401 later); malformed → 400; wrong → 401; hasher saturated → 503.
-/// Too many failed logins for this username from this address → 429 before any hashing;
-/// an authenticated user over their own quota → 429.
+/// Too many failed logins for this username from this address, or for this username from
+/// addresses it has not logged in from → 429 before any hashing; an authenticated user over
+/// their own quota → 429.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let caller = match basic_credentials(req.headers()) {
         Ok(None) => Caller::Anonymous,
@@ -146,11 +156,23 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .get::<ClientIp>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
             let limits = &state.limits;
+            // A login refused by its budgets is shown to the anomaly monitor under the
+            // account it targeted, as a wrong password is.
+            let claim = |req: &Request| {
+                if let (Some(draft), Ok(name)) = (
+                    req.extensions().get::<AuditDraft>(),
+                    Username::parse(&credentials.username),
+                ) {
+                    draft.claimed(name.as_str());
+                }
+            };
             if let Err(refusal) = limits.login_allowed(&credentials.username, ip) {
+                claim(&req);
                 return ApiError::RateLimited(refusal).into_response();
             }
             match verify(&state, &credentials.username, &credentials.password, ip).await {
                 Err(Refused::Limited(refusal)) => {
+                    claim(&req);
                     return ApiError::RateLimited(refusal).into_response();
                 }
                 Err(Refused::Service(e)) => return ApiError::from(e).into_response(),
@@ -164,12 +186,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     }
                 }
                 Err(Refused::Wrong) => {
-                    if let (Some(draft), Ok(name)) = (
-                        req.extensions().get::<AuditDraft>(),
-                        Username::parse(&credentials.username),
-                    ) {
-                        draft.claimed(name.as_str());
-                    }
+                    claim(&req);
                     crate::metrics::auth_failure("rest", "wrong username or password");
                     return ApiError::Unauthenticated.into_response();
                 }

@@ -6,6 +6,11 @@
 //! when a subject crosses a configured threshold, yields an `alert` record with the evidence.
 //! It alerts at most once per window per subject, so an ongoing attack is reported once a
 //! window instead of once a request.
+//!
+//! Failed logins against one account are also counted by the addresses they come from: a
+//! guessing attack spread over many addresses stays under every per-address threshold, so
+//! it raises a `distributed_guessing` alert of its own when failures for one account come
+//! from enough distinct addresses within the window.
 
 use super::record::{AuditRecord, Phase, clean};
 use crate::domain::Timestamp;
@@ -61,6 +66,9 @@ pub struct AlertThresholds {
     pub forbidden: u32,
     /// 429s per subject within the window.
     pub rate_limited: u32,
+    /// Distinct client addresses whose logins as one account failed (401, or 429 from a
+    /// login budget) within the window.
+    pub distributed_addresses: u32,
 }
 
 impl Default for AlertThresholds {
@@ -70,6 +78,7 @@ impl Default for AlertThresholds {
             unauthenticated: 20,
             forbidden: 20,
             rate_limited: 100,
+            distributed_addresses: 10,
         }
     }
 }
@@ -115,10 +124,50 @@ const MAX_SUBJECTS: usize = 50_000;
 /// Request ids quoted in an alert's evidence.
 const SAMPLE_IDS: usize = 3;
 
+/// Failed logins kept per account for the distributed-guessing count; older ones are
+/// dropped first, which bounds the memory per account.
+const MAX_GUESSES_KEPT: usize = 256;
+
+/// One account's recent failed logins, and how many of them each address made.
+#[derive(Debug, Default)]
+struct Guesses {
+    events: VecDeque<(Instant, Timestamp, String)>,
+    per_address: HashMap<String, usize>,
+    quiet_until: Option<Instant>,
+}
+
+impl Guesses {
+    fn push(&mut self, now: Instant, time: Timestamp, address: &str) {
+        self.events.push_back((now, time, address.to_owned()));
+        *self.per_address.entry(address.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Drops events older than `window`, or beyond [`MAX_GUESSES_KEPT`].
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while self.events.len() > MAX_GUESSES_KEPT
+            || self
+                .events
+                .front()
+                .is_some_and(|(t, _, _)| now.duration_since(*t) >= window)
+        {
+            let Some((_, _, address)) = self.events.pop_front() else {
+                break;
+            };
+            if let Some(n) = self.per_address.get_mut(&address) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&address);
+                }
+            }
+        }
+    }
+}
+
 /// The monitor: thread-safe, cheap per record (one map lookup per subject).
 pub struct AnomalyMonitor {
     thresholds: AlertThresholds,
     windows: Mutex<HashMap<(Refusal, Subject), Window>>,
+    guesses: Mutex<HashMap<String, Guesses>>,
 }
 
 impl AnomalyMonitor {
@@ -127,12 +176,13 @@ impl AnomalyMonitor {
         Self {
             thresholds,
             windows: Mutex::new(HashMap::new()),
+            guesses: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts `record` if it is a refusal, under its principal (or, for a 401, the user name
-    /// the client claimed: the account under attack) and its client address; returns the
-    /// alerts this record triggers.
+    /// Counts `record` if it is a refusal, under its principal (or, for a failed login, the
+    /// user name the client claimed: the account under attack) and its client address;
+    /// returns the alerts this record triggers.
     pub fn observe(
         &self,
         record: &AuditRecord,
@@ -142,6 +192,93 @@ impl AnomalyMonitor {
         let Some(kind) = Refusal::of(record) else {
             return Vec::new();
         };
+        let mut alerts = self.per_subject(kind, record, claimed, now);
+        if let Some(account) = claimed.filter(|_| {
+            record.principal.is_none()
+                && matches!(kind, Refusal::Unauthenticated | Refusal::RateLimited)
+        }) {
+            alerts.extend(self.distributed(account, record, now));
+        }
+        alerts
+    }
+
+    /// The alert a failed login for `account` triggers when the failures for it within the
+    /// window come from `distributed_addresses` distinct addresses or more.
+    fn distributed(
+        &self,
+        account: &str,
+        record: &AuditRecord,
+        now: Instant,
+    ) -> Option<AuditRecord> {
+        let threshold = self.thresholds.distributed_addresses as usize;
+        if threshold == 0 || record.client_ip.is_empty() {
+            return None;
+        }
+        let window = self.thresholds.window;
+        let mut accounts = self.guesses.lock().ok()?;
+        if accounts.len() >= MAX_SUBJECTS && !accounts.contains_key(account) {
+            accounts.retain(|_, g| {
+                g.events
+                    .back()
+                    .is_some_and(|(t, _, _)| now.duration_since(*t) < window)
+            });
+            if accounts.len() >= MAX_SUBJECTS {
+                accounts.clear();
+            }
+        }
+        let guesses = accounts.entry(account.to_owned()).or_default();
+        guesses.push(now, record.time, &record.client_ip);
+        guesses.prune(now, window);
+        let addresses = guesses.per_address.len();
+        let quiet = guesses.quiet_until.is_some_and(|until| now < until);
+        if addresses < threshold || quiet {
+            return None;
+        }
+        guesses.quiet_until = Some(now + window);
+        let first = guesses.events.front().map_or(record.time, |(_, t, _)| *t);
+        let mut latest: Vec<&str> = Vec::new();
+        for (_, _, address) in guesses.events.iter().rev() {
+            if latest.len() == SAMPLE_IDS {
+                break;
+            }
+            if !latest.contains(&address.as_str()) {
+                latest.push(address);
+            }
+        }
+        let evidence = format!(
+            "{count} failed logins from {addresses} addresses within {window} s (threshold {threshold} addresses) from {first} to {last}; latest addresses: {latest}; latest request: {id}",
+            count = guesses.events.len(),
+            window = window.as_secs(),
+            first = first.to_rfc3339(),
+            last = record.time.to_rfc3339(),
+            latest = latest.join(", "),
+            id = record.request_id,
+        );
+        Some(AuditRecord {
+            time: Timestamp::now(),
+            request_id: record.request_id.clone(),
+            phase: Phase::Alert,
+            transport: "monitor".to_owned(),
+            client_ip: record.client_ip.clone(),
+            principal: Some(account.to_owned()),
+            auth_method: "none".to_owned(),
+            operation: "alert distributed_guessing".to_owned(),
+            target: clean(&Subject::Principal(account.to_owned()).target(), 200),
+            status: None,
+            decision: "alert".to_owned(),
+            reason: Some(clean(&evidence, 400)),
+            duration_us: record.time.micros().saturating_sub(first.micros()),
+        })
+    }
+
+    /// The per-principal and per-address alerts of one refusal.
+    fn per_subject(
+        &self,
+        kind: Refusal,
+        record: &AuditRecord,
+        claimed: Option<&str>,
+        now: Instant,
+    ) -> Vec<AuditRecord> {
         let threshold = self.thresholds.for_kind(kind) as usize;
         if threshold == 0 {
             return Vec::new();
@@ -263,6 +400,7 @@ mod tests {
             unauthenticated: threshold,
             forbidden: threshold,
             rate_limited: threshold,
+            distributed_addresses: 0,
         })
     }
 
@@ -382,6 +520,65 @@ mod tests {
                 m.observe(&refusal(401, "192.0.2.6", None, "r"), None, Instant::now())
                     .is_empty()
             );
+        }
+    }
+
+    #[test]
+    fn failed_logins_for_one_account_from_many_addresses_raise_one_distributed_alert() {
+        let m = AnomalyMonitor::new(AlertThresholds {
+            unauthenticated: 0,
+            rate_limited: 0,
+            distributed_addresses: 10,
+            ..AlertThresholds::default()
+        });
+        let t = Instant::now();
+        let mut alerts = Vec::new();
+        for n in 1..=200 {
+            let ip = format!("198.51.100.{n}");
+            for (i, status) in [401, 401, 429, 429, 429].into_iter().enumerate() {
+                let r = refusal(status, &ip, None, &format!("r{n}-{i}"));
+                alerts.extend(m.observe(&r, Some("victim"), t));
+            }
+        }
+        assert_eq!(alerts.len(), 1, "one alert per account and window");
+        let alert = &alerts[0];
+        assert_eq!(alert.operation, "alert distributed_guessing");
+        assert_eq!(alert.target, "principal=victim");
+        let evidence = alert.reason.as_deref().unwrap();
+        assert!(evidence.contains("from 10 addresses"), "{evidence}");
+        assert!(
+            evidence.contains("198.51.100.10, 198.51.100.9, 198.51.100.8"),
+            "{evidence}"
+        );
+        // Failures of an authenticated principal, or without a claimed account, do not count.
+        let m = AnomalyMonitor::new(AlertThresholds {
+            distributed_addresses: 2,
+            ..AlertThresholds::default()
+        });
+        for n in 1..=5 {
+            let r = refusal(429, &format!("198.51.100.{n}"), Some("bob"), "x");
+            assert!(
+                m.observe(&r, Some("bob"), t)
+                    .iter()
+                    .all(|a| a.operation != "alert distributed_guessing")
+            );
+            let r = refusal(401, &format!("198.51.100.{n}"), None, "y");
+            assert!(m.observe(&r, None, t).is_empty());
+        }
+    }
+
+    #[test]
+    fn one_address_guessing_hard_is_not_a_distributed_attack() {
+        let m = AnomalyMonitor::new(AlertThresholds {
+            unauthenticated: 0,
+            rate_limited: 0,
+            distributed_addresses: 3,
+            ..AlertThresholds::default()
+        });
+        let t = Instant::now();
+        for i in 0..1000 {
+            let r = refusal(401, "198.51.100.1", None, &format!("r{i}"));
+            assert!(m.observe(&r, Some("victim"), t).is_empty());
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct AlertsConfig {
     pub forbidden: u32,
     /// 429 / `RESOURCE_EXHAUSTED` per subject. Default 100.
     pub rate_limited: u32,
+    /// Distinct client addresses failing to log in as one account (a guessing attack
+    /// spread over many addresses). Default 10.
+    pub distributed_addresses: u32,
 }
 
 impl Default for AlertsConfig {
@@ -65,6 +68,7 @@ impl Default for AlertsConfig {
             unauthenticated: d.unauthenticated,
             forbidden: d.forbidden,
             rate_limited: d.rate_limited,
+            distributed_addresses: d.distributed_addresses,
         }
     }
 }
@@ -77,6 +81,7 @@ impl AlertsConfig {
             unauthenticated: self.unauthenticated,
             forbidden: self.forbidden,
             rate_limited: self.rate_limited,
+            distributed_addresses: self.distributed_addresses,
         }
     }
 }

@@ -11,13 +11,16 @@
 //! | `global` | none | every request that passed the keyed policies |
 //! | `per-principal` | user | every authenticated request, after authentication |
 //! | `failed-logins` | (username, client address) | logins, counted on failure only |
+//! | `account-guesses` | username | logins from addresses that have not logged in as that user recently, counted on failure only |
 //!
-//! The failed-login policy slows guessing against one account from one address without
-//! locking the owner out: their own address has its own bucket. Guessing spread over many
-//! addresses is bounded by the per-address and global policies instead.
+//! The two login policies ([`logins`]) bound guessing against one account: per address,
+//! and per account across every address, so spreading guesses over many addresses does not
+//! multiply them. Addresses that logged in as the account within `known_address_days` keep
+//! a budget of their own, so the owner is not locked out by an attack on their account.
 
 pub mod client_ip;
 pub mod gcra;
+pub mod logins;
 
 use crate::AppState;
 use crate::rest::error::ApiError;
@@ -29,6 +32,7 @@ use client_ip::{ClientIp, client_ip, limit_key};
 use gcra::{Limiter, Quota, Refusal};
 use http::{Method, header};
 use ipnet::IpNet;
+use logins::{Guess, LoginBudgets};
 use natterjack_core::domain::UserId;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,6 +64,12 @@ pub struct RateLimitConfig {
     pub per_principal: Quota,
     /// Failed logins per (username, client address).
     pub failed_logins: Quota,
+    /// Failed logins per username, shared by every address that has not logged in as that
+    /// user within `known_address_days`.
+    pub account_guesses: Quota,
+    /// How long, in days, an address that logged in as a user keeps its own budget of
+    /// guesses for that user. Default 30.
+    pub known_address_days: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -92,6 +102,11 @@ impl Default for RateLimitConfig {
                 burst: 5,
                 per_second: 1.0 / 60.0,
             },
+            account_guesses: Quota {
+                burst: 20,
+                per_second: 20.0 / 3600.0,
+            },
+            known_address_days: 30,
         }
     }
 }
@@ -113,7 +128,7 @@ pub struct RateLimits {
     registration: Limiter<IpAddr>,
     global: Limiter<()>,
     per_principal: Limiter<UserId>,
-    failed_logins: Limiter<(String, IpAddr)>,
+    logins: LoginBudgets,
 }
 
 impl RateLimits {
@@ -126,6 +141,7 @@ impl RateLimits {
             ("global", cfg.global),
             ("per_principal", cfg.per_principal),
             ("failed_logins", cfg.failed_logins),
+            ("account_guesses", cfg.account_guesses),
         ] {
             quota.check(name)?;
         }
@@ -141,7 +157,12 @@ impl RateLimits {
             registration: Limiter::new("registration", cfg.registration, keys),
             global: Limiter::new("global", cfg.global, 1),
             per_principal: Limiter::new("per-principal", cfg.per_principal, keys),
-            failed_logins: Limiter::new("failed-logins", cfg.failed_logins, keys),
+            logins: LoginBudgets::new(
+                cfg.failed_logins,
+                cfg.account_guesses,
+                Duration::from_secs(u64::from(cfg.known_address_days) * 86_400),
+                keys,
+            ),
         })
     }
 
@@ -179,44 +200,40 @@ impl RateLimits {
         self.per_principal.check(&user).map(drop)
     }
 
-    fn login_key(username: &str, ip: IpAddr) -> (String, IpAddr) {
-        (
-            username
-                .chars()
-                .take(64)
-                .collect::<String>()
-                .to_ascii_lowercase(),
-            limit_key(ip),
-        )
-    }
-
-    /// Whether `username` may try a password from `ip` now (does not count as a try).
+    /// Whether `username` may try a password from `ip` now (does not count as a try): its
+    /// budget at this address, and, unless this address logged in as it recently, the
+    /// account's shared budget.
     pub fn login_allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
         if !self.enabled {
             return Ok(());
         }
-        self.failed_logins
-            .peek(&Self::login_key(username, ip))
-            .map(drop)
+        self.logins.allowed(username, ip)
     }
 
-    /// Takes one guess from `username`'s wrong-password budget at `ip`, before its password
-    /// is hashed: every concurrent guess then needs a token of its own, where a check made
-    /// before and a failure counted after the verification let all of them through.
-    pub fn take_guess(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
+    /// Takes one guess from `username`'s wrong-password budgets at `ip`, before its
+    /// password is hashed: every concurrent guess then needs a token of its own, where a
+    /// check made before and a failure counted after the verification let all of them
+    /// through. `None` when rate limiting is off.
+    pub fn take_guess(&self, username: &str, ip: IpAddr) -> Result<Option<Guess>, Refusal> {
         if !self.enabled {
-            return Ok(());
+            return Ok(None);
         }
-        self.failed_logins
-            .check(&Self::login_key(username, ip))
-            .map(drop)
+        self.logins.take(username, ip).map(Some)
     }
 
     /// Returns a guess taken by [`RateLimits::take_guess`] that was not wrong: the password
     /// was right, or the verification never ran (503).
-    pub fn give_back_guess(&self, username: &str, ip: IpAddr) {
+    pub fn give_back_guess(&self, username: &str, ip: IpAddr, guess: Option<Guess>) {
+        if let Some(guess) = guess {
+            self.logins.give_back(username, ip, guess);
+        }
+    }
+
+    /// Remembers a successful login of `username` from `ip`, which gives that address a
+    /// budget of its own against guessing spread over other addresses.
+    pub fn login_succeeded(&self, username: &str, ip: IpAddr) {
         if self.enabled {
-            self.failed_logins.give_back(&Self::login_key(username, ip));
+            self.logins.succeeded(username, ip);
         }
     }
 
@@ -226,7 +243,7 @@ impl RateLimits {
         self.credentials.evict_expired();
         self.registration.evict_expired();
         self.per_principal.evict_expired();
-        self.failed_logins.evict_expired();
+        self.logins.evict_expired();
     }
 
     /// Evicts refilled buckets every `period` for as long as the process runs.

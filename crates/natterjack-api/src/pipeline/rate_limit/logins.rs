@@ -1,0 +1,242 @@
+//! The budgets of password guesses: one per (account, address), one per account shared by
+//! every address that has not logged in as that account recently, and the memory of which
+//! addresses have.
+//!
+//! A budget per (account, address) alone lets an attacker with many addresses guess
+//! without bound: 200 addresses times 5 guesses found a password at guess 991. A budget
+//! per account alone lets anyone lock the owner out by spending it. Both together, with an
+//! exemption for addresses the owner has used, bound the guesses against an account per
+//! hour whatever the number of addresses, while the owner, from an address that logged in
+//! as them within `known_address_days`, keeps a budget of their own. The owner on a new
+//! address during an attack waits for the shared budget to refill: that is the trade-off
+//! (the OWASP account-lockout versus denial-of-service problem), stated in the
+//! configuration reference.
+
+use super::client_ip::limit_key;
+use super::gcra::{Limiter, Quota, Refusal};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The key of an account in every budget: the claimed name, lowercased and cut to 64
+/// characters, so that case variants and overlong names share one budget.
+fn account(username: &str) -> String {
+    username
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Which budgets a guess taken by [`LoginBudgets::take`] drew from, so that giving it back
+/// returns exactly those tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a taken guess is given back unless the password was wrong"]
+pub struct Guess {
+    from_account: bool,
+}
+
+/// The guess budgets of one process.
+pub struct LoginBudgets {
+    per_address: Limiter<(String, IpAddr)>,
+    per_account: Limiter<String>,
+    known: Mutex<HashMap<(String, IpAddr), Instant>>,
+    known_for: Duration,
+    max_keys: usize,
+}
+
+impl LoginBudgets {
+    /// Budgets with these quotas; an address stays known for an account `known_for` after
+    /// its last successful login; at most `max_keys` keys per table.
+    pub fn new(
+        per_address: Quota,
+        per_account: Quota,
+        known_for: Duration,
+        max_keys: usize,
+    ) -> Self {
+        Self {
+            per_address: Limiter::new("failed-logins", per_address, max_keys),
+            per_account: Limiter::new("account-guesses", per_account, max_keys),
+            known: Mutex::new(HashMap::new()),
+            known_for,
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// Whether `ip` logged in as `username` within `known_for`.
+    pub fn is_known(&self, username: &str, ip: IpAddr) -> bool {
+        let key = (account(username), limit_key(ip));
+        self.known.lock().is_ok_and(|known| {
+            known
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < self.known_for)
+        })
+    }
+
+    /// Whether `username` may be tried from `ip` now (counts nothing).
+    pub fn allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
+        let name = account(username);
+        self.per_address.peek(&(name.clone(), limit_key(ip)))?;
+        if !self.is_known(username, ip) {
+            self.per_account.peek(&name)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one guess before the password is hashed: from the (account, address) budget,
+    /// and, for an address the account has not logged in from, from the account's shared
+    /// budget too. Refused when either is spent; nothing is taken then.
+    pub fn take(&self, username: &str, ip: IpAddr) -> Result<Guess, Refusal> {
+        let name = account(username);
+        let pair = (name.clone(), limit_key(ip));
+        self.per_address.check(&pair)?;
+        if self.is_known(username, ip) {
+            return Ok(Guess {
+                from_account: false,
+            });
+        }
+        if let Err(refusal) = self.per_account.check(&name) {
+            self.per_address.give_back(&pair);
+            return Err(refusal);
+        }
+        Ok(Guess { from_account: true })
+    }
+
+    /// Returns a guess that was not wrong: the password was right, or it was never checked.
+    pub fn give_back(&self, username: &str, ip: IpAddr, guess: Guess) {
+        let name = account(username);
+        self.per_address.give_back(&(name.clone(), limit_key(ip)));
+        if guess.from_account {
+            self.per_account.give_back(&name);
+        }
+    }
+
+    /// Remembers that `ip` logged in as `username`: from now on it keeps a budget of its
+    /// own when the account's shared budget is spent.
+    pub fn succeeded(&self, username: &str, ip: IpAddr) {
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        let key = (account(username), limit_key(ip));
+        if !known.contains_key(&key) && known.len() >= self.max_keys {
+            let known_for = self.known_for;
+            known.retain(|_, at| at.elapsed() < known_for);
+            if known.len() >= self.max_keys {
+                // Full of recent logins: this one is not remembered, which only means it
+                // shares the account's budget next time, as before its first login.
+                return;
+            }
+        }
+        known.insert(key, Instant::now());
+    }
+
+    /// Drops refilled buckets and forgotten addresses; decisions do not change.
+    pub fn evict_expired(&self) {
+        self.per_address.evict_expired();
+        self.per_account.evict_expired();
+        if let Ok(mut known) = self.known.lock() {
+            let known_for = self.known_for;
+            known.retain(|_, at| at.elapsed() < known_for);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn budgets(per_account: u32) -> LoginBudgets {
+        LoginBudgets::new(
+            Quota {
+                burst: 5,
+                per_second: 1.0 / 60.0,
+            },
+            Quota {
+                burst: per_account,
+                per_second: 1.0 / 3600.0,
+            },
+            Duration::from_secs(3600),
+            1000,
+        )
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+    }
+
+    #[test]
+    fn guesses_from_many_addresses_share_one_budget_per_account() {
+        let b = budgets(20);
+        let mut taken = 0;
+        for n in 1..=200u8 {
+            for _ in 0..5 {
+                if b.take("victim", ip(n)).is_ok() {
+                    taken += 1;
+                }
+            }
+        }
+        assert_eq!(taken, 20, "200 addresses × 5 guesses got through");
+        let refusal = b.allowed("VICTIM", ip(201)).unwrap_err();
+        assert_eq!(refusal.policy, "account-guesses");
+        assert!(b.allowed("someone-else", ip(201)).is_ok());
+    }
+
+    #[test]
+    fn an_address_that_logged_in_keeps_its_own_budget_while_the_account_budget_is_spent() {
+        let b = budgets(3);
+        b.succeeded("victim", ip(9));
+        for n in 1..=10u8 {
+            let _ = b.take("victim", ip(n));
+        }
+        assert!(b.allowed("victim", ip(11)).is_err(), "a new address waits");
+        assert!(
+            b.allowed("Victim", ip(9)).is_ok(),
+            "the owner's address does not"
+        );
+        let guess = b.take("victim", ip(9)).unwrap();
+        b.give_back("victim", ip(9), guess);
+        // Its own budget still counts its own wrong guesses.
+        for _ in 0..5 {
+            let _ = b.take("victim", ip(9));
+        }
+        assert_eq!(
+            b.allowed("victim", ip(9)).unwrap_err().policy,
+            "failed-logins"
+        );
+    }
+
+    #[test]
+    fn a_refused_account_guess_takes_nothing_from_the_address_budget() {
+        let b = budgets(1);
+        let _ = b.take("victim", ip(1));
+        for _ in 0..10 {
+            assert!(b.take("victim", ip(2)).is_err());
+        }
+        b.succeeded("victim", ip(2));
+        for _ in 0..5 {
+            assert!(
+                b.take("victim", ip(2)).is_ok(),
+                "the address budget is untouched"
+            );
+        }
+    }
+
+    #[test]
+    fn a_guess_given_back_returns_the_tokens_it_took() {
+        let b = budgets(1);
+        let guess = b.take("victim", ip(1)).unwrap();
+        assert!(b.allowed("victim", ip(2)).is_err());
+        b.give_back("victim", ip(1), guess);
+        assert!(b.allowed("victim", ip(2)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_known_by_their_slash_64() {
+        let b = budgets(1);
+        b.succeeded("victim", "2001:db8::1".parse().unwrap());
+        assert!(b.is_known("victim", "2001:db8::2".parse().unwrap()));
+        assert!(!b.is_known("victim", "2001:db8:0:1::1".parse().unwrap()));
+    }
+}
