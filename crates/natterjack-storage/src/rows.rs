@@ -12,7 +12,7 @@ use natterjack_core::ports::{MessageRecord, SpaceRecord, StoreError, UserRecord}
 macro_rules! audit_columns {
     () => {
         "id, time, request_id, phase, transport, client_ip, principal, auth_method, \
-         operation, target, status, decision, reason, duration_us, mac"
+         operation, target, status, decision, reason, duration_us, mac, count"
     };
 }
 pub(crate) use audit_columns;
@@ -95,6 +95,7 @@ where
         let mac: Vec<u8> = row.try_get("mac")?;
         let phase: String = row.try_get("phase")?;
         let status: Option<i32> = row.try_get("status")?;
+        let count: Option<i64> = row.try_get("count")?;
         let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
         Ok(AuditRow(StoredAuditRecord {
             id: row.try_get("id")?,
@@ -116,6 +117,10 @@ where
                 decision: row.try_get("decision")?,
                 reason: row.try_get("reason")?,
                 duration_us: row.try_get("duration_us")?,
+                count: count
+                    .map(u64::try_from)
+                    .transpose()
+                    .map_err(|_| bad("count"))?,
             },
         }))
     }

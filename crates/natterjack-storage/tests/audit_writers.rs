@@ -27,6 +27,7 @@ fn record(writer: usize, n: usize) -> AuditRecord {
         decision: "allow".into(),
         reason: None,
         duration_us: 10,
+        count: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn audit(id: i64, time: i64, principal: Option<&str>) -> StoredAuditRecord {
             decision: if id % 2 == 0 { "allow" } else { "pending" }.to_owned(),
             reason: (id == 3).then(|| "because".to_owned()),
             duration_us: id * 10,
+            count: None,
         },
         mac: [u8::try_from(id).unwrap(); 32],
     }
@@ -556,6 +557,31 @@ mod cases {
         assert_eq!(store.audit_in_order(0, 10).await.unwrap(), [alert]);
     }
 
+    pub async fn a_summary_record_keeps_its_count_and_a_count_on_another_record_is_refused(
+        store: &(impl Store + AuditStore),
+    ) {
+        let mut summary = audit(1, 1, None);
+        summary.record.phase = Phase::Summary;
+        summary.record.decision = "deny".to_owned();
+        summary.record.status = Some(429);
+        summary.record.count = Some(4_000_000_000);
+        store
+            .append_audit(std::slice::from_ref(&summary))
+            .await
+            .unwrap();
+        assert_eq!(store.audit_in_order(0, 10).await.unwrap(), [summary]);
+        // Only a summary counts refusals: the schema refuses a count anywhere else.
+        let mut counted = audit(2, 2, None);
+        counted.record.count = Some(3);
+        assert!(
+            store
+                .append_audit(std::slice::from_ref(&counted))
+                .await
+                .is_err()
+        );
+        assert_eq!(store.audit_in_order(0, 10).await.unwrap().len(), 1);
+    }
+
     pub async fn an_export_cursor_starts_at_zero_and_only_moves_forward(
         store: &(impl Store + AuditStore),
     ) {
@@ -613,5 +639,6 @@ contract!(
     an_audit_batch_repeating_a_stored_id_conflicts_and_stores_nothing,
     an_exclusive_append_links_after_the_newest_two_and_a_refusal_stores_nothing,
     an_alert_record_is_stored_and_read_back_as_an_alert,
+    a_summary_record_keeps_its_count_and_a_count_on_another_record_is_refused,
     an_export_cursor_starts_at_zero_and_only_moves_forward,
 );

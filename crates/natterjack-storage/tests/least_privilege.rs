@@ -191,6 +191,7 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
         decision: "allow".into(),
         reason: None,
         duration_us: 1,
+        count: None,
     };
     let stored = natterjack_core::audit::StoredAuditRecord {
         id: 1,

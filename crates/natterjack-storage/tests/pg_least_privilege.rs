@@ -41,6 +41,7 @@ fn audit_record(id: i64) -> StoredAuditRecord {
             decision: "allow".to_owned(),
             reason: None,
             duration_us: 12,
+            count: None,
         },
         mac: [7; 32],
     }

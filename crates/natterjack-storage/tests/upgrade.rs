@@ -1,5 +1,5 @@
 //! Upgrading a database made by an earlier version keeps every audit record, the chain's
-//! bytes and the append-only triggers (schema 3 rebuilds SQLite's audit table).
+//! bytes and the append-only triggers (schemas 3 and 4 rebuild SQLite's audit table).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack_core::audit::{AuditStore, Phase};
@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 #[tokio::test]
-async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema_3() {
+async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schemas_3_and_4() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
     // A database exactly as schema 2 left it, with two records.
@@ -35,7 +35,7 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
         .unwrap();
     old.close().await.unwrap();
 
-    assert_eq!(SqliteStore::migrate(&path).await.unwrap(), [3]);
+    assert_eq!(SqliteStore::migrate(&path).await.unwrap(), [3, 4]);
 
     let store = SqliteStore::open(&path, 1).await.unwrap();
     let records = store.audit_in_order(0, 10).await.unwrap();
@@ -43,6 +43,7 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
     assert_eq!(after, before);
     assert_eq!(records[1].record.phase, Phase::Complete);
     assert_eq!(records[1].record.reason.as_deref(), Some("granted"));
+    assert!(records.iter().all(|r| r.record.count.is_none()));
     assert_eq!(store.export_cursor("siem").await.unwrap(), 0);
     store.close().await;
 

@@ -39,6 +39,7 @@ fn record(phase: Phase) -> AuditRecord {
         .into(),
         reason: None,
         duration_us: 100,
+        count: None,
     }
 }
 

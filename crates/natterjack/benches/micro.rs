@@ -209,6 +209,7 @@ fn audit(c: &mut Criterion) {
         decision: "allow".into(),
         reason: Some("holds rwd on space 1".into()),
         duration_us: 1234,
+        count: None,
     };
     let previous = key.genesis();
     let mut group = c.benchmark_group("micro_audit");

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dev_ca;
+pub mod disk_space;
 pub mod export;
 pub mod runtime;
 pub mod storage;

@@ -14,7 +14,7 @@ use natterjack_api::pipeline::secure_pipeline;
 use natterjack_api::rest::routes;
 use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
-    AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, VerifyReport, verify,
+    AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, SpaceGate, VerifyReport, verify,
 };
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
@@ -68,12 +68,14 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
 }
 
 /// Starts the audit writer over `store`, with the chain key and head anchor from the
-/// configuration (the key is created on first start), the anomaly monitor, and the export
-/// gate that `audit.fail_closed` closes.
+/// configuration (the key is created on first start), the anomaly monitor, the coalescing
+/// of rate-limit refusals, the export gate that `audit.fail_closed` closes, and the
+/// disk-space gate.
 pub async fn audit_log(
     cfg: &Config,
     store: &Storage,
     gate: Arc<ExportGate>,
+    space: Arc<SpaceGate>,
 ) -> Result<Arc<AuditLog>, StartError> {
     let store = store.audit_store();
     let head = store
@@ -87,7 +89,9 @@ pub async fn audit_log(
         .await
         .map_err(StartError::Other)?
         .with_monitor(Arc::new(AnomalyMonitor::new(cfg.audit.alerts.thresholds())))
-        .with_export_gate(gate);
+        .with_coalescing(cfg.audit.coalescing())
+        .with_export_gate(gate)
+        .with_space_gate(space);
     Ok(Arc::new(log))
 }
 
@@ -135,6 +139,9 @@ pub struct Assembled {
     pub grpc_transport: GrpcTransport,
     /// The SIEM exporters' backlog, which `audit.fail_closed` turns into refusals.
     pub export_gate: Arc<ExportGate>,
+    /// The free space of the data directory, which `audit.min_free_mb` turns into refusals
+    /// (measured by `natterjack serve`, see [`crate::disk_space`]).
+    pub space_gate: Arc<SpaceGate>,
 }
 
 impl Assembled {
@@ -230,7 +237,8 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         cfg.audit.sinks.len(),
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
     ));
-    let audit = audit_log(cfg, &store, export_gate.clone()).await?;
+    let space_gate = Arc::new(SpaceGate::new(cfg.audit.min_free_bytes()));
+    let audit = audit_log(cfg, &store, export_gate.clone(), space_gate.clone()).await?;
     let limits =
         RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
     let state = AppState {
@@ -257,6 +265,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         grpc_tls,
         grpc_transport,
         export_gate,
+        space_gate,
         store,
         tls,
         dev_ca,

@@ -6,15 +6,17 @@
 use super::identity::principal_name;
 use super::status::{GrpcError, decision_for};
 use crate::AppState;
+use crate::pipeline::rate_limit::gcra::Refusal;
+use crate::pipeline::rate_limit::refusal_key;
 use crate::pipeline::request_id;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{AuditRecord, Phase};
+use natterjack_core::audit::{AuditRecord, LimitedBy, Observed, Phase};
 use natterjack_core::domain::{Timestamp, UserId};
 use natterjack_core::principal::Principal;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
@@ -81,6 +83,7 @@ pub(crate) struct Draft {
     operation: String,
     target: String,
     started: Instant,
+    limited_by: Option<LimitedBy>,
 }
 
 impl Draft {
@@ -100,6 +103,7 @@ impl Draft {
             decision: code.map_or("pending", decision_for).to_owned(),
             reason: reason.map(|r| clean(&r, 200)),
             duration_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            count: None,
         }
     }
 }
@@ -176,6 +180,7 @@ impl GrpcState {
             operation: format!("/natterjack.v1.{service}/{}", op.method),
             target: clean(&op.target, 200),
             started: Instant::now(),
+            limited_by: None,
         };
         let admitted = self.admit(req, peer, op, caller, &mut draft).await;
         (draft, admitted)
@@ -189,11 +194,18 @@ impl GrpcState {
         caller: Caller,
         draft: &mut Draft,
     ) -> Result<Option<Principal>, GrpcError> {
+        let limited = |draft: &mut Draft, refusal: Refusal, ip: IpAddr, account: Option<&str>| {
+            draft.limited_by = Some(LimitedBy {
+                policy: refusal.policy,
+                key: refusal_key(refusal.policy, ip, account),
+            });
+            GrpcError::RateLimited(refusal)
+        };
         if let Some(peer) = peer {
             self.app
                 .limits
                 .admit_grpc_peer(peer.ip())
-                .map_err(GrpcError::RateLimited)?;
+                .map_err(|r| limited(draft, r, peer.ip(), None))?;
         }
         let principal = match caller {
             Caller::LocalOperator => {
@@ -212,17 +224,19 @@ impl GrpcState {
                 draft.principal = Some(clean(&name, 64));
                 let principal = self.app.service.certificate_principal(&name).await?;
                 draft.principal = Some(principal.username().as_str().to_owned());
+                let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
                 self.app
                     .limits
                     .admit_principal(principal.id())
-                    .map_err(GrpcError::RateLimited)?;
+                    .map_err(|r| limited(draft, r, ip, Some(principal.username().as_str())))?;
                 Some(principal)
             }
         };
         if op.mutating {
-            if !self.app.audit.accepts_changes() {
-                return Err(GrpcError::AuditBacklog);
-            }
+            self.app
+                .audit
+                .accepts_changes()
+                .map_err(GrpcError::ChangesPaused)?;
             self.app
                 .audit
                 .record(draft.record(Phase::Intent, None, None))
@@ -254,7 +268,14 @@ impl GrpcState {
             _ => {}
         }
         let record = draft.record(Phase::Complete, Some(code), reason);
-        if let Err(e) = self.app.audit.submit(record).await {
+        let observed = Observed {
+            claimed: None,
+            limited_by: match outcome {
+                Err(GrpcError::RateLimited(_)) => draft.limited_by.clone(),
+                _ => None,
+            },
+        };
+        if let Err(e) = self.app.audit.submit_observed(record, observed).await {
             tracing::error!(error = %e, "could not write the audit record of a gRPC call");
         }
     }

@@ -105,5 +105,6 @@ pub fn audit_record(s: StoredAuditRecord) -> proto::AuditRecord {
         decision: r.decision,
         reason: r.reason.unwrap_or_default(),
         duration_us: r.duration_us,
+        count: r.count.unwrap_or(0),
     }
 }

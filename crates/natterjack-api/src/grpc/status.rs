@@ -3,6 +3,7 @@
 
 use crate::pipeline::rate_limit::gcra::Refusal;
 use natterjack_core::ServiceError;
+use natterjack_core::audit::ChangesPaused;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -23,8 +24,9 @@ pub enum GrpcError {
     StreamExpired,
     /// A unary call ran past its deadline.
     TimedOut,
-    /// `audit.fail_closed`: the SIEM has not caught up, so changes wait.
-    AuditBacklog,
+    /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
+    /// disk is nearly full (`audit.min_free_mb`).
+    ChangesPaused(ChangesPaused),
 }
 
 impl From<ServiceError> for GrpcError {
@@ -93,8 +95,14 @@ impl GrpcError {
                 Status::deadline_exceeded("the stream reached its maximum duration; reconnect")
             }
             GrpcError::TimedOut => Status::deadline_exceeded("the call took too long"),
-            GrpcError::AuditBacklog => Status::unavailable(
+            GrpcError::ChangesPaused(ChangesPaused::ExportBacklog) => Status::unavailable(
                 "changes are paused until the audit trail reaches its collector; retry shortly",
+            ),
+            GrpcError::ChangesPaused(ChangesPaused::LowDisk) => with_metadata(
+                Status::unavailable(
+                    "changes are paused while the server is low on disk space; retry later",
+                ),
+                &[("retry-after", "60".to_owned())],
             ),
         };
         with_metadata(status, &[("x-request-id", request_id.to_owned())])

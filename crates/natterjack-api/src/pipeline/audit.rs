@@ -11,7 +11,8 @@
 //!   `DELETE` it writes an `intent` record and waits for it to be committed before access
 //!   control and the handler run; if it cannot be written, the request is refused with 503.
 //!   With `audit.fail_closed`, it is also refused (503) while the SIEM export backlog is over
-//!   its bound, so nothing changes that the SIEM could not yet see.
+//!   its bound, so nothing changes that the SIEM could not yet see; and while the disk is
+//!   below `audit.min_free_mb`, so that the trail and the database never run it full.
 //!
 //! Later steps add what they learn: the client address (rate limiting), the principal
 //! (authentication), the access decision (the ACL guard); errors carry their reason in an
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use natterjack_core::ServiceError;
 use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{AuditRecord, Phase};
+use natterjack_core::audit::{AuditRecord, LimitedBy, Observed, Phase};
 use natterjack_core::domain::Timestamp;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -42,6 +43,7 @@ struct Fields {
     client_ip: String,
     principal: Option<String>,
     claimed: Option<String>,
+    limited_by: Option<LimitedBy>,
     auth_method: &'static str,
     operation: String,
     target: String,
@@ -79,6 +81,12 @@ impl AuditDraft {
         self.with(|f| f.claimed = Some(username.to_owned()));
     }
 
+    /// The rate-limit policy, and its key, that refused the request: such refusals are
+    /// coalesced beyond the first few of a window.
+    pub fn limited_by(&self, policy: &'static str, key: String) {
+        self.with(|f| f.limited_by = Some(LimitedBy { policy, key }));
+    }
+
     /// Why access was granted (the ACL guard's note).
     pub fn allowed_because(&self, reason: String) {
         self.with(|f| f.allowed_because = Some(reason));
@@ -107,6 +115,7 @@ impl AuditDraft {
                 .or_else(|| f.allowed_because.clone())
                 .map(|r| clean(&r, 200)),
             duration_us: i64::try_from(f.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            count: None,
         })
     }
 }
@@ -150,6 +159,7 @@ pub async fn record_requests(
         client_ip: peer,
         principal: None,
         claimed: None,
+        limited_by: None,
         auth_method: "none",
         operation: format!("{} {}", req.method(), clean(&route, 200)),
         target,
@@ -168,13 +178,19 @@ pub async fn record_requests(
     if let Some(record) = &record {
         crate::metrics::request("rest", &record.operation, status.as_u16().to_string());
     }
-    let claimed = draft.with(|f| f.claimed.take()).flatten();
+    let (claimed, limited_by) = draft
+        .with(|f| (f.claimed.take(), f.limited_by.take()))
+        .unwrap_or_default();
+    // Only a 429 is coalesced: a request refused by a limiter and then answered otherwise
+    // (none is, today) keeps its own record.
+    let limited_by = limited_by.filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
     let written = match record {
         Some(record) => {
-            state
-                .audit
-                .submit_observed(record, claimed.as_deref())
-                .await
+            let observed = Observed {
+                claimed: claimed.as_deref(),
+                limited_by,
+            };
+            state.audit.submit_observed(record, observed).await
         }
         None => Err(ServiceError::Internal),
     };
@@ -197,8 +213,8 @@ pub async fn record_intent(State(state): State<AppState>, req: Request, next: Ne
         let Some(draft) = req.extensions().get::<AuditDraft>().cloned() else {
             return ApiError::Internal.into_response();
         };
-        if !state.audit.accepts_changes() {
-            return ApiError::AuditBacklog.into_response();
+        if let Err(paused) = state.audit.accepts_changes() {
+            return ApiError::ChangesPaused(paused).into_response();
         }
         let Some(record) = draft.record(Phase::Intent, None, "pending", None) else {
             return ApiError::Internal.into_response();

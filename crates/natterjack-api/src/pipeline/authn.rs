@@ -2,6 +2,8 @@
 
 use super::audit::AuditDraft;
 use super::rate_limit::client_ip::ClientIp;
+use super::rate_limit::gcra::Refusal;
+use super::rate_limit::refusal_key;
 use crate::AppState;
 use crate::rest::error::ApiError;
 use axum::extract::{Request, State};
@@ -84,7 +86,7 @@ enum Refused {
     /// A wrong username or password (counted against the login budgets).
     Wrong,
     /// A login budget refused the guess before any hashing (429).
-    Limited(super::rate_limit::gcra::Refusal),
+    Limited(Refusal),
     /// Anything else: the hasher is saturated (503), storage failed.
     Service(ServiceError),
 }
@@ -166,14 +168,23 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     draft.claimed(name.as_str());
                 }
             };
+            let limited = |req: &Request, refusal: Refusal, account: &str| {
+                if let Some(draft) = req.extensions().get::<AuditDraft>() {
+                    draft.limited_by(
+                        refusal.policy,
+                        refusal_key(refusal.policy, ip, Some(account)),
+                    );
+                }
+                ApiError::RateLimited(refusal).into_response()
+            };
             if let Err(refusal) = limits.login_allowed(&credentials.username, ip) {
                 claim(&req);
-                return ApiError::RateLimited(refusal).into_response();
+                return limited(&req, refusal, &credentials.username);
             }
             match verify(&state, &credentials.username, &credentials.password, ip).await {
                 Err(Refused::Limited(refusal)) => {
                     claim(&req);
-                    return ApiError::RateLimited(refusal).into_response();
+                    return limited(&req, refusal, &credentials.username);
                 }
                 Err(Refused::Service(e)) => return ApiError::from(e).into_response(),
                 Ok(principal) => {
@@ -182,7 +193,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     }
                     match limits.admit_principal(principal.id()) {
                         Ok(()) => Caller::User(principal),
-                        Err(refusal) => return ApiError::RateLimited(refusal).into_response(),
+                        Err(refusal) => {
+                            return limited(&req, refusal, principal.username().as_str());
+                        }
                     }
                 }
                 Err(Refused::Wrong) => {

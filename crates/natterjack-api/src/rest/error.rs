@@ -7,6 +7,7 @@ use crate::problem::Problem;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use natterjack_core::ServiceError;
+use natterjack_core::audit::ChangesPaused;
 use natterjack_core::domain::FieldError;
 
 /// Everything a REST request can fail with. Service errors keep their meaning; the rest are
@@ -39,8 +40,9 @@ pub enum ApiError {
     RateLimited(Refusal),
     /// The readiness probe: the database does not answer.
     NotReady,
-    /// `audit.fail_closed`: the SIEM has not caught up, so changes wait.
-    AuditBacklog,
+    /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
+    /// disk is nearly full (`audit.min_free_mb`).
+    ChangesPaused(ChangesPaused),
 }
 
 impl From<ServiceError> for ApiError {
@@ -138,8 +140,11 @@ impl ApiError {
             ApiError::NoSuchRoute => "no such route".to_owned(),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
             ApiError::NotReady => "not ready: storage unavailable".to_owned(),
-            ApiError::AuditBacklog => {
+            ApiError::ChangesPaused(ChangesPaused::ExportBacklog) => {
                 "audit export backlog over audit.max_backlog (fail_closed)".to_owned()
+            }
+            ApiError::ChangesPaused(ChangesPaused::LowDisk) => {
+                "free disk space below audit.min_free_mb".to_owned()
             }
         }
     }
@@ -217,12 +222,19 @@ impl ApiError {
                 ),
                 5,
             ),
-            ApiError::AuditBacklog => retry_after(
+            ApiError::ChangesPaused(ChangesPaused::ExportBacklog) => retry_after(
                 plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "changes are paused until the audit trail reaches its collector; retry shortly",
                 ),
                 5,
+            ),
+            ApiError::ChangesPaused(ChangesPaused::LowDisk) => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "changes are paused while the server is low on disk space; retry later",
+                ),
+                60,
             ),
         }
     }

@@ -194,8 +194,10 @@ pub struct AuditRecordView {
     pub time: String,
     /// The request id.
     pub request_id: String,
-    /// `intent`, `complete`, or `alert` (an anomaly the monitor flagged; its evidence is in
-    /// `reason`).
+    /// `intent`, `complete`, `alert` (an anomaly the monitor flagged; its evidence is in
+    /// `reason`), or `summary` (rate-limit refusals of one key within one window, beyond the
+    /// first few recorded one by one; how many in `count`).
+    #[schema(pattern = "^(intent|complete|alert|summary)$")]
     pub phase: &'static str,
     /// `rest`.
     pub transport: String,
@@ -215,8 +217,11 @@ pub struct AuditRecordView {
     pub decision: String,
     /// Why.
     pub reason: Option<String>,
-    /// Microseconds from the start of the request.
+    /// Microseconds from the start of the request; for a summary, from its first refusal to
+    /// its last.
     pub duration_us: i64,
+    /// For a summary, the number of refusals it stands for; null otherwise.
+    pub count: Option<u64>,
     /// The chain MAC, hex.
     pub mac: String,
 }
@@ -239,6 +244,7 @@ impl From<natterjack_core::audit::StoredAuditRecord> for AuditRecordView {
             decision: r.decision,
             reason: r.reason,
             duration_us: r.duration_us,
+            count: r.count,
             mac: s.mac.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }

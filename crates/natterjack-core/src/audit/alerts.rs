@@ -268,6 +268,7 @@ impl AnomalyMonitor {
             decision: "alert".to_owned(),
             reason: Some(clean(&evidence, 400)),
             duration_us: record.time.micros().saturating_sub(first.micros()),
+            count: None,
         })
     }
 
@@ -368,6 +369,7 @@ impl AnomalyMonitor {
             decision: "alert".to_owned(),
             reason: Some(clean(&evidence, 400)),
             duration_us: trigger.time.micros().saturating_sub(first.micros()),
+            count: None,
         }
     }
 }
@@ -391,6 +393,7 @@ mod tests {
             decision: "deny".to_owned(),
             reason: None,
             duration_us: 5,
+            count: None,
         }
     }
 

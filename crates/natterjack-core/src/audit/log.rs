@@ -3,7 +3,9 @@
 
 use super::alerts::AnomalyMonitor;
 use super::chain::{AuditKey, ChainHead};
+use super::coalesce::{CoalescePolicy, Coalescer, LimitedBy, Verdict};
 use super::export_gate::ExportGate;
+use super::space_gate::SpaceGate;
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
 use crate::domain::{Limit, Timestamp, Username};
@@ -27,6 +29,26 @@ pub struct AuditQuery {
     pub after: Option<i64>,
     /// Page size.
     pub limit: Limit,
+}
+
+/// What the pipeline knows about a completed request beyond its record, for the anomaly
+/// monitor and the coalescing of refusals. None of it is stored as such.
+#[derive(Debug, Clone, Default)]
+pub struct Observed<'a> {
+    /// The user a client failed to authenticate as: not a principal, so never recorded in
+    /// the record itself, but the account under attack for the monitor.
+    pub claimed: Option<&'a str>,
+    /// The rate-limit policy and key that refused the request, if one did.
+    pub limited_by: Option<LimitedBy>,
+}
+
+/// Why state changes are refused for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesPaused {
+    /// `audit.fail_closed`: the SIEM export backlog is over its bound.
+    ExportBacklog,
+    /// The data directory's disk is below `audit.min_free_mb`.
+    LowDisk,
 }
 
 /// A record to append (acknowledged with its id once committed), or, with `None`, a flush
@@ -56,6 +78,8 @@ pub struct AuditLog {
     commits: Arc<Notify>,
     monitor: Option<Arc<AnomalyMonitor>>,
     gate: Option<Arc<ExportGate>>,
+    space: Option<Arc<SpaceGate>>,
+    coalescer: Option<Arc<Coalescer>>,
 }
 
 impl AuditLog {
@@ -135,6 +159,8 @@ impl AuditLog {
             commits,
             monitor: None,
             gate: None,
+            space: None,
+            coalescer: None,
         })
     }
 
@@ -145,19 +171,59 @@ impl AuditLog {
         self
     }
 
+    /// Coalesces rate-limit refusals: the first `policy.individually` of each key and
+    /// window are recorded, the rest counted into one `summary` record, written when the
+    /// window ends (checked every second) or at [`AuditLog::flush`].
+    pub fn with_coalescing(mut self, policy: CoalescePolicy) -> Self {
+        let coalescer = Arc::new(Coalescer::new(policy));
+        if let Some(sender) = &self.sender {
+            let (sender, due) = (sender.clone(), Arc::downgrade(&coalescer));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(coalescer) = due.upgrade() else {
+                        break;
+                    };
+                    for summary in coalescer.due(Instant::now()) {
+                        let (ack, _) = oneshot::channel();
+                        if sender.send((Some(summary), ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        self.coalescer = Some(coalescer);
+        self
+    }
+
     /// Lets the SIEM exporter's backlog pause state changes (`audit.fail_closed`).
     pub fn with_export_gate(mut self, gate: Arc<ExportGate>) -> Self {
         self.gate = Some(gate);
         self
     }
 
-    /// Whether a state-changing request may go ahead: false only while failing closed on an
-    /// export backlog over its bound.
-    pub fn accepts_changes(&self) -> bool {
-        !self
+    /// Lets the disk-space guard pause state changes.
+    pub fn with_space_gate(mut self, gate: Arc<SpaceGate>) -> Self {
+        self.space = Some(gate);
+        self
+    }
+
+    /// Whether a state-changing request may go ahead: refused while the disk is nearly
+    /// full, and while failing closed on an export backlog over its bound.
+    pub fn accepts_changes(&self) -> Result<(), ChangesPaused> {
+        if self.space.as_ref().is_some_and(|space| space.is_low()) {
+            return Err(ChangesPaused::LowDisk);
+        }
+        if self
             .gate
             .as_ref()
             .is_some_and(|gate| gate.refuses_changes(self.head.load(Ordering::Relaxed)))
+        {
+            return Err(ChangesPaused::ExportBacklog);
+        }
+        Ok(())
     }
 
     /// Woken after every commit, so the exporter ships new records without polling hard.
@@ -183,6 +249,8 @@ impl AuditLog {
             commits: Arc::new(Notify::new()),
             monitor: None,
             gate: None,
+            space: None,
+            coalescer: None,
         }
     }
 
@@ -213,23 +281,41 @@ impl AuditLog {
     /// For completion records: a state change's intent was already committed before it
     /// ran, so the response need not wait for the outcome to reach the disk as well.
     pub async fn submit(&self, record: AuditRecord) -> Result<(), ServiceError> {
-        self.submit_observed(record, None).await
+        self.submit_observed(record, Observed::default()).await
     }
 
-    /// [`AuditLog::submit`] for a completion, also naming the user a refused client claimed
-    /// to be (never recorded in the record itself: it is not an authenticated principal), so
-    /// the anomaly monitor can count attacks on one account from many addresses.
+    async fn queue(&self, record: AuditRecord) -> Result<(), ServiceError> {
+        let (ack, _) = oneshot::channel();
+        self.send((Some(record), ack)).await
+    }
+
+    /// [`AuditLog::submit`] for a completion, with what else the pipeline observed: the
+    /// anomaly monitor sees every completion (and the account a refused client claimed),
+    /// then a rate-limit refusal beyond the first few of its window is counted into a
+    /// summary instead of being written on its own.
     pub async fn submit_observed(
         &self,
         record: AuditRecord,
-        claimed: Option<&str>,
+        observed: Observed<'_>,
     ) -> Result<(), ServiceError> {
+        let now = Instant::now();
         let alerts = match &self.monitor {
-            Some(monitor) => monitor.observe(&record, claimed, Instant::now()),
+            Some(monitor) => monitor.observe(&record, observed.claimed, now),
             None => Vec::new(),
         };
-        let (ack, _) = oneshot::channel();
-        self.send((Some(record), ack)).await?;
+        let (verdict, summaries) = match (&self.coalescer, &observed.limited_by) {
+            (Some(coalescer), Some(by)) => coalescer.admit(&record, by, now),
+            _ => (Verdict::Record, Vec::new()),
+        };
+        for summary in summaries {
+            self.queue(summary).await?;
+        }
+        match verdict {
+            Verdict::Record => self.queue(record).await?,
+            Verdict::Counted => {
+                metrics::counter!("natterjack_audit_refusals_coalesced_total").increment(1);
+            }
+        }
         for alert in alerts {
             metrics::counter!(
                 "natterjack_alerts_total",
@@ -242,14 +328,19 @@ impl AuditLog {
                 "anomaly: {}",
                 alert.reason.as_deref().unwrap_or_default()
             );
-            let (ack, _) = oneshot::channel();
-            self.send((Some(alert), ack)).await?;
+            self.queue(alert).await?;
         }
         Ok(())
     }
 
-    /// Waits until every record queued so far is committed (at shutdown).
+    /// Closes every coalescing window (its summary is queued) and waits until every record
+    /// queued so far is committed (at shutdown).
     pub async fn flush(&self) -> Result<(), ServiceError> {
+        if let Some(coalescer) = &self.coalescer {
+            for summary in coalescer.drain() {
+                self.queue(summary).await?;
+            }
+        }
         let (ack, done) = oneshot::channel();
         self.send((None, ack)).await?;
         match done.await {

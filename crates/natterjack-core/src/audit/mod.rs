@@ -5,19 +5,26 @@
 //!   and a truncated tail detectable, and its verifier.
 //! - [`log`]: the group-commit writer every transport records through, and the admin query.
 //! - [`alerts`]: sliding-window anomaly flags, written as `alert` records.
+//! - [`coalesce`]: rate-limit refusals beyond the first few of a window, counted into one
+//!   `summary` record.
 //! - [`export_gate`]: the SIEM export backlog, and the fail-closed switch it drives.
+//! - [`space_gate`]: the disk-space guard, which pauses state changes on a nearly full disk.
 
 pub mod alerts;
 pub mod chain;
+pub mod coalesce;
 pub mod export_gate;
 pub mod log;
 pub mod record;
+pub mod space_gate;
 
 pub use alerts::{AlertThresholds, AnomalyMonitor};
 pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
+pub use coalesce::{CoalescePolicy, Coalescer, LimitedBy};
 pub use export_gate::ExportGate;
-pub use log::{AuditLog, AuditQuery};
+pub use log::{AuditLog, AuditQuery, ChangesPaused, Observed};
 pub use record::{AuditRecord, Phase, StoredAuditRecord};
+pub use space_gate::SpaceGate;
 
 use async_trait::async_trait;
 

@@ -14,6 +14,10 @@ pub enum Phase {
     /// An anomaly the monitor flagged (a burst of refusals from one principal or address),
     /// with its evidence: recorded like any request, so it reaches the SIEM the same way.
     Alert,
+    /// Refusals of one key by one rate-limit policy within one window, beyond the first few
+    /// recorded one by one, counted exactly in one record (`count`), so that a flood cannot
+    /// fill the disk with identical rows.
+    Summary,
 }
 
 impl Phase {
@@ -23,6 +27,7 @@ impl Phase {
             Phase::Intent => "intent",
             Phase::Complete => "complete",
             Phase::Alert => "alert",
+            Phase::Summary => "summary",
         }
     }
 
@@ -32,6 +37,7 @@ impl Phase {
             "intent" => Some(Phase::Intent),
             "complete" => Some(Phase::Complete),
             "alert" => Some(Phase::Alert),
+            "summary" => Some(Phase::Summary),
             _ => None,
         }
     }
@@ -67,8 +73,11 @@ pub struct AuditRecord {
     pub decision: String,
     /// Why, when the pipeline or the service said so.
     pub reason: Option<String>,
-    /// Time from the start of the request, in microseconds.
+    /// Time from the start of the request, in microseconds; for a summary, from its first
+    /// refusal to its last.
     pub duration_us: i64,
+    /// How many refusals a summary stands for; `None` for every other record.
+    pub count: Option<u64>,
 }
 
 /// A record as stored: its position in the chain and its MAC.
@@ -93,7 +102,8 @@ pub fn clean(text: &str, max: usize) -> String {
 
 impl AuditRecord {
     /// The canonical bytes the chain MAC covers: every field in a fixed order, each
-    /// length-prefixed, preceded by the record id so that moving a record is detectable.
+    /// length-prefixed, preceded by the record id so that moving a record is detectable;
+    /// a summary's count last.
     pub fn canonical(&self, id: i64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         let mut field = |bytes: &[u8]| {
@@ -114,6 +124,11 @@ impl AuditRecord {
         field(self.decision.as_bytes());
         field(self.reason.as_deref().unwrap_or("\u{0}none").as_bytes());
         field(&self.duration_us.to_be_bytes());
+        // Only summaries carry a count, so every other record keeps the canonical form it
+        // had before summaries existed, and older chains still verify.
+        if let Some(count) = self.count {
+            field(&count.to_be_bytes());
+        }
         out
     }
 }

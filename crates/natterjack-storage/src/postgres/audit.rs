@@ -9,7 +9,7 @@ use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAu
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
 
-/// A batch pivoted into one array per column, so that it binds as fifteen parameters
+/// A batch pivoted into one array per column, so that it binds as sixteen parameters
 /// whatever its size.
 #[derive(Default)]
 struct Columns {
@@ -28,6 +28,7 @@ struct Columns {
     reason: Vec<Option<String>>,
     duration_us: Vec<i64>,
     mac: Vec<Vec<u8>>,
+    count: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -50,6 +51,8 @@ impl Columns {
             c.reason.push(r.reason.clone());
             c.duration_us.push(r.duration_us);
             c.mac.push(stored.mac.to_vec());
+            c.count
+                .push(r.count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)));
         }
         c
     }
@@ -176,10 +179,10 @@ where
     let c = Columns::of(batch);
     sqlx::query(
         "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, \
-         auth_method, operation, target, status, decision, reason, duration_us, mac) \
+         auth_method, operation, target, status, decision, reason, duration_us, mac, count) \
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], \
-         $13::text[], $14::bigint[], $15::bytea[])",
+         $13::text[], $14::bigint[], $15::bytea[], $16::bigint[])",
     )
     .bind(c.id)
     .bind(c.time)
@@ -196,6 +199,7 @@ where
     .bind(c.reason)
     .bind(c.duration_us)
     .bind(c.mac)
+    .bind(c.count)
     .execute(executor)
     .await
     .map_err(classify)?;

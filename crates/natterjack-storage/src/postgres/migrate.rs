@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_export",
         include_str!("../../migrations/postgres/0003_audit_export.sql"),
     ),
+    (
+        4,
+        "audit_summaries",
+        include_str!("../../migrations/postgres/0004_audit_summaries.sql"),
+    ),
 ];
 
 /// The advisory lock key two migrators contend for ("natjack!" as an integer): a second

@@ -141,16 +141,17 @@ where
                 r.decision,
                 r.reason,
                 r.duration_us,
-                mac
+                mac,
+                r.count
             ])
         })
         .collect();
     sqlx::query(
         "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, auth_method, \
-         operation, target, status, decision, reason, duration_us, mac) \
+         operation, target, status, decision, reason, duration_us, mac, count) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
          value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-         unhex(value ->> 14) FROM json_each(?1) ORDER BY key",
+         unhex(value ->> 14), value ->> 15 FROM json_each(?1) ORDER BY key",
     )
     .bind(serde_json::Value::Array(rows).to_string())
     .execute(executor)

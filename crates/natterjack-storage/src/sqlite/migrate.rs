@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_export",
         include_str!("../../migrations/sqlite/0003_audit_export.sql"),
     ),
+    (
+        4,
+        "audit_summaries",
+        include_str!("../../migrations/sqlite/0004_audit_summaries.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

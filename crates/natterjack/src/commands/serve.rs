@@ -10,6 +10,12 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         .state
         .limits
         .spawn_eviction(std::time::Duration::from_secs(60));
+    crate::disk_space::spawn(
+        assembled.space_gate.clone(),
+        assembled.state.audit.clone(),
+        cfg.data_dir.clone(),
+        std::time::Duration::from_secs(cfg.audit.disk_check_secs),
+    );
     let app = assembled.app(|routes| routes);
     natterjack_api::metrics::install();
     let bind = |addr: std::net::SocketAddr| async move {

@@ -2,7 +2,7 @@
 
 use super::ConfigError;
 use crate::export::format::Facility;
-use natterjack_core::audit::AlertThresholds;
+use natterjack_core::audit::{AlertThresholds, CoalescePolicy};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -23,6 +23,16 @@ pub struct AuditConfig {
     /// Records not yet confirmed by the slowest sink beyond which `fail_closed` refuses
     /// changes. Default 10000.
     pub max_backlog: u64,
+    /// Rate-limit refusals of one key by one policy recorded one by one at the start of
+    /// each window; the rest of the window is counted into one `summary` record. Default 5.
+    pub refusals_recorded_individually: u32,
+    /// The coalescing window, in seconds. Default 60.
+    pub refusal_window_secs: u64,
+    /// Free space, in MiB, on the data directory's file system below which state changes
+    /// are refused (503) until 64 MiB more are free; 0 switches the guard off. Default 256.
+    pub min_free_mb: u64,
+    /// Seconds between two measurements of the free space. Default 5.
+    pub disk_check_secs: u64,
     /// Anomaly alerts.
     pub alerts: AlertsConfig,
     /// Where audit records are shipped; none by default.
@@ -36,9 +46,28 @@ impl Default for AuditConfig {
             head_file: None,
             fail_closed: false,
             max_backlog: 10_000,
+            refusals_recorded_individually: 5,
+            refusal_window_secs: 60,
+            min_free_mb: 256,
+            disk_check_secs: 5,
             alerts: AlertsConfig::default(),
             sinks: Vec::new(),
         }
+    }
+}
+
+impl AuditConfig {
+    /// How rate-limit refusals are coalesced.
+    pub fn coalescing(&self) -> CoalescePolicy {
+        CoalescePolicy {
+            window: Duration::from_secs(self.refusal_window_secs),
+            individually: self.refusals_recorded_individually,
+        }
+    }
+
+    /// The free space below which changes are refused, in bytes.
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb.saturating_mul(1024 * 1024)
     }
 }
 
@@ -202,10 +231,14 @@ impl SinkConfig {
 impl AuditConfig {
     /// Refuses sinks that could not work, before anything starts.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        if self.alerts.window_secs == 0 {
-            return Err(ConfigError(
-                "audit.alerts.window_secs must be at least 1".into(),
-            ));
+        for (key, value) in [
+            ("audit.alerts.window_secs", self.alerts.window_secs),
+            ("audit.refusal_window_secs", self.refusal_window_secs),
+            ("audit.disk_check_secs", self.disk_check_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} must be at least 1")));
+            }
         }
         let mut names = HashSet::new();
         for sink in &self.sinks {

@@ -104,7 +104,7 @@ pub fn local_hostname() -> String {
 pub fn severity(record: &AuditRecord) -> u8 {
     match record.phase {
         Phase::Alert => 1,
-        Phase::Intent | Phase::Complete => match record.decision.as_str() {
+        Phase::Intent | Phase::Complete | Phase::Summary => match record.decision.as_str() {
             "error" => 3,
             "deny" => 4,
             "reject" => 5,
@@ -143,6 +143,7 @@ pub fn syslog_message(header: &SyslogHeader, stored: &StoredAuditRecord) -> Stri
         ("decision", text(&r.decision)),
         ("reason", r.reason.clone()),
         ("duration_us", Some(r.duration_us.to_string())),
+        ("count", r.count.map(|c| c.to_string())),
     ];
     for (name, value) in params.iter().filter_map(|(n, v)| Some((n, v.as_deref()?))) {
         out.push_str(&format!(" {name}=\"{}\"", sd_escape(value)));
@@ -219,7 +220,7 @@ pub fn ecs_line(stored: &StoredAuditRecord) -> Vec<u8> {
             "phase": r.phase.as_str(), "transport": r.transport, "client_ip": r.client_ip,
             "principal": r.principal, "auth_method": r.auth_method, "operation": r.operation,
             "target": r.target, "status": r.status, "decision": r.decision,
-            "reason": r.reason, "duration_us": r.duration_us,
+            "reason": r.reason, "duration_us": r.duration_us, "count": r.count,
         },
     });
     drop_nulls(&mut doc);
@@ -241,7 +242,7 @@ fn drop_nulls(value: &mut Value) {
     }
 }
 
-/// `{operation} {target} -> {status|pending|alert} {decision}[ by p][ from ip]`.
+/// `{operation} {target} -> {status|pending|alert} {decision}[ by p][ from ip][ ×count]`.
 fn summary(r: &AuditRecord) -> String {
     let status = match (r.status, r.phase) {
         (Some(status), _) => status.to_string(),
@@ -259,6 +260,9 @@ fn summary(r: &AuditRecord) -> String {
     }
     if !r.client_ip.is_empty() {
         text.push_str(&format!(" from {}", r.client_ip));
+    }
+    if let Some(count) = r.count {
+        text.push_str(&format!(" ×{count}"));
     }
     text.chars().map(scrub).collect()
 }
@@ -345,6 +349,7 @@ mod tests {
             decision: "deny".into(),
             reason: Some("missing w".into()),
             duration_us: 1500,
+            count: None,
         };
         StoredAuditRecord {
             id: 42,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// The key of an account in every budget: the claimed name, lowercased and cut to 64
 /// characters, so that case variants and overlong names share one budget.
-fn account(username: &str) -> String {
+pub(crate) fn account(username: &str) -> String {
     username
         .chars()
         .take(64)

@@ -262,6 +262,20 @@ impl RateLimits {
     }
 }
 
+/// The key under which `policy` counted a refused request, as the audit trail names it
+/// when it coalesces refusals: the client address (IPv6 by /64) for the per-address
+/// policies, the account for `per-principal` and `account-guesses`, the account at the
+/// address for `failed-logins`, `*` for `global`.
+pub fn refusal_key(policy: &str, ip: IpAddr, account: Option<&str>) -> String {
+    let account = account.map(logins::account).unwrap_or_default();
+    match policy {
+        "global" => "*".to_owned(),
+        "per-principal" | "account-guesses" => account,
+        "failed-logins" => format!("{account}@{}", limit_key(ip)),
+        _ => limit_key(ip).to_string(),
+    }
+}
+
 /// The first control: attributes the request to a client address and applies the keyed
 /// and global policies. Only the peer address, the forwarded header (from trusted proxies),
 /// the method, the path and the *presence* of an `Authorization` header are looked at.
@@ -287,6 +301,9 @@ pub async fn limit_clients(
         Class::Plain
     };
     if let Err(refusal) = state.limits.admit(ip, class) {
+        if let Some(draft) = req.extensions().get::<super::audit::AuditDraft>() {
+            draft.limited_by(refusal.policy, refusal_key(refusal.policy, ip, None));
+        }
         return ApiError::RateLimited(refusal).into_response();
     }
     next.run(req).await
