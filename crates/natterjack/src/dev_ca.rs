@@ -3,9 +3,12 @@
 //!
 //! Files in the data directory: `ca.pem` (give it to clients: `curl --cacert`),
 //! `ca-key.pem` (0600), `server.pem`, `server-key.pem` (0600). They are reused on the next
-//! start; a missing server certificate is re-issued from the existing CA so clients keep
-//! trusting it. The CA and the server certificate have distinct subject names, so tools
-//! never mistake the leaf for a self-signed certificate.
+//! start. The server certificate lives [`LEAF_DAYS`] days, as short-lived certificates
+//! should (a stolen key is useful for weeks, not years, and TLS scanners' Mozilla profiles
+//! expect it); one that is missing, expires within [`RENEW_WITHIN_DAYS`] days, or does not
+//! parse is re-issued from the existing CA on start, so clients keep trusting it. The CA
+//! and the server certificate have distinct subject names, so tools never mistake the leaf
+//! for a self-signed certificate.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -21,6 +24,12 @@ use time::{Duration, OffsetDateTime};
 pub const CA_NAME: &str = "Natterjack Development CA";
 /// Subject common name of the development server certificate.
 pub const SERVER_NAME: &str = "Natterjack development server";
+
+/// Lifetime of the development server and client certificates, in days.
+pub const LEAF_DAYS: i64 = 90;
+
+/// A development server certificate expiring within this many days is renewed on start.
+pub const RENEW_WITHIN_DAYS: i64 = 30;
 
 /// Paths of the development PKI files.
 #[derive(Debug, Clone)]
@@ -119,8 +128,35 @@ fn server_params() -> Result<CertificateParams, String> {
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
-    params.not_after = now + Duration::days(397);
+    params.not_after = now + Duration::days(LEAF_DAYS);
     Ok(params)
+}
+
+/// Why the server certificate at `path` must be issued again, if it must: it is missing,
+/// unreadable, or expires within [`RENEW_WITHIN_DAYS`] days.
+fn renewal_reason(path: &Path) -> Option<String> {
+    let Ok(pem) = fs::read(path) else {
+        return Some("there was none".to_owned());
+    };
+    let not_after = x509_parser::pem::parse_x509_pem(&pem)
+        .ok()
+        .and_then(|(_, pem)| {
+            pem.parse_x509()
+                .ok()
+                .map(|cert| cert.validity().not_after.timestamp())
+        })
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+    let Some(not_after) = not_after else {
+        return Some("the old one could not be read".to_owned());
+    };
+    let left = not_after - OffsetDateTime::now_utc();
+    (left < Duration::days(RENEW_WITHIN_DAYS)).then(|| {
+        if left.is_negative() {
+            format!("the old one expired {} days ago", -left.whole_days())
+        } else {
+            format!("the old one expires in {} days", left.whole_days())
+        }
+    })
 }
 
 /// Makes sure the development CA and server certificate exist in `dir`, creating what is
@@ -148,16 +184,24 @@ pub fn ensure(dir: &Path) -> Result<DevPki, String> {
         let _ = fs::remove_file(&pki.server_cert);
         Issuer::new(params, key)
     };
-    if pki.server_cert.is_file() && pki.server_key.is_file() {
+    let renew = if pki.server_key.is_file() {
         check_private(&pki.server_key)?;
+        renewal_reason(&pki.server_cert)
     } else {
+        Some("there was none".to_owned())
+    };
+    if let Some(why) = renew {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let cert = server_params()?
             .signed_by(&key, &issuer)
             .map_err(|e| e.to_string())?;
         write_private(&pki.server_key, &key.serialize_pem())?;
         write_public(&pki.server_cert, &cert.pem())?;
-        tracing::info!(dir = %dir.display(), "issued a development server certificate");
+        tracing::info!(
+            dir = %dir.display(),
+            days = LEAF_DAYS,
+            "issued a development server certificate ({why})"
+        );
     }
     Ok(pki)
 }
@@ -184,7 +228,7 @@ fn client_params(username: &str) -> Result<CertificateParams, String> {
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
-    params.not_after = now + Duration::days(90);
+    params.not_after = now + Duration::days(LEAF_DAYS);
     Ok(params)
 }
 

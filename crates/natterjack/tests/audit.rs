@@ -444,7 +444,7 @@ async fn audit_verify_finds_every_kind_of_tampering() {
             "an inserted row",
             vec![format!(
                 "INSERT INTO audit_log SELECT {}, time, request_id, phase, transport, client_ip, principal, \
-                auth_method, operation, target, status, decision, reason, duration_us, mac FROM audit_log WHERE id = 3",
+                auth_method, operation, target, status, decision, reason, duration_us, mac, count FROM audit_log WHERE id = 3",
                 n + 1
             )],
             n + 1,

@@ -190,6 +190,62 @@ async fn a_missing_server_certificate_is_reissued_from_the_existing_ca() {
     assert_healthy(&again).await;
 }
 
+/// The validity period of the certificate in `pem_path`: (not before, not after), Unix time.
+fn validity(pem_path: &std::path::Path) -> (i64, i64) {
+    let pem = std::fs::read(pem_path).expect("read pem");
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+    let cert = parsed.parse_x509().expect("x509");
+    let v = cert.validity();
+    (v.not_before.timestamp(), v.not_after.timestamp())
+}
+
+#[tokio::test]
+async fn development_server_certificates_live_90_days_and_are_renewed_on_start_near_expiry() {
+    const DAY: i64 = 86_400;
+    let server = TestServer::start().await;
+    let leaf = server.data_dir().join("server.pem");
+    let (from, until) = validity(&leaf);
+    assert!(
+        (90 * DAY..=91 * DAY).contains(&(until - from)),
+        "the server certificate lives {} days",
+        (until - from) / DAY
+    );
+    let dir = server.stop().await;
+    // The same CA issues a leaf that expires in 10 days, as if it had been issued long ago.
+    let data = dir.path().join("data");
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(data.join("ca-key.pem")).unwrap())
+            .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(data.join("ca.pem")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "an old development server certificate",
+    );
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(80);
+    params.not_after = now + time::Duration::days(10);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let old = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(data.join("server.pem"), old.pem()).unwrap();
+    std::fs::write(data.join("server-key.pem"), key.serialize_pem()).unwrap();
+    let (_, old_until) = validity(&data.join("server.pem"));
+    let again = TestServer::start_in(dir, &[]).await;
+    let (_, renewed_until) = validity(&again.data_dir().join("server.pem"));
+    assert!(
+        renewed_until - old_until > 70 * DAY,
+        "the certificate expiring in 10 days was not renewed"
+    );
+    // Clients trusting the same CA connect to the renewed certificate.
+    assert_healthy(&again).await;
+}
+
 #[tokio::test]
 async fn a_private_key_readable_by_others_stops_the_server_from_starting() {
     let server = TestServer::start().await;

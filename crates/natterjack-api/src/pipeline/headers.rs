@@ -13,7 +13,9 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
         "content-security-policy",
         "default-src 'none'; frame-ancestors 'none'; sandbox",
     ),
-    ("cache-control", "no-store"),
+    // `max-age=0` and `Pragma` for caches that predate `no-store` (HTTP/1.0 proxies).
+    ("cache-control", "no-store, max-age=0"),
+    ("pragma", "no-cache"),
     ("referrer-policy", "no-referrer"),
     ("cross-origin-resource-policy", "same-origin"),
     ("cross-origin-opener-policy", "same-origin"),

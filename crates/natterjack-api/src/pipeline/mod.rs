@@ -7,7 +7,7 @@
 //! | 1 | transport: TLS, connection caps, handshake, header-read and idle deadlines, stream cap | [`crate::transport`] |
 //! | 1 | request timeout | [`secure_pipeline`] |
 //! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
-//! | 3 | hygiene: header limits 431, body limit 413, JSON content type 415 | [`hygiene`] |
+//! | 3 | hygiene: one valid `Host` 400, header limits 431, body limit 413, JSON content type 415 | [`host`], [`hygiene`] |
 //! | 4 | authentication: Basic → `Caller` (400 malformed, 401 wrong) | [`authn`] |
 //! | 5 | audit: a durable intent record before any state change | [`audit`] |
 //! | 6 | access control: the permission each route declares | [`acl`] |
@@ -23,6 +23,7 @@ pub mod acl;
 pub mod audit;
 pub mod authn;
 pub mod headers;
+pub mod host;
 pub mod hygiene;
 pub mod panic;
 pub mod rate_limit;
@@ -85,7 +86,8 @@ pub fn secure_pipeline(
         ))
         // 2: rate limiting, before anything reads credentials or bodies.
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_clients))
-        // 3: hygiene.
+        // 3: hygiene: one valid Host, then header and body limits and the JSON type.
+        .layer(from_fn(host::require_valid_host))
         .layer(from_fn(hygiene::require_json_bodies))
         // 4: authentication.
         .layer(from_fn_with_state(state.clone(), authn::authenticate))

@@ -26,6 +26,8 @@ pub enum ApiError {
     PayloadTooLarge,
     /// More header fields, or more header bytes, than the pipeline accepts.
     HeadersTooLarge,
+    /// No `Host`, two, or an invalid one (RFC 9112 §3.2).
+    InvalidHost,
     /// A body that is not the JSON object this operation takes.
     MalformedJson(String),
     /// A query string with unknown or malformed parameters.
@@ -135,6 +137,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "body is not application/json".to_owned(),
             ApiError::PayloadTooLarge => "body over the size limit".to_owned(),
             ApiError::HeadersTooLarge => "header fields over the limit".to_owned(),
+            ApiError::InvalidHost => "missing, repeated or invalid Host header".to_owned(),
             ApiError::MalformedJson(d) | ApiError::MalformedQuery(d) => d.clone(),
             ApiError::InvalidPath => "undecodable path".to_owned(),
             ApiError::NoSuchRoute => "no such route".to_owned(),
@@ -206,6 +209,10 @@ impl ApiError {
             ApiError::HeadersTooLarge => plain(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "requests are limited to 100 header fields and 16 KiB of them",
+            ),
+            ApiError::InvalidHost => plain(
+                StatusCode::BAD_REQUEST,
+                "a request needs exactly one valid Host header",
             ),
             ApiError::MalformedJson(detail) | ApiError::MalformedQuery(detail) => {
                 plain(StatusCode::BAD_REQUEST, &detail)

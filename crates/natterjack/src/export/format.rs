@@ -242,7 +242,7 @@ fn drop_nulls(value: &mut Value) {
     }
 }
 
-/// `{operation} {target} -> {status|pending|alert} {decision}[ by p][ from ip][ ×count]`.
+/// `{operation} {target} -> {status|pending|alert} {decision}[ by p][ from ip][ (count n)]`.
 fn summary(r: &AuditRecord) -> String {
     let status = match (r.status, r.phase) {
         (Some(status), _) => status.to_string(),
@@ -262,7 +262,7 @@ fn summary(r: &AuditRecord) -> String {
         text.push_str(&format!(" from {}", r.client_ip));
     }
     if let Some(count) = r.count {
-        text.push_str(&format!(" ×{count}"));
+        text.push_str(&format!(" (count {count})"));
     }
     text.chars().map(scrub).collect()
 }
@@ -495,9 +495,31 @@ mod tests {
                 "principal": "alice", "auth_method": "basic",
                 "operation": "POST /spaces/{id}/messages", "target": "id=3", "status": 403,
                 "decision": "deny", "reason": "two\nlines", "duration_us": 1500,
+                "count": null,
             },
         });
         assert_eq!(ecs(&s), expected);
+    }
+
+    #[test]
+    fn a_summary_carries_its_count_in_both_formats() {
+        let mut s = stored();
+        let r = &mut s.record;
+        (r.phase, r.status, r.count) = (Phase::Summary, Some(429), Some(12_345));
+        (r.operation, r.target) = (
+            "rate limit per-ip".into(),
+            "policy=per-ip key=192.0.2.7".into(),
+        );
+        let v = ecs(&s);
+        assert_eq!(v["natterjack"]["count"], 12_345);
+        assert_eq!(v["natterjack"]["phase"], "summary");
+        assert!(
+            v["message"].as_str().unwrap().ends_with(" (count 12345)"),
+            "{v}"
+        );
+        let line = syslog(&s);
+        assert!(line.contains(" count=\"12345\""), "{line}");
+        assert!(line.contains(" summary [natterjack@"), "{line}");
     }
 
     #[test]
