@@ -5,6 +5,7 @@
 //! security decision of its own beyond refusing unsafe configuration.
 #![forbid(unsafe_code)]
 
+pub mod admin_socket;
 pub mod audit_files;
 pub mod cli;
 pub mod commands;

@@ -70,12 +70,7 @@ async fn spaces(server: &TestServer, who: &(PathBuf, PathBuf)) -> SpacesClient<C
 }
 
 async fn admin(server: &TestServer) -> AdminClient<Channel> {
-    let channel = Channel::from_shared(server.internal.clone().expect("internal listener"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    AdminClient::new(channel)
+    AdminClient::new(server.admin_channel().await)
 }
 
 async fn create_space(client: &mut SpacesClient<Channel>, name: &str) -> i64 {
@@ -487,13 +482,8 @@ async fn the_public_listener_exposes_only_spaces_and_health() {
         "reflection on the public listener"
     );
 
-    // The internal listener has reflection (naming Admin) and metrics.
-    let internal = Channel::from_shared(server.internal.clone().unwrap())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut answers = ServerReflectionClient::new(internal)
+    // The admin socket has reflection (naming Admin); the internal listener has metrics.
+    let mut answers = ServerReflectionClient::new(server.admin_channel().await)
         .server_reflection_info(tokio_stream::iter([list()]))
         .await
         .unwrap()
@@ -608,10 +598,36 @@ async fn the_peer_limit_refuses_a_flood_before_its_certificate_is_even_looked_up
 }
 
 #[tokio::test]
-async fn the_internal_listener_refuses_what_a_browser_could_send() {
+async fn admin_is_served_on_an_owner_only_socket_and_the_metrics_listener_refuses_the_rest() {
+    use std::os::unix::fs::PermissionsExt;
     let server = TestServer::start().await;
     server.user("alice").await;
+    let socket = server.admin_socket.clone().unwrap();
+    assert_eq!(socket, server.data_dir().join("admin.sock"));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the admin socket is mode {mode:o}");
+    // Over the socket, the operator's calls work.
+    admin(&server)
+        .await
+        .query_audit(QueryAuditRequest::default())
+        .await
+        .unwrap();
+    // On the loopback TCP listener, Admin is not served by default: any local process could
+    // reach it there.
     let internal = server.internal.clone().unwrap();
+    let over_tcp = Channel::from_shared(internal.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = AdminClient::new(over_tcp)
+        .set_admin(natterjack_api::grpc::proto::SetAdminRequest {
+            username: "alice".into(),
+            admin: true,
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(refused.code(), Code::Ok);
     let http = reqwest::Client::new();
     // A cross-origin "simple" request: HTTP/1.1, text/plain, a gRPC frame as the body.
     let mut frame = vec![0u8, 0, 0, 0, 9];
@@ -632,6 +648,8 @@ async fn the_internal_listener_refuses_what_a_browser_could_send() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
     let r = http
         .get(format!("{internal}/metrics"))
         .send()
@@ -648,6 +666,61 @@ async fn the_internal_listener_refuses_what_a_browser_could_send() {
         )
         .await;
     assert_eq!(audit.status(), 403);
+}
+
+#[tokio::test]
+async fn the_metrics_listener_answers_a_missing_or_doubled_host_with_an_audited_400() {
+    let server = TestServer::start().await;
+    let authority = server.internal.clone().unwrap().replace("http://", "");
+    for head in [
+        "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: {authority}\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ),
+        "GET /metrics HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n".to_owned(),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 400"), "{head:?}: {reply}");
+        assert!(reply.contains("application/problem+json"), "{reply}");
+        assert!(reply.contains("x-frame-options: DENY"), "{reply}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = server
+            .audit_records()
+            .await
+            .into_iter()
+            .filter(|r| {
+                r.record.transport == "internal"
+                    && r.record.status == Some(400)
+                    && r.record.reason.as_deref()
+                        == Some("missing, repeated or invalid Host header")
+            })
+            .count();
+        if refused == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{refused} audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_admin_over_tcp_on_purpose_the_loopback_listener_serves_admin_too() {
+    let server = TestServer::start_with(&[("NATTERJACK_INTERNAL__ADMIN_OVER_TCP", "true")]).await;
+    let over_tcp = Channel::from_shared(server.internal.clone().unwrap())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AdminClient::new(over_tcp)
+        .query_audit(QueryAuditRequest::default())
+        .await
+        .unwrap();
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 mod support;
 
+use natterjack_api::pipeline::headers::SECURITY_HEADERS;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -1426,6 +1427,69 @@ async fn header_fields_over_the_limits_get_a_431_problem_over_both_http_versions
             std::time::Instant::now() < deadline,
             "expected two audited 431s, found {}",
             refused.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn http11_requests_without_exactly_one_valid_host_get_a_400_problem_and_are_audited() {
+    let f = Fixture::start().await;
+    let authority = f.server.authority().to_owned();
+    let heads = [
+        "GET /health HTTP/1.1\r\n\r\n".to_owned(),
+        format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nHost: evil.example\r\n\r\n"),
+        "GET /health HTTP/1.1\r\nHost: bad host\r\n\r\n".to_owned(),
+        "GET /health HTTP/1.1\r\nHost: localhost:80:80\r\n\r\n".to_owned(),
+    ];
+    for head in &heads {
+        let reply = raw_exchange(&f.server, head.clone().into_bytes()).await;
+        let lower = reply.to_lowercase();
+        assert!(reply.starts_with("HTTP/1.1 400"), "{head:?}: {reply}");
+        assert!(
+            reply.contains(r#""detail":"a request needs exactly one valid Host header""#),
+            "{head:?}: {reply}"
+        );
+        for (name, value) in SECURITY_HEADERS {
+            assert!(
+                lower.contains(&format!("{name}: {}", value.to_lowercase())),
+                "{head:?}: no {name} in {reply}"
+            );
+        }
+        assert!(
+            lower.contains("content-type: application/problem+json"),
+            "{reply}"
+        );
+        assert!(lower.contains("connection: close"), "{reply}");
+    }
+    // The same request with one valid Host is served.
+    let ok = raw_exchange(
+        &f.server,
+        format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+            .into_bytes(),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let refused = f
+            .server
+            .audit_records()
+            .await
+            .into_iter()
+            .filter(|r| {
+                r.record.status == Some(400)
+                    && r.record.reason.as_deref()
+                        == Some("missing, repeated or invalid Host header")
+            })
+            .count();
+        if refused == heads.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {} audited 400s, found {refused}",
+            heads.len()
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

@@ -5,19 +5,22 @@
 //! - [`spaces`] and [`watch`]: the public `Spaces` service; [`admin`]: the internal one.
 //! - [`convert`]: proto ⇄ domain, in one place; [`status`]: the one error mapping.
 //! - [`identity`]: which user a client certificate names.
-//! - [`server`]: the public (mTLS) and internal (loopback) listeners.
+//! - [`server`]: the public (mTLS) listener; [`internal`]: the operators' admin socket and
+//!   metrics listener.
 
 pub mod admin;
 pub mod call;
 pub mod convert;
 pub mod identity;
+pub mod internal;
 pub mod server;
 pub mod spaces;
 pub mod status;
 mod watch;
 
 pub use call::{GrpcLimits, GrpcState};
-pub use server::{GrpcTransport, serve_internal, serve_public};
+pub use internal::{serve_admin_socket, serve_metrics};
+pub use server::{GrpcTransport, serve_public};
 
 /// Code generated from `proto/natterjack/v1/*.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -1,15 +1,8 @@
-//! The two gRPC listeners and what each exposes.
-//!
-//! - **Public** (mutual TLS, default 127.0.0.1:8444): `natterjack.v1.Spaces` and
-//!   `grpc.health.v1.Health`, nothing else. A client without a certificate chained to the
-//!   client CA fails the TLS handshake.
-//! - **Internal** (plaintext, loopback only, default 127.0.0.1:9090): `natterjack.v1.Admin`,
-//!   server reflection, and Prometheus metrics at `GET /metrics`.
+//! The public gRPC listener (mutual TLS, default 127.0.0.1:8444): `natterjack.v1.Spaces`
+//! and `grpc.health.v1.Health`, nothing else. A client without a certificate chained to the
+//! client CA fails the TLS handshake. The operators' listeners are in [`super::internal`].
 
-use super::admin::AdminService;
 use super::call::GrpcState;
-use super::proto::FILE_DESCRIPTOR_SET;
-use super::proto::admin_server::AdminServer;
 use super::proto::spaces_server::SpacesServer;
 use super::spaces::SpacesService;
 use crate::transport::{ListenerSpec, Protocol, TransportLimits};
@@ -102,74 +95,4 @@ async fn report_readiness(health: tonic_health::server::HealthReporter, state: G
             .set_service_status("natterjack.v1.Spaces", status)
             .await;
     }
-}
-
-/// Host names a request to the internal listener may carry: a page in a browser on this host
-/// that resolves another name to 127.0.0.1 (DNS rebinding) is refused.
-const LOOPBACK_HOSTS: [&str; 4] = ["127.0.0.1", "localhost", "::1", "[::1]"];
-
-/// The internal listener answers only what a local operator's tools send: gRPC (HTTP/2 with
-/// a gRPC content type, which no browser can produce cross-origin) and `GET /metrics`, each
-/// addressed to a loopback host name.
-async fn local_callers_only(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let host = req.uri().host().map(str::to_owned).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| match h.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
-                _ => h.to_owned(),
-            })
-    });
-    if host.is_some_and(|h| !LOOPBACK_HOSTS.contains(&h.as_str())) {
-        return (http::StatusCode::FORBIDDEN, "loopback host names only").into_response();
-    }
-    let grpc = req.version() == http::Version::HTTP_2
-        && req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|c| c.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/grpc"));
-    let metrics = req.uri().path() == "/metrics" && req.method() == http::Method::GET;
-    if grpc || metrics {
-        next.run(req).await
-    } else {
-        (
-            http::StatusCode::FORBIDDEN,
-            "gRPC over HTTP/2, or GET /metrics, only",
-        )
-            .into_response()
-    }
-}
-
-/// Serves the internal listener until `shutdown` completes. Refuses an address that is not
-/// loopback: it is plaintext and carries the operator's authority.
-pub async fn serve_internal(
-    listener: TcpListener,
-    state: GrpcState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "the internal listener must be on a loopback address, not {addr}"
-        ));
-    }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| format!("gRPC reflection: {e}"))?;
-    let router = tonic::service::Routes::new(AdminServer::new(AdminService::new(state)))
-        .add_service(reflection)
-        .into_axum_router()
-        .route("/metrics", axum::routing::get(crate::metrics::render))
-        .layer(axum::middleware::from_fn(local_callers_only));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("internal listener: {e}"))
 }

@@ -33,7 +33,9 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         None => None,
     };
     let internal = if cfg.internal.enabled {
-        Some(bind(cfg.internal.listen).await?)
+        let socket = cfg.admin_socket_path();
+        let admin = crate::admin_socket::bind(&socket).map_err(StartError::Other)?;
+        Some((bind(cfg.internal.listen).await?, (admin, socket)))
     } else {
         None
     };
@@ -66,13 +68,22 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
                 on_stop(),
             )));
         }
-        if let Some((listener, local)) = internal {
+        if let Some(((listener, local), (admin, socket))) = internal {
             let _ = writeln!(out, "natterjack listening internal http://{local}");
-            tasks.push(tokio::spawn(natterjack_api::grpc::serve_internal(
+            tasks.push(tokio::spawn(natterjack_api::grpc::serve_metrics(
                 listener,
                 assembled.grpc.clone(),
+                cfg.internal.admin_over_tcp,
                 on_stop(),
             )));
+            let _ = writeln!(out, "natterjack listening admin unix:{}", socket.display());
+            let state = assembled.grpc.clone();
+            let stopped = on_stop();
+            tasks.push(tokio::spawn(async move {
+                let served = natterjack_api::grpc::serve_admin_socket(admin, state, stopped).await;
+                let _ = std::fs::remove_file(&socket);
+                served
+            }));
         }
         let _ = writeln!(out, "natterjack listening rest https://{addr}");
         if let Some(ca) = &assembled.dev_ca {

@@ -236,6 +236,14 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("audit.key"))
     }
 
+    /// The Admin socket.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.internal
+            .admin_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
     /// The audit head anchor file.
     pub fn audit_head_path(&self) -> PathBuf {
         self.audit

@@ -42,8 +42,10 @@ pub struct TestServer {
     pub base: String,
     /// `https://127.0.0.1:PORT` of the public gRPC listener, when enabled.
     pub grpc: Option<String>,
-    /// `http://127.0.0.1:PORT` of the internal listener, when enabled.
+    /// `http://127.0.0.1:PORT` of the internal (metrics) listener, when enabled.
     pub internal: Option<String>,
+    /// The Admin service's Unix socket, when the internal listeners are enabled.
+    pub admin_socket: Option<PathBuf>,
     /// The data directory.
     pub dir: tempfile::TempDir,
     child: Child,
@@ -115,7 +117,7 @@ impl TestServer {
         });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut grpc, mut internal) = (None, None);
+        let (mut grpc, mut internal, mut admin_socket) = (None, None, None);
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(url) = line.strip_prefix("natterjack listening grpc ") {
@@ -123,6 +125,9 @@ impl TestServer {
                 }
                 if let Some(url) = line.strip_prefix("natterjack listening internal ") {
                     internal = Some(url.to_owned());
+                }
+                if let Some(path) = line.strip_prefix("natterjack listening admin unix:") {
+                    admin_socket = Some(PathBuf::from(path));
                 }
                 if let Some(url) = line.strip_prefix("natterjack listening rest ") {
                     return url.to_owned();
@@ -144,6 +149,7 @@ impl TestServer {
             base,
             grpc,
             internal,
+            admin_socket,
             dir,
             child,
             stdout,
@@ -183,6 +189,22 @@ impl TestServer {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// A gRPC channel to the Admin service, over its Unix socket.
+    pub async fn admin_channel(&self) -> tonic::transport::Channel {
+        let path = self.admin_socket.clone().expect("admin socket");
+        tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect to the admin socket")
     }
 
     /// What the server printed on standard output after it started listening.

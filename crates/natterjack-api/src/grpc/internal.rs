@@ -1,0 +1,249 @@
+//! The operators' listeners: plaintext, reachable only from this host.
+//!
+//! - **Admin socket** (a Unix socket in the data directory, mode 0600): `natterjack.v1.Admin`
+//!   and server reflection. Admin carries the operator's authority (create users, grant
+//!   admin, read the audit trail) without any credential, so only the account that runs the
+//!   server (and root) may connect: file permissions do what no network check can, since
+//!   every local process can reach a loopback port.
+//! - **Metrics** (loopback TCP, default 127.0.0.1:9090): `GET /metrics` for Prometheus, and,
+//!   only when `internal.admin_over_tcp` is set on purpose, Admin and reflection as well.
+//!
+//! Both answer only what an operator's tools send: gRPC (HTTP/2 with a gRPC content type,
+//! which no browser can produce cross-origin) and, on TCP, `GET /metrics`, addressed to a
+//! loopback host name (a page that resolves another name to 127.0.0.1 is refused: DNS
+//! rebinding). Every refusal is a problem with the security headers, and is audited with
+//! the transport `internal`.
+
+use super::admin::AdminService;
+use super::call::GrpcState;
+use super::proto::FILE_DESCRIPTOR_SET;
+use super::proto::admin_server::AdminServer;
+use crate::pipeline::host::host_is_valid;
+use crate::pipeline::{headers, request_id};
+use crate::problem::Problem;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use natterjack_core::audit::record::clean;
+use natterjack_core::audit::{AuditRecord, Phase};
+use natterjack_core::domain::Timestamp;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::net::{TcpListener, UnixListener};
+
+/// Host names a request to the metrics listener may carry.
+const LOOPBACK_HOSTS: [&str; 4] = ["127.0.0.1", "localhost", "::1", "[::1]"];
+
+/// The Admin service and reflection, as one router.
+fn admin_routes(state: GrpcState) -> Result<axum::Router, String> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("gRPC reflection: {e}"))?;
+    Ok(
+        tonic::service::Routes::new(AdminServer::new(AdminService::new(state)))
+            .add_service(reflection)
+            .into_axum_router(),
+    )
+}
+
+fn is_grpc(req: &Request) -> bool {
+    req.version() == http::Version::HTTP_2
+        && req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/grpc"))
+}
+
+/// The host name a request is addressed to (`:authority`, else `Host`), without its port.
+fn host_name(req: &Request) -> Option<String> {
+    req.uri().host().map(str::to_owned).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| match h.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+                _ => h.to_owned(),
+            })
+    })
+}
+
+/// What a refusal records of its request (taken before anything is awaited: a request is
+/// not `Sync`).
+struct Seen {
+    operation: String,
+    client_ip: String,
+    started: Instant,
+}
+
+impl Seen {
+    fn of(req: &Request, started: Instant) -> Self {
+        Self {
+            operation: clean(&format!("{} {}", req.method(), req.uri().path()), 200),
+            client_ip: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default(),
+            started,
+        }
+    }
+}
+
+/// Answers a refused request with a problem and records the refusal.
+async fn refuse(
+    state: &GrpcState,
+    seen: Seen,
+    status: StatusCode,
+    detail: &str,
+    reason: &str,
+) -> Response {
+    let id = request_id::fresh();
+    let record = AuditRecord {
+        time: Timestamp::now(),
+        request_id: id.clone(),
+        phase: Phase::Complete,
+        transport: "internal".to_owned(),
+        client_ip: seen.client_ip,
+        principal: None,
+        auth_method: "none".to_owned(),
+        operation: seen.operation,
+        target: String::new(),
+        status: Some(status.as_u16()),
+        decision: if status == StatusCode::FORBIDDEN {
+            "deny"
+        } else {
+            "reject"
+        }
+        .to_owned(),
+        reason: Some(reason.to_owned()),
+        duration_us: i64::try_from(seen.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        count: None,
+    };
+    if let Err(e) = state.app.audit.submit(record).await {
+        tracing::error!(error = %e, "could not record a refusal of the internal listener");
+    }
+    let mut problem = Problem::new(status, Some(detail.to_owned()));
+    problem.request_id = id;
+    problem.into_response()
+}
+
+/// The guard of the metrics listener: one valid `Host` naming a loopback host, then
+/// `GET /metrics`, or gRPC when Admin is served here on purpose.
+async fn local_callers_only(
+    State((state, admin)): State<(GrpcState, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let seen = Seen::of(&req, Instant::now());
+    if !host_is_valid(req.headers(), req.version()) {
+        return refuse(
+            &state,
+            seen,
+            StatusCode::BAD_REQUEST,
+            "a request needs exactly one valid Host header",
+            "missing, repeated or invalid Host header",
+        )
+        .await;
+    }
+    if host_name(&req).is_some_and(|h| !LOOPBACK_HOSTS.contains(&h.as_str())) {
+        return refuse(
+            &state,
+            seen,
+            StatusCode::FORBIDDEN,
+            "loopback host names only",
+            "host name is not a loopback name",
+        )
+        .await;
+    }
+    let metrics = req.uri().path() == "/metrics" && req.method() == http::Method::GET;
+    if metrics || (admin && is_grpc(&req)) {
+        return next.run(req).await;
+    }
+    let detail = if admin {
+        "gRPC over HTTP/2, or GET /metrics, only"
+    } else {
+        "GET /metrics only: the Admin service is on the admin socket"
+    };
+    drop(req);
+    refuse(
+        &state,
+        seen,
+        StatusCode::FORBIDDEN,
+        detail,
+        "not an operator request",
+    )
+    .await
+}
+
+/// The guard of the admin socket: gRPC only.
+async fn grpc_only(State(state): State<GrpcState>, req: Request, next: Next) -> Response {
+    let seen = Seen::of(&req, Instant::now());
+    if is_grpc(&req) {
+        return next.run(req).await;
+    }
+    drop(req);
+    refuse(
+        &state,
+        seen,
+        StatusCode::FORBIDDEN,
+        "gRPC over HTTP/2 only",
+        "not an operator request",
+    )
+    .await
+}
+
+/// Serves `GET /metrics` (and, with `admin_over_tcp`, Admin and reflection) on a loopback
+/// TCP listener until `shutdown` completes. Refuses an address that is not loopback: it is
+/// plaintext.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: GrpcState,
+    admin_over_tcp: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "the internal listener must be on a loopback address, not {addr}"
+        ));
+    }
+    let routes = if admin_over_tcp {
+        admin_routes(state.clone())?
+    } else {
+        axum::Router::new()
+    };
+    let router = routes
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .layer(from_fn_with_state(
+            (state, admin_over_tcp),
+            local_callers_only,
+        ))
+        .layer(from_fn(headers::stamp));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| format!("internal listener: {e}"))
+}
+
+/// Serves Admin and reflection on the admin socket until `shutdown` completes. The socket's
+/// permissions (0600) are set by whoever binds it.
+pub async fn serve_admin_socket(
+    listener: UnixListener,
+    state: GrpcState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let router = admin_routes(state.clone())?
+        .layer(from_fn_with_state(state, grpc_only))
+        .layer(from_fn(headers::stamp));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("admin socket: {e}"))
+}
