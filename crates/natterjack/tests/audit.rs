@@ -370,11 +370,14 @@ async fn audited_data_dir() -> (tempfile::TempDir, i64) {
     (server.stop().await, expected)
 }
 
+/// Copies the regular files of `from` (not the admin socket a killed server leaves behind).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
 }
 

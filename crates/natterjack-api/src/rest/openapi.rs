@@ -144,6 +144,9 @@ struct LinkSpec {
     from: &'static str,
     to: &'static str,
     parameters: &'static [(&'static str, &'static str)],
+    /// One field of the target's request body, taken from the response (merged into a
+    /// body the client completes).
+    body: Option<(&'static str, &'static str)>,
 }
 
 const SPACE: &[(&str, &str)] = &[("id", "$response.body#/id")];
@@ -160,41 +163,51 @@ const LINKS: &[LinkSpec] = &[
         from: "createSpace",
         to: "getSpace",
         parameters: SPACE,
+        body: None,
     },
     LinkSpec {
         from: "createSpace",
         to: "listMessages",
         parameters: SPACE,
+        body: None,
     },
     LinkSpec {
         from: "createSpace",
         to: "postMessage",
         parameters: SPACE,
+        body: None,
     },
     LinkSpec {
         from: "createSpace",
         to: "listMembers",
         parameters: SPACE,
+        body: None,
     },
     LinkSpec {
         from: "createSpace",
         to: "grantPermissions",
         parameters: SPACE,
+        // Grants on a new space go to its owner, who exists: a link cannot name another
+        // existing user, and a grant to a name that is no user is a 404.
+        body: Some(("username", "$response.body#/owner")),
     },
     LinkSpec {
         from: "postMessage",
         to: "getMessage",
         parameters: MESSAGE,
+        body: None,
     },
     LinkSpec {
         from: "postMessage",
         to: "deleteMessage",
         parameters: MESSAGE,
+        body: None,
     },
     LinkSpec {
         from: "grantPermissions",
         to: "revokePermissions",
         parameters: MEMBER,
+        body: None,
     },
 ];
 
@@ -230,6 +243,10 @@ fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
                 .fold(
                     LinkBuilder::new().operation_id(spec.to),
                     |b, (name, value)| b.parameter(*name, *value),
+                )
+                .request_body(
+                    spec.body
+                        .map(|(field, value)| serde_json::json!({ field: value })),
                 )
                 .build();
             created.links.insert(spec.to.to_owned(), RefOr::T(link));

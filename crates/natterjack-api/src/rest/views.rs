@@ -13,8 +13,10 @@ pub struct NewUser {
     /// The requested login name.
     #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
     pub username: String,
-    /// The password, secret from deserialisation on.
-    #[schema(value_type = String, format = Password, min_length = 8, max_length = 256)]
+    /// The password, secret from deserialisation on: 8 to 256 bytes of UTF-8, no control
+    /// characters, and not too easy to guess (a zxcvbn score of at least 2, the username
+    /// counted as a known word; refused with 400 otherwise, a rule no schema keyword states).
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub password: SecretString,
 }
 
@@ -29,8 +31,13 @@ pub struct UserView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSpace {
-    /// Display name: 1 to 255 characters, no control characters.
-    #[schema(min_length = 1, max_length = 255)]
+    /// Display name: 1 to 255 characters after NFC normalisation, one line, no control or
+    /// bidirectional-override characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub name: String,
     /// Must equal the caller when given.
     #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
@@ -68,8 +75,13 @@ impl From<SpaceRecord> for SpaceView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
-    /// The text: 1 to 4096 characters; newline and tab allowed, other control characters not.
-    #[schema(min_length = 1, max_length = 4096)]
+    /// The text: 1 to 4096 characters after NFC normalisation; newline and tab allowed, other
+    /// control characters and bidirectional overrides not.
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub message: String,
 }
 
@@ -131,8 +143,9 @@ pub struct NewGrant {
     /// Who receives the permissions.
     #[schema(pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$")]
     pub username: String,
-    /// Which permissions, any non-empty combination of r, w, d.
-    #[schema(pattern = "^[rwd]{1,3}$")]
+    /// Which permissions: a non-empty combination of r, w and d, each at most once, in any
+    /// order.
+    #[schema(pattern = "^(r|w|d|rw|wr|rd|dr|wd|dw|rwd|rdw|wrd|wdr|drw|dwr)$")]
     pub permissions: String,
 }
 

@@ -35,7 +35,7 @@ pub(crate) async fn grant(
     Ok(created(&location, MemberView::from(member)))
 }
 
-#[utoipa::path(operation_id = "revokePermissions", delete, path = "/spaces/{id}/members/{username}", tag = "members", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("username" = String, Path, description = "The member", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("permissions" = Option<String>, Query, description = "Which permissions to remove (all when absent)", pattern = "^[rwd]{1,3}$")), responses((status = 204, description = "Revoked, under the escalation rule")))]
+#[utoipa::path(operation_id = "revokePermissions", delete, path = "/spaces/{id}/members/{username}", tag = "members", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("username" = String, Path, description = "The member", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("permissions" = Option<String>, Query, description = "Which permissions to remove (all when absent): r, w and d, each at most once, in any order", pattern = "^(r|w|d|rw|wr|rd|dr|wd|dw|rwd|rdw|wrd|wdr|drw|dwr)$")), responses((status = 204, description = "Revoked, under the escalation rule")))]
 /// `DELETE /spaces/{id}/members/{username}?permissions=` (any member; the escalation rule
 /// decides). Without `permissions`, everything the member holds is revoked.
 pub(crate) async fn revoke(
