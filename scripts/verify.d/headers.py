@@ -11,7 +11,7 @@ verification cache (503). The three users exist; ADMIN has the admin role.
 Each status gets one line, `PASS headers.STATUS: ...` or `FAIL headers.STATUS: ...`, naming
 every request that made it; a response whose status is not the one expected fails the line
 of the status expected. The exact set checked is the one of
-crates/natterjack-api/src/pipeline/headers.rs (DESIGN §3), plus the content type of the
+crates/natterjack-api/src/pipeline/headers.rs, plus the content type of the
 status and no `Server` or `X-Powered-By` header. Exit status 1 when any line fails.
 """
 
@@ -31,7 +31,8 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
-    "cache-control": "no-store",
+    "cache-control": "no-store, max-age=0",
+    "pragma": "no-cache",
     "referrer-policy": "no-referrer",
     "cross-origin-resource-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
@@ -393,6 +394,10 @@ def main():
           "150 header fields (HTTP/1.1)")
     c.http2(431, "/health", headers=["X-Big: " + "a" * 20000],
             label="a 20 KB header list over HTTP/2")
+    # RFC 9112 §3.2: an HTTP/1.1 request without Host, or with two.
+    c.raw(400, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", "no Host (HTTP/1.1)")
+    c.raw(400, b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n",
+          "two Host fields (HTTP/1.1)")
     # Requests refused by the HTTP layer itself (hyper, h2), before the pipeline runs. Their
     # statuses get keys of their own, so that the lines above speak of the pipeline only.
     c.raw("400-unparsed", b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Judges sslyze's JSON output (scripts/verify, check `tls`).
 
-Usage: tls.py SSLYZE_JSON
+Usage: tls.py SSLYZE_JSON SSLYZE_CONSOLE_LOG
 
 The scan must have run --sslv2 --sslv3 --tlsv1 --tlsv1_1 --tlsv1_2 --tlsv1_3 --compression
---reneg --certinfo --certinfo_ca_file DATA_DIR/ca.pem. Prints one `PASS tls.NAME: ...` or
-`FAIL tls.NAME: ...` line per property; exit status 1 when any fails.
+--reneg --certinfo --certinfo_ca_file DATA_DIR/ca.pem --mozilla_config intermediate, its
+console output in SSLYZE_CONSOLE_LOG (where sslyze reports the Mozilla compliance). Prints
+one `PASS tls.NAME: ...` or `FAIL tls.NAME: ...` line per property; exit status 1 when any
+fails.
 """
 
 import json
@@ -136,6 +138,17 @@ def main():
             report(not problems, "certificate",
                    f"{leaf} -> {anchor}, valid for {result['hostname_used_for_server_name_indication']}"
                    if not problems else "; ".join(problems))
+
+    # Mozilla's "intermediate" server configuration (versions, suites, curves, certificate
+    # type and lifespan), judged by sslyze itself.
+    console = open(sys.argv[2], errors="replace").read()
+    section = console.split("COMPLIANCE AGAINST TLS CONFIGURATION", 1)[-1]
+    if "OK - Compliant." in section:
+        report(True, "mozilla_intermediate", "compliant with Mozilla's intermediate configuration")
+    else:
+        issues = [line.strip() for line in section.splitlines() if line.strip().startswith("*")]
+        report(False, "mozilla_intermediate",
+               "; ".join(issues) or "sslyze did not report compliance: " + section.strip()[-300:])
     return 1 if failed else 0
 
 
