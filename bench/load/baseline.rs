@@ -150,7 +150,10 @@ fn main() {
             .unwrap();
         let tls = natterjack::tls::server_config(&args.cert, &args.key).unwrap();
         // The transport limits `natterjack serve` derives from the same (default) settings.
-        let transport = natterjack::runtime::rest_listener(&cfg);
+        let mut transport = natterjack::runtime::rest_listener(&cfg);
+        // All load comes from one address, as for Natterjack (bench/load/load.py raises its
+        // per-address connection cap the same way).
+        transport.limits.max_connections_per_client = transport.limits.max_connections;
         let app = Router::new()
             .route("/spaces/{id}/messages/{msg_id}", get(read_message))
             .route("/spaces/{id}/messages", post(write_message))

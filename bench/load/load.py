@@ -145,6 +145,8 @@ def start_natterjack(binary, data_dir, logdir, name, extra_env=None):
         "NATTERJACK_REST__LISTEN": "127.0.0.1:0",
         "NATTERJACK_GRPC__LISTEN": "127.0.0.1:0",
         "NATTERJACK_INTERNAL__LISTEN": "127.0.0.1:0",
+        # All load comes from one address: its connections may take the whole listener.
+        "NATTERJACK_REST__MAX_CONNECTIONS_PER_CLIENT": "1024",
     })
     for q in RAISED_QUOTAS:
         env[f"NATTERJACK_RATE_LIMIT__{q.upper()}__BURST"] = str(RAISED_BURST)
@@ -513,7 +515,8 @@ def render(r):
         "  one user, and the shipped quotas (50/s per address, 20/s with credentials, 50/s per user, 1000/s",
         "  for all) would refuse most of it. Rate limiting stays enabled, so every request still passes",
         "  every policy; `failed_logins` (burst 5, then 1/min per username and address), `registration`",
-        "  and `max_keys` keep their defaults. The reads and writes run as `alice` with Basic",
+        "  and `max_keys` keep their defaults; `rest.max_connections_per_client` is raised to the",
+        "  listener's 1,024 (the baseline's too), since every connection comes from one address. The reads and writes run as `alice` with Basic",
         "  authentication; one read before the measurements fills the verification cache.",
         f"- **Flood** (`bench/load/flood.py`): {s['flood_connections']} keep-alive TLS connections bound to 127.0.0.2, each sending",
         "  `GET /spaces` with alice's name and a wrong password as soon as the previous answer arrived.",

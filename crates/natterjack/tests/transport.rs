@@ -190,6 +190,67 @@ async fn a_missing_server_certificate_is_reissued_from_the_existing_ca() {
     assert_healthy(&again).await;
 }
 
+/// The cipher suite a TLS 1.3 handshake settles on when the client lists `suites`, in that
+/// order of preference.
+fn negotiated(
+    server: &TestServer,
+    suites: Vec<rustls::SupportedCipherSuite>,
+) -> rustls::CipherSuite {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls_pki_types::CertificateDer::pem_file_iter(server.data_dir().join("ca.pem")).unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(server.authority()).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    conn.negotiated_cipher_suite().unwrap().suite()
+}
+
+#[tokio::test]
+async fn the_server_chooses_the_cipher_suite_whatever_order_the_client_prefers() {
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+    let server = TestServer::start().await;
+    let server_first = rustls::crypto::aws_lc_rs::default_provider().cipher_suites[0].suite();
+    for client_order in [
+        vec![
+            TLS13_CHACHA20_POLY1305_SHA256,
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+        ],
+        vec![
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_CHACHA20_POLY1305_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+        ],
+    ] {
+        let preferred = client_order[0].suite();
+        assert_ne!(preferred, server_first);
+        // A blocking handshake: the server is another process.
+        let got = negotiated(&server, client_order);
+        assert_eq!(
+            got, server_first,
+            "the client's first choice {preferred:?} won"
+        );
+    }
+}
+
 /// The validity period of the certificate in `pem_path`: (not before, not after), Unix time.
 fn validity(pem_path: &std::path::Path) -> (i64, i64) {
     let pem = std::fs::read(pem_path).expect("read pem");
