@@ -11,7 +11,7 @@ use crate::rest::error::ApiError;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Version, header};
+use http::{HeaderMap, Version, header};
 use std::net::Ipv6Addr;
 
 /// Whether the `Host` fields of a request of `version` follow RFC 9112 §3.2.
@@ -73,18 +73,13 @@ pub async fn require_valid_host(req: Request, next: Next) -> Response {
     if host_is_valid(req.headers(), req.version()) {
         return next.run(req).await;
     }
-    let mut response = ApiError::InvalidHost.into_response();
-    if req.version() <= Version::HTTP_11 {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    super::hygiene::closing_if(true, req.version(), ApiError::InvalidHost.into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn hosts(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

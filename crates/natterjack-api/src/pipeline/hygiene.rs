@@ -105,11 +105,11 @@ async fn refuse_too_large(req: Request, declared: u64) -> Response {
     closing_if(!drained, version, ApiError::PayloadTooLarge.into_response())
 }
 
-/// `response`, saying `Connection: close` when a request body was left unread on an
-/// HTTP/1.x connection (whose next request would start inside that body). HTTP/2 streams
-/// end on their own.
-fn closing_if(body_left_unread: bool, version: Version, mut response: Response) -> Response {
-    if body_left_unread && version <= Version::HTTP_11 {
+/// `response`, saying `Connection: close` on an HTTP/1.x connection when `close`: a request
+/// body was left unread (the next request would start inside it), or the request's framing
+/// is not to be trusted for the next one. HTTP/2 streams end on their own.
+pub(crate) fn closing_if(close: bool, version: Version, mut response: Response) -> Response {
+    if close && version <= Version::HTTP_11 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
