@@ -374,7 +374,7 @@ async fn watch_streams_per_user_are_capped() {
 }
 
 #[tokio::test]
-async fn every_grpc_call_leaves_audit_records_readable_on_the_internal_listener() {
+async fn every_grpc_call_leaves_audit_records_readable_on_the_admin_socket() {
     let server = TestServer::start().await;
     server.user("alice").await;
     server.user("bob").await;

@@ -58,6 +58,14 @@ impl Activity {
         Busy(self.clone())
     }
 
+    /// Starts the idle clock again, at the end of the TLS handshake: the first request head
+    /// is due `header_read_timeout` after it, not after the connection was admitted.
+    pub(crate) fn handshake_done(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.idle_since.store(self.nanos_now(), Ordering::Release);
+        }
+    }
+
     /// Requests begun on this connection so far.
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -160,11 +168,20 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
-    fn a_connection_is_idle_until_a_request_begins_and_again_once_its_response_is_gone() {
+    fn a_connection_is_idle_from_its_handshake_until_a_request_begins_and_again_once_its_response_is_gone()
+     {
         let activity = Arc::new(Activity::new(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         let first = Duration::from_secs(10);
         let idle = Duration::from_secs(75);
+        let admitted = activity.idle_since().unwrap();
+        assert_eq!(activity.idle_deadline(first, idle), Some(admitted + first));
+        std::thread::sleep(Duration::from_millis(2));
+        activity.handshake_done();
         let accepted = activity.idle_since().unwrap();
+        assert!(
+            accepted > admitted,
+            "the clock restarts after the handshake"
+        );
         assert_eq!(activity.idle_deadline(first, idle), Some(accepted + first));
         let busy = activity.begin();
         let second = activity.begin();

@@ -191,6 +191,7 @@ impl Shared {
                 return;
             }
         };
+        activity.handshake_done();
         let http2 = match self.spec.protocol {
             Protocol::Grpc { .. } => true,
             Protocol::Http => tls.get_ref().1.alpn_protocol() == Some(b"h2"),

@@ -160,7 +160,12 @@ impl ConnectionTable {
     /// idlest connection and waits up to [`ADMISSION_WAIT`] for a slot.
     pub async fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
         let client = limit_key(peer);
-        let exempt = self.exempt.iter().any(|net| net.contains(&client));
+        // The peer itself (a proxy listed as one IPv6 address is not its /64), or its IPv4
+        // form when it came as an IPv4-mapped IPv6 address.
+        let exempt = self
+            .exempt
+            .iter()
+            .any(|net| net.contains(&peer) || net.contains(&client));
         let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
         let mut waiting = None;
         loop {
@@ -309,7 +314,10 @@ mod tests {
             &TransportLimits {
                 max_connections: max,
                 max_connections_per_client: per_client,
-                exempt: vec!["10.0.0.0/8".parse().unwrap()],
+                exempt: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "2001:db8::7/128".parse().unwrap(),
+                ],
                 ..TransportLimits::default()
             },
         )
@@ -350,8 +358,11 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..5 {
             held.push(t.admit("10.1.2.3".parse().unwrap()).await.unwrap());
+            held.push(t.admit("2001:db8::7".parse().unwrap()).await.unwrap());
         }
-        assert_eq!(t.open(), 5);
+        assert_eq!(t.open(), 10);
+        // Another address of the IPv6 proxy's /64 is not the proxy.
+        assert!(t.admit("2001:db8::8".parse().unwrap()).await.is_err());
     }
 
     #[tokio::test]

@@ -397,7 +397,7 @@ impl Config {
         }
         if !self.internal.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
-                "internal.listen must be a loopback address (it is plaintext and carries the operator's authority), not {}",
+                "internal.listen must be a loopback address (it is plaintext), not {}",
                 self.internal.listen
             )));
         }
