@@ -50,11 +50,12 @@ impl Activity {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Marks a request as begun; the connection is busy until the guard is dropped.
+    /// Marks a request as begun; the connection is busy until the guard is dropped. The
+    /// driver is not woken: a deadline that passes while a request is in flight is checked
+    /// again and found not due, so only the end of the last request needs to wake it.
     pub(crate) fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_waiters();
         Busy(self.clone())
     }
 
@@ -104,7 +105,8 @@ impl Activity {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Resolves at the next change: a request begun or finished, or a request to close.
+    /// Resolves at the next change the driver must act on: the last request in flight
+    /// finished, or a request to close.
     /// Register (`enable`) before reading the state, so that no change is missed.
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()

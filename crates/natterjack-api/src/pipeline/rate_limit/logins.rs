@@ -113,13 +113,20 @@ impl LoginBudgets {
     }
 
     /// Remembers that `ip` logged in as `username`: from now on it keeps a budget of its
-    /// own when the account's shared budget is spent.
+    /// own when the account's shared budget is spent. An entry refreshed within the last
+    /// minute is left as it is, so a busy client's every request does not rewrite it.
     pub fn succeeded(&self, username: &str, ip: IpAddr) {
         let Ok(mut known) = self.known.lock() else {
             return;
         };
         let key = (account(username), limit_key(ip));
-        if !known.contains_key(&key) && known.len() >= self.max_keys {
+        if let Some(at) = known.get_mut(&key) {
+            if at.elapsed() >= Duration::from_secs(60) {
+                *at = Instant::now();
+            }
+            return;
+        }
+        if known.len() >= self.max_keys {
             let known_for = self.known_for;
             known.retain(|_, at| at.elapsed() < known_for);
             if known.len() >= self.max_keys {
