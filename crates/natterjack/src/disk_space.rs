@@ -3,9 +3,9 @@
 //! short. Each flip is logged, recorded as an `alert` (so it reaches the SIEM) and shown in
 //! the `natterjack_disk_low` and `natterjack_disk_free_bytes` gauges.
 
+use natterjack_core::audit::record::Alert;
 use natterjack_core::audit::space_gate::Flip;
-use natterjack_core::audit::{AuditLog, AuditRecord, Phase, SpaceGate};
-use natterjack_core::domain::Timestamp;
+use natterjack_core::audit::{AuditLog, SpaceGate};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ pub fn spawn(gate: Arc<SpaceGate>, audit: Arc<AuditLog>, dir: PathBuf, every: Du
 
 async fn report(audit: &AuditLog, gate: &SpaceGate, dir: &Path, flip: Flip) {
     let (free, threshold) = (gate.free() / MIB, gate.threshold() / MIB);
-    let (operation, evidence) = match flip {
+    let (kind, evidence) = match flip {
         Flip::Low => {
             tracing::error!(
                 free_mb = free,
@@ -57,7 +57,7 @@ async fn report(audit: &AuditLog, gate: &SpaceGate, dir: &Path, flip: Flip) {
                 "disk space low: state changes are refused until space is freed"
             );
             (
-                "alert disk_low",
+                "disk_low",
                 format!(
                     "{free} MiB free, below audit.min_free_mb ({threshold} MiB): state changes are refused"
                 ),
@@ -66,33 +66,23 @@ async fn report(audit: &AuditLog, gate: &SpaceGate, dir: &Path, flip: Flip) {
         Flip::Recovered => {
             tracing::warn!(free_mb = free, "disk space recovered: state changes resume");
             (
-                "alert disk_recovered",
+                "disk_recovered",
                 format!("{free} MiB free again: state changes resume"),
             )
         }
     };
-    metrics::counter!("natterjack_alerts_total", "kind" => operation.trim_start_matches("alert "))
-        .increment(1);
-    let record = AuditRecord {
-        time: Timestamp::now(),
+    metrics::counter!("natterjack_alerts_total", "kind" => kind).increment(1);
+    let target = format!("path={}", dir.display());
+    let record = Alert {
+        kind,
+        target: &target,
+        evidence: &evidence,
         request_id: natterjack_api::pipeline::request_id::fresh(),
-        phase: Phase::Alert,
-        transport: "monitor".to_owned(),
         client_ip: String::new(),
         principal: None,
-        auth_method: "none".to_owned(),
-        operation: operation.to_owned(),
-        target: format!("path={}", dir.display())
-            .chars()
-            .take(200)
-            .collect(),
-        status: None,
-        decision: "alert".to_owned(),
-        reason: Some(evidence),
         duration_us: 0,
-        count: None,
     };
-    if let Err(e) = audit.submit(record).await {
+    if let Err(e) = audit.submit(record.into()).await {
         tracing::error!(error = %e, "could not record the disk-space alert");
     }
 }

@@ -63,12 +63,10 @@ pub fn grpc_server_config(
     key: &Path,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, String> {
-    check_client_ca(client_ca)?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(read_chain(client_ca)?);
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| format!("grpc.client_ca {}: {e}", client_ca.display()))?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder(Arc::new(client_roots(client_ca)?))
+            .build()
+            .map_err(|e| format!("grpc.client_ca {}: {e}", client_ca.display()))?;
     finish(
         versions().with_client_cert_verifier(verifier),
         cert,
@@ -77,10 +75,10 @@ pub fn grpc_server_config(
     )
 }
 
-/// Checks that `path` holds at least one PEM certificate that could anchor client
-/// certificates, so a broken `grpc.client_ca` stops start-up instead of silently killing
-/// the gRPC listener.
-pub fn check_client_ca(path: &Path) -> Result<(), String> {
+/// The certificates in `path` that can anchor client certificates, refused when there is
+/// none, so a broken `grpc.client_ca` stops start-up instead of silently killing the gRPC
+/// listener.
+fn client_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect())
         .map_err(|e| format!("cannot read the client CA {}: {e}", path.display()))?;
@@ -92,5 +90,5 @@ pub fn check_client_ca(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    Ok(())
+    Ok(roots)
 }

@@ -7,7 +7,7 @@ use super::identity::principal_name;
 use super::status::{GrpcError, decision_for};
 use crate::AppState;
 use crate::pipeline::rate_limit::gcra::Refusal;
-use crate::pipeline::rate_limit::refusal_key;
+use crate::pipeline::rate_limit::limited_by;
 use crate::pipeline::request_id;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::record::clean;
@@ -195,10 +195,7 @@ impl GrpcState {
         draft: &mut Draft,
     ) -> Result<Option<Principal>, GrpcError> {
         let limited = |draft: &mut Draft, refusal: Refusal, ip: IpAddr, account: Option<&str>| {
-            draft.limited_by = Some(LimitedBy {
-                policy: refusal.policy,
-                key: refusal_key(refusal.policy, ip, account),
-            });
+            draft.limited_by = Some(limited_by(&refusal, ip, account));
             GrpcError::RateLimited(refusal)
         };
         if let Some(peer) = peer {

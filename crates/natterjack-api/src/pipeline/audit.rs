@@ -83,8 +83,8 @@ impl AuditDraft {
 
     /// The rate-limit policy, and its key, that refused the request: such refusals are
     /// coalesced beyond the first few of a window.
-    pub fn limited_by(&self, policy: &'static str, key: String) {
-        self.with(|f| f.limited_by = Some(LimitedBy { policy, key }));
+    pub fn limited_by(&self, limited_by: LimitedBy) {
+        self.with(|f| f.limited_by = Some(limited_by));
     }
 
     /// Why access was granted (the ACL guard's note).

@@ -3,7 +3,7 @@
 use super::audit::AuditDraft;
 use super::rate_limit::client_ip::ClientIp;
 use super::rate_limit::gcra::Refusal;
-use super::rate_limit::refusal_key;
+use super::rate_limit::limited_by;
 use crate::AppState;
 use crate::rest::error::ApiError;
 use axum::extract::{Request, State};
@@ -170,10 +170,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             };
             let limited = |req: &Request, refusal: Refusal, account: &str| {
                 if let Some(draft) = req.extensions().get::<AuditDraft>() {
-                    draft.limited_by(
-                        refusal.policy,
-                        refusal_key(refusal.policy, ip, Some(account)),
-                    );
+                    draft.limited_by(limited_by(&refusal, ip, Some(account)));
                 }
                 ApiError::RateLimited(refusal).into_response()
             };

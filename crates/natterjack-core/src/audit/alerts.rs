@@ -12,7 +12,7 @@
 //! it raises a `distributed_guessing` alert of its own when failures for one account come
 //! from enough distinct addresses within the window.
 
-use super::record::{AuditRecord, Phase, clean};
+use super::record::{Alert, AuditRecord, Phase};
 use crate::domain::Timestamp;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -254,22 +254,18 @@ impl AnomalyMonitor {
             latest = latest.join(", "),
             id = record.request_id,
         );
-        Some(AuditRecord {
-            time: Timestamp::now(),
-            request_id: record.request_id.clone(),
-            phase: Phase::Alert,
-            transport: "monitor".to_owned(),
-            client_ip: record.client_ip.clone(),
-            principal: Some(account.to_owned()),
-            auth_method: "none".to_owned(),
-            operation: "alert distributed_guessing".to_owned(),
-            target: clean(&Subject::Principal(account.to_owned()).target(), 200),
-            status: None,
-            decision: "alert".to_owned(),
-            reason: Some(clean(&evidence, 400)),
-            duration_us: record.time.micros().saturating_sub(first.micros()),
-            count: None,
-        })
+        Some(
+            Alert {
+                kind: "distributed_guessing",
+                target: &Subject::Principal(account.to_owned()).target(),
+                evidence: &evidence,
+                request_id: record.request_id.clone(),
+                client_ip: record.client_ip.clone(),
+                principal: Some(account.to_owned()),
+                duration_us: record.time.micros().saturating_sub(first.micros()),
+            }
+            .into(),
+        )
     }
 
     /// The per-principal and per-address alerts of one refusal.
@@ -352,25 +348,19 @@ impl AnomalyMonitor {
             last = trigger.time.to_rfc3339(),
             samples = samples.join(", "),
         );
-        AuditRecord {
-            time: Timestamp::now(),
+        Alert {
+            kind: kind.as_str(),
+            target: &subject.target(),
+            evidence: &evidence,
             request_id: trigger.request_id.clone(),
-            phase: Phase::Alert,
-            transport: "monitor".to_owned(),
             client_ip: trigger.client_ip.clone(),
             principal: match subject {
                 Subject::Principal(name) => Some(name.clone()),
                 Subject::ClientIp(_) => trigger.principal.clone(),
             },
-            auth_method: "none".to_owned(),
-            operation: format!("alert {}", kind.as_str()),
-            target: clean(&subject.target(), 200),
-            status: None,
-            decision: "alert".to_owned(),
-            reason: Some(clean(&evidence, 400)),
             duration_us: trigger.time.micros().saturating_sub(first.micros()),
-            count: None,
         }
+        .into()
     }
 }
 

@@ -91,6 +91,47 @@ pub struct StoredAuditRecord {
     pub mac: [u8; 32],
 }
 
+/// An anomaly to record as an `alert` record: the same shape for every kind, whoever
+/// raises it (the anomaly monitor, the disk-space probe).
+#[derive(Debug, Clone)]
+pub struct Alert<'a> {
+    /// The kind, e.g. `distributed_guessing`; the record's operation reads `alert KIND`.
+    pub kind: &'a str,
+    /// What it concerns, e.g. `principal=alice`.
+    pub target: &'a str,
+    /// The evidence, in words.
+    pub evidence: &'a str,
+    /// The request that raised it.
+    pub request_id: String,
+    /// The client address the evidence ends with, if any.
+    pub client_ip: String,
+    /// The account it concerns, if any.
+    pub principal: Option<String>,
+    /// How long the evidence spans, in microseconds.
+    pub duration_us: i64,
+}
+
+impl From<Alert<'_>> for AuditRecord {
+    fn from(a: Alert<'_>) -> Self {
+        AuditRecord {
+            time: Timestamp::now(),
+            request_id: a.request_id,
+            phase: Phase::Alert,
+            transport: "monitor".to_owned(),
+            client_ip: a.client_ip,
+            principal: a.principal,
+            auth_method: "none".to_owned(),
+            operation: format!("alert {}", a.kind),
+            target: clean(a.target, 200),
+            status: None,
+            decision: "alert".to_owned(),
+            reason: Some(clean(a.evidence, 400)),
+            duration_us: a.duration_us,
+            count: None,
+        }
+    }
+}
+
 /// Makes untrusted text safe to record: control characters become `?`, at most `max`
 /// characters are kept.
 pub fn clean(text: &str, max: usize) -> String {

@@ -33,6 +33,7 @@ use gcra::{Limiter, Quota, Refusal};
 use http::{Method, header};
 use ipnet::IpNet;
 use logins::{Guess, LoginBudgets};
+use natterjack_core::audit::LimitedBy;
 use natterjack_core::domain::UserId;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
@@ -262,17 +263,21 @@ impl RateLimits {
     }
 }
 
-/// The key under which `policy` counted a refused request, as the audit trail names it
-/// when it coalesces refusals: the client address (IPv6 by /64) for the per-address
-/// policies, the account for `per-principal` and `account-guesses`, the account at the
-/// address for `failed-logins`, `*` for `global`.
-pub fn refusal_key(policy: &str, ip: IpAddr, account: Option<&str>) -> String {
+/// The policy that refused a request and the key it counted the request under, as the
+/// audit trail names them when it coalesces refusals: the client address (IPv6 by /64) for
+/// the per-address policies, the account for `per-principal` and `account-guesses`, the
+/// account at the address for `failed-logins`, `*` for `global`.
+pub fn limited_by(refusal: &Refusal, ip: IpAddr, account: Option<&str>) -> LimitedBy {
     let account = account.map(logins::account).unwrap_or_default();
-    match policy {
+    let key = match refusal.policy {
         "global" => "*".to_owned(),
         "per-principal" | "account-guesses" => account,
         "failed-logins" => format!("{account}@{}", limit_key(ip)),
         _ => limit_key(ip).to_string(),
+    };
+    LimitedBy {
+        policy: refusal.policy,
+        key,
     }
 }
 
@@ -302,7 +307,7 @@ pub async fn limit_clients(
     };
     if let Err(refusal) = state.limits.admit(ip, class) {
         if let Some(draft) = req.extensions().get::<super::audit::AuditDraft>() {
-            draft.limited_by(refusal.policy, refusal_key(refusal.policy, ip, None));
+            draft.limited_by(limited_by(&refusal, ip, None));
         }
         return ApiError::RateLimited(refusal).into_response();
     }
