@@ -223,14 +223,22 @@ impl Shared {
         }
     }
 
+    /// Why an idle connection is closed: it never began a request, or it went quiet after one.
+    fn idle_close(activity: &Activity) -> Close {
+        if activity.requests() == 0 {
+            Close::FirstRequest
+        } else {
+            Close::Idle
+        }
+    }
+
     /// Serves `conn` until it ends by itself or one of its deadlines passes: no first
     /// request within `header_read_timeout`, idle for `idle`, its maximum age, or a request
     /// to close (eviction, shutdown). Then shuts it down gracefully (HTTP/2: GOAWAY) and
     /// drops it once it has drained, or its drain time is up.
     async fn drive<C>(&self, conn: C, activity: &Activity, idle: Duration, peer: SocketAddr)
     where
-        C: GracefulConnection,
-        C::Error: std::fmt::Display,
+        C: GracefulConnection<Error = hyper::Error>,
     {
         tokio::pin!(conn);
         let limits = &self.spec.limits;
@@ -253,6 +261,15 @@ impl Shared {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        // hyper's own deadline (an HTTP/1.1 head, an unanswered HTTP/2
+                        // ping) closed a connection with nothing in flight: the same close
+                        // as ours, counted the same way.
+                        if e.is_timeout() && activity.idle_since().is_some() {
+                            crate::metrics::connection_closed(
+                                self.spec.name,
+                                Self::idle_close(activity).label(),
+                            );
+                        }
                     }
                     return;
                 }
@@ -266,11 +283,7 @@ impl Shared {
                         .idle_deadline(limits.header_read_timeout, idle)
                         .is_some_and(|at| now >= Instant::from_std(at));
                     if due {
-                        break if activity.requests() == 0 {
-                            Close::FirstRequest
-                        } else {
-                            Close::Idle
-                        };
+                        break Self::idle_close(activity);
                     }
                 }
             }
