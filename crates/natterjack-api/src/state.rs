@@ -1,16 +1,33 @@
 use crate::pipeline::rate_limit::RateLimits;
 use natterjack_core::audit::AuditLog;
+use natterjack_core::auth::Authentication;
 use natterjack_core::service::Service;
 use std::sync::Arc;
 
-/// What every request handler and pipeline step shares: the one service layer and the
-/// rate-limit policies.
+/// What every request handler and pipeline step shares: the one service layer, the
+/// identity providers, the rate-limit policies and the audit log.
 #[derive(Clone)]
 pub struct AppState {
     /// The service layer, shared with the other transports.
     pub service: Arc<Service>,
+    /// The identity providers every transport authenticates through.
+    pub authentication: Arc<Authentication>,
     /// The rate-limit policies of this process.
     pub limits: Arc<RateLimits>,
     /// The audit log writer.
     pub audit: Arc<AuditLog>,
+}
+
+impl AppState {
+    /// The state of one process: authentication is the service's own providers, with
+    /// guesses counted against the login budgets of `limits`.
+    pub fn new(service: Arc<Service>, limits: Arc<RateLimits>, audit: Arc<AuditLog>) -> Self {
+        let authentication = Arc::new(service.authentication(limits.login_budgets()));
+        Self {
+            service,
+            authentication,
+            limits,
+            audit,
+        }
+    }
 }

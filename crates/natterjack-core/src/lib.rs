@@ -23,6 +23,7 @@ pub mod error;
 pub mod policy;
 pub mod ports;
 pub mod principal;
+pub mod rate;
 pub mod service;
 
 pub use error::ServiceError;

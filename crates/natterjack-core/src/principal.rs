@@ -38,7 +38,7 @@ impl Principal {
 }
 
 /// Proof that the caller may perform administrative operations. Only
-/// [`Principal::admin_access`] and [`AdminAccess::local_operator`] create one.
+/// [`Principal::admin_access`] and [`AdminAccess::dangerous_local_operator`] create one.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminAccess {
     _private: (),
@@ -46,9 +46,19 @@ pub struct AdminAccess {
 
 impl AdminAccess {
     /// The operator at the console: whoever can run the `natterjack` CLI against the data
-    /// directory already holds the database file, so the CLI acts with admin authority.
-    /// Never call this from a network transport.
-    pub fn local_operator() -> Self {
+    /// directory, or reach the admin socket (mode 0600), already holds the database file, so
+    /// they act with admin authority without any credential.
+    ///
+    /// A bypass of authentication, hence the name: `clippy.toml` forbids calling it, and
+    /// only the binary crate's operator entry points (the CLI and the admin socket it
+    /// binds) allow themselves the call. A network transport receives the capability from
+    /// the binary or not at all:
+    ///
+    /// ```compile_fail
+    /// // Outside this crate there is no other way to make one.
+    /// let forged = natterjack_core::principal::AdminAccess { _private: () };
+    /// ```
+    pub fn dangerous_local_operator() -> Self {
         Self { _private: () }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::ServiceError;
 use crate::access::SpaceAccess;
-use crate::auth::Authenticator;
+use crate::auth::{Authentication, Authenticator, CertificateLogins, LoginBudgets, PasswordLogins};
 use crate::domain::{
     MessageId, MessageText, NewPassword, Permissions, SpaceId, SpaceName, Username,
 };
@@ -26,7 +26,7 @@ pub struct ServiceSettings {
 /// The application: the operations of the API over a [`Store`], with authorisation built in.
 pub struct Service {
     store: Arc<dyn Store>,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     settings: ServiceSettings,
     /// Messages posted through this process, for watchers (`WatchMessages`).
     posted: broadcast::Sender<MessageRecord>,
@@ -41,23 +41,19 @@ impl Service {
     pub fn new(store: Arc<dyn Store>, auth: Authenticator, settings: ServiceSettings) -> Self {
         Self {
             store,
-            auth,
+            auth: Arc::new(auth),
             settings,
             posted: broadcast::channel(FEED_CAPACITY).0,
         }
     }
 
-    /// The principal a verified client certificate names. The TLS layer has already
-    /// checked the certificate against the client CA; the name must still be an existing
-    /// user, whose admin role and permissions then apply as for a password login.
-    pub async fn certificate_principal(&self, name: &str) -> Result<Principal, ServiceError> {
-        let name = Username::parse(name).map_err(|_| ServiceError::Unauthenticated)?;
-        let user = self
-            .store
-            .find_user(&name)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
-        Ok(Principal::new(user.id, user.username, user.admin))
+    /// The identity providers of this service: password logins, their guesses counted
+    /// against `budgets` (`None` when rate limiting is off), and client certificates. Every
+    /// transport authenticates through what this returns.
+    pub fn authentication(&self, budgets: Option<Arc<LoginBudgets>>) -> Authentication {
+        Authentication::default()
+            .with(Arc::new(PasswordLogins::new(self.auth.clone(), budgets)))
+            .with(Arc::new(CertificateLogins::new(self.store.clone())))
     }
 
     /// New messages of the space, as they are posted through this process (needs `r`).
@@ -88,16 +84,6 @@ impl Service {
         password: &SecretString,
     ) -> Result<Principal, ServiceError> {
         self.auth.authenticate(username, password).await
-    }
-
-    /// The cache check of a login, leaving any Argon2id verification to the caller (see
-    /// [`Authenticator::begin`]), so that a transport can count the guess first.
-    pub async fn begin_login(
-        &self,
-        username: &str,
-        password: &SecretString,
-    ) -> Result<crate::auth::Login<'_>, ServiceError> {
-        self.auth.begin(username, password).await
     }
 
     /// Creates an account. Anonymous callers may do so only while self-registration is on;

@@ -140,7 +140,17 @@ async fn setup() -> Setup {
         )
         .await
         .unwrap();
-    let principal = service.certificate_principal("alice").await.unwrap();
+    let principal = assembled
+        .state
+        .authentication
+        .authenticate(
+            &natterjack_core::auth::Credential::Certificate {
+                name: "alice".to_owned(),
+            },
+            std::net::IpAddr::from([127, 0, 0, 1]),
+        )
+        .await
+        .unwrap();
     let space = service
         .create_space(
             &principal,

@@ -35,9 +35,9 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::Criterion;
-use natterjack_api::pipeline::authn::basic_credentials;
-use natterjack_api::pipeline::rate_limit::gcra::Quota;
-use natterjack_api::pipeline::rate_limit::{RateLimitConfig, RateLimits};
+use natterjack_api::rest::basic::basic_credentials;
+use natterjack_core::rate::gcra::Quota;
+use natterjack_api::pipeline::rate_limit::{Class, RateLimitConfig, RateLimits};
 use natterjack_core::audit::{AuditKey, AuditRecord, Phase};
 use natterjack_core::auth::{HashingParams, PasswordHashing};
 use natterjack_core::domain::{Permissions, SpaceName, Timestamp};
@@ -116,7 +116,7 @@ fn rate_limit(c: &mut Criterion, w: &World) {
     // Other clients in the table, so the lookup is not into an almost empty map.
     for i in 0..10_000u32 {
         let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
-        admitting.admit_grpc_peer(ip).unwrap();
+        admitting.admit(ip, Class::Credentials).unwrap();
     }
     // This client's per-address burst spent, and a refill so slow (one request in about
     // eleven days) that every call during the measurement is refused by the first policy;
@@ -129,22 +129,23 @@ fn rate_limit(c: &mut Criterion, w: &World) {
         ..RateLimitConfig::default()
     })
     .unwrap();
-    while refusing.admit_grpc_peer(client).is_ok() {}
+    while refusing.admit(client, Class::Credentials).is_ok() {}
 
     let mut group = c.benchmark_group("micro_rate_limit");
     group.bench_function("address_admitted", |b| {
-        b.iter(|| admitting.admit_grpc_peer(black_box(client)).unwrap());
+        b.iter(|| admitting.admit(black_box(client), Class::Credentials).unwrap());
     });
     group.bench_function("address_refused", |b| {
-        b.iter(|| refusing.admit_grpc_peer(black_box(client)).unwrap_err());
+        b.iter(|| refusing.admit(black_box(client), Class::Credentials).unwrap_err());
     });
     group.bench_function("principal_admitted", |b| {
         b.iter(|| admitting.admit_principal(black_box(w.alice.id())).unwrap());
     });
+    let budgets = admitting.login_budgets().unwrap();
     group.bench_function("login_allowed", |b| {
         b.iter(|| {
-            admitting
-                .login_allowed(black_box("alice"), black_box(client))
+            budgets
+                .allowed(black_box("alice"), black_box(client))
                 .unwrap();
         });
     });

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dev_ca;
 pub mod disk_space;
 pub mod export;
+mod operator;
 pub mod runtime;
 pub mod storage;
 pub mod tls;

@@ -10,8 +10,7 @@ use natterjack_api::AppState;
 use natterjack_api::grpc::{GrpcLimits, GrpcState, GrpcTransport};
 use natterjack_api::pipeline::PipelineLimits;
 use natterjack_api::pipeline::rate_limit::RateLimits;
-use natterjack_api::pipeline::secure_pipeline;
-use natterjack_api::rest::routes;
+use natterjack_api::rest::{routes, secure_pipeline};
 use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
     AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, SpaceGate, VerifyReport, verify,
@@ -150,7 +149,7 @@ impl Assembled {
     /// build it here, so they run the same pipeline.
     pub fn app(&self, extra: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router {
         secure_pipeline(
-            extra(routes(&self.state)),
+            extra(routes()),
             self.state.clone(),
             self.pipeline,
         )
@@ -241,11 +240,7 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     let audit = audit_log(cfg, &store, export_gate.clone(), space_gate.clone()).await?;
     let limits =
         RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
-    let state = AppState {
-        service,
-        limits: Arc::new(limits),
-        audit,
-    };
+    let state = AppState::new(service, Arc::new(limits), audit);
     let g = &cfg.grpc;
     let grpc = GrpcState::new(
         state.clone(),

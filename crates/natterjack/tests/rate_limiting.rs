@@ -7,7 +7,7 @@ mod support;
 
 use natterjack::config::{Config, RateLimitConfig};
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
-use natterjack_api::pipeline::rate_limit::gcra::Quota;
+use natterjack_core::rate::gcra::Quota;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::json;
 use std::net::IpAddr;

@@ -108,13 +108,14 @@ async fn oversized_passwords_are_refused_without_hashing() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // the test plays the operator at the console
 async fn a_password_change_drops_the_cached_verification() {
     let (_dir, service) = service(60).await;
     login(&service, "alice", PASSWORD).await.expect("login");
     let name = Username::parse("alice").expect("name");
     let new_password = SecretString::from("quartz-lantern-88-meadow");
     service
-        .change_password(AdminAccess::local_operator(), &name, new_password)
+        .change_password(AdminAccess::dangerous_local_operator(), &name, new_password)
         .await
         .expect("change");
     assert_eq!(

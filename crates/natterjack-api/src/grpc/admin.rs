@@ -25,39 +25,42 @@ impl std::fmt::Debug for CreateUserRequest {
     }
 }
 
-/// The `Admin` service over the shared state.
+/// The `Admin` service over the shared state, acting with the operator's authority.
 pub struct AdminService {
     state: GrpcState,
+    operator: AdminAccess,
 }
 
 impl AdminService {
-    /// The service for the internal listener.
-    pub fn new(state: GrpcState) -> Self {
-        Self { state }
+    /// The service for the internal listener. `operator` is the capability the binary
+    /// minted for its admin socket; no network transport holds one.
+    pub fn new(state: GrpcState, operator: AdminAccess) -> Self {
+        Self { state, operator }
     }
 }
 
-fn user_op(method: &'static str, username: &str, mutating: bool) -> Op {
+fn user_op(method: &'static str, username: &str) -> Op {
     Op {
         method,
         target: format!("username={username}"),
-        mutating,
+        space: None,
     }
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
-        let op = user_op("CreateUser", &req.get_ref().username, true);
+        let op = user_op("CreateUser", &req.get_ref().username);
         let service = self.state.app.service.clone();
+        let operator = self.operator;
         self.state
-            .operator(req, op, |msg| async move {
+            .unary(req, "Admin", op, |_, msg| async move {
                 let name = Username::parse(&msg.username)?;
                 let password = SecretString::from(msg.password);
                 let created = service
                     .register(
                         &Caller::Anonymous,
-                        Some(AdminAccess::local_operator()),
+                        Some(operator),
                         name,
                         password,
                     )
@@ -71,13 +74,14 @@ impl Admin for AdminService {
     }
 
     async fn set_admin(&self, req: Request<SetAdminRequest>) -> Result<Response<User>, Status> {
-        let op = user_op("SetAdmin", &req.get_ref().username, true);
+        let op = user_op("SetAdmin", &req.get_ref().username);
         let service = self.state.app.service.clone();
+        let operator = self.operator;
         self.state
-            .operator(req, op, |msg| async move {
+            .unary(req, "Admin", op, |_, msg| async move {
                 let name = Username::parse(&msg.username)?;
                 service
-                    .set_admin(AdminAccess::local_operator(), &name, msg.admin)
+                    .set_admin(operator, &name, msg.admin)
                     .await?;
                 Ok(User {
                     username: name.as_str().to_owned(),
@@ -91,14 +95,11 @@ impl Admin for AdminService {
         &self,
         req: Request<QueryAuditRequest>,
     ) -> Result<Response<QueryAuditResponse>, Status> {
-        let op = Op {
-            method: "QueryAudit",
-            target: String::new(),
-            mutating: false,
-        };
+        let op = Op::plain("QueryAudit");
         let audit = self.state.app.audit.clone();
+        let operator = self.operator;
         self.state
-            .operator(req, op, |msg| async move {
+            .unary(req, "Admin", op, |_, msg| async move {
                 let query = AuditQuery {
                     since: convert::time("since", &msg.since)?,
                     until: convert::time("until", &msg.until)?,
@@ -113,7 +114,7 @@ impl Admin for AdminService {
                     limit: convert::limit(msg.limit)?,
                 };
                 let records = audit
-                    .page(AdminAccess::local_operator(), &query)
+                    .page(operator, &query)
                     .await
                     .map_err(GrpcError::from)?;
                 Ok(QueryAuditResponse {

@@ -1,24 +1,25 @@
-//! The pipeline of one gRPC call, in the order of the REST pipeline: rate limiting by peer address,
-//! authentication (the client certificate, already chain-verified by TLS), the per-principal
-//! limit, a durable intent record before any state change, then the handler, and a
-//! `complete` audit record with the final code, whatever happened.
+//! The gRPC adapter of the pipeline: each call is described to [`crate::pipeline::admit`]
+//! (its declared operation, the peer address, the client certificate, the space its message
+//! addresses), its handler runs within the call's deadline, and its `complete` record is
+//! written with the final code, whatever happened.
 
+use super::convert;
 use super::identity::principal_name;
-use super::status::{GrpcError, decision_for};
+use super::operations::declared;
+use super::status::GrpcError;
 use crate::AppState;
-use crate::pipeline::rate_limit::gcra::Refusal;
-use crate::pipeline::rate_limit::limited_by;
-use crate::pipeline::request_id;
+use crate::pipeline::rate_limit::Class;
+use crate::pipeline::{
+    Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id,
+};
 use natterjack_core::ServiceError;
-use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{AuditRecord, LimitedBy, Observed, Phase};
-use natterjack_core::domain::{Timestamp, UserId};
-use natterjack_core::principal::Principal;
+use natterjack_core::audit::{Status as AuditStatus, Transport};
+use natterjack_core::auth::Credential;
+use natterjack_core::domain::{SpaceId, UserId};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::{Code, Request, Response, Status};
 
 /// Limits of the gRPC transport that the handlers enforce (the listener's own limits are
@@ -64,56 +65,60 @@ pub struct GrpcState {
     watchers: Arc<Mutex<HashMap<UserId, usize>>>,
 }
 
-/// One call's identity for the audit log.
+/// One call, as its handler names it for the pipeline.
 pub(crate) struct Op {
-    /// The RPC name, e.g. `Spaces/PostMessage`.
+    /// The RPC name, e.g. `PostMessage`; its operation and need are looked up in
+    /// [`super::operations`].
     pub method: &'static str,
     /// The ids it addresses, e.g. `space_id=4`.
     pub target: String,
-    /// Whether it may change state (an intent record is committed first).
-    pub mutating: bool,
+    /// The raw space id of the request, for operations that need permissions on a space.
+    pub space: Option<i64>,
 }
 
-/// What the pipeline learnt about a call, for its records.
-pub(crate) struct Draft {
-    pub request_id: String,
-    client_ip: String,
-    principal: Option<String>,
-    auth_method: &'static str,
-    operation: String,
-    target: String,
-    started: Instant,
-    limited_by: Option<LimitedBy>,
-}
-
-impl Draft {
-    fn record(&self, phase: Phase, code: Option<Code>, reason: Option<String>) -> AuditRecord {
-        AuditRecord {
-            time: Timestamp::now(),
-            request_id: self.request_id.clone(),
-            phase,
-            transport: "grpc".to_owned(),
-            client_ip: self.client_ip.clone(),
-            principal: self.principal.clone(),
-            auth_method: self.auth_method.to_owned(),
-            operation: self.operation.clone(),
-            target: self.target.clone(),
-            // gRPC status code (0 = OK); the transport column says which kind of status.
-            status: code.map(|c| c as u16),
-            decision: code.map_or("pending", decision_for).to_owned(),
-            reason: reason.map(|r| clean(&r, 200)),
-            duration_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            count: None,
+impl Op {
+    /// A call that addresses nothing in particular.
+    pub fn plain(method: &'static str) -> Self {
+        Self {
+            method,
+            target: String::new(),
+            space: None,
         }
     }
 }
 
-/// Who may make a call: a certificate holder on the public listener, or the operator on
-/// the internal one (loopback only, never exposed).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Caller {
-    Certificate,
-    LocalOperator,
+/// What the pipeline reads from a gRPC call: the verified client certificate, and the
+/// space the message addresses.
+struct Inbound<'a> {
+    certs: Option<&'a [tonic::transport::CertificateDer<'static>]>,
+    operator: bool,
+    space: Option<i64>,
+}
+
+impl crate::pipeline::Inbound for Inbound<'_> {
+    type Error = GrpcError;
+
+    fn well_formed(&mut self) -> Result<(), GrpcError> {
+        // tonic has decoded the message; what it refuses never reaches the pipeline.
+        Ok(())
+    }
+
+    fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
+        if self.operator {
+            // The operator authenticated by reaching the admin socket.
+            return Ok(None);
+        }
+        let leaf = self
+            .certs
+            .and_then(<[_]>::first)
+            .ok_or(CredentialError::Unsupported("no client certificate"))?;
+        let name = principal_name(leaf).map_err(CredentialError::Malformed)?;
+        Ok(Some(Credential::Certificate { name }))
+    }
+
+    fn space(&mut self) -> Result<Option<SpaceId>, GrpcError> {
+        Ok(self.space.map(convert::space_id).transpose()?)
+    }
 }
 
 /// Holds one watch slot of a principal; the count drops when the stream ends.
@@ -162,188 +167,82 @@ impl GrpcState {
         })
     }
 
-    /// Runs the pipeline up to the handler: returns the draft and, unless refused, the
-    /// principal (`None` for the local operator).
+    /// A fresh draft for a call of `service`'s `op`.
+    pub(crate) fn draft(service: &'static str, op: &Op) -> Draft {
+        Draft::new(
+            Transport::Grpc,
+            request_id::fresh(),
+            &format!("/natterjack.v1.{service}/{}", op.method),
+            &op.target,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Runs the pipeline up to the handler: what the call was admitted with, unless refused.
     pub(crate) async fn open<M>(
         &self,
         req: &Request<M>,
         service: &'static str,
         op: &Op,
-        caller: Caller,
-    ) -> (Draft, Result<Option<Principal>, GrpcError>) {
-        let peer: Option<SocketAddr> = req.remote_addr();
-        let mut draft = Draft {
-            request_id: request_id::fresh(),
-            client_ip: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-            principal: None,
-            auth_method: "none",
-            operation: format!("/natterjack.v1.{service}/{}", op.method),
-            target: clean(&op.target, 200),
-            started: Instant::now(),
-            limited_by: None,
-        };
-        let admitted = self.admit(req, peer, op, caller, &mut draft).await;
-        (draft, admitted)
-    }
-
-    async fn admit<M>(
-        &self,
-        req: &Request<M>,
-        peer: Option<SocketAddr>,
-        op: &Op,
-        caller: Caller,
         draft: &mut Draft,
-    ) -> Result<Option<Principal>, GrpcError> {
-        let limited = |draft: &mut Draft, refusal: Refusal, ip: IpAddr, account: Option<&str>| {
-            draft.limited_by = Some(limited_by(&refusal, ip, account));
-            GrpcError::RateLimited(refusal)
+    ) -> Result<Admitted, GrpcError> {
+        let Some(operation) = declared(service, op.method) else {
+            tracing::error!(method = op.method, "gRPC method without a declared operation");
+            return Err(GrpcError::Service(ServiceError::Internal));
         };
-        if let Some(peer) = peer {
-            self.app
-                .limits
-                .admit_grpc_peer(peer.ip())
-                .map_err(|r| limited(draft, r, peer.ip(), None))?;
-        }
-        let principal = match caller {
-            Caller::LocalOperator => {
-                draft.auth_method = "local-operator";
-                None
-            }
-            Caller::Certificate => {
-                draft.auth_method = "mtls";
-                let certs = req
-                    .peer_certs()
-                    .ok_or(GrpcError::NoCertificate("no client certificate"))?;
-                let leaf = certs
-                    .first()
-                    .ok_or(GrpcError::NoCertificate("no client certificate"))?;
-                let name = principal_name(leaf).map_err(GrpcError::NoCertificate)?;
-                draft.principal = Some(clean(&name, 64));
-                let principal = self.app.service.certificate_principal(&name).await?;
-                draft.principal = Some(principal.username().as_str().to_owned());
-                let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
-                self.app
-                    .limits
-                    .admit_principal(principal.id())
-                    .map_err(|r| limited(draft, r, ip, Some(principal.username().as_str())))?;
-                Some(principal)
-            }
+        let call = Call {
+            operation: Some(operation),
+            class: Class::Credentials,
+            client_ip: req.remote_addr().map(|peer| peer.ip()),
         };
-        if op.mutating {
-            self.app
-                .audit
-                .accepts_changes()
-                .map_err(GrpcError::ChangesPaused)?;
-            self.app
-                .audit
-                .record(draft.record(Phase::Intent, None, None))
-                .await?;
-        }
-        Ok(principal)
+        let certs = req.peer_certs();
+        let mut inbound = Inbound {
+            certs: certs.as_deref().map(Vec::as_slice),
+            operator: operation.need() == Need::Operator,
+            space: op.space,
+        };
+        admit(&self.app, &call, &mut inbound, draft).await
     }
 
     /// Queues the call's `complete` record and counts it.
-    pub(crate) async fn finish(&self, draft: &Draft, outcome: Result<(), &GrpcError>) {
+    pub(crate) async fn finish(&self, draft: Draft, outcome: Result<(), &GrpcError>) {
         let (code, reason) = match outcome {
             Ok(()) => (Code::Ok, None),
             Err(e) => {
                 // The reason recorded is the same safe text the client sees.
-                let status = e.to_status(&draft.request_id);
+                let status = e.to_status(draft.request_id());
                 (status.code(), Some(status.message().to_owned()))
             }
         };
-        crate::metrics::request("grpc", &draft.operation, format!("{code:?}"));
-        match outcome {
-            Err(GrpcError::RateLimited(refusal)) => {
-                crate::metrics::rate_limit_refusal("grpc", refusal.policy);
-            }
-            Err(
-                GrpcError::NoCertificate(_) | GrpcError::Service(ServiceError::Unauthenticated),
-            ) => {
-                crate::metrics::auth_failure("grpc", "certificate names no known user");
-            }
-            _ => {}
-        }
-        let record = draft.record(Phase::Complete, Some(code), reason);
-        let observed = Observed {
-            claimed: None,
-            limited_by: match outcome {
-                Err(GrpcError::RateLimited(_)) => draft.limited_by.clone(),
-                _ => None,
-            },
-        };
-        if let Err(e) = self.app.audit.submit_observed(record, observed).await {
-            tracing::error!(error = %e, "could not write the audit record of a gRPC call");
-        }
+        let code = u16::try_from(code as i32).unwrap_or(u16::MAX);
+        complete(&self.app, draft, AuditStatus::Grpc(code), reason).await;
     }
 
-    /// A unary call from a certificate holder: the whole pipeline around `handler`.
+    /// A unary call: the whole pipeline around `handler`, within the call's deadline.
     pub(crate) async fn unary<M, R, F, Fut>(
-        &self,
-        req: Request<M>,
-        op: Op,
-        handler: F,
-    ) -> Result<Response<R>, Status>
-    where
-        F: FnOnce(Principal, M) -> Fut,
-        Fut: Future<Output = Result<R, GrpcError>>,
-    {
-        self.run(
-            req,
-            "Spaces",
-            op,
-            Caller::Certificate,
-            |principal, msg| async move {
-                let principal =
-                    principal.ok_or(GrpcError::NoCertificate("no client certificate"))?;
-                handler(principal, msg).await
-            },
-        )
-        .await
-    }
-
-    /// A unary call on the internal listener, made with the operator's authority.
-    pub(crate) async fn operator<M, R, F, Fut>(
-        &self,
-        req: Request<M>,
-        op: Op,
-        handler: F,
-    ) -> Result<Response<R>, Status>
-    where
-        F: FnOnce(M) -> Fut,
-        Fut: Future<Output = Result<R, GrpcError>>,
-    {
-        self.run(req, "Admin", op, Caller::LocalOperator, |_, msg| {
-            handler(msg)
-        })
-        .await
-    }
-
-    async fn run<M, R, F, Fut>(
         &self,
         req: Request<M>,
         service: &'static str,
         op: Op,
-        caller: Caller,
         handler: F,
     ) -> Result<Response<R>, Status>
     where
-        F: FnOnce(Option<Principal>, M) -> Fut,
+        F: FnOnce(Admitted, M) -> Fut,
         Fut: Future<Output = Result<R, GrpcError>>,
     {
-        let (draft, admitted) = self.open(&req, service, &op, caller).await;
-        let result = match admitted {
-            Ok(principal) => tokio::time::timeout(
-                self.limits.request_timeout,
-                handler(principal, req.into_inner()),
-            )
-            .await
-            .unwrap_or(Err(GrpcError::TimedOut)),
-            Err(e) => Err(e),
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        let mut draft = Self::draft(service, &op);
+        let work = async {
+            let admitted = self.open(&req, service, &op, &mut draft).await?;
+            handler(admitted, req.into_inner()).await
         };
-        self.finish(&draft, result.as_ref().map(drop)).await;
+        let result = tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or(Err(GrpcError::TimedOut));
+        let request_id = draft.request_id().to_owned();
+        self.finish(draft, result.as_ref().map(drop)).await;
         result
             .map(Response::new)
-            .map_err(|e| e.to_status(&draft.request_id))
+            .map_err(|e| e.to_status(&request_id))
     }
 }

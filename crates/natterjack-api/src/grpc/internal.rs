@@ -18,18 +18,17 @@ use super::admin::AdminService;
 use super::call::GrpcState;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::proto::admin_server::AdminServer;
-use crate::pipeline::host::host_is_valid;
-use crate::pipeline::{headers, request_id};
+use crate::pipeline::{Draft, complete, headers, request_id};
+use crate::rest::host::host_is_valid;
 use crate::problem::Problem;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{AuditRecord, Phase};
-use natterjack_core::domain::Timestamp;
+use natterjack_core::audit::{Status as AuditStatus, Transport};
+use natterjack_core::principal::AdminAccess;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tokio::net::{TcpListener, UnixListener};
 
@@ -37,13 +36,13 @@ use tokio::net::{TcpListener, UnixListener};
 const LOOPBACK_HOSTS: [&str; 4] = ["127.0.0.1", "localhost", "::1", "[::1]"];
 
 /// The Admin service and reflection, as one router.
-fn admin_routes(state: GrpcState) -> Result<axum::Router, String> {
+fn admin_routes(state: GrpcState, operator: AdminAccess) -> Result<axum::Router, String> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("gRPC reflection: {e}"))?;
     Ok(
-        tonic::service::Routes::new(AdminServer::new(AdminService::new(state)))
+        tonic::service::Routes::new(AdminServer::new(AdminService::new(state, operator)))
             .add_service(reflection)
             .into_axum_router(),
     )
@@ -75,19 +74,18 @@ fn host_name(req: &Request) -> Option<String> {
 /// not `Sync`).
 struct Seen {
     operation: String,
-    client_ip: String,
+    client_ip: Option<IpAddr>,
     started: Instant,
 }
 
 impl Seen {
     fn of(req: &Request, started: Instant) -> Self {
         Self {
-            operation: clean(&format!("{} {}", req.method(), req.uri().path()), 200),
+            operation: format!("{} {}", req.method(), req.uri().path()),
             client_ip: req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_default(),
+                .map(|c| c.0.ip()),
             started,
         }
     }
@@ -101,31 +99,24 @@ async fn refuse(
     detail: &str,
     reason: &str,
 ) -> Response {
-    let id = request_id::fresh();
-    let record = AuditRecord {
-        time: Timestamp::now(),
-        request_id: id.clone(),
-        phase: Phase::Complete,
-        transport: "internal".to_owned(),
-        client_ip: seen.client_ip,
-        principal: None,
-        auth_method: "none".to_owned(),
-        operation: seen.operation,
-        target: String::new(),
-        status: Some(status.as_u16()),
-        decision: if status == StatusCode::FORBIDDEN {
-            "deny"
-        } else {
-            "reject"
-        }
-        .to_owned(),
-        reason: Some(reason.to_owned()),
-        duration_us: i64::try_from(seen.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-        count: None,
-    };
-    if let Err(e) = state.app.audit.submit(record).await {
-        tracing::error!(error = %e, "could not record a refusal of the internal listener");
+    let mut draft = Draft::new(
+        Transport::Internal,
+        request_id::fresh(),
+        &seen.operation,
+        "",
+        seen.started,
+    );
+    if let Some(ip) = seen.client_ip {
+        draft.client_ip(ip);
     }
+    let id = draft.request_id().to_owned();
+    complete(
+        &state.app,
+        draft,
+        AuditStatus::Http(status.as_u16()),
+        Some(reason.to_owned()),
+    )
+    .await;
     let mut problem = Problem::new(status, Some(detail.to_owned()));
     problem.request_id = id;
     problem.into_response()
@@ -196,13 +187,14 @@ async fn grpc_only(State(state): State<GrpcState>, req: Request, next: Next) -> 
     .await
 }
 
-/// Serves `GET /metrics` (and, with `admin_over_tcp`, Admin and reflection) on a loopback
-/// TCP listener until `shutdown` completes. Refuses an address that is not loopback: it is
+/// Serves `GET /metrics` (and, when given the operator's capability, which the binary
+/// passes only with `internal.admin_over_tcp`, Admin and reflection) on a loopback TCP
+/// listener until `shutdown` completes. Refuses an address that is not loopback: it is
 /// plaintext.
 pub async fn serve_metrics(
     listener: TcpListener,
     state: GrpcState,
-    admin_over_tcp: bool,
+    admin_over_tcp: Option<AdminAccess>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -211,15 +203,14 @@ pub async fn serve_metrics(
             "the internal listener must be on a loopback address, not {addr}"
         ));
     }
-    let routes = if admin_over_tcp {
-        admin_routes(state.clone())?
-    } else {
-        axum::Router::new()
+    let routes = match admin_over_tcp {
+        Some(operator) => admin_routes(state.clone(), operator)?,
+        None => axum::Router::new(),
     };
     let router = routes
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .layer(from_fn_with_state(
-            (state, admin_over_tcp),
+            (state, admin_over_tcp.is_some()),
             local_callers_only,
         ))
         .layer(from_fn(headers::stamp));
@@ -232,14 +223,16 @@ pub async fn serve_metrics(
     .map_err(|e| format!("internal listener: {e}"))
 }
 
-/// Serves Admin and reflection on the admin socket until `shutdown` completes. The socket's
-/// permissions (0600) are set by whoever binds it.
+/// Serves Admin and reflection on the admin socket until `shutdown` completes, with the
+/// operator's capability, which only the binary can mint. The socket's permissions (0600)
+/// are set by whoever binds it.
 pub async fn serve_admin_socket(
     listener: UnixListener,
     state: GrpcState,
+    operator: AdminAccess,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let router = admin_routes(state.clone())?
+    let router = admin_routes(state.clone(), operator)?
         .layer(from_fn_with_state(state, grpc_only))
         .layer(from_fn(headers::stamp));
     axum::serve(listener, router)

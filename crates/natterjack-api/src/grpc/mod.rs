@@ -1,7 +1,8 @@
 //! The gRPC adapter: the same service layer as REST, for service-to-service callers that
 //! authenticate with a client certificate (mutual TLS).
 //!
-//! - [`call`]: the pipeline of one call (rate limits, certificate authentication, audit).
+//! - [`call`]: the adapter of the pipeline for one call; [`operations`]: method names to
+//!   the operations whose permissions the pipeline enforces.
 //! - [`spaces`] and [`watch`]: the public `Spaces` service; [`admin`]: the internal one.
 //! - [`convert`]: proto ⇄ domain, in one place; [`status`]: the one error mapping.
 //! - [`identity`]: which user a client certificate names.
@@ -13,6 +14,7 @@ pub mod call;
 pub mod convert;
 pub mod identity;
 pub mod internal;
+pub mod operations;
 pub mod server;
 pub mod spaces;
 pub mod status;

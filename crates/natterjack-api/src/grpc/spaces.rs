@@ -11,7 +11,7 @@ use super::proto::{
 };
 use super::status::GrpcError;
 use super::watch;
-use natterjack_core::domain::{MessageText, Permissions, SpaceName, Username};
+use natterjack_core::domain::{MessageText, SpaceName, Username};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -27,19 +27,19 @@ impl SpacesService {
     }
 }
 
-fn on_space(method: &'static str, space_id: i64, mutating: bool) -> Op {
+fn on_space(method: &'static str, space_id: i64) -> Op {
     Op {
         method,
         target: format!("space_id={space_id}"),
-        mutating,
+        space: Some(space_id),
     }
 }
 
-fn on_message(method: &'static str, space_id: i64, message_id: i64, mutating: bool) -> Op {
+fn on_message(method: &'static str, space_id: i64, message_id: i64) -> Op {
     Op {
         method,
         target: format!("space_id={space_id} message_id={message_id}"),
-        mutating,
+        space: Some(space_id),
     }
 }
 
@@ -54,19 +54,15 @@ impl Spaces for SpacesService {
         &self,
         req: Request<CreateSpaceRequest>,
     ) -> Result<Response<Space>, Status> {
-        let op = Op {
-            method: "CreateSpace",
-            target: String::new(),
-            mutating: true,
-        };
+        let op = Op::plain("CreateSpace");
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
+            .unary(req, "Spaces", op, |admitted, msg| async move {
                 let name = SpaceName::parse(&msg.name)?;
                 let owner = convert::optional(&msg.owner)
                     .map(|o| username("owner", o))
                     .transpose()?;
-                let space = service.create_space(&caller, name, owner).await?;
+                let space = service.create_space(&admitted.principal()?, name, owner).await?;
                 Ok(convert::space(space))
             })
             .await
@@ -76,15 +72,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<ListSpacesRequest>,
     ) -> Result<Response<ListSpacesResponse>, Status> {
-        let op = Op {
-            method: "ListSpaces",
-            target: String::new(),
-            mutating: false,
-        };
+        let op = Op::plain("ListSpaces");
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, _| async move {
-                let spaces = service.list_spaces(&caller).await?;
+            .unary(req, "Spaces", op, |admitted, _| async move {
+                let spaces = service.list_spaces(&admitted.principal()?).await?;
                 Ok(ListSpacesResponse {
                     spaces: spaces.into_iter().map(convert::space).collect(),
                 })
@@ -93,12 +85,11 @@ impl Spaces for SpacesService {
     }
 
     async fn get_space(&self, req: Request<GetSpaceRequest>) -> Result<Response<Space>, Status> {
-        let op = on_space("GetSpace", req.get_ref().space_id, false);
+        let op = on_space("GetSpace", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service.authorize(&caller, space, Permissions::READ).await?;
+            .unary(req, "Spaces", op, |admitted, _| async move {
+                let access = admitted.access()?;
                 Ok(convert::space(service.get_space(&access).await?))
             })
             .await
@@ -108,14 +99,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<PostMessageRequest>,
     ) -> Result<Response<Message>, Status> {
-        let op = on_space("PostMessage", req.get_ref().space_id, true);
+        let op = on_space("PostMessage", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service
-                    .authorize(&caller, space, Permissions::WRITE)
-                    .await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let text = MessageText::parse(&msg.message)?;
                 Ok(convert::message(service.post_message(&access, text).await?))
             })
@@ -126,13 +114,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<ListMessagesRequest>,
     ) -> Result<Response<ListMessagesResponse>, Status> {
-        let op = on_space("ListMessages", req.get_ref().space_id, false);
+        let op = on_space("ListMessages", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                // Access first: a non-member learns nothing, not even that a field is bad.
-                let access = service.authorize(&caller, space, Permissions::READ).await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let page = convert::message_page(&msg)?;
                 let messages = service.list_messages(&access, page).await?;
                 Ok(ListMessagesResponse {
@@ -147,12 +133,11 @@ impl Spaces for SpacesService {
         req: Request<GetMessageRequest>,
     ) -> Result<Response<Message>, Status> {
         let (space, id) = (req.get_ref().space_id, req.get_ref().message_id);
-        let op = on_message("GetMessage", space, id, false);
+        let op = on_message("GetMessage", space, id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service.authorize(&caller, space, Permissions::READ).await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let id = convert::message_id(msg.message_id)?;
                 Ok(convert::message(service.get_message(&access, id).await?))
             })
@@ -164,14 +149,11 @@ impl Spaces for SpacesService {
         req: Request<DeleteMessageRequest>,
     ) -> Result<Response<DeleteMessageResponse>, Status> {
         let (space, id) = (req.get_ref().space_id, req.get_ref().message_id);
-        let op = on_message("DeleteMessage", space, id, true);
+        let op = on_message("DeleteMessage", space, id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service
-                    .authorize(&caller, space, Permissions::DELETE)
-                    .await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let id = convert::message_id(msg.message_id)?;
                 service.delete_message(&access, id).await?;
                 Ok(DeleteMessageResponse {})
@@ -183,12 +165,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<ListMembersRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
-        let op = on_space("ListMembers", req.get_ref().space_id, false);
+        let op = on_space("ListMembers", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service.authorize(&caller, space, Permissions::READ).await?;
+            .unary(req, "Spaces", op, |admitted, _| async move {
+                let access = admitted.access()?;
                 let members = service.list_members(&access).await?;
                 Ok(ListMembersResponse {
                     members: members.into_iter().map(convert::member).collect(),
@@ -201,12 +182,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<GrantPermissionsRequest>,
     ) -> Result<Response<Member>, Status> {
-        let op = on_space("GrantPermissions", req.get_ref().space_id, true);
+        let op = on_space("GrantPermissions", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service.authorize(&caller, space, Permissions::NONE).await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let target = username("username", &msg.username)?;
                 let permissions = convert::permissions(&msg.permissions)?;
                 let member = service.grant(&access, &target, permissions).await?;
@@ -219,12 +199,11 @@ impl Spaces for SpacesService {
         &self,
         req: Request<RevokePermissionsRequest>,
     ) -> Result<Response<Member>, Status> {
-        let op = on_space("RevokePermissions", req.get_ref().space_id, true);
+        let op = on_space("RevokePermissions", req.get_ref().space_id);
         let service = self.state.app.service.clone();
         self.state
-            .unary(req, op, |caller, msg| async move {
-                let space = convert::space_id(msg.space_id)?;
-                let access = service.authorize(&caller, space, Permissions::NONE).await?;
+            .unary(req, "Spaces", op, |admitted, msg| async move {
+                let access = admitted.access()?;
                 let target = username("username", &msg.username)?;
                 let permissions = convert::optional(&msg.permissions)
                     .map(convert::permissions)

@@ -1,11 +1,12 @@
 //! The one mapping from errors to gRPC statuses. Every status carries the request id in
 //! `x-request-id` metadata; none carries internals.
 
-use crate::pipeline::rate_limit::gcra::Refusal;
+use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
+use natterjack_core::rate::gcra::Refusal;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::ChangesPaused;
 use tonic::metadata::MetadataValue;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// Why a gRPC call failed, before it becomes a [`Status`].
 #[derive(Debug)]
@@ -27,6 +28,22 @@ pub enum GrpcError {
     /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
     /// disk is nearly full (`audit.min_free_mb`).
     ChangesPaused(ChangesPaused),
+}
+
+/// The one mapping of the pipeline's refusals to gRPC.
+impl From<PipelineRefusal> for GrpcError {
+    fn from(refusal: PipelineRefusal) -> Self {
+        match refusal {
+            PipelineRefusal::RateLimited(r) => GrpcError::RateLimited(r),
+            PipelineRefusal::BadCredential(
+                CredentialError::Malformed(why) | CredentialError::Unsupported(why),
+            ) => GrpcError::NoCertificate(why),
+            PipelineRefusal::Unauthenticated => GrpcError::Service(ServiceError::Unauthenticated),
+            PipelineRefusal::ChangesPaused(p) => GrpcError::ChangesPaused(p),
+            PipelineRefusal::Service(e) => GrpcError::Service(e),
+            PipelineRefusal::TimedOut => GrpcError::TimedOut,
+        }
+    }
 }
 
 impl From<ServiceError> for GrpcError {
@@ -109,20 +126,11 @@ impl GrpcError {
     }
 }
 
-/// The decision class of a final code, as REST records it.
-pub fn decision_for(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "allow",
-        Code::Unauthenticated | Code::PermissionDenied | Code::ResourceExhausted => "deny",
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::OutOfRange => "reject",
-        _ => "error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use natterjack_core::domain::FieldError;
+    use tonic::Code;
 
     #[test]
     fn every_service_error_maps_to_its_documented_code_with_the_request_id() {

@@ -13,7 +13,8 @@
 //!
 //! The call's `complete` audit record is written when the stream ends, with its final code.
 
-use super::call::{Caller, Draft, GrpcState, Op, WatchSlot};
+use super::call::{GrpcState, Op, WatchSlot};
+use crate::pipeline::Draft;
 use super::convert;
 use super::proto::{Message, WatchMessagesRequest};
 use super::status::GrpcError;
@@ -34,26 +35,23 @@ pub(crate) async fn open(
     let op = Op {
         method: "WatchMessages",
         target: format!("space_id={}", req.get_ref().space_id),
-        mutating: false,
+        space: Some(req.get_ref().space_id),
     };
-    let (draft, admitted) = state.open(&req, "Spaces", &op, Caller::Certificate).await;
+    let mut draft = GrpcState::draft("Spaces", &op);
     let setup = async {
-        let principal = admitted?.ok_or(GrpcError::NoCertificate("no client certificate"))?;
-        let space = convert::space_id(req.get_ref().space_id)?;
-        let service = &state.app.service;
-        let access = service
-            .authorize(&principal, space, Permissions::READ)
-            .await?;
-        let feed = service.watch_messages(&access)?;
-        let slot = state.watch_slot(principal.id())?;
-        Ok::<_, GrpcError>((principal, space, feed, slot))
+        let admitted = state.open(&req, "Spaces", &op, &mut draft).await?;
+        let access = admitted.access()?;
+        let feed = state.app.service.watch_messages(&access)?;
+        let slot = state.watch_slot(access.principal().id())?;
+        Ok::<_, GrpcError>((access.principal().clone(), access.space(), feed, slot))
     }
     .await;
     let (principal, space, feed, slot) = match setup {
         Ok(ready) => ready,
         Err(e) => {
-            state.finish(&draft, Err(&e)).await;
-            return Err(e.to_status(&draft.request_id));
+            let status = e.to_status(draft.request_id());
+            state.finish(draft, Err(&e)).await;
+            return Err(status);
         }
     };
     // One extra slot, always kept free for the status that ends the stream.
@@ -68,7 +66,7 @@ pub(crate) async fn open(
             _slot: slot,
         };
         let end = stream.deliver(feed).await;
-        finish(&state, &draft, &tx, end).await;
+        finish(&state, draft, &tx, end).await;
     });
     Ok(Response::new(ReceiverStream::new(rx)))
 }
@@ -83,14 +81,14 @@ enum End {
 
 async fn finish(
     state: &GrpcState,
-    draft: &Draft,
+    draft: Draft,
     tx: &mpsc::Sender<Result<Message, Status>>,
     end: End,
 ) {
     match end {
         End::Gone => state.finish(draft, Ok(())).await,
         End::Refused(e) => {
-            let status = e.to_status(&draft.request_id);
+            let status = e.to_status(draft.request_id());
             // One slot of the buffer is always kept free for this verdict.
             let _ = tx.try_send(Err(status));
             state.finish(draft, Err(&e)).await;

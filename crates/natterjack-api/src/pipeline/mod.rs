@@ -1,41 +1,39 @@
-//! The request pipeline, in one place.
+//! The security pipeline, in one place and in no transport's terms.
 //!
-//! Order of the request path (outermost first), identical for every route:
+//! Every request of every transport passes these steps in this order; [`steps::admit`]
+//! runs 1 to 6 and [`steps::complete`] the last, so the order is written once:
 //!
 //! | step | control | where |
 //! | --- | --- | --- |
-//! | 1 | transport: TLS, connection caps, handshake, header-read and idle deadlines, stream cap | [`crate::transport`] |
-//! | 1 | request timeout | [`secure_pipeline`] |
-//! | 2 | rate limiting: the first control, before headers, bodies or hashing | [`rate_limit`] |
-//! | 3 | hygiene: one valid `Host` 400, header limits 431, body limit 413, JSON content type 415 | [`host`], [`hygiene`] |
-//! | 4 | authentication: Basic → `Caller` (400 malformed, 401 wrong) | [`authn`] |
-//! | 5 | audit: a durable intent record before any state change | [`audit`] |
-//! | 6 | access control: the permission each route declares | [`acl`] |
-//! | 7 | validated input: strict JSON into domain types | [`crate::rest::extract`] |
+//! | 0 | transport: TLS, connection caps, handshake, header-read and idle deadlines, request deadline | [`crate::transport`], the adapters |
+//! | 1 | rate limiting: before headers, bodies or hashing are looked at | [`rate_limit`] |
+//! | 2 | the transport's form checks (REST: `Host`, header limits 431, JSON body type 415, body limit 413) | [`steps::Inbound::well_formed`] |
+//! | 3 | authentication: a credential through the core's identity providers, then the per-principal limit | [`natterjack_core::auth`] |
+//! | 4 | the operation's need of a principal | [`operation`] |
+//! | 5 | audit: a durable intent record before any state change | [`natterjack_core::audit`] |
+//! | 6 | access control: the permission the operation declares, on the addressed space | [`operation`] |
+//! | 7 | validated input: wire format into domain types | the adapters' handlers |
 //! | 8 | service and storage | `natterjack-core`, `natterjack-storage` |
-//! | 9 | safe output: problem+json errors, security headers | [`safe_output`], [`headers`] |
+//! | 9 | safe output and the `complete` audit record | the adapters' error mapping, [`headers`], [`steps::complete`] |
 //!
-//! The response-side steps (security headers, request id, panic catching, problem bodies for
-//! errors made by layers) wrap everything, so they also cover responses that an earlier
-//! step refused.
+//! A step refuses with a [`Refusal`]; each transport maps it once (`rest/error.rs`,
+//! `grpc/status.rs`). The adapters (`rest::secure`, `grpc::call`) only describe a request
+//! ([`steps::Call`], [`steps::Inbound`]) and answer.
 
-pub mod acl;
-pub mod audit;
-pub mod authn;
+pub mod draft;
 pub mod headers;
-pub mod host;
-pub mod hygiene;
-pub mod panic;
+pub mod operation;
 pub mod rate_limit;
+pub mod refusal;
 pub mod request_id;
-pub mod safe_output;
+pub mod steps;
 
-use crate::AppState;
-use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
+pub use draft::Draft;
+pub use operation::{Need, Operation};
+pub use refusal::{CredentialError, Refusal};
+pub use steps::{Admitted, Call, Inbound, admit, complete};
+
 use std::time::Duration;
-use tower::ServiceBuilder;
-use tower_http::timeout::TimeoutLayer;
 
 /// Largest request body accepted, in bytes (413 beyond).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -60,42 +58,4 @@ impl Default for PipelineLimits {
             request_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// Wraps `routes` in the security pipeline. Every route of every REST router goes through
-/// here; there is no other way to build the application, so no handler can opt out.
-pub fn secure_pipeline(
-    routes: Router<AppState>,
-    state: AppState,
-    limits: PipelineLimits,
-) -> Router {
-    let controls = ServiceBuilder::new()
-        // 9 (response side): the security headers on every response, errors included.
-        .layer(from_fn(headers::stamp))
-        // A request id for logs and problem bodies, then panics turned into a 500 problem.
-        .layer(from_fn(request_id::assign))
-        // Every request's `complete` audit record, whatever refuses it further in.
-        .layer(from_fn_with_state(state.clone(), audit::record_requests))
-        .layer(from_fn(panic::catch))
-        // 9: errors produced by layers (405, 408, 413) get a problem body too.
-        .layer(from_fn(safe_output::problem_for_bare_errors))
-        // 1: the whole request must finish in time.
-        .layer(TimeoutLayer::with_status_code(
-            http::StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        // 2: rate limiting, before anything reads credentials or bodies.
-        .layer(from_fn_with_state(state.clone(), rate_limit::limit_clients))
-        // 3: hygiene: one valid Host, then header and body limits and the JSON type.
-        .layer(from_fn(host::require_valid_host))
-        .layer(from_fn(hygiene::require_json_bodies))
-        // 4: authentication.
-        .layer(from_fn_with_state(state.clone(), authn::authenticate))
-        // 5: audit: the intent of a state change is committed before it can happen.
-        .layer(from_fn_with_state(state.clone(), audit::record_intent));
-    // 6: access control is declared per route (see `rest::routes`) and runs after these.
-    routes
-        .fallback(safe_output::no_such_route)
-        .layer(controls)
-        .with_state(state)
 }

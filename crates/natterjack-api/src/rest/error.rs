@@ -1,14 +1,18 @@
 //! The one mapping from errors to HTTP responses for the REST transport.
 
-use crate::pipeline::audit::AuditReason;
-use crate::pipeline::authn::CHALLENGE;
-use crate::pipeline::rate_limit::gcra::Refusal;
+use super::basic::CHALLENGE;
+use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
 use crate::problem::Problem;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use natterjack_core::ServiceError;
 use natterjack_core::audit::ChangesPaused;
 use natterjack_core::domain::FieldError;
+use natterjack_core::rate::gcra::Refusal;
+
+/// Why a request was refused, attached to error responses for the audit record.
+#[derive(Debug, Clone)]
+pub struct AuditReason(pub String);
 
 /// Everything a REST request can fail with. Service errors keep their meaning; the rest are
 /// transport-level refusals made by the pipeline or the extractors.
@@ -45,6 +49,25 @@ pub enum ApiError {
     /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
     /// disk is nearly full (`audit.min_free_mb`).
     ChangesPaused(ChangesPaused),
+    /// The request ran past its deadline.
+    TimedOut,
+}
+
+/// The one mapping of the pipeline's refusals to REST.
+impl From<PipelineRefusal> for ApiError {
+    fn from(refusal: PipelineRefusal) -> Self {
+        match refusal {
+            PipelineRefusal::RateLimited(r) => ApiError::RateLimited(r),
+            PipelineRefusal::BadCredential(CredentialError::Malformed(_)) => {
+                ApiError::MalformedAuthorization
+            }
+            PipelineRefusal::BadCredential(CredentialError::Unsupported(_))
+            | PipelineRefusal::Unauthenticated => ApiError::Unauthenticated,
+            PipelineRefusal::ChangesPaused(p) => ApiError::ChangesPaused(p),
+            PipelineRefusal::Service(e) => ApiError::Service(e),
+            PipelineRefusal::TimedOut => ApiError::TimedOut,
+        }
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -91,7 +114,6 @@ fn retry_after(mut r: Response, secs: u32) -> Response {
 /// (draft-ietf-httpapi-ratelimit-headers): the refusing policy's quota `q` per window `w`,
 /// nothing remaining (`r=0`), and `t` seconds until a retry can succeed.
 fn rate_limited(refusal: &Refusal) -> Response {
-    crate::metrics::rate_limit_refusal("rest", refusal.policy);
     let secs = refusal.retry_after_secs();
     let detail = format!(
         "rate limit `{}` exceeded; retry after {secs} s",
@@ -143,6 +165,7 @@ impl ApiError {
             ApiError::NoSuchRoute => "no such route".to_owned(),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
             ApiError::NotReady => "not ready: storage unavailable".to_owned(),
+            ApiError::TimedOut => "request took too long".to_owned(),
             ApiError::ChangesPaused(ChangesPaused::ExportBacklog) => {
                 "audit export backlog over audit.max_backlog (fail_closed)".to_owned()
             }
@@ -222,6 +245,7 @@ impl ApiError {
             }
             ApiError::NoSuchRoute => plain(StatusCode::NOT_FOUND, "no such resource"),
             ApiError::RateLimited(refusal) => rate_limited(&refusal),
+            ApiError::TimedOut => Problem::new(StatusCode::REQUEST_TIMEOUT, None).into_response(),
             ApiError::NotReady => retry_after(
                 plain(
                     StatusCode::SERVICE_UNAVAILABLE,

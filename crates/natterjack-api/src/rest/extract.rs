@@ -61,7 +61,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !crate::pipeline::hygiene::is_json(req.headers()) {
+        if !super::hygiene::is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -145,7 +145,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AnyCaller {
     }
 }
 
-/// The capability the route's ACL guard granted. A handler on a route without a guard
+/// The capability the pipeline granted for the operation's declared permission. A handler of
+/// an operation that declared no space permission
 /// fails closed with 500 instead of running unchecked.
 pub struct Access(pub SpaceAccess);
 
@@ -159,7 +160,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
             .cloned()
             .map(Access)
             .ok_or_else(|| {
-                tracing::error!("space handler reached without an ACL guard");
+                tracing::error!("space handler reached without a space permission declared");
                 ApiError::Internal
             })
     }

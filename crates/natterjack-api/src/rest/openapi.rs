@@ -282,6 +282,16 @@ pub fn json() -> String {
         .unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this API, without authentication.
+pub(crate) async fn serve(_: super::extract::NoQuery) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        json(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -8,7 +8,7 @@
 
 use super::TransportLimits;
 use super::activity::Activity;
-use crate::pipeline::rate_limit::client_ip::limit_key;
+use natterjack_core::rate::limit_key;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -9,6 +9,7 @@
 //!   `summary` record.
 //! - [`export_gate`]: the SIEM export backlog, and the fail-closed switch it drives.
 //! - [`space_gate`]: the disk-space guard, which pauses state changes on a nearly full disk.
+//! - [`vocabulary`]: the closed sets of transports, auth methods, decisions and statuses.
 
 pub mod alerts;
 pub mod chain;
@@ -17,6 +18,7 @@ pub mod export_gate;
 pub mod log;
 pub mod record;
 pub mod space_gate;
+pub mod vocabulary;
 
 pub use alerts::{AlertThresholds, AnomalyMonitor};
 pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
@@ -25,6 +27,7 @@ pub use export_gate::ExportGate;
 pub use log::{AuditLog, AuditQuery, ChangesPaused, Observed};
 pub use record::{AuditRecord, Phase, StoredAuditRecord};
 pub use space_gate::SpaceGate;
+pub use vocabulary::{AuthMethod, Decision, Status, Transport};
 
 use async_trait::async_trait;
 

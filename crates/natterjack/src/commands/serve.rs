@@ -73,14 +73,22 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
             tasks.push(tokio::spawn(natterjack_api::grpc::serve_metrics(
                 listener,
                 assembled.grpc.clone(),
-                cfg.internal.admin_over_tcp,
+                cfg.internal
+                    .admin_over_tcp
+                    .then(crate::operator::capability),
                 on_stop(),
             )));
             let _ = writeln!(out, "natterjack listening admin unix:{}", socket.display());
             let state = assembled.grpc.clone();
             let stopped = on_stop();
             tasks.push(tokio::spawn(async move {
-                let served = natterjack_api::grpc::serve_admin_socket(admin, state, stopped).await;
+                let served = natterjack_api::grpc::serve_admin_socket(
+                    admin,
+                    state,
+                    crate::operator::capability(),
+                    stopped,
+                )
+                .await;
                 let _ = std::fs::remove_file(&socket);
                 served
             }));

@@ -2,7 +2,7 @@ use crate::cli::UserCommand;
 use crate::config::Config;
 use crate::runtime::{StartError, service};
 use natterjack_core::domain::Username;
-use natterjack_core::principal::{AdminAccess, Caller};
+use natterjack_core::principal::Caller;
 use secrecy::SecretString;
 use std::io::{BufRead, IsTerminal};
 
@@ -41,7 +41,7 @@ fn username(name: &str) -> Result<Username, StartError> {
 pub(super) async fn run(cfg: &Config, command: UserCommand) -> Result<(), StartError> {
     let store = crate::storage::prepare(cfg).await?;
     let service = service(cfg, store.store()).await?;
-    let operator = AdminAccess::local_operator();
+    let operator = crate::operator::capability();
     let outcome = match command {
         UserCommand::Add { name } => {
             let name = username(&name)?;

@@ -2,26 +2,11 @@
 
 use http::HeaderMap;
 use ipnet::IpNet;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The client address the pipeline attributes a request to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
-
-/// The address as a rate-limit key: IPv4 as is, IPv6 by its /64 (one subscriber usually
-/// holds a whole /64, so per-address keys would be free to multiply).
-pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
-}
 
 /// The client address: the TCP peer, unless the peer is a configured trusted proxy, in which
 /// case `X-Forwarded-For` is read from the right and the first hop that is not itself a
@@ -131,11 +116,5 @@ mod tests {
             HeaderValue::from_bytes(b"198.51.100.1\xff").unwrap_or(HeaderValue::from_static("")),
         );
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.1"));
-    }
-
-    #[test]
-    fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(limit_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 }

@@ -19,24 +19,14 @@
 //! a budget of their own, so the owner is not locked out by an attack on their account.
 
 pub mod client_ip;
-pub mod gcra;
-pub mod logins;
 
-use crate::AppState;
-use crate::rest::error::ApiError;
-use crate::transport::PeerAddr;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use client_ip::{ClientIp, client_ip, limit_key};
-use gcra::{Limiter, Quota, Refusal};
-use http::{Method, header};
 use ipnet::IpNet;
-use logins::{Guess, LoginBudgets};
-use natterjack_core::audit::LimitedBy;
+use natterjack_core::auth::LoginBudgets;
 use natterjack_core::domain::UserId;
+use natterjack_core::rate::gcra::{Limiter, Quota, Refusal};
+use natterjack_core::rate::limit_key;
 use serde::Deserialize;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,9 +104,12 @@ impl Default for RateLimitConfig {
 
 /// What kind of request arrived, judged before anything is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub enum Class {
+    /// Anything else.
     Plain,
+    /// A request that carries credentials (an `Authorization` header, a client certificate).
     Credentials,
+    /// Account creation.
     Registration,
 }
 
@@ -129,7 +122,7 @@ pub struct RateLimits {
     registration: Limiter<IpAddr>,
     global: Limiter<()>,
     per_principal: Limiter<UserId>,
-    logins: LoginBudgets,
+    logins: Arc<LoginBudgets>,
 }
 
 impl RateLimits {
@@ -158,18 +151,18 @@ impl RateLimits {
             registration: Limiter::new("registration", cfg.registration, keys),
             global: Limiter::new("global", cfg.global, 1),
             per_principal: Limiter::new("per-principal", cfg.per_principal, keys),
-            logins: LoginBudgets::new(
+            logins: Arc::new(LoginBudgets::new(
                 cfg.failed_logins,
                 cfg.account_guesses,
                 Duration::from_secs(u64::from(cfg.known_address_days) * 86_400),
                 keys,
-            ),
+            )),
         })
     }
 
     /// Admits a request from `ip` of class `class`: per address, then the class, then the
     /// global budget, so one flooding address cannot spend the global budget.
-    fn admit(&self, ip: IpAddr, class: Class) -> Result<(), Refusal> {
+    pub fn admit(&self, ip: IpAddr, class: Class) -> Result<(), Refusal> {
         if !self.enabled {
             return Ok(());
         }
@@ -187,10 +180,9 @@ impl RateLimits {
         self.global.check(&()).map(drop)
     }
 
-    /// The first limit for a gRPC call from `peer`: every call carries credentials (its
-    /// client certificate), so the stricter credentials class applies, then the global budget.
-    pub fn admit_grpc_peer(&self, peer: IpAddr) -> Result<(), Refusal> {
-        self.admit(peer, Class::Credentials)
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted
     }
 
     /// The second limit, per authenticated user.
@@ -201,41 +193,10 @@ impl RateLimits {
         self.per_principal.check(&user).map(drop)
     }
 
-    /// Whether `username` may try a password from `ip` now (does not count as a try): its
-    /// budget at this address, and, unless this address logged in as it recently, the
-    /// account's shared budget.
-    pub fn login_allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
-        if !self.enabled {
-            return Ok(());
-        }
-        self.logins.allowed(username, ip)
-    }
-
-    /// Takes one guess from `username`'s wrong-password budgets at `ip`, before its
-    /// password is hashed: every concurrent guess then needs a token of its own, where a
-    /// check made before and a failure counted after the verification let all of them
-    /// through. `None` when rate limiting is off.
-    pub fn take_guess(&self, username: &str, ip: IpAddr) -> Result<Option<Guess>, Refusal> {
-        if !self.enabled {
-            return Ok(None);
-        }
-        self.logins.take(username, ip).map(Some)
-    }
-
-    /// Returns a guess taken by [`RateLimits::take_guess`] that was not wrong: the password
-    /// was right, or the verification never ran (503).
-    pub fn give_back_guess(&self, username: &str, ip: IpAddr, guess: Option<Guess>) {
-        if let Some(guess) = guess {
-            self.logins.give_back(username, ip, guess);
-        }
-    }
-
-    /// Remembers a successful login of `username` from `ip`, which gives that address a
-    /// budget of its own against guessing spread over other addresses.
-    pub fn login_succeeded(&self, username: &str, ip: IpAddr) {
-        if self.enabled {
-            self.logins.succeeded(username, ip);
-        }
+    /// The login budgets (`failed-logins`, `account-guesses`), which authentication counts
+    /// guesses against; `None` when rate limiting is off.
+    pub fn login_budgets(&self) -> Option<Arc<LoginBudgets>> {
+        self.enabled.then(|| self.logins.clone())
     }
 
     /// Drops buckets that have refilled, in every policy; decisions do not change.
@@ -261,55 +222,4 @@ impl RateLimits {
             }
         });
     }
-}
-
-/// The policy that refused a request and the key it counted the request under, as the
-/// audit trail names them when it coalesces refusals: the client address (IPv6 by /64) for
-/// the per-address policies, the account for `per-principal` and `account-guesses`, the
-/// account at the address for `failed-logins`, `*` for `global`.
-pub fn limited_by(refusal: &Refusal, ip: IpAddr, account: Option<&str>) -> LimitedBy {
-    let account = account.map(logins::account).unwrap_or_default();
-    let key = match refusal.policy {
-        "global" => "*".to_owned(),
-        "per-principal" | "account-guesses" => account,
-        "failed-logins" => format!("{account}@{}", limit_key(ip)),
-        _ => limit_key(ip).to_string(),
-    };
-    LimitedBy {
-        policy: refusal.policy,
-        key,
-    }
-}
-
-/// The first control: attributes the request to a client address and applies the keyed
-/// and global policies. Only the peer address, the forwarded header (from trusted proxies),
-/// the method, the path and the *presence* of an `Authorization` header are looked at.
-pub async fn limit_clients(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<PeerAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
-    let ip = client_ip(peer, req.headers(), &state.limits.trusted);
-    req.extensions_mut().insert(ClientIp(ip));
-    if let Some(draft) = req.extensions().get::<super::audit::AuditDraft>() {
-        draft.client_ip(ip);
-    }
-    let class = if req.method() == Method::POST && req.uri().path() == REGISTRATION_PATH {
-        Class::Registration
-    } else if req.headers().contains_key(header::AUTHORIZATION) {
-        Class::Credentials
-    } else {
-        Class::Plain
-    };
-    if let Err(refusal) = state.limits.admit(ip, class) {
-        if let Some(draft) = req.extensions().get::<super::audit::AuditDraft>() {
-            draft.limited_by(limited_by(&refusal, ip, None));
-        }
-        return ApiError::RateLimited(refusal).into_response();
-    }
-    next.run(req).await
 }

@@ -19,13 +19,3 @@ pub(crate) async fn health(
         .map_err(|_| ApiError::NotReady)?;
     Ok(Json(HealthView { status: "ok" }))
 }
-
-/// The OpenAPI 3.1 document of this API, without authentication.
-pub(crate) async fn openapi(_: NoQuery) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        crate::rest::openapi::json(),
-    )
-        .into_response()
-}

@@ -10,7 +10,7 @@ use http::StatusCode;
 use natterjack_core::domain::{Limit, MessageId, MessageText, Timestamp};
 use natterjack_core::ports::MessagePage;
 
-/// The `{msgId}` path segment as a domain id (the `{id}` segment was parsed by the guard).
+/// The `{msgId}` path segment as a domain id (the pipeline parsed the `{id}` segment).
 fn message_id(Path((_, msg_id)): Path<(String, String)>) -> Result<MessageId, ApiError> {
     Ok(MessageId::parse(&msg_id)?)
 }

@@ -12,22 +12,12 @@
 //! (the OWASP account-lockout versus denial-of-service problem), stated in the
 //! configuration reference.
 
-use super::client_ip::limit_key;
-use super::gcra::{Limiter, Quota, Refusal};
+use crate::rate::gcra::{Limiter, Quota, Refusal};
+use crate::rate::{account_key as account, limit_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The key of an account in every budget: the claimed name, lowercased and cut to 64
-/// characters, so that case variants and overlong names share one budget.
-pub(crate) fn account(username: &str) -> String {
-    username
-        .chars()
-        .take(64)
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
 
 /// Which budgets a guess taken by [`LoginBudgets::take`] drew from, so that giving it back
 /// returns exactly those tokens.

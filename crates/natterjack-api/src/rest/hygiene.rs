@@ -1,12 +1,13 @@
-//! Request hygiene before authentication: header fields within their limits, bodies JSON
-//! and within theirs.
+//! Request hygiene before authentication: one valid `Host`, header fields within their
+//! limits, bodies JSON and within theirs.
 
-use super::{MAX_BODY_BYTES, MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
-use crate::rest::error::ApiError;
+use super::error::ApiError;
+use super::host::host_is_valid;
+use crate::pipeline::{MAX_BODY_BYTES, MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Version, header};
 use http_body_util::BodyExt as _;
 use http_body_util::Limited;
@@ -59,32 +60,57 @@ pub fn headers_within_limits(headers: &HeaderMap) -> bool {
     true
 }
 
-/// Refuses a request with too many or too large header fields (431), whose declared length
-/// exceeds the body limit (413), or that carries a body without a JSON content type (415),
-/// before credentials are checked; bodies without a declared length are cut off at the
-/// limit while being read.
-pub async fn require_json_bodies(req: Request, next: Next) -> Response {
-    if !headers_within_limits(req.headers()) {
-        let response = ApiError::HeadersTooLarge.into_response();
-        // The body stays unread: the connection cannot be reused after it.
-        let unread = !req.body().is_end_stream();
-        return closing_if(unread, req.version(), response);
+/// Step 2 of the pipeline for REST: one valid `Host` (400), header fields within their
+/// limits (431), a declared length within the body limit (413), and a JSON content type
+/// on any body (415), judged from the head alone, before credentials are looked at.
+///
+/// `body_is_empty`: the body is known to be empty (no body, `Content-Length: 0`, or an
+/// HTTP/2 stream ended with the headers), so it needs no content type.
+pub fn check_form(head: &Parts, body_is_empty: bool) -> Result<(), ApiError> {
+    if !host_is_valid(&head.headers, head.version) {
+        return Err(ApiError::InvalidHost);
     }
-    let declared = req
-        .headers()
+    if !headers_within_limits(&head.headers) {
+        return Err(ApiError::HeadersTooLarge);
+    }
+    if declared_length(&head.headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !body_is_empty && !is_json(&head.headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
-        return refuse_too_large(req, declared).await;
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The answer to a request refused by the pipeline, as far as its connection is
+/// concerned: a client that got `Host` wrong is not trusted with the next request on the
+/// same HTTP/1.x connection; a body left unread (431, or 413 beyond what is worth draining)
+/// would be taken for the next request, so the connection closes after the answer.
+pub async fn answer_refused(req: Request, error: ApiError) -> Response {
+    match error {
+        ApiError::InvalidHost => closing_if(true, req.version(), error.into_response()),
+        ApiError::PayloadTooLarge => {
+            let declared = declared_length(req.headers()).unwrap_or(u64::MAX);
+            refuse_too_large(req, declared).await
+        }
+        other => {
+            let unread = !req.body().is_end_stream();
+            let close = unread && matches!(other, ApiError::HeadersTooLarge);
+            closing_if(close, req.version(), other.into_response())
+        }
     }
-    // A body that is known to be empty (no body, `Content-Length: 0`, or an HTTP/2 stream
-    // ended with the headers) needs no content type.
-    if !req.body().is_end_stream() && !is_json(req.headers()) {
-        return ApiError::UnsupportedMediaType.into_response();
-    }
-    next.run(req.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES))))
-        .await
+}
+
+/// Cuts a body that declared no length off at the limit while it is read.
+pub fn limit_body(req: Request) -> Request {
+    req.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES)))
 }
 
 /// The 413 for a declared length over the limit. A body up to [`MAX_DRAINED_BYTES`] is read

@@ -7,10 +7,6 @@
 //! it is refused before anything else reads it. HTTP/2 carries the authority in
 //! `:authority` and may omit `Host`; when it sends one, the same rule applies to it.
 
-use crate::rest::error::ApiError;
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Version, header};
 use std::net::Ipv6Addr;
 
@@ -64,16 +60,6 @@ fn valid_reg_name(name: &str) -> bool {
         i += 1;
     }
     !bytes.is_empty()
-}
-
-/// Refuses a request whose `Host` fields break RFC 9112 §3.2 with a 400 problem, and closes
-/// an HTTP/1.x connection after it: a client that gets framing wrong is not trusted with
-/// the next request on the same connection.
-pub async fn require_valid_host(req: Request, next: Next) -> Response {
-    if host_is_valid(req.headers(), req.version()) {
-        return next.run(req).await;
-    }
-    super::hygiene::closing_if(true, req.version(), ApiError::InvalidHost.into_response())
 }
 
 #[cfg(test)]

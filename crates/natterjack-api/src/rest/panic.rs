@@ -19,7 +19,7 @@ pub async fn catch(req: Request, next: Next) -> Response {
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
-            tracing::error!(request_id = %super::request_id::current(), panic = %message, "handler panicked");
+            tracing::error!(request_id = %crate::pipeline::request_id::current(), panic = %message, "handler panicked");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
         }
     }

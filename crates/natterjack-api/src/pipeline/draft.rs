@@ -1,0 +1,101 @@
+//! The one audit draft: what the pipeline has learnt about a request, for its `intent` and
+//! `complete` records. Nothing secret is ever put in it.
+
+use natterjack_core::audit::record::clean;
+use natterjack_core::audit::{AuditRecord, AuthMethod, LimitedBy, Phase, Status, Transport};
+use natterjack_core::domain::Timestamp;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// One request's audit draft, filled in step by step.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    transport: Transport,
+    request_id: String,
+    client_ip: String,
+    pub(crate) principal: Option<String>,
+    pub(crate) claimed: Option<String>,
+    pub(crate) limited_by: Option<LimitedBy>,
+    pub(crate) auth_method: AuthMethod,
+    operation: String,
+    target: String,
+    pub(crate) allowed_because: Option<String>,
+    started: Instant,
+}
+
+impl Draft {
+    /// A draft for a request that arrived by `transport` at `started`, named `operation` as
+    /// the transport spells it (`GET /spaces/{id}`, `/natterjack.v1.Spaces/GetSpace`), on
+    /// `target` (the ids it addresses).
+    pub fn new(
+        transport: Transport,
+        request_id: String,
+        operation: &str,
+        target: &str,
+        started: Instant,
+    ) -> Self {
+        Self {
+            transport,
+            request_id,
+            client_ip: String::new(),
+            principal: None,
+            claimed: None,
+            limited_by: None,
+            auth_method: AuthMethod::None,
+            operation: clean(operation, 200),
+            target: clean(target, 200),
+            allowed_because: None,
+            started,
+        }
+    }
+
+    /// The request id, as in the response and the server log.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The operation as recorded.
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The transport it arrived by.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The client address the request is attributed to.
+    pub fn client_ip(&mut self, ip: IpAddr) {
+        self.client_ip = ip.to_string();
+    }
+
+    /// A record of this request at `phase`.
+    pub(crate) fn record(
+        &self,
+        phase: Phase,
+        status: Option<Status>,
+        reason: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: Timestamp::now(),
+            request_id: self.request_id.clone(),
+            phase,
+            transport: self.transport.as_str().to_owned(),
+            client_ip: self.client_ip.clone(),
+            principal: self.principal.clone(),
+            auth_method: self.auth_method.as_str().to_owned(),
+            operation: self.operation.clone(),
+            target: self.target.clone(),
+            status: status.map(Status::code),
+            decision: status
+                .map_or(natterjack_core::audit::Decision::Pending, Status::decision)
+                .as_str()
+                .to_owned(),
+            reason: reason
+                .or_else(|| self.allowed_because.clone())
+                .map(|r| clean(&r, 200)),
+            duration_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            count: None,
+        }
+    }
+}
