@@ -1,7 +1,9 @@
 //! Rows into domain records, shared by both backends: their queries return the same shapes,
 //! and a stored value that no longer parses into its domain type means a corrupt row.
 
-use natterjack_core::audit::{AuditRecord, Phase, StoredAuditRecord};
+use natterjack_core::audit::{
+    AuditRecord, AuthMethod, Decision, Phase, Status, StoredAuditRecord, Transport,
+};
 use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
 };
@@ -97,6 +99,10 @@ where
         let status: Option<i32> = row.try_get("status")?;
         let count: Option<i64> = row.try_get("count")?;
         let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
+        let transport: String = row.try_get("transport")?;
+        let transport = Transport::parse(&transport).ok_or_else(|| bad("transport"))?;
+        let auth_method: String = row.try_get("auth_method")?;
+        let decision: String = row.try_get("decision")?;
         Ok(AuditRow(StoredAuditRecord {
             id: row.try_get("id")?,
             mac: mac.try_into().map_err(|_| bad("mac"))?,
@@ -104,17 +110,18 @@ where
                 time: Timestamp::from_micros(row.try_get("time")?),
                 request_id: row.try_get("request_id")?,
                 phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
-                transport: row.try_get("transport")?,
+                transport,
                 client_ip: row.try_get("client_ip")?,
                 principal: row.try_get("principal")?,
-                auth_method: row.try_get("auth_method")?,
+                auth_method: AuthMethod::parse(&auth_method).ok_or_else(|| bad("auth_method"))?,
                 operation: row.try_get("operation")?,
                 target: row.try_get("target")?,
                 status: status
                     .map(u16::try_from)
                     .transpose()
-                    .map_err(|_| bad("status"))?,
-                decision: row.try_get("decision")?,
+                    .map_err(|_| bad("status"))?
+                    .map(|code| Status::of(transport, code)),
+                decision: Decision::parse(&decision).ok_or_else(|| bad("decision"))?,
                 reason: row.try_get("reason")?,
                 duration_us: row.try_get("duration_us")?,
                 count: count

@@ -6,7 +6,10 @@
 
 mod support;
 
-use natterjack_core::audit::{AuditQuery, AuditRecord, AuditStore, Phase, StoredAuditRecord};
+use natterjack_core::audit::{
+    AuditQuery, AuditRecord, AuditStore, AuthMethod, Decision, Phase, Status, StoredAuditRecord,
+    Transport,
+};
 use natterjack_core::domain::{
     Limit, MessageId, MessageText, Permissions, SpaceName, Timestamp, UserId, Username,
 };
@@ -47,14 +50,22 @@ fn audit(id: i64, time: i64, principal: Option<&str>) -> StoredAuditRecord {
             } else {
                 Phase::Intent
             },
-            transport: "rest".to_owned(),
+            transport: Transport::Rest,
             client_ip: "192.0.2.7".to_owned(),
             principal: principal.map(str::to_owned),
-            auth_method: if principal.is_some() { "basic" } else { "none" }.to_owned(),
+            auth_method: if principal.is_some() {
+                AuthMethod::Basic
+            } else {
+                AuthMethod::None
+            },
             operation: "POST /spaces/{id}/messages".to_owned(),
             target: format!("id={id}"),
-            status: (id % 2 == 0).then_some(201),
-            decision: if id % 2 == 0 { "allow" } else { "pending" }.to_owned(),
+            status: (id % 2 == 0).then_some(Status::Http(201)),
+            decision: if id % 2 == 0 {
+                Decision::Allow
+            } else {
+                Decision::Pending
+            },
             reason: (id == 3).then(|| "because".to_owned()),
             duration_us: id * 10,
             count: None,
@@ -548,7 +559,7 @@ mod cases {
     ) {
         let mut alert = audit(1, 1, Some("alice"));
         alert.record.phase = Phase::Alert;
-        alert.record.decision = "alert".to_owned();
+        alert.record.decision = Decision::Alert;
         alert.record.status = None;
         store
             .append_audit(std::slice::from_ref(&alert))
@@ -562,8 +573,8 @@ mod cases {
     ) {
         let mut summary = audit(1, 1, None);
         summary.record.phase = Phase::Summary;
-        summary.record.decision = "deny".to_owned();
-        summary.record.status = Some(429);
+        summary.record.decision = Decision::Deny;
+        summary.record.status = Some(Status::Http(429));
         summary.record.count = Some(4_000_000_000);
         store
             .append_audit(std::slice::from_ref(&summary))

@@ -24,19 +24,18 @@ fn record(phase: Phase) -> AuditRecord {
         time: Timestamp::now(),
         request_id: "0123456789abcdef0123456789abcdef".into(),
         phase,
-        transport: "rest".into(),
+        transport: natterjack_core::audit::Transport::Rest,
         client_ip: "127.0.0.1".into(),
         principal: Some("alice".into()),
-        auth_method: "basic".into(),
+        auth_method: natterjack_core::audit::AuthMethod::Basic,
         operation: "POST /spaces/{id}/messages".into(),
         target: "id=1".into(),
-        status: (phase == Phase::Complete).then_some(201),
+        status: (phase == Phase::Complete).then_some(natterjack_core::audit::Status::Http(201)),
         decision: if phase == Phase::Complete {
-            "allow"
+            natterjack_core::audit::Decision::Allow
         } else {
-            "pending"
-        }
-        .into(),
+            natterjack_core::audit::Decision::Pending
+        },
         reason: None,
         duration_us: 100,
         count: None,

@@ -35,14 +35,14 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::Criterion;
-use natterjack_api::rest::basic::basic_credentials;
-use natterjack_core::rate::gcra::Quota;
 use natterjack_api::pipeline::rate_limit::{Class, RateLimitConfig, RateLimits};
+use natterjack_api::rest::basic::basic_credentials;
 use natterjack_core::audit::{AuditKey, AuditRecord, Phase};
 use natterjack_core::auth::{HashingParams, PasswordHashing};
 use natterjack_core::domain::{Permissions, SpaceName, Timestamp};
 use natterjack_core::policy::{GrantPolicy, may_change};
 use natterjack_core::principal::Principal;
+use natterjack_core::rate::gcra::Quota;
 use natterjack_core::service::Service;
 use secrecy::SecretString;
 use std::hint::black_box;
@@ -133,10 +133,18 @@ fn rate_limit(c: &mut Criterion, w: &World) {
 
     let mut group = c.benchmark_group("micro_rate_limit");
     group.bench_function("address_admitted", |b| {
-        b.iter(|| admitting.admit(black_box(client), Class::Credentials).unwrap());
+        b.iter(|| {
+            admitting
+                .admit(black_box(client), Class::Credentials)
+                .unwrap()
+        });
     });
     group.bench_function("address_refused", |b| {
-        b.iter(|| refusing.admit(black_box(client), Class::Credentials).unwrap_err());
+        b.iter(|| {
+            refusing
+                .admit(black_box(client), Class::Credentials)
+                .unwrap_err()
+        });
     });
     group.bench_function("principal_admitted", |b| {
         b.iter(|| admitting.admit_principal(black_box(w.alice.id())).unwrap());
@@ -200,14 +208,14 @@ fn audit(c: &mut Criterion) {
         time: Timestamp::now(),
         request_id: "0123456789abcdef0123456789abcdef".into(),
         phase: Phase::Complete,
-        transport: "rest".into(),
+        transport: natterjack_core::audit::Transport::Rest,
         client_ip: "198.51.100.7".into(),
         principal: Some("alice".into()),
-        auth_method: "basic".into(),
+        auth_method: natterjack_core::audit::AuthMethod::Basic,
         operation: "POST /spaces/{id}/messages".into(),
         target: "id=1".into(),
-        status: Some(201),
-        decision: "allow".into(),
+        status: Some(natterjack_core::audit::Status::Http(201)),
+        decision: natterjack_core::audit::Decision::Allow,
         reason: Some("holds rwd on space 1".into()),
         duration_us: 1234,
         count: None,

@@ -148,11 +148,7 @@ impl Assembled {
     /// inside the security pipeline. `serve`, the in-process tests and the benchmarks all
     /// build it here, so they run the same pipeline.
     pub fn app(&self, extra: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router {
-        secure_pipeline(
-            extra(routes()),
-            self.state.clone(),
-            self.pipeline,
-        )
+        secure_pipeline(extra(routes()), self.state.clone(), self.pipeline)
     }
 }
 

@@ -105,8 +105,8 @@ async fn bursts_of_401_403_and_429_each_raise_one_alert_per_subject_and_window()
         .iter()
         .find(|a| a.record.target == "principal=alice")
         .unwrap();
-    assert_eq!(guessing.record.decision, "alert");
-    assert_eq!(guessing.record.transport, "monitor");
+    assert_eq!(guessing.record.decision.as_str(), "alert");
+    assert_eq!(guessing.record.transport.as_str(), "monitor");
     assert_eq!(guessing.record.client_ip, "127.0.0.1");
     let evidence = guessing.record.reason.as_deref().unwrap();
     assert!(

@@ -695,8 +695,8 @@ async fn the_metrics_listener_answers_a_missing_or_doubled_host_with_an_audited_
             .await
             .into_iter()
             .filter(|r| {
-                r.record.transport == "internal"
-                    && r.record.status == Some(400)
+                r.record.transport.as_str() == "internal"
+                    && r.record.status.map(|s| s.code()) == Some(400)
                     && r.record.reason.as_deref()
                         == Some("missing, repeated or invalid Host header")
             })

@@ -77,7 +77,7 @@ fn matches_table(table: &[StoredAuditRecord], received: &[&Received], listener: 
         assert_eq!(p["phase"], rec.phase.as_str());
         assert_eq!(got.msgid, rec.phase.as_str());
         assert_eq!(p["operation"], rec.operation);
-        assert_eq!(p["decision"], rec.decision);
+        assert_eq!(p["decision"], rec.decision.as_str());
         assert_eq!(p.get("status").cloned(), rec.status.map(|s| s.to_string()));
         assert_eq!(p.get("principal").cloned(), rec.principal.clone());
         assert_eq!(got.app_name, "natterjack");

@@ -58,12 +58,7 @@ impl Admin for AdminService {
                 let name = Username::parse(&msg.username)?;
                 let password = SecretString::from(msg.password);
                 let created = service
-                    .register(
-                        &Caller::Anonymous,
-                        Some(operator),
-                        name,
-                        password,
-                    )
+                    .register(&Caller::Anonymous, Some(operator), name, password)
                     .await?;
                 Ok(User {
                     username: created.as_str().to_owned(),
@@ -80,9 +75,7 @@ impl Admin for AdminService {
         self.state
             .unary(req, "Admin", op, |_, msg| async move {
                 let name = Username::parse(&msg.username)?;
-                service
-                    .set_admin(operator, &name, msg.admin)
-                    .await?;
+                service.set_admin(operator, &name, msg.admin).await?;
                 Ok(User {
                     username: name.as_str().to_owned(),
                     admin: msg.admin,

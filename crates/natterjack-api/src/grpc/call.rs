@@ -9,9 +9,7 @@ use super::operations::declared;
 use super::status::GrpcError;
 use crate::AppState;
 use crate::pipeline::rate_limit::Class;
-use crate::pipeline::{
-    Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id,
-};
+use crate::pipeline::{Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id};
 use natterjack_core::ServiceError;
 use natterjack_core::audit::{Status as AuditStatus, Transport};
 use natterjack_core::auth::Credential;
@@ -187,7 +185,10 @@ impl GrpcState {
         draft: &mut Draft,
     ) -> Result<Admitted, GrpcError> {
         let Some(operation) = declared(service, op.method) else {
-            tracing::error!(method = op.method, "gRPC method without a declared operation");
+            tracing::error!(
+                method = op.method,
+                "gRPC method without a declared operation"
+            );
             return Err(GrpcError::Service(ServiceError::Internal));
         };
         let call = Call {

@@ -44,10 +44,7 @@ mod tests {
         for file in &set.file {
             for service in &file.service {
                 for method in &service.method {
-                    methods.push((
-                        service.name().to_owned(),
-                        method.name().to_owned(),
-                    ));
+                    methods.push((service.name().to_owned(), method.name().to_owned()));
                 }
             }
         }

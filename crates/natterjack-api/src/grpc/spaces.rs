@@ -62,7 +62,9 @@ impl Spaces for SpacesService {
                 let owner = convert::optional(&msg.owner)
                     .map(|o| username("owner", o))
                     .transpose()?;
-                let space = service.create_space(&admitted.principal()?, name, owner).await?;
+                let space = service
+                    .create_space(&admitted.principal()?, name, owner)
+                    .await?;
                 Ok(convert::space(space))
             })
             .await

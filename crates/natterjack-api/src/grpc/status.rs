@@ -2,11 +2,11 @@
 //! `x-request-id` metadata; none carries internals.
 
 use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
-use natterjack_core::rate::gcra::Refusal;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::ChangesPaused;
-use tonic::metadata::MetadataValue;
+use natterjack_core::rate::gcra::Refusal;
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 
 /// Why a gRPC call failed, before it becomes a [`Status`].
 #[derive(Debug)]

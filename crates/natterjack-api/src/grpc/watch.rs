@@ -14,10 +14,10 @@
 //! The call's `complete` audit record is written when the stream ends, with its final code.
 
 use super::call::{GrpcState, Op, WatchSlot};
-use crate::pipeline::Draft;
 use super::convert;
 use super::proto::{Message, WatchMessagesRequest};
 use super::status::GrpcError;
+use crate::pipeline::Draft;
 use natterjack_core::domain::{Permissions, SpaceId};
 use natterjack_core::ports::MessageRecord;
 use natterjack_core::principal::Principal;

@@ -2,7 +2,9 @@
 //! `complete` records. Nothing secret is ever put in it.
 
 use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{AuditRecord, AuthMethod, LimitedBy, Phase, Status, Transport};
+use natterjack_core::audit::{
+    AuditRecord, AuthMethod, Decision, LimitedBy, Phase, Status, Transport,
+};
 use natterjack_core::domain::Timestamp;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -80,17 +82,14 @@ impl Draft {
             time: Timestamp::now(),
             request_id: self.request_id.clone(),
             phase,
-            transport: self.transport.as_str().to_owned(),
+            transport: self.transport,
             client_ip: self.client_ip.clone(),
             principal: self.principal.clone(),
-            auth_method: self.auth_method.as_str().to_owned(),
+            auth_method: self.auth_method,
             operation: self.operation.clone(),
             target: self.target.clone(),
-            status: status.map(Status::code),
-            decision: status
-                .map_or(natterjack_core::audit::Decision::Pending, Status::decision)
-                .as_str()
-                .to_owned(),
+            status,
+            decision: status.map_or(Decision::Pending, Status::decision),
             reason: reason
                 .or_else(|| self.allowed_because.clone())
                 .map(|r| clean(&r, 200)),

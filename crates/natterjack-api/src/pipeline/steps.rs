@@ -102,9 +102,11 @@ pub async fn admit<I: Inbound>(
     // 3
     let caller = match inbound.credential() {
         Ok(None) => Caller::Anonymous,
-        Ok(Some(credential)) => {
-            Caller::User(authenticate(state, &credential, ip, draft).await.map_err(I::Error::from)?)
-        }
+        Ok(Some(credential)) => Caller::User(
+            authenticate(state, &credential, ip, draft)
+                .await
+                .map_err(I::Error::from)?,
+        ),
         Err(e) => {
             crate::metrics::auth_failure(transport, e.reason());
             return Err(Refusal::BadCredential(e).into());

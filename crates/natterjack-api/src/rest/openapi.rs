@@ -285,11 +285,7 @@ pub fn json() -> String {
 /// `GET /openapi.json`: the OpenAPI 3.1 document of this API, without authentication.
 pub(crate) async fn serve(_: super::extract::NoQuery) -> axum::response::Response {
     use axum::response::IntoResponse;
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        json(),
-    )
-        .into_response()
+    ([(http::header::CONTENT_TYPE, "application/json")], json()).into_response()
 }
 
 #[cfg(test)]

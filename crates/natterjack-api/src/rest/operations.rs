@@ -16,8 +16,16 @@ pub const OPERATIONS: &[(&str, &str, Operation)] = &[
     ("GET", "/spaces/{id}", Operation::GetSpace),
     ("GET", "/spaces/{id}/messages", Operation::ListMessages),
     ("POST", "/spaces/{id}/messages", Operation::PostMessage),
-    ("GET", "/spaces/{id}/messages/{msgId}", Operation::GetMessage),
-    ("DELETE", "/spaces/{id}/messages/{msgId}", Operation::DeleteMessage),
+    (
+        "GET",
+        "/spaces/{id}/messages/{msgId}",
+        Operation::GetMessage,
+    ),
+    (
+        "DELETE",
+        "/spaces/{id}/messages/{msgId}",
+        Operation::DeleteMessage,
+    ),
     ("GET", "/spaces/{id}/members", Operation::ListMembers),
     ("POST", "/spaces/{id}/members", Operation::GrantPermissions),
     (
@@ -34,4 +42,54 @@ pub fn declared(method: &Method, route: &str) -> Option<Operation> {
         .iter()
         .find(|(m, r, _)| *m == method.as_str() && *r == route)
         .map(|(_, _, op)| *op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Need;
+
+    /// Every (method, path) of the OpenAPI document.
+    fn documented() -> Vec<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(&super::super::openapi::json()).unwrap();
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                found.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_documented_route_declares_its_operation_and_every_declaration_is_routed() {
+        let documented = documented();
+        assert!(documented.len() >= 13, "{documented:?}");
+        for (method, path) in &documented {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(
+                declared(&method, path).is_some(),
+                "{method} {path} declares no operation: its handler would get no identity"
+            );
+        }
+        for (method, path, _) in OPERATIONS {
+            let is_documented = documented.iter().any(|(m, p)| m == method && p == path);
+            assert!(
+                is_documented || *path == "/openapi.json",
+                "{method} {path} is declared but not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn every_route_under_a_space_needs_a_permission_on_it() {
+        for (method, path, op) in OPERATIONS {
+            let on_space = path.starts_with("/spaces/{id}");
+            assert_eq!(
+                on_space,
+                matches!(op.need(), Need::Space(_)),
+                "{method} {path}"
+            );
+        }
+    }
 }

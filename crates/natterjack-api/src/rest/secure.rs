@@ -13,9 +13,9 @@ use crate::pipeline::{
     Call, CredentialError, Draft, Inbound, PipelineLimits, admit, complete, headers, request_id,
 };
 use crate::transport::PeerAddr;
+use axum::RequestExt;
 use axum::Router;
 use axum::body::HttpBody as _;
-use axum::RequestExt;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -71,9 +71,9 @@ impl Inbound for Head<'_> {
     fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
         match basic_credentials(&self.parts.headers) {
             Ok(c) => Ok(c.map(Credential::from)),
-            Err(CredentialsError::Malformed) => Err(CredentialError::Malformed(
-                "malformed Authorization header",
-            )),
+            Err(CredentialsError::Malformed) => {
+                Err(CredentialError::Malformed("malformed Authorization header"))
+            }
             Err(CredentialsError::UnsupportedScheme) => {
                 Err(CredentialError::Unsupported("unsupported scheme"))
             }
@@ -147,7 +147,11 @@ async fn run(
             .as_deref()
             .and_then(|route| declared(req.method(), route)),
         class: class_of(&req),
-        client_ip: Some(client_ip(peer, req.headers(), state.limits.trusted_proxies())),
+        client_ip: Some(client_ip(
+            peer,
+            req.headers(),
+            state.limits.trusted_proxies(),
+        )),
     };
     let body_is_empty = req.body().is_end_stream();
     let (parts, body) = req.into_parts();

@@ -212,22 +212,30 @@ pub struct AuditRecordView {
     /// first few recorded one by one; how many in `count`).
     #[schema(pattern = "^(intent|complete|alert|summary)$")]
     pub phase: &'static str,
-    /// `rest`.
-    pub transport: String,
+    /// How the request arrived: `rest`, `grpc`, `internal` (the operator's listeners), or
+    /// `monitor` for an `alert`.
+    #[schema(pattern = "^(rest|grpc|internal|monitor)$")]
+    pub transport: &'static str,
     /// Client address.
     pub client_ip: String,
     /// Authenticated user, if any; in an `alert`, the account the refusals concerned.
     pub principal: Option<String>,
-    /// `none` or `basic`.
-    pub auth_method: String,
-    /// Method and route template.
+    /// How the caller authenticated: `none`, `basic` (HTTP Basic), `mtls` (a gRPC client
+    /// certificate) or `local-operator` (the admin socket).
+    #[schema(pattern = "^(none|basic|mtls|local-operator)$")]
+    pub auth_method: &'static str,
+    /// The operation: method and route template for REST (`POST /spaces/{id}/messages`),
+    /// the full method for gRPC (`/natterjack.v1.Spaces/PostMessage`), `alert KIND`.
     pub operation: String,
-    /// Path parameters.
+    /// The ids addressed: path parameters for REST, request fields for gRPC.
     pub target: String,
-    /// HTTP status (none for intents).
+    /// The status answered: an HTTP status when `transport` is `rest` or `internal`, a gRPC
+    /// code when it is `grpc`; none for intents and alerts.
     pub status: Option<u16>,
-    /// `pending`, `allow`, `deny`, `reject` or `error`.
-    pub decision: String,
+    /// `pending` (an intent), `allow`, `deny` (unauthenticated, forbidden, rate limited),
+    /// `reject` (other client errors), `error` (server errors) or `alert`.
+    #[schema(pattern = "^(pending|allow|deny|reject|error|alert)$")]
+    pub decision: &'static str,
     /// Why.
     pub reason: Option<String>,
     /// Microseconds from the start of the request; for a summary, from its first refusal to
@@ -247,14 +255,14 @@ impl From<natterjack_core::audit::StoredAuditRecord> for AuditRecordView {
             time: r.time.to_rfc3339(),
             request_id: r.request_id,
             phase: r.phase.as_str(),
-            transport: r.transport,
+            transport: r.transport.as_str(),
             client_ip: r.client_ip,
             principal: r.principal,
-            auth_method: r.auth_method,
+            auth_method: r.auth_method.as_str(),
             operation: r.operation,
             target: r.target,
-            status: r.status,
-            decision: r.decision,
+            status: r.status.map(|s| s.code()),
+            decision: r.decision.as_str(),
             reason: r.reason,
             duration_us: r.duration_us,
             count: r.count,

@@ -8,8 +8,8 @@
 
 use super::TransportLimits;
 use super::activity::Activity;
-use natterjack_core::rate::limit_key;
 use ipnet::IpNet;
+use natterjack_core::rate::limit_key;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};

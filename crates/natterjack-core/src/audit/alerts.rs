@@ -13,6 +13,9 @@
 //! from enough distinct addresses within the window.
 
 use super::record::{Alert, AuditRecord, Phase};
+use super::vocabulary::Status;
+#[cfg(test)]
+use super::vocabulary::{AuthMethod, Decision, Transport};
 use crate::domain::Timestamp;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -30,16 +33,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The refusal a completed request's record shows, if any. Statuses are HTTP codes on
-    /// REST and gRPC codes on gRPC (the record's transport says which).
+    /// The refusal a completed request's record shows, if any, from its HTTP status or gRPC
+    /// code.
     pub fn of(record: &AuditRecord) -> Option<Self> {
         if record.phase != Phase::Complete {
             return None;
         }
-        match (record.transport.as_str(), record.status?) {
-            ("grpc", 16) | ("rest", 401) => Some(Refusal::Unauthenticated),
-            ("grpc", 7) | ("rest", 403) => Some(Refusal::Forbidden),
-            ("grpc", 8) | ("rest", 429) => Some(Refusal::RateLimited),
+        match record.status? {
+            Status::Grpc(16) | Status::Http(401) => Some(Refusal::Unauthenticated),
+            Status::Grpc(7) | Status::Http(403) => Some(Refusal::Forbidden),
+            Status::Grpc(8) | Status::Http(429) => Some(Refusal::RateLimited),
             _ => None,
         }
     }
@@ -373,14 +376,14 @@ mod tests {
             time: Timestamp::now(),
             request_id: id.to_owned(),
             phase: Phase::Complete,
-            transport: "rest".to_owned(),
+            transport: Transport::Rest,
             client_ip: ip.to_owned(),
             principal: principal.map(str::to_owned),
-            auth_method: "basic".to_owned(),
+            auth_method: AuthMethod::Basic,
             operation: "GET /spaces".to_owned(),
             target: String::new(),
-            status: Some(status),
-            decision: "deny".to_owned(),
+            status: Some(Status::Http(status)),
+            decision: Decision::Deny,
             reason: None,
             duration_us: 5,
             count: None,
@@ -414,7 +417,7 @@ mod tests {
         assert_eq!(targets, ["principal=alice", "client_ip=192.0.2.1"]);
         let alert = &alerts[0];
         assert_eq!(alert.phase, Phase::Alert);
-        assert_eq!(alert.decision, "alert");
+        assert_eq!(alert.decision, Decision::Alert);
         assert_eq!(alert.operation, "alert unauthenticated");
         assert_eq!(alert.principal.as_deref(), Some("alice"));
         let evidence = alert.reason.as_deref().unwrap();
@@ -496,7 +499,7 @@ mod tests {
     fn grpc_codes_count_as_their_http_equivalents() {
         let m = monitor(1);
         let mut call = refusal(16, "192.0.2.5", None, "g");
-        call.transport = "grpc".to_owned();
+        call.transport = Transport::Grpc;
         let alerts = m.observe(&call, None, Instant::now());
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].operation, "alert unauthenticated");

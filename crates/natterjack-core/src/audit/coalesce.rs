@@ -12,6 +12,7 @@
 //! the defaults. The anomaly monitor still sees every refusal: it runs before this.
 
 use super::record::{AuditRecord, Phase, clean};
+use super::vocabulary::{AuthMethod, Decision, Status, Transport};
 use crate::domain::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -67,7 +68,7 @@ struct Window {
     first: Option<Timestamp>,
     last: Option<Timestamp>,
     last_request: String,
-    status: Option<u16>,
+    status: Option<Status>,
     /// The client address and principal of the counted refusals, while they all share one
     /// (an address key does; the global budget's does not).
     client_ip: Option<String>,
@@ -112,7 +113,12 @@ impl Window {
     }
 
     /// The summary of what was counted, if anything was.
-    fn summary(&self, by: &LimitedBy, transport: &str, individually: u32) -> Option<AuditRecord> {
+    fn summary(
+        &self,
+        by: &LimitedBy,
+        transport: Transport,
+        individually: u32,
+    ) -> Option<AuditRecord> {
         let (first, last) = (self.first?, self.last?);
         let reason = format!(
             "{count} refusals by rate limit {policy} from {first} to {last}, after the first {individually} of the window were recorded one by one",
@@ -125,7 +131,7 @@ impl Window {
             time: Timestamp::now(),
             request_id: self.last_request.clone(),
             phase: Phase::Summary,
-            transport: transport.to_owned(),
+            transport,
             client_ip: if self.mixed_ips {
                 String::new()
             } else {
@@ -136,11 +142,11 @@ impl Window {
             } else {
                 self.principal.clone().flatten()
             },
-            auth_method: "none".to_owned(),
+            auth_method: AuthMethod::None,
             operation: format!("rate limit {}", by.policy),
             target: clean(&format!("policy={} key={}", by.policy, by.key), 200),
             status: self.status,
-            decision: "deny".to_owned(),
+            decision: Decision::Deny,
             reason: Some(clean(&reason, 400)),
             duration_us: last.micros().saturating_sub(first.micros()),
             count: Some(self.counted),
@@ -151,7 +157,7 @@ impl Window {
 /// The open windows of one process: thread-safe, one map lookup per refusal.
 pub struct Coalescer {
     policy: CoalescePolicy,
-    windows: Mutex<HashMap<(LimitedBy, String), Window>>,
+    windows: Mutex<HashMap<(LimitedBy, Transport), Window>>,
 }
 
 impl Coalescer {
@@ -176,11 +182,11 @@ impl Coalescer {
             return (Verdict::Record, Vec::new());
         };
         let mut summaries = Vec::new();
-        let key = (by.clone(), record.transport.clone());
+        let key = (by.clone(), record.transport);
         if let Some(window) = windows.get(&key)
             && now.duration_since(window.opened) >= self.policy.window
         {
-            summaries.extend(window.summary(by, &key.1, self.policy.individually));
+            summaries.extend(window.summary(by, key.1, self.policy.individually));
             windows.remove(&key);
         }
         if !windows.contains_key(&key) && windows.len() >= MAX_KEYS {
@@ -197,10 +203,10 @@ impl Coalescer {
 
     fn summaries(
         &self,
-        windows: impl Iterator<Item = ((LimitedBy, String), Window)>,
+        windows: impl Iterator<Item = ((LimitedBy, Transport), Window)>,
     ) -> Vec<AuditRecord> {
         windows
-            .filter_map(|((by, transport), w)| w.summary(&by, &transport, self.policy.individually))
+            .filter_map(|((by, transport), w)| w.summary(&by, transport, self.policy.individually))
             .collect()
     }
 
@@ -240,14 +246,14 @@ mod tests {
             time: Timestamp::from_micros(1_700_000_000_000_000 + i64::try_from(n).unwrap()),
             request_id: format!("r{n}"),
             phase: Phase::Complete,
-            transport: "rest".to_owned(),
+            transport: Transport::Rest,
             client_ip: ip.to_owned(),
             principal: None,
-            auth_method: "none".to_owned(),
+            auth_method: AuthMethod::None,
             operation: "GET /health".to_owned(),
             target: String::new(),
-            status: Some(429),
-            decision: "deny".to_owned(),
+            status: Some(Status::Http(429)),
+            decision: Decision::Deny,
             reason: Some("rate limit per-ip exceeded".to_owned()),
             duration_us: 3,
             count: None,
@@ -287,7 +293,7 @@ mod tests {
         assert_eq!(first.target, "policy=per-ip key=192.0.2.1");
         assert_eq!(first.operation, "rate limit per-ip");
         assert_eq!(first.client_ip, "192.0.2.1");
-        assert_eq!(first.status, Some(429));
+        assert_eq!(first.status, Some(Status::Http(429)));
         assert_eq!(first.count, Some(600_000 - 5));
         assert_eq!(first.request_id, "r599999");
         assert_eq!(first.duration_us, 600_000 - 1 - 5);
@@ -317,8 +323,8 @@ mod tests {
             }
         }
         let mut grpc = refusal(9, "192.0.2.1");
-        grpc.transport = "grpc".to_owned();
-        grpc.status = Some(8);
+        grpc.transport = Transport::Grpc;
+        grpc.status = Some(Status::Grpc(8));
         assert_eq!(c.admit(&grpc, &per_ip("192.0.2.1"), t).0, Verdict::Record);
         assert_eq!(recorded, 4);
         assert!(c.due(t + Duration::from_secs(9)).is_empty());

@@ -1,5 +1,6 @@
 //! One audit record and its canonical form.
 
+use super::vocabulary::{AuthMethod, Decision, Status, Transport};
 use crate::domain::Timestamp;
 
 /// Which moment of a request a record describes.
@@ -54,23 +55,28 @@ pub struct AuditRecord {
     pub request_id: String,
     /// Intent or completion.
     pub phase: Phase,
-    /// `rest` (later `grpc`, `cli`).
-    pub transport: String,
+    /// How the request arrived (`rest`, `grpc`, `internal`), or `monitor` for alerts.
+    pub transport: Transport,
     /// The client address the pipeline attributed the request to.
     pub client_ip: String,
     /// The authenticated user, if any.
     pub principal: Option<String>,
-    /// `none` or `basic` (the credentials themselves are never recorded).
-    pub auth_method: String,
-    /// Method and route template, e.g. `POST /spaces/{id}/messages`.
+    /// How the caller authenticated: `none`, `basic`, `mtls` or `local-operator` (the
+    /// credentials themselves are never recorded).
+    pub auth_method: AuthMethod,
+    /// The operation as its transport names it: method and route template for REST
+    /// (`POST /spaces/{id}/messages`), the full method for gRPC
+    /// (`/natterjack.v1.Spaces/PostMessage`), `alert KIND` for alerts.
     pub operation: String,
-    /// The path parameters, e.g. `id=3 msgId=7`.
+    /// The ids it addresses: path parameters for REST (`id=3 msgId=7`), request fields for
+    /// gRPC (`space_id=3 message_id=7`).
     pub target: String,
-    /// The HTTP status (none for intents).
-    pub status: Option<u16>,
-    /// `pending` (intent), `allow`, `deny` (401, 403, 429), `reject` (other 4xx) or
-    /// `error` (5xx).
-    pub decision: String,
+    /// The status answered: an HTTP status for REST and the internal listener, a gRPC code
+    /// for gRPC; none for intents and alerts.
+    pub status: Option<Status>,
+    /// `pending` (intent), `allow`, `deny` (unauthenticated, forbidden, rate limited),
+    /// `reject` (other client errors), `error` (server errors), or `alert`.
+    pub decision: Decision,
     /// Why, when the pipeline or the service said so.
     pub reason: Option<String>,
     /// Time from the start of the request, in microseconds; for a summary, from its first
@@ -117,14 +123,14 @@ impl From<Alert<'_>> for AuditRecord {
             time: Timestamp::now(),
             request_id: a.request_id,
             phase: Phase::Alert,
-            transport: "monitor".to_owned(),
+            transport: Transport::Monitor,
             client_ip: a.client_ip,
             principal: a.principal,
-            auth_method: "none".to_owned(),
+            auth_method: AuthMethod::None,
             operation: format!("alert {}", a.kind),
             target: clean(a.target, 200),
             status: None,
-            decision: "alert".to_owned(),
+            decision: Decision::Alert,
             reason: Some(clean(a.evidence, 400)),
             duration_us: a.duration_us,
             count: None,
@@ -155,14 +161,19 @@ impl AuditRecord {
         field(&self.time.micros().to_be_bytes());
         field(self.request_id.as_bytes());
         field(self.phase.as_str().as_bytes());
-        field(self.transport.as_bytes());
+        field(self.transport.as_str().as_bytes());
         field(self.client_ip.as_bytes());
         field(self.principal.as_deref().unwrap_or("\u{0}none").as_bytes());
-        field(self.auth_method.as_bytes());
+        field(self.auth_method.as_str().as_bytes());
         field(self.operation.as_bytes());
         field(self.target.as_bytes());
-        field(&self.status.map_or(-1i32, i32::from).to_be_bytes());
-        field(self.decision.as_bytes());
+        field(
+            &self
+                .status
+                .map_or(-1i32, |s| i32::from(s.code()))
+                .to_be_bytes(),
+        );
+        field(self.decision.as_str().as_bytes());
         field(self.reason.as_deref().unwrap_or("\u{0}none").as_bytes());
         field(&self.duration_us.to_be_bytes());
         // Only summaries carry a count, so every other record keeps the canonical form it

@@ -13,6 +13,8 @@ pub enum Transport {
     Grpc,
     /// The operator's listeners: the admin socket and the metrics endpoint.
     Internal,
+    /// The anomaly monitor and the disk-space probe, which record alerts of their own.
+    Monitor,
 }
 
 /// How the caller proved who they are.
@@ -41,6 +43,8 @@ pub enum Decision {
     Reject,
     /// The server failed.
     Error,
+    /// An anomaly the monitor flagged: not a request's outcome.
+    Alert,
 }
 
 /// The status a request was answered with, told apart by transport: an HTTP status code or a
@@ -72,12 +76,31 @@ macro_rules! spelled {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
     };
 }
 
-spelled!(Transport { Rest => "rest", Grpc => "grpc", Internal => "internal" });
+spelled!(Transport { Rest => "rest", Grpc => "grpc", Internal => "internal", Monitor => "monitor" });
 spelled!(AuthMethod { None => "none", Basic => "basic", Mtls => "mtls", LocalOperator => "local-operator" });
-spelled!(Decision { Pending => "pending", Allow => "allow", Deny => "deny", Reject => "reject", Error => "error" });
+spelled!(Decision { Pending => "pending", Allow => "allow", Deny => "deny", Reject => "reject", Error => "error", Alert => "alert" });
+
+/// The number, as stored and exported.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.code())
+    }
+}
 
 impl Status {
     /// The stored number.
@@ -91,7 +114,7 @@ impl Status {
     pub fn of(transport: Transport, code: u16) -> Self {
         match transport {
             Transport::Grpc => Status::Grpc(code),
-            Transport::Rest | Transport::Internal => Status::Http(code),
+            Transport::Rest | Transport::Internal | Transport::Monitor => Status::Http(code),
         }
     }
 
@@ -119,7 +142,12 @@ mod tests {
 
     #[test]
     fn every_spelling_reads_back_as_itself() {
-        for t in [Transport::Rest, Transport::Grpc, Transport::Internal] {
+        for t in [
+            Transport::Rest,
+            Transport::Grpc,
+            Transport::Internal,
+            Transport::Monitor,
+        ] {
             assert_eq!(Transport::parse(t.as_str()), Some(t));
         }
         for m in [
@@ -136,6 +164,7 @@ mod tests {
             Decision::Deny,
             Decision::Reject,
             Decision::Error,
+            Decision::Alert,
         ] {
             assert_eq!(Decision::parse(d.as_str()), Some(d));
         }

@@ -40,14 +40,14 @@ impl Columns {
             c.time.push(r.time.micros());
             c.request_id.push(r.request_id.clone());
             c.phase.push(r.phase.as_str());
-            c.transport.push(r.transport.clone());
+            c.transport.push(r.transport.as_str().to_owned());
             c.client_ip.push(r.client_ip.clone());
             c.principal.push(r.principal.clone());
-            c.auth_method.push(r.auth_method.clone());
+            c.auth_method.push(r.auth_method.as_str().to_owned());
             c.operation.push(r.operation.clone());
             c.target.push(r.target.clone());
-            c.status.push(r.status.map(i32::from));
-            c.decision.push(r.decision.clone());
+            c.status.push(r.status.map(|s| i32::from(s.code())));
+            c.decision.push(r.decision.as_str().to_owned());
             c.reason.push(r.reason.clone());
             c.duration_us.push(r.duration_us);
             c.mac.push(stored.mac.to_vec());

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use natterjack_core::audit::{AuditRecord, Phase, StoredAuditRecord};
+use natterjack_core::audit::{AuditRecord, Decision, Phase, StoredAuditRecord, Transport};
 use serde_json::{Value, json};
 
 /// Our SD-ID. 32473 is the IANA enterprise number reserved for documentation (RFC 5612);
@@ -104,11 +104,11 @@ pub fn local_hostname() -> String {
 pub fn severity(record: &AuditRecord) -> u8 {
     match record.phase {
         Phase::Alert => 1,
-        Phase::Intent | Phase::Complete | Phase::Summary => match record.decision.as_str() {
-            "error" => 3,
-            "deny" => 4,
-            "reject" => 5,
-            _ => 6,
+        Phase::Intent | Phase::Complete | Phase::Summary => match record.decision {
+            Decision::Error => 3,
+            Decision::Deny => 4,
+            Decision::Reject => 5,
+            Decision::Allow | Decision::Pending | Decision::Alert => 6,
         },
     }
 }
@@ -133,14 +133,14 @@ pub fn syslog_message(header: &SyslogHeader, stored: &StoredAuditRecord) -> Stri
         ("mac", Some(hex(&stored.mac))),
         ("request_id", text(&r.request_id)),
         ("phase", text(r.phase.as_str())),
-        ("transport", text(&r.transport)),
+        ("transport", text(r.transport.as_str())),
         ("client_ip", nonempty(&r.client_ip)),
         ("principal", r.principal.clone()),
-        ("auth_method", text(&r.auth_method)),
+        ("auth_method", text(r.auth_method.as_str())),
         ("operation", text(&r.operation)),
         ("target", nonempty(&r.target)),
         ("status", r.status.map(|s| s.to_string())),
-        ("decision", text(&r.decision)),
+        ("decision", text(r.decision.as_str())),
         ("reason", r.reason.clone()),
         ("duration_us", Some(r.duration_us.to_string())),
         ("count", r.count.map(|c| c.to_string())),
@@ -168,20 +168,20 @@ pub fn ecs_line(stored: &StoredAuditRecord) -> Vec<u8> {
     let r = &stored.record;
     let mac = hex(&stored.mac);
     let alert = r.phase == Phase::Alert;
-    let (category, protocol) = match r.transport.as_str() {
-        "rest" => (Some("web"), Some("http")),
-        "grpc" => (Some("network"), Some("grpc")),
-        _ => (None, None),
+    let (category, protocol) = match r.transport {
+        Transport::Rest => (Some("web"), Some("http")),
+        Transport::Grpc => (Some("network"), Some("grpc")),
+        Transport::Internal | Transport::Monitor => (None, None),
     };
     let category = if alert {
         Some("intrusion_detection")
     } else {
         category
     };
-    let outcome = match r.decision.as_str() {
-        "allow" => "success",
-        "deny" | "reject" | "error" => "failure",
-        _ => "unknown",
+    let outcome = match r.decision {
+        Decision::Allow => "success",
+        Decision::Deny | Decision::Reject | Decision::Error => "failure",
+        Decision::Pending | Decision::Alert => "unknown",
     };
     // ECS `ip` fields reject anything that is not an address, which would drop the event.
     let ip = r
@@ -189,7 +189,7 @@ pub fn ecs_line(stored: &StoredAuditRecord) -> Vec<u8> {
         .parse::<IpAddr>()
         .ok()
         .map(|ip| json!({ "ip": ip.to_string() }));
-    let http = (r.transport == "rest").then(|| {
+    let http = (r.transport == Transport::Rest).then(|| {
         json!({ "request": { "id": r.request_id },
                 "response": r.status.map(|s| json!({ "status_code": s })) })
     });
@@ -329,6 +329,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use natterjack_core::audit::{AuthMethod, Status};
     use natterjack_core::domain::Timestamp;
 
     /// 2026-11-28T03:04:05.123456Z
@@ -339,14 +340,14 @@ mod tests {
             time: Timestamp::from_micros(TIME),
             request_id: "req-1".into(),
             phase: Phase::Complete,
-            transport: "rest".into(),
+            transport: Transport::Rest,
             client_ip: "192.0.2.7".into(),
             principal: Some("alice".into()),
-            auth_method: "basic".into(),
+            auth_method: AuthMethod::Basic,
             operation: "POST /spaces/{id}/messages".into(),
             target: "id=3".into(),
-            status: Some(403),
-            decision: "deny".into(),
+            status: Some(natterjack_core::audit::Status::Http(403)),
+            decision: Decision::Deny,
             reason: Some("missing w".into()),
             duration_us: 1500,
             count: None,
@@ -392,7 +393,7 @@ mod tests {
             ("pending", 6),
         ];
         for (decision, severity_code) in expect {
-            s.record.decision = decision.into();
+            s.record.decision = Decision::parse(decision).unwrap();
             assert_eq!(severity(&s.record), severity_code, "{decision}");
         }
         let local7: Facility = serde_json::from_str("\"local7\"").unwrap();
@@ -427,7 +428,7 @@ mod tests {
     fn optional_params_are_omitted_when_absent() {
         let mut s = stored();
         let r = &mut s.record;
-        (r.phase, r.status, r.decision) = (Phase::Intent, None, "pending".into());
+        (r.phase, r.status, r.decision) = (Phase::Intent, None, Decision::Pending);
         (r.principal, r.reason) = (None, None);
         (r.client_ip, r.target) = (String::new(), String::new());
         let msg = syslog(&s);
@@ -505,7 +506,7 @@ mod tests {
     fn a_summary_carries_its_count_in_both_formats() {
         let mut s = stored();
         let r = &mut s.record;
-        (r.phase, r.status, r.count) = (Phase::Summary, Some(429), Some(12_345));
+        (r.phase, r.status, r.count) = (Phase::Summary, Some(Status::Http(429)), Some(12_345));
         (r.operation, r.target) = (
             "rate limit per-ip".into(),
             "policy=per-ip key=192.0.2.7".into(),
@@ -526,7 +527,8 @@ mod tests {
     fn ecs_omits_a_client_ip_that_is_not_an_address_and_http_for_grpc() {
         let mut s = stored();
         let r = &mut s.record;
-        (r.transport, r.client_ip, r.status) = ("grpc".into(), "unknown".into(), Some(7));
+        (r.transport, r.client_ip, r.status) =
+            (Transport::Grpc, "unknown".into(), Some(Status::Grpc(7)));
         (r.principal, r.reason) = (None, None);
         let v = ecs(&s);
         for absent in ["client", "source", "http", "user"] {
@@ -544,7 +546,7 @@ mod tests {
         let mut s = stored();
         let r = &mut s.record;
         (r.phase, r.transport, r.status, r.decision) =
-            (Phase::Alert, "monitor".into(), None, "alert".into());
+            (Phase::Alert, Transport::Monitor, None, Decision::Alert);
         assert_eq!(severity(&s.record), 1);
         let msg = syslog(&s);
         assert!(msg.starts_with("<81>1 2026-11-28T03:04:05.123456Z host1 natterjack 77 alert "));

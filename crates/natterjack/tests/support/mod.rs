@@ -2,6 +2,7 @@
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod grpc_client;
 pub mod in_process;
 pub mod pg;
 pub mod proxy;
