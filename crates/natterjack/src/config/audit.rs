@@ -1,6 +1,6 @@
 //! `[audit]`: the chain's secrets, SIEM export sinks, fail-closed mode and anomaly alerts.
 
-use super::ConfigError;
+use super::error::ConfigError;
 use crate::export::format::Facility;
 use natterjack_core::audit::{AlertThresholds, CoalescePolicy};
 use serde::Deserialize;
