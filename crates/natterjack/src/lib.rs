@@ -17,4 +17,5 @@ pub mod export;
 pub mod runtime;
 pub mod start_error;
 pub mod storage;
+pub mod syslog_facility;
 pub mod tls;
