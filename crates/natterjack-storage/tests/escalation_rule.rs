@@ -286,8 +286,9 @@ fn any_op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Whether a member holding `held` may change `requested` under `policy`, from the design
-/// text alone (bit arithmetic, not the library's own set operations).
+/// Whether a member holding `held` may change `requested` under `policy`, from the rule as
+/// the module doc states it (`full-only`: only `rwd` holders; `subset`: only what they hold),
+/// in bit arithmetic rather than the library's own set operations.
 fn entitled(policy: GrantPolicy, held: Permissions, requested: Permissions) -> bool {
     match policy {
         GrantPolicy::FullOnly => held.bits() == 0b111,

@@ -4,7 +4,8 @@
 //! Someone who can rewrite the database but not these files cannot forge a valid record or
 //! hide a removed tail. An operator who wants the anchor out of reach of the database host
 //! entirely points `audit.head_file` at storage the server can write but an intruder on the
-//! database cannot (and ships records to a SIEM: a later issue).
+//! database cannot, and ships a copy of every record to a SIEM (`[[audit.sinks]]`, see
+//! [`crate::export`]).
 
 use natterjack_core::audit::{AuditKey, ChainHead, HeadAnchor};
 use rand::RngCore;

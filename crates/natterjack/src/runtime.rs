@@ -4,6 +4,7 @@
 use crate::audit_files::{FileAnchor, load_or_create_key};
 use crate::config::{Config, ConfigError};
 use crate::dev_ca;
+use crate::start_error::StartError;
 use crate::storage::Storage;
 use axum::Router;
 use natterjack_api::AppState;
@@ -18,31 +19,8 @@ use natterjack_core::audit::{
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A start-up failure, with a message meant for the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Anything else that stops start-up.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Creates the data directory (0700) if needed; an existing one readable by others is
-/// tightened, since it holds the database and private keys.
-pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
-    fs::create_dir_all(dir)
-        .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| StartError::Other(format!("cannot restrict {}: {e}", dir.display())))
-}
 
 /// Builds the service layer over `store` as configured.
 pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>, StartError> {

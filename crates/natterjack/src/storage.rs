@@ -2,7 +2,8 @@
 //! PostgreSQL. Everything above this module sees the storage ports only.
 
 use crate::config::{Config, ConfigError, DatabaseTarget};
-use crate::runtime::StartError;
+use crate::data_dir::ensure_data_dir;
+use crate::start_error::StartError;
 use natterjack_core::audit::AuditStore;
 use natterjack_core::ports::Store;
 use natterjack_storage::postgres::{self, PgConnectOptions};
@@ -80,7 +81,7 @@ fn owner_options(
 pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
     match cfg.database()? {
         DatabaseTarget::Sqlite(path) => {
-            crate::runtime::ensure_data_dir(&cfg.data_dir)?;
+            ensure_data_dir(&cfg.data_dir)?;
             let applied = SqliteStore::migrate(&path).await.map_err(other)?;
             if path.exists() {
                 let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
@@ -106,7 +107,7 @@ pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
 /// migrated by `natterjack migrate` as the owner; `serve` only checks that the schema is
 /// current and that its own role holds no more than the API needs.
 pub async fn prepare(cfg: &Config) -> Result<Storage, StartError> {
-    crate::runtime::ensure_data_dir(&cfg.data_dir)?;
+    ensure_data_dir(&cfg.data_dir)?;
     if matches!(cfg.database()?, DatabaseTarget::Sqlite(_)) {
         migrate(cfg).await?;
     }

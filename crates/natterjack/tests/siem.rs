@@ -21,7 +21,7 @@ use support::{Creds, TestServer};
 /// The development PKI in `dir/data`, made before the server starts so that rsyslog can
 /// serve TLS with a certificate the exporter verifies against the development CA.
 fn pki(dir: &Path) -> TlsFiles {
-    natterjack::runtime::ensure_data_dir(&dir.join("data")).unwrap();
+    natterjack::data_dir::ensure_data_dir(&dir.join("data")).unwrap();
     let pki = natterjack::dev_ca::ensure(&dir.join("data")).expect("development PKI");
     TlsFiles {
         ca: pki.ca_cert,

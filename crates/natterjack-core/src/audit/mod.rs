@@ -3,7 +3,9 @@
 //! - [`record`]: what one record holds, and its canonical byte form.
 //! - [`chain`]: the HMAC-SHA-256 chain that makes edits, deletions, insertions, reordering
 //!   and a truncated tail detectable, and its verifier.
-//! - [`log`]: the group-commit writer every transport records through, and the admin query.
+//! - [`writer`]: the group-commit writer every transport records through, and the admin query.
+//! - `linking`: how the writer links each batch after the chain head (ids and MACs), and
+//!   checks that a head it resumes from was made with its key.
 //! - [`alerts`]: sliding-window anomaly flags, written as `alert` records.
 //! - [`coalesce`]: rate-limit refusals beyond the first few of a window, counted into one
 //!   `summary` record.
@@ -15,19 +17,20 @@ pub mod alerts;
 pub mod chain;
 pub mod coalesce;
 pub mod export_gate;
-pub mod log;
+mod linking;
 pub mod record;
 pub mod space_gate;
 pub mod vocabulary;
+pub mod writer;
 
 pub use alerts::{AlertThresholds, AnomalyMonitor};
 pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
 pub use coalesce::{CoalescePolicy, Coalescer, LimitedBy};
 pub use export_gate::ExportGate;
-pub use log::{AuditLog, AuditQuery, ChangesPaused, Observed};
 pub use record::{AuditRecord, Phase, StoredAuditRecord};
 pub use space_gate::SpaceGate;
 pub use vocabulary::{AuthMethod, Decision, Status, Transport};
+pub use writer::{AuditLog, AuditQuery, ChangesPaused, Observed};
 
 use async_trait::async_trait;
 

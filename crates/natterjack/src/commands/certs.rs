@@ -2,8 +2,9 @@
 
 use crate::cli::CertsCommand;
 use crate::config::Config;
+use crate::data_dir::ensure_data_dir;
 use crate::dev_ca;
-use crate::runtime::{StartError, ensure_data_dir};
+use crate::start_error::StartError;
 use natterjack_core::domain::Username;
 use std::path::PathBuf;
 

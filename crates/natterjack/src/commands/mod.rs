@@ -6,7 +6,7 @@ mod user;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Overrides};
-use crate::runtime::StartError;
+use crate::start_error::StartError;
 use natterjack_core::audit::VerifyReport;
 
 /// Loads the configuration and runs the chosen subcommand.

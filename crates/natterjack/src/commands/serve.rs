@@ -1,5 +1,6 @@
 use crate::config::Config;
-use crate::runtime::{StartError, assemble};
+use crate::runtime::assemble;
+use crate::start_error::StartError;
 use std::io::Write;
 use tokio::net::TcpListener;
 

@@ -1,6 +1,7 @@
 use crate::cli::UserCommand;
 use crate::config::Config;
-use crate::runtime::{StartError, service};
+use crate::runtime::service;
+use crate::start_error::StartError;
 use natterjack_core::domain::Username;
 use natterjack_core::principal::Caller;
 use secrecy::SecretString;

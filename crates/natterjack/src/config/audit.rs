@@ -1,7 +1,7 @@
 //! `[audit]`: the chain's secrets, SIEM export sinks, fail-closed mode and anomaly alerts.
 
-use super::ConfigError;
-use crate::export::format::Facility;
+use super::error::ConfigError;
+use crate::syslog_facility::Facility;
 use natterjack_core::audit::{AlertThresholds, CoalescePolicy};
 use serde::Deserialize;
 use std::collections::HashSet;

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::syslog_facility::Facility;
 use natterjack_core::audit::{AuditRecord, Decision, Phase, StoredAuditRecord, Transport};
 use serde_json::{Value, json};
 
@@ -17,50 +18,6 @@ pub const SD_ID: &str = "natterjack@32473";
 
 /// The ECS version the field names follow, sent so the SIEM can map the fields.
 pub const ECS_VERSION: &str = "8.11.0";
-
-/// The RFC 5424 §6.2.1 facility, chosen by the operator so the SIEM can route audit
-/// messages; the numeric code goes into PRI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[repr(u8)]
-#[allow(missing_docs)] // The variant names are the RFC 5424 keywords.
-pub enum Facility {
-    Kern = 0,
-    User = 1,
-    Mail = 2,
-    Daemon = 3,
-    Auth = 4,
-    Syslog = 5,
-    Lpr = 6,
-    News = 7,
-    Uucp = 8,
-    Cron = 9,
-    /// The default: security/authorization messages that must not reach world-readable logs.
-    #[default]
-    Authpriv = 10,
-    Ftp = 11,
-    Ntp = 12,
-    /// "log audit".
-    Audit = 13,
-    /// "log alert".
-    Alert = 14,
-    Clock = 15,
-    Local0 = 16,
-    Local1 = 17,
-    Local2 = 18,
-    Local3 = 19,
-    Local4 = 20,
-    Local5 = 21,
-    Local6 = 22,
-    Local7 = 23,
-}
-
-impl Facility {
-    /// The numeric code, because PRI is `facility * 8 + severity`.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
 
 /// The per-sender part of the RFC 5424 header, sanitised once at start-up so every message
 /// has a valid header whatever the configuration says.

@@ -1,10 +1,15 @@
 //! The audit log every transport records through: a single writer task that batches
 //! records into one transaction (group commit), extends the chain, and anchors its head.
+//! The handle also feeds the anomaly monitor and the coalescing of refusals, and answers
+//! whether the export and disk-space gates let state changes through, because every
+//! completed request passes here. How a batch's ids and MACs are computed is in
+//! the `linking` module beside this one.
 
 use super::alerts::AnomalyMonitor;
 use super::chain::{AuditKey, ChainHead};
 use super::coalesce::{CoalescePolicy, Coalescer, LimitedBy, Verdict};
 use super::export_gate::ExportGate;
+use super::linking::{check_key, link, verified_head};
 use super::space_gate::SpaceGate;
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
@@ -364,47 +369,6 @@ impl AuditLog {
     }
 }
 
-/// Refuses a key that did not make the newest record: a node started with the wrong key
-/// (several nodes on one database must share `audit.key_file`) would break the chain with
-/// every record it appended.
-async fn check_key(store: &dyn AuditStore, key: &AuditKey, head: ChainHead) -> Result<(), String> {
-    let newest = store
-        .audit_in_order((head.id - 2).max(0), 2)
-        .await
-        .map_err(|e| format!("cannot read the audit log: {e}"))?;
-    verified_head(key, &newest).map(|_| ())
-}
-
-/// The head to continue from, given the log's newest two records (oldest first), once the
-/// newest is shown to be linked with `key`.
-fn verified_head(key: &AuditKey, newest: &[StoredAuditRecord]) -> Result<ChainHead, String> {
-    let Some(last) = newest.last() else {
-        return Ok(ChainHead {
-            id: 0,
-            mac: key.genesis(),
-        });
-    };
-    let head = ChainHead {
-        id: last.id,
-        mac: last.mac,
-    };
-    let previous = match newest {
-        [last] if last.id == 1 => key.genesis(),
-        [before, last] if before.id + 1 == last.id => before.mac,
-        // A gap: `natterjack audit verify` names it; the key cannot be judged here.
-        _ => return Ok(head),
-    };
-    if super::chain::same(&key.link(&previous, &last.record, last.id), &last.mac) {
-        Ok(head)
-    } else {
-        Err(
-            "the audit key does not match the newest audit record: every server writing to \
-             this database must use the same key (audit.key_file)"
-                .to_owned(),
-        )
-    }
-}
-
 async fn write_loop(
     mut receiver: mpsc::Receiver<Job>,
     store: Arc<dyn AuditStore>,
@@ -480,7 +444,7 @@ async fn append(
     head: &mut ChainHead,
     jobs: &[Job],
 ) -> Result<(Vec<i64>, u64), StoreError> {
-    let linked = link(key, *head, jobs);
+    let linked = link(key, *head, jobs.iter().map(|(record, _)| record.as_ref()));
     if !linked.batch.is_empty() {
         store.append_audit(&linked.batch).await?;
     }
@@ -503,7 +467,11 @@ async fn append_exclusive(
     let mut outcome = None;
     store
         .append_audit_exclusive(&mut |newest| {
-            let linked = link(key, verified_head(key, newest)?, jobs);
+            let linked = link(
+                key,
+                verified_head(key, newest)?,
+                jobs.iter().map(|(record, _)| record.as_ref()),
+            );
             outcome = Some((linked.ids, linked.batch.len() as u64, linked.head));
             Ok(linked.batch)
         })
@@ -512,48 +480,6 @@ async fn append_exclusive(
         outcome.ok_or_else(|| StoreError::Internal("nothing was linked".into()))?;
     *head = new_head;
     Ok((ids, appended))
-}
-
-/// A batch linked after a head, before it is stored.
-struct Linked {
-    /// The records to append.
-    batch: Vec<StoredAuditRecord>,
-    /// Each job's id: its record's, or for a flush marker the newest before it.
-    ids: Vec<i64>,
-    /// The head once the batch is committed (the old one for a batch of flush markers).
-    head: ChainHead,
-}
-
-/// The batch's records linked after `head`.
-fn link(key: &AuditKey, head: ChainHead, jobs: &[Job]) -> Linked {
-    let mut previous = head.mac;
-    let mut next_id = head.id + 1;
-    let mut ids = Vec::with_capacity(jobs.len());
-    let mut batch: Vec<StoredAuditRecord> = Vec::with_capacity(jobs.len());
-    for (record, _) in jobs {
-        match record {
-            Some(record) => {
-                let mac = key.link(&previous, record, next_id);
-                previous = mac;
-                batch.push(StoredAuditRecord {
-                    id: next_id,
-                    record: record.clone(),
-                    mac,
-                });
-                ids.push(next_id);
-                next_id += 1;
-            }
-            None => ids.push(next_id - 1),
-        }
-    }
-    Linked {
-        batch,
-        ids,
-        head: ChainHead {
-            id: next_id - 1,
-            mac: previous,
-        },
-    }
 }
 
 /// Writes the newest committed head to the anchor whenever it moves. The anchor lags the
