@@ -171,6 +171,8 @@ impl GrpcState {
         op: &Op,
         caller: Caller,
     ) -> (Draft, Result<Option<Principal>, GrpcError>) {
+        // The one hook of `refusals`: from here on, this pipeline records the call.
+        super::refusals::Recorded::mark(req.extensions());
         let peer: Option<SocketAddr> = req.remote_addr();
         let mut draft = Draft {
             request_id: request_id::fresh(),
