@@ -105,3 +105,9 @@ pub(crate) fn connection_closed(listener: &'static str, reason: &'static str) {
     )
     .increment(1);
 }
+
+/// Streams that HTTP/2 refused (`REFUSED_STREAM`) because their connection already had
+/// `max_concurrent_streams` open: no service ever saw them, so this is their only count.
+pub(crate) fn streams_refused(listener: &'static str, count: u64) {
+    metrics::counter!("natterjack_streams_refused_total", "listener" => listener).increment(count);
+}

@@ -184,6 +184,8 @@ impl GrpcState {
         op: &Op,
         draft: &mut Draft,
     ) -> Result<Admitted, GrpcError> {
+        // From here on, this pipeline records the call (see `super::refusals`).
+        super::refusals::Recorded::mark(req.extensions());
         let Some(operation) = declared(service, op.method) else {
             tracing::error!(
                 method = op.method,

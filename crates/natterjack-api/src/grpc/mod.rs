@@ -8,6 +8,7 @@
 //! - [`identity`]: which user a client certificate names.
 //! - [`server`]: the public (mTLS) listener; [`internal`]: the operators' admin socket and
 //!   metrics listener.
+//! - [`refusals`]: the record of calls that tonic or h2 refuse before the pipeline runs.
 
 pub mod admin;
 pub mod call;
@@ -15,6 +16,7 @@ pub mod convert;
 pub mod identity;
 pub mod internal;
 pub mod operations;
+pub mod refusals;
 pub mod server;
 pub mod spaces;
 pub mod status;

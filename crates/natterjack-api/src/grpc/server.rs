@@ -3,13 +3,16 @@
 //! client CA fails the TLS handshake. The operators' listeners are in [`super::internal`].
 
 use super::call::GrpcState;
-use super::proto::spaces_server::SpacesServer;
+use super::proto::FILE_DESCRIPTOR_SET;
+use super::proto::spaces_server::{self, SpacesServer};
+use super::refusals;
 use super::spaces::SpacesService;
 use crate::transport::{ListenerSpec, Protocol, TransportLimits};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tonic_health::pb::health_server;
 
 /// Limits of the public listener, each set explicitly (tonic's defaults are unbounded).
 #[derive(Debug, Clone)]
@@ -68,14 +71,22 @@ pub async fn serve_public(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SpacesServer<SpacesService>>().await;
     tokio::spawn(report_readiness(health, state.clone()));
-    let spaces = SpacesServer::new(SpacesService::new(state))
+    let spaces = SpacesServer::new(SpacesService::new(state.clone()))
         .max_decoding_message_size(transport.max_message_bytes)
         .max_encoding_message_size(transport.max_message_bytes);
     // Unknown services and methods get UNIMPLEMENTED from the router's fallback.
     let app = tonic::service::Routes::new(health_service)
         .add_service(spaces)
         .into_axum_router();
-    crate::transport::serve(listener, tls, app, transport.spec(), shutdown).await;
+    // Calls refused before their pipeline runs, and streams refused over the cap, are
+    // recorded too (`refusals`).
+    let served = refusals::served_methods(
+        &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+        &[spaces_server::SERVICE_NAME, health_server::SERVICE_NAME],
+    );
+    let app = refusals::record_refusals(app, state.clone(), served);
+    let report = Some(refusals::report_refused_streams(state));
+    crate::transport::serve_reporting(listener, tls, app, transport.spec(), report, shutdown).await;
     Ok(())
 }
 

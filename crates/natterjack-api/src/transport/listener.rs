@@ -2,6 +2,7 @@
 //! TLS handshake, HTTP/1.1 or HTTP/2 by ALPN, and the deadlines that close it.
 
 use super::activity::{Activity, Tracked};
+use super::refused::{Refusals, ReportRefusedStreams, Watched};
 use super::table::{ConnectionTable, Slot};
 use super::{
     ListenerSpec, MAX_TRANSPORT_HEADER_BYTES, MAX_TRANSPORT_HEADER_FIELDS, PeerAddr, Protocol,
@@ -63,6 +64,8 @@ struct Shared {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     stopping: AtomicBool,
+    /// Told about each connection that had streams refused over the cap.
+    report_refused: Option<ReportRefusedStreams>,
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then asks every
@@ -74,10 +77,24 @@ pub async fn serve(
     spec: ListenerSpec,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_reporting(listener, tls, app, spec, None, shutdown).await;
+}
+
+/// [`serve`], telling `report_refused` about each connection that had streams refused over
+/// the concurrent-stream cap when it ends: no service sees those streams, so this is the
+/// only way a listener can record them.
+pub async fn serve_reporting(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    spec: ListenerSpec,
+    report_refused: Option<ReportRefusedStreams>,
+    shutdown: impl Future<Output = ()>,
+) {
     let table = ConnectionTable::new(spec.name, &spec.limits);
     table.spawn_log_flush();
     let grace = spec.limits.shutdown_grace;
-    let shared = Arc::new(Shared::new(tls, app, spec));
+    let shared = Arc::new(Shared::new(tls, app, spec, report_refused));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -124,7 +141,12 @@ async fn asked_to_close(activity: &Activity) {
 }
 
 impl Shared {
-    fn new(tls: Arc<rustls::ServerConfig>, app: Router, spec: ListenerSpec) -> Self {
+    fn new(
+        tls: Arc<rustls::ServerConfig>,
+        app: Router,
+        spec: ListenerSpec,
+        report_refused: Option<ReportRefusedStreams>,
+    ) -> Self {
         let limits = &spec.limits;
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
@@ -151,6 +173,7 @@ impl Shared {
             http1: h1,
             http2: h2,
             stopping: AtomicBool::new(false),
+            report_refused,
         }
     }
 
@@ -198,6 +221,7 @@ impl Shared {
         };
         // The peer's certificates for tonic's `Request::peer_certs`, and its address.
         let info = tls.connect_info();
+        let peer_certs = info.peer_certs();
         let app = self.app.clone();
         let tracked = activity.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -210,13 +234,22 @@ impl Shared {
                 Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         });
-        let io = TokioIo::new(tls);
         let limits = &self.spec.limits;
         if http2 {
+            // Streams refused over the cap never reach `service`: they are seen here.
+            let refusals = Arc::new(Refusals::default());
+            let io = TokioIo::new(Watched::new(tls, name, refusals.clone()));
             let conn = self.http2.serve_connection(io, service);
             self.drive(conn, &activity, limits.http2_idle_timeout, peer)
                 .await;
+            if let Some(report) = &self.report_refused
+                && let Some(refused) =
+                    refusals.summary(peer, peer_certs, limits.max_concurrent_streams)
+            {
+                report(refused).await;
+            }
         } else {
+            let io = TokioIo::new(tls);
             let conn = self.http1.serve_connection(io, service);
             self.drive(conn, &activity, limits.keep_alive_timeout, peer)
                 .await;

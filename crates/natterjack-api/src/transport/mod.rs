@@ -12,6 +12,8 @@
 //!   its deadline, a first request within `header_read_timeout`, an idle HTTP/1.1 keep-alive
 //!   connection or an HTTP/2 connection with no open stream closed (HTTP/2: GOAWAY), a
 //!   maximum age, graceful shutdown.
+//! - [`refused`]: streams HTTP/2 refuses over the concurrent-stream cap, which no service
+//!   sees, counted from the connection's outgoing frames.
 //!
 //! A connection counts as idle from the end of its last response (or from its acceptance)
 //! until its next request head is complete. Idle connections are what an attacker holds for
@@ -20,6 +22,7 @@
 
 pub mod activity;
 pub mod listener;
+pub mod refused;
 pub mod table;
 
 use crate::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
@@ -27,7 +30,7 @@ use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use listener::serve;
+pub use listener::{serve, serve_reporting};
 
 /// Most header fields hyper parses in an HTTP/1.1 request (400); beyond, it answers a bare
 /// 431 itself. Four times the pipeline's [`MAX_HEADER_FIELDS`], so that the pipeline, with
