@@ -373,13 +373,17 @@ async fn framing_that_hyper_can_resolve_reaches_the_pipeline_and_gets_its_header
 }
 
 #[tokio::test]
-async fn an_http2_preface_on_http1_or_a_head_cut_short_is_closed_without_a_byte() {
-    let server = TestServer::start().await;
+async fn an_http2_preface_on_http1_or_a_head_cut_short_or_never_finished_is_closed_without_a_byte()
+{
+    let server =
+        TestServer::start_with(&[("NATTERJACK_REST__HEADER_READ_TIMEOUT_SECS", "1")]).await;
     // The HTTP/2 preface on a connection that negotiated HTTP/1.1: hyper closes it.
     assert_eq!(exchange(&server, H2_PREFACE).await, b"");
     // Half a head, then the client's end of the connection: nothing to answer.
-    let reply = exchange_with(&server, b"GET /health HTTP/1.1\r\nHost: x", true).await;
-    assert_eq!(reply, b"");
+    let half = b"GET /health HTTP/1.1\r\nHost: x";
+    assert_eq!(exchange_with(&server, half, true).await, b"");
+    // Half a head, then silence: the header-read deadline closes the connection, unanswered.
+    assert_eq!(exchange(&server, half).await, b"");
 }
 
 /// One HTTP/2 (ALPN `h2`) connection driven by hyper's client, which sends header lists of
@@ -447,4 +451,22 @@ async fn over_http2_a_header_list_beyond_the_cap_gets_h2_s_bare_431_and_within_i
         .expect("no hang")
         .expect("a response");
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn over_http2_a_header_block_far_beyond_the_cap_ends_the_connection_with_no_response() {
+    let server = TestServer::start().await;
+    let mut sender = h2_connection(&server).await;
+    // 200 KB in one field: more CONTINUATION frames than a 64 KiB list needs (h2 allows
+    // five), so h2 sends GOAWAY (ENHANCE_YOUR_CALM) and closes the connection.
+    let sent = tokio::time::timeout(HANG, sender.send_request(h2_request(&server, 200_000)))
+        .await
+        .expect("no hang");
+    let error = sent.expect_err("no response, not even h2's own 431");
+    let error = format!("{error:?}");
+    assert!(
+        error.contains("GoAway") && error.contains("ENHANCE_YOUR_CALM"),
+        "{error}"
+    );
+    assert!(sender.is_closed(), "the connection is gone");
 }
