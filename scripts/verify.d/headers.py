@@ -12,12 +12,22 @@ Each status gets one line, `PASS headers.STATUS: ...` or `FAIL headers.STATUS: .
 every request that made it; a response whose status is not the one expected fails the line
 of the status expected. The exact set checked is the one of
 crates/natterjack-api/src/pipeline/headers.rs, plus the content type of the
-status and no `Server` or `X-Powered-By` header. Exit status 1 when any line fails.
+status and no `Server` or `X-Powered-By` header.
+
+Two keys are not the pipeline's: `400-unparsed` and `431-transport` hold the requests that
+the HTTP layer answers by itself, before any layer of the pipeline runs (a request hyper
+cannot parse, a head beyond the transport's caps). Their responses are held to exactly what
+docs/CONFIGURATION.md ("Responses the HTTP layer writes itself") promises, and to nothing
+less: over HTTP/1.1 the status line, `connection: close`, `content-length: 0`, a `date`, no
+other header, no body, and the connection closed; over HTTP/2 a lone `:status` ending the
+stream, with no header field and no DATA. A header or a byte of body there fails the line,
+as a missing header fails any other. Exit status 1 when any line fails.
 """
 
 import base64
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -42,6 +52,13 @@ SECURITY_HEADERS = {
 FORBIDDEN = ("server", "x-powered-by")
 JSON = "application/json"
 PROBLEM = "application/problem+json"
+# The keys of the responses the HTTP layer (hyper, h2) writes by itself: see bare_problems.
+BARE = ("400-unparsed", "431-transport")
+# hyper's bare response over HTTP/1.1, in this order: docs/CONFIGURATION.md, "Responses the
+# HTTP layer writes itself".
+BARE_HTTP1 = [("connection", "close"), ("content-length", "0"), ("date", None)]
+IMF_FIXDATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
+                         r"|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
 
 
 def code(key):
@@ -80,6 +97,111 @@ def header_problems(status, headers):
     return wrong
 
 
+def bare_problems(headers, body, closed):
+    """What keeps an HTTP/1.1 response from being exactly hyper's bare one."""
+    wrong = []
+    names = [name for name, _ in headers]
+    if names != [name for name, _ in BARE_HTTP1]:
+        wrong.append(f"header fields {names}, not {[name for name, _ in BARE_HTTP1]}")
+    for (name, value), (_, want) in zip(headers, BARE_HTTP1):
+        if want is not None and value != want:
+            wrong.append(f"{name} is {value!r}, not {want!r}")
+        if name == "date" and not IMF_FIXDATE.match(value):
+            wrong.append(f"date {value!r} is not an IMF-fixdate")
+    if body:
+        wrong.append(f"{len(body)} bytes after the head ({body[:40]!r})")
+    if not closed:
+        wrong.append("the connection stayed open")
+    return wrong
+
+
+def hpack_int(value, prefix_bits, first=0):
+    """RFC 7541 §5.1: `value` with an N-bit prefix, `first` holding the bits above it."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def hpack_literal(name, value):
+    """A literal field without indexing, with a new name, neither string Huffman-coded."""
+    return (b"\x00" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value)
+
+
+# RFC 7541 Appendix B, the codes of the ten digits: all a `:status` value can hold.
+HUFFMAN_DIGITS = {(0x0, 5): "0", (0x1, 5): "1", (0x2, 5): "2", (0x19, 6): "3", (0x1a, 6): "4",
+                  (0x1b, 6): "5", (0x1c, 6): "6", (0x1d, 6): "7", (0x1e, 6): "8", (0x1f, 6): "9"}
+# RFC 7541 Appendix A, the entries of the static table that are `:status` values.
+STATIC_STATUS = {8: "200", 9: "204", 10: "206", 11: "304", 12: "400", 13: "404", 14: "500"}
+
+
+def huffman_digits(data):
+    """A Huffman-coded string of digits, or None when it holds anything else."""
+    bits = "".join(f"{b:08b}" for b in data)
+    out, i = "", 0
+    while i < len(bits):
+        for length in (5, 6):
+            code = bits[i:i + length]
+            if len(code) == length and (int(code, 2), length) in HUFFMAN_DIGITS:
+                out += HUFFMAN_DIGITS[(int(code, 2), length)]
+                i += length
+                break
+        else:
+            # What is left must be the EOS padding: fewer than 8 one bits.
+            return out if len(bits) - i < 8 and set(bits[i:]) <= {"1"} else None
+    return out
+
+
+def hpack_fields(block):
+    """The fields of a response header block, enough to tell a lone `:status` from anything
+    more: a `:status` value is decoded, any other field is kept as ("other", index)."""
+    fields, i = [], 0
+
+    def integer(prefix_bits):
+        nonlocal i
+        value = block[i] & ((1 << prefix_bits) - 1)
+        i += 1
+        if value == (1 << prefix_bits) - 1:
+            shift = 0
+            while True:
+                b = block[i]
+                i += 1
+                value += (b & 0x7f) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+        return value
+
+    def string():
+        nonlocal i
+        huffman = bool(block[i] & 0x80)
+        length = integer(7)
+        raw = block[i:i + length]
+        i += length
+        return huffman_digits(raw) if huffman else raw.decode("latin-1")
+
+    while i < len(block):
+        b = block[i]
+        if b & 0x80:                                   # indexed field
+            index = integer(7)
+            fields.append((":status", STATIC_STATUS[index]) if index in STATIC_STATUS
+                          else ("other", index))
+        elif b & 0xe0 == 0x20:                         # dynamic table size update
+            integer(5)
+        else:                                          # a literal field
+            index = integer(6 if b & 0x40 else 4)
+            name = string() if index == 0 else None
+            value = string()
+            fields.append((":status", value) if 8 <= index <= 14 else ("other", name or index))
+    return fields
+
+
 class Checker:
     def __init__(self, base, ca):
         url = urllib.parse.urlsplit(base)
@@ -94,12 +216,13 @@ class Checker:
         return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
 
     def record(self, expected, label, status, headers, extra=None):
-        """expected: the status, or a key such as "400-unparsed" that starts with it."""
+        """expected: the status, or a key such as "400-unparsed" that starts with it. A key
+        of BARE is judged by its caller (`extra`); every other by the full header set."""
         problems = []
         want = code(expected)
         if status != want:
             problems.append(f"status {status}, expected {want}")
-        else:
+        elif expected not in BARE:
             problems.extend(header_problems(status, headers))
         if extra:
             problems.extend(extra)
@@ -175,21 +298,32 @@ class Checker:
                                b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
     def raw(self, expected, data, label):
-        """Bytes the HTTP/1.1 parser (hyper) refuses before the pipeline sees a request."""
+        """Bytes written as they are on a fresh HTTP/1.1 connection: for the pipeline's keys,
+        a request it answers; for a key of BARE, one that hyper answers by itself, read
+        until the server closes the connection and held to bare_problems."""
+        bare = expected in BARE
+        out, closed = b"", False
         try:
             with socket.create_connection((self.host, self.port), timeout=10) as tcp:
                 with self.ctx.wrap_socket(tcp, server_hostname=self.host) as tls:
-                    tls.sendall(data)
-                    out = b""
-                    while b"\r\n\r\n" not in out:
-                        chunk = tls.recv(65536)
+                    try:
+                        tls.sendall(data)
+                    except OSError:
+                        pass  # answered and closed before reading it all: the answer counts
+                    while bare or b"\r\n\r\n" not in out:
+                        try:
+                            chunk = tls.recv(65536)
+                        except (ssl.SSLEOFError, ConnectionResetError):
+                            chunk = b""
                         if not chunk:
+                            closed = True
                             break
                         out += chunk
         except OSError as e:
             self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
             return
-        head = out.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        head, _, body = out.partition(b"\r\n\r\n")
+        head = head.decode("latin-1").split("\r\n")
         try:
             status = int(head[0].split()[1])
         except (IndexError, ValueError):
@@ -199,7 +333,96 @@ class Checker:
         for line in head[1:]:
             name, _, value = line.partition(":")
             pairs.append((name.strip().lower(), value.strip()))
-        self.record(expected, label, status, pairs)
+        extra = bare_problems(pairs, body, closed) if bare else None
+        self.record(expected, label, status, pairs, extra)
+
+    def raw_http2(self, expected, label, headers):
+        """One GET /health over HTTP/2 written frame by frame, so that its header list may
+        exceed the SETTINGS_MAX_HEADER_LIST_SIZE the server advertises (curl refuses to send
+        such a list: it fails before sending anything). `headers`: (name, value) as bytes.
+        For a key of BARE, the answer must be a lone `:status` that ends the stream."""
+        block = (b"\x82\x87"                                  # :method GET, :scheme https
+                 + b"\x04" + hpack_int(7, 7) + b"/health"       # :path
+                 + b"\x01" + hpack_int(len(self.authority()), 7) + self.authority()
+                 + b"".join(hpack_literal(n, v) for n, v in headers))
+        # HEADERS (END_STREAM), then CONTINUATION frames; the last one ends the headers.
+        pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        frames = b""
+        for n, piece in enumerate(pieces):
+            kind, flags = (0x1, 0x1) if n == 0 else (0x9, 0x0)
+            if n == len(pieces) - 1:
+                flags |= 0x4
+            frames += len(piece).to_bytes(3, "big") + bytes([kind, flags]) + (1).to_bytes(4, "big") + piece
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.set_alpn_protocols(["h2"])
+        got, response_block, data_bytes, ended = [], b"", 0, None
+        try:
+            with socket.create_connection((self.host, self.port), timeout=10) as tcp:
+                with ctx.wrap_socket(tcp, server_hostname=self.host) as tls:
+                    if tls.selected_alpn_protocol() != "h2":
+                        raise OSError("the server did not negotiate h2")
+                    tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                    buf, sent, end_stream = b"", False, False
+                    while ended is None:
+                        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                            chunk = tls.recv(65536)
+                            if not chunk:
+                                ended = ended or "the connection closed"
+                                break
+                            buf += chunk
+                        if ended:
+                            break
+                        length = int.from_bytes(buf[:3], "big")
+                        kind, flags = buf[3], buf[4]
+                        stream = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                        payload, buf = buf[9:9 + length], buf[9 + length:]
+                        got.append(kind)
+                        if kind == 0x4 and not flags & 0x1 and not sent:
+                            # The server's SETTINGS: acknowledge them, then send the request.
+                            tls.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00" + frames)
+                            sent = True
+                        elif kind == 0x7:
+                            ended = "GOAWAY"
+                        elif stream == 1 and kind == 0x3:
+                            ended = "RST_STREAM"
+                        elif stream == 1 and kind == 0x0:
+                            data_bytes += length
+                            ended = "end of stream" if flags & 0x1 else None
+                        elif stream == 1 and kind in (0x1, 0x9):
+                            if kind == 0x1:
+                                if flags & 0x8:                   # PADDED
+                                    payload = payload[1:len(payload) - payload[0]]
+                                if flags & 0x20:                  # PRIORITY
+                                    payload = payload[5:]
+                            response_block += payload
+                            if kind == 0x1:
+                                end_stream = bool(flags & 0x1)
+                            if flags & 0x4 and end_stream:
+                                ended = "end of stream"
+                            elif flags & 0x4:
+                                ended = None  # a body follows: read on for its DATA
+        except OSError as e:
+            self.results.setdefault(expected, []).append((label, [f"request failed: {e!r}"]))
+            return
+        fields = hpack_fields(response_block)
+        statuses = [v for n, v in fields if n == ":status"]
+        if not statuses:
+            why = f"no response: {ended}, frames {got}"
+            self.results.setdefault(expected, []).append((label, [why]))
+            return
+        problems = []
+        if expected in BARE:
+            others = [v for n, v in fields if n != ":status"]
+            if others:
+                problems.append(f"{len(others)} header fields besides :status")
+            if data_bytes:
+                problems.append(f"{data_bytes} bytes of body")
+            if ended != "end of stream":
+                problems.append(f"the stream ended by {ended}, not with the response")
+        self.record(expected, label, int(statuses[0]), [], problems)
+
+    def authority(self):
+        return f"{self.host}:{self.port}".encode()
 
     def concurrent(self, path, user, count):
         """`count` requests at once, each needing a password hash; returns their results."""
@@ -388,26 +611,43 @@ def main():
     c.http2(200, "/spaces", user=admin)
     c.http2(401, "/spaces")
     c.http2(404, "/no-such-route")
-    # Header fields over the pipeline's limits (100 fields, 16 KiB), under the transport's caps.
+    # Header fields over the pipeline's limits (100 fields, 16 KiB), up to the transport's caps
+    # (400 fields; a 64 KiB head over HTTP/1.1, a 64 KiB header list over HTTP/2).
     c.raw(431, b"GET /health HTTP/1.1\r\nHost: x\r\n"
           + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n",
           "150 header fields (HTTP/1.1)")
+    c.raw(431, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+          + b"".join(b"X-H%d: 1\r\n" % i for i in range(399)) + b"\r\n",
+          "400 header fields (HTTP/1.1, the transport's cap)")
+    start = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "
+    c.raw(431, start + b"a" * (65536 - len(start) - 4) + b"\r\n\r\n",
+          "a request head of exactly 64 KiB (HTTP/1.1, the transport's cap)")
     c.http2(431, "/health", headers=["X-Big: " + "a" * 20000],
             label="a 20 KB header list over HTTP/2")
+    c.http2(431, "/health", headers=["X-Big: " + "a" * 60000],
+            label="a 60 KB header list over HTTP/2 (under the transport's cap)")
     # RFC 9112 §3.2: an HTTP/1.1 request without Host, or with two.
     c.raw(400, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", "no Host (HTTP/1.1)")
     c.raw(400, b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n",
           "two Host fields (HTTP/1.1)")
     # Requests refused by the HTTP layer itself (hyper, h2), before the pipeline runs. Their
-    # statuses get keys of their own, so that the lines above speak of the pipeline only.
+    # statuses get keys of their own, so that the lines above speak of the pipeline only, and
+    # are held to the bare responses that the documentation promises (BARE).
     c.raw("400-unparsed", b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
           "a header line without a colon (HTTP/1.1)")
     c.raw("400-unparsed", b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", "HTTP/9.9")
+    c.raw("400-unparsed", b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n",
+          "an HTTP/2.0 request line on HTTP/1.1")
+    c.raw("400-unparsed", b"POST /spaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+          "two Content-Length fields that differ (HTTP/1.1)")
     c.raw("431-transport", b"GET /health HTTP/1.1\r\nHost: x\r\n"
-          + b"".join(b"X-H%d: 1\r\n" % i for i in range(500)) + b"\r\n",
-          "500 header fields (HTTP/1.1, over hyper's cap of 400)")
-    # Over HTTP/2, a header list over h2's cap of 64 KiB gets no response at all: curl sees the
-    # connection end (so no status, and nothing to check here).
+          + b"".join(b"X-H%d: 1\r\n" % i for i in range(400)) + b"\r\n",
+          "401 header fields (HTTP/1.1, over hyper's cap of 400)")
+    c.raw("431-transport", start + b"a" * (65537 - len(start) - 4) + b"\r\n\r\n",
+          "a request head of 64 KiB and one byte (HTTP/1.1)")
+    c.raw_http2("431-transport", "a 70 KB header list over HTTP/2 (over h2's cap of 64 KiB)",
+                [(b"x-big", b"a" * 70000)])
 
     failed = 0
     for status in sorted(c.results, key=lambda k: (code(k), str(k))):
@@ -418,6 +658,9 @@ def main():
             failed += 1
             detail = " | ".join(f"{label}: {', '.join(p)}" for label, p in bad)
             print(f"FAIL headers.{status}: {detail}")
+        elif status in BARE:
+            print(f"PASS headers.{status}: {len(entries)} response{'s' if len(entries) > 1 else ''}, "
+                  f"the HTTP layer's own, bodiless and closed as documented ({names})")
         else:
             ct = expected_content_type(code(status)) or "no content type"
             print(f"PASS headers.{status}: {len(entries)} response{'s' if len(entries) > 1 else ''}, full set + {ct} ({names})")

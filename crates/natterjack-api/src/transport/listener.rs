@@ -152,6 +152,9 @@ impl Shared {
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(MAX_TRANSPORT_HEADER_FIELDS)
+            // The head's cap, exact: `max_buf_size` alone is checked only between reads, so
+            // a head that arrives in large reads could pass it by up to one read.
+            .max_header_size(MAX_TRANSPORT_HEADER_BYTES)
             .max_buf_size(MAX_TRANSPORT_HEADER_BYTES)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());

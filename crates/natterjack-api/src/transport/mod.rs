@@ -33,16 +33,20 @@ use std::time::Duration;
 pub use listener::{serve, serve_reporting};
 
 /// Most header fields hyper parses in an HTTP/1.1 request (400); beyond, it answers a bare
-/// 431 itself. Four times the pipeline's [`MAX_HEADER_FIELDS`], so that the pipeline, with
-/// its headers, problem body and audit record, refuses what is merely over the limit, and
-/// hyper only what is far beyond it.
+/// 431 itself (no body, none of the pipeline's headers: the transport section of
+/// docs/CONFIGURATION.md has its exact bytes). Four times the pipeline's
+/// [`MAX_HEADER_FIELDS`], so that the pipeline, with its headers, problem body and audit
+/// record, refuses what is merely over the limit, and hyper only what is far beyond it.
 pub const MAX_TRANSPORT_HEADER_FIELDS: usize = 4 * MAX_HEADER_FIELDS;
 
-/// Largest request head (HTTP/1.1: hyper's read buffer) or header list (HTTP/2: the
-/// advertised SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts (64 KiB); beyond, hyper
-/// or h2 answers a bare 431. Four times the pipeline's [`MAX_HEADER_LIST_BYTES`], for the
-/// same reason as [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request
-/// head can take.
+/// Largest request head (HTTP/1.1: request line, header lines and the blank line, hyper's
+/// `max_header_size`, also its read buffer) or header list (HTTP/2: the advertised
+/// SETTINGS_MAX_HEADER_LIST_SIZE) the transport accepts (64 KiB); beyond, hyper or h2
+/// answers a bare 431. Four times the pipeline's [`MAX_HEADER_LIST_BYTES`], for the same
+/// reason as [`MAX_TRANSPORT_HEADER_FIELDS`]; it also bounds the memory one request head can
+/// take, and it leaves hyper's 414 unreachable (hyper sends it for a request target over
+/// 65,534 bytes, which no head within this cap can hold), a status that caches may keep
+/// by default where 400 and 431 are not.
 pub const MAX_TRANSPORT_HEADER_BYTES: usize = 4 * MAX_HEADER_LIST_BYTES;
 
 /// The peer's socket address, attached to every request (rate limiting keys on it).
