@@ -327,12 +327,9 @@ async fn n_mixed_requests_from_several_clients_leave_exactly_n_completion_record
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(count("complete").await - complete_before, 60);
-    // Intents: the authenticated posts, plus the anonymous deletes (recorded at step 5,
-    // before the ACL guard refused them).
-    assert_eq!(
-        count("intent").await - intent_before,
-        writes_authenticated + 12
-    );
+    // Intents: the authenticated posts only; the anonymous deletes are refused for want of
+    // a principal before any intent is written.
+    assert_eq!(count("intent").await - intent_before, writes_authenticated);
     let ips: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT client_ip FROM audit_log WHERE phase = 'complete' ORDER BY 1",
     )
