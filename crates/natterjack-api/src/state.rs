@@ -1,6 +1,7 @@
 use crate::pipeline::rate_limit::RateLimits;
 use natterjack_core::audit::AuditLog;
 use natterjack_core::auth::Authentication;
+use natterjack_core::clock::SharedClock;
 use natterjack_core::service::Service;
 use std::sync::Arc;
 
@@ -16,18 +17,26 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// The audit log writer.
     pub audit: Arc<AuditLog>,
+    /// The clock every step reads (records' times and durations).
+    pub clock: SharedClock,
 }
 
 impl AppState {
     /// The state of one process: authentication is the service's own providers, with
     /// guesses counted against the login budgets of `limits`.
-    pub fn new(service: Arc<Service>, limits: Arc<RateLimits>, audit: Arc<AuditLog>) -> Self {
+    pub fn new(
+        service: Arc<Service>,
+        limits: Arc<RateLimits>,
+        audit: Arc<AuditLog>,
+        clock: SharedClock,
+    ) -> Self {
         let authentication = Arc::new(service.authentication(limits.login_budgets()));
         Self {
             service,
             authentication,
             limits,
             audit,
+            clock,
         }
     }
 }

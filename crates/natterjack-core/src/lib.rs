@@ -18,6 +18,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod clock;
 pub mod domain;
 pub mod error;
 pub mod policy;

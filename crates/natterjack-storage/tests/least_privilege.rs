@@ -1,5 +1,5 @@
 //! The server's SQLite connections cannot do what the API never needs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use natterjack_core::domain::{MessageText, SpaceName, Username};
 use natterjack_core::ports::Store;

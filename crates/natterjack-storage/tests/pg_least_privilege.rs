@@ -2,7 +2,7 @@
 //! cannot change the schema, rewrite history or reach the server's files; even the owner
 //! cannot change the audit log; and the server refuses to start as anything but the app
 //! role. Bootstrap and migration converge when run again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -10,6 +10,7 @@
 //! and the server certificate have distinct subject names, so tools never mistake the leaf
 //! for a self-signed certificate.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -108,7 +109,7 @@ fn ca_params() -> Result<CertificateParams, String> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.wall().to_date_time();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(3650);
     Ok(params)
@@ -126,7 +127,7 @@ fn server_params() -> Result<CertificateParams, String> {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.wall().to_date_time();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(LEAF_DAYS);
     Ok(params)
@@ -149,7 +150,7 @@ fn renewal_reason(path: &Path) -> Option<String> {
     let Some(not_after) = not_after else {
         return Some("the old one could not be read".to_owned());
     };
-    let left = not_after - OffsetDateTime::now_utc();
+    let left = not_after - SystemClock.wall().to_date_time();
     (left < Duration::days(RENEW_WITHIN_DAYS)).then(|| {
         if left.is_negative() {
             format!("the old one expired {} days ago", -left.whole_days())
@@ -226,7 +227,7 @@ fn client_params(username: &str) -> Result<CertificateParams, String> {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
+    let now = SystemClock.wall().to_date_time();
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(LEAF_DAYS);
     Ok(params)

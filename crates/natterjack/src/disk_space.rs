@@ -3,6 +3,7 @@
 //! short. Each flip is logged, recorded as an `alert` (so it reaches the SIEM) and shown in
 //! the `natterjack_disk_low` and `natterjack_disk_free_bytes` gauges.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::audit::record::Alert;
 use natterjack_core::audit::space_gate::Flip;
 use natterjack_core::audit::{AuditLog, SpaceGate};
@@ -74,6 +75,7 @@ async fn report(audit: &AuditLog, gate: &SpaceGate, dir: &Path, flip: Flip) {
     metrics::counter!("natterjack_alerts_total", "kind" => kind).increment(1);
     let target = format!("path={}", dir.display());
     let record = Alert {
+        time: SystemClock.wall(),
         kind,
         target: &target,
         evidence: &evidence,

@@ -16,6 +16,7 @@ use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
     AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, SpaceGate, VerifyReport, verify,
 };
+use natterjack_core::clock::SharedClock;
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
@@ -33,7 +34,8 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
     let cache = VerificationCache::new(
         Duration::from_secs(cfg.auth.cache_ttl_secs),
         cfg.auth.cache_capacity,
-    );
+    )
+    .with_clock(natterjack_core::clock::system());
     let auth = Authenticator::new(store.clone(), Arc::new(hashing), cache)
         .await
         .map_err(|e| StartError::Other(format!("cannot prepare the authenticator: {e}")))?;
@@ -53,6 +55,7 @@ pub async fn audit_log(
     store: &Storage,
     gate: Arc<ExportGate>,
     space: Arc<SpaceGate>,
+    clock: SharedClock,
 ) -> Result<Arc<AuditLog>, StartError> {
     let store = store.audit_store();
     let head = store
@@ -65,6 +68,7 @@ pub async fn audit_log(
     let log = AuditLog::start(store, key, Some(anchor))
         .await
         .map_err(StartError::Other)?
+        .with_clock(clock)
         .with_monitor(Arc::new(AnomalyMonitor::new(cfg.audit.alerts.thresholds())))
         .with_coalescing(cfg.audit.coalescing())
         .with_export_gate(gate)
@@ -211,10 +215,19 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
     ));
     let space_gate = Arc::new(SpaceGate::new(cfg.audit.min_free_bytes()));
-    let audit = audit_log(cfg, &store, export_gate.clone(), space_gate.clone()).await?;
-    let limits =
-        RateLimits::new(&cfg.rate_limit).map_err(|e| StartError::Config(ConfigError(e)))?;
-    let state = AppState::new(service, Arc::new(limits), audit);
+    // One clock for the whole process: the port every window, refill and record time reads.
+    let clock = natterjack_core::clock::system();
+    let audit = audit_log(
+        cfg,
+        &store,
+        export_gate.clone(),
+        space_gate.clone(),
+        clock.clone(),
+    )
+    .await?;
+    let limits = RateLimits::with_clock(&cfg.rate_limit, clock.clone())
+        .map_err(|e| StartError::Config(ConfigError(e)))?;
+    let state = AppState::new(service, Arc::new(limits), audit, clock);
     let g = &cfg.grpc;
     let grpc = GrpcState::new(
         state.clone(),

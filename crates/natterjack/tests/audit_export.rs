@@ -1,6 +1,6 @@
 //! Audit export without an external collector: ECS JSON lines on standard output, and a
 //! JSON file sink that resumes from its persisted cursor after the server is killed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

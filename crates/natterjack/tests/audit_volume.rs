@@ -1,7 +1,7 @@
 //! What keeps the audit trail from filling the disk: floods of refused requests coalesced
 //! into counted summaries, and a guard that pauses state changes on a nearly full disk.
 //! Both against the real binary, its SQLite file, its SIEM export and `audit verify`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

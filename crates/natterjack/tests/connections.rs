@@ -2,7 +2,7 @@
 //! listener: capped per client address, evicted first at the listener's cap, and closed on
 //! time, on both public listeners, while a client from another address keeps being served.
 //! Every connection here completes a real TLS handshake with the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! The gRPC API, black-box: the real binary, a real tonic client over mutual TLS, client
 //! certificates issued by `natterjack certs issue-client`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

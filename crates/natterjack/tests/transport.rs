@@ -1,5 +1,5 @@
 //! Control 1: HTTPS only, TLS 1.2+ only, HSTS, HTTP/1.1 and HTTP/2 by ALPN, private keys.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -6,7 +6,7 @@
 //! return data the caller did not ask for.
 
 // Helpers outside `#[test]` functions are test code too; the workspace convention for test files.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! The verification cache and the dummy hash, observed through the hasher's own counter on
 //! the real service over a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use natterjack::config::Config;
 use natterjack::runtime;

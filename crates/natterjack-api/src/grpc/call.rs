@@ -166,13 +166,13 @@ impl GrpcState {
     }
 
     /// A fresh draft for a call of `service`'s `op`.
-    pub(crate) fn draft(service: &'static str, op: &Op) -> Draft {
+    pub(crate) fn draft(&self, service: &'static str, op: &Op) -> Draft {
         Draft::new(
             Transport::Grpc,
             request_id::fresh(),
             &format!("/natterjack.v1.{service}/{}", op.method),
             &op.target,
-            std::time::Instant::now(),
+            self.app.clock.clone(),
         )
     }
 
@@ -234,7 +234,7 @@ impl GrpcState {
         Fut: Future<Output = Result<R, GrpcError>>,
     {
         let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
-        let mut draft = Self::draft(service, &op);
+        let mut draft = self.draft(service, &op);
         let work = async {
             let admitted = self.open(&req, service, &op, &mut draft).await?;
             handler(admitted, req.into_inner()).await

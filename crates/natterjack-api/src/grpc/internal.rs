@@ -28,8 +28,7 @@ use http::StatusCode;
 use natterjack_core::audit::{Status as AuditStatus, Transport};
 use natterjack_core::principal::AdminAccess;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::net::SocketAddr;
 use tokio::net::{TcpListener, UnixListener};
 
 /// Host names a request to the metrics listener may carry.
@@ -70,45 +69,30 @@ fn host_name(req: &Request) -> Option<String> {
     })
 }
 
-/// What a refusal records of its request (taken before anything is awaited: a request is
-/// not `Sync`).
-struct Seen {
-    operation: String,
-    client_ip: Option<IpAddr>,
-    started: Instant,
-}
-
-impl Seen {
-    fn of(req: &Request, started: Instant) -> Self {
-        Self {
-            operation: format!("{} {}", req.method(), req.uri().path()),
-            client_ip: req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-            started,
-        }
+/// The audit draft of a request to an operator's listener, made when it arrives (before
+/// anything is awaited: a request is not `Sync`).
+fn draft_of(state: &GrpcState, req: &Request) -> Draft {
+    let mut draft = Draft::new(
+        Transport::Internal,
+        request_id::fresh(),
+        &format!("{} {}", req.method(), req.uri().path()),
+        "",
+        state.app.clock.clone(),
+    );
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        draft.client_ip(peer.ip());
     }
+    draft
 }
 
 /// Answers a refused request with a problem and records the refusal.
 async fn refuse(
     state: &GrpcState,
-    seen: Seen,
+    draft: Draft,
     status: StatusCode,
     detail: &str,
     reason: &str,
 ) -> Response {
-    let mut draft = Draft::new(
-        Transport::Internal,
-        request_id::fresh(),
-        &seen.operation,
-        "",
-        seen.started,
-    );
-    if let Some(ip) = seen.client_ip {
-        draft.client_ip(ip);
-    }
     let id = draft.request_id().to_owned();
     complete(
         &state.app,
@@ -129,7 +113,7 @@ async fn local_callers_only(
     req: Request,
     next: Next,
 ) -> Response {
-    let seen = Seen::of(&req, Instant::now());
+    let seen = draft_of(&state, &req);
     if !host_is_valid(req.headers(), req.version()) {
         return refuse(
             &state,
@@ -172,7 +156,7 @@ async fn local_callers_only(
 
 /// The guard of the admin socket: gRPC only.
 async fn grpc_only(State(state): State<GrpcState>, req: Request, next: Next) -> Response {
-    let seen = Seen::of(&req, Instant::now());
+    let seen = draft_of(&state, &req);
     if is_grpc(&req) {
         return next.run(req).await;
     }

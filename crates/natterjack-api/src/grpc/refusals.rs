@@ -26,6 +26,7 @@
 //! tonic: [`report_refused_streams`] writes one `summary` per connection that had any (see
 //! [`crate::transport::refused`]).
 
+use natterjack_core::clock::{Clock, SystemClock};
 use super::call::GrpcState;
 use super::identity::principal_name;
 use super::status::GrpcError;
@@ -161,7 +162,7 @@ impl Call {
         }
         let (principal, auth_method) = certificate_holder(self.peer_certs.as_deref());
         let record = AuditRecord {
-            time: Timestamp::now(),
+            time: SystemClock.wall(),
             request_id: self.request_id,
             phase: Phase::Complete,
             transport: Transport::Grpc,
@@ -262,7 +263,7 @@ async fn record_unrecorded(
 ) -> Response {
     let recorded = Recorded::default();
     req.extensions_mut().insert(recorded.clone());
-    let mut call = Call::of(&req, shared.clone(), Instant::now());
+    let mut call = Call::of(&req, shared.clone(), SystemClock.now());
     let mut response = next.run(req).await;
     if recorded.is_marked() {
         return response;
@@ -375,7 +376,7 @@ pub fn report_refused_streams(state: GrpcState) -> ReportRefusedStreams {
                 last = refused.last.to_rfc3339(),
             );
             let record = AuditRecord {
-                time: Timestamp::now(),
+                time: SystemClock.wall(),
                 request_id: request_id::fresh(),
                 phase: Phase::Summary,
                 transport: Transport::Grpc,

@@ -37,7 +37,7 @@ pub(crate) async fn open(
         target: format!("space_id={}", req.get_ref().space_id),
         space: Some(req.get_ref().space_id),
     };
-    let mut draft = GrpcState::draft("Spaces", &op);
+    let mut draft = state.draft("Spaces", &op);
     let setup = async {
         let admitted = state.open(&req, "Spaces", &op, &mut draft).await?;
         let access = admitted.access()?;

@@ -5,7 +5,7 @@ use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{
     AuditRecord, AuthMethod, Decision, LimitedBy, Phase, Status, Transport,
 };
-use natterjack_core::domain::Timestamp;
+use natterjack_core::clock::{Clock, SharedClock};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -23,18 +23,19 @@ pub struct Draft {
     target: String,
     pub(crate) allowed_because: Option<String>,
     started: Instant,
+    clock: SharedClock,
 }
 
 impl Draft {
-    /// A draft for a request that arrived by `transport` at `started`, named `operation` as
-    /// the transport spells it (`GET /spaces/{id}`, `/natterjack.v1.Spaces/GetSpace`), on
-    /// `target` (the ids it addresses).
+    /// A draft for a request that arrived by `transport` just now by `clock`, named
+    /// `operation` as the transport spells it (`GET /spaces/{id}`,
+    /// `/natterjack.v1.Spaces/GetSpace`), on `target` (the ids it addresses).
     pub fn new(
         transport: Transport,
         request_id: String,
         operation: &str,
         target: &str,
-        started: Instant,
+        clock: SharedClock,
     ) -> Self {
         Self {
             transport,
@@ -47,7 +48,8 @@ impl Draft {
             operation: clean(operation, 200),
             target: clean(target, 200),
             allowed_because: None,
-            started,
+            started: clock.now(),
+            clock,
         }
     }
 
@@ -79,7 +81,7 @@ impl Draft {
         reason: Option<String>,
     ) -> AuditRecord {
         AuditRecord {
-            time: Timestamp::now(),
+            time: self.clock.wall(),
             request_id: self.request_id.clone(),
             phase,
             transport: self.transport,
@@ -93,7 +95,13 @@ impl Draft {
             reason: reason
                 .or_else(|| self.allowed_because.clone())
                 .map(|r| clean(&r, 200)),
-            duration_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            duration_us: i64::try_from(
+                self.clock
+                    .now()
+                    .saturating_duration_since(self.started)
+                    .as_micros(),
+            )
+            .unwrap_or(i64::MAX),
             count: None,
         }
     }

@@ -26,7 +26,6 @@ use natterjack_core::audit::{Status, Transport};
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::SpaceId;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
 use tokio::time::timeout_at;
 use tower::ServiceBuilder;
 
@@ -106,7 +105,6 @@ async fn run(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let route = req
         .extensions()
@@ -136,7 +134,7 @@ async fn run(
         request_id::current(),
         &label,
         &target,
-        started,
+        state.clock.clone(),
     );
     let peer = req
         .extensions()

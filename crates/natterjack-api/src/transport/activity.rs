@@ -4,6 +4,7 @@
 //! its response body has been sent or dropped, so a long response (a gRPC watch stream)
 //! keeps its connection busy, and a slowly sent request head does not.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use axum::body::{Body, Bytes, HttpBody};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -32,7 +33,7 @@ impl Activity {
     pub(crate) fn new(client: IpAddr) -> Self {
         Self {
             client,
-            epoch: Instant::now(),
+            epoch: SystemClock.now(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),

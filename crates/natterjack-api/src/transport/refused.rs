@@ -14,6 +14,7 @@
 //! connection that had any, when the connection ends (the gRPC listener writes it to the
 //! audit log as a `summary`).
 
+use natterjack_core::clock::{Clock, SystemClock};
 use futures_util::future::BoxFuture;
 use natterjack_core::domain::Timestamp;
 use rustls::pki_types::CertificateDer;
@@ -67,7 +68,7 @@ pub(crate) struct Refusals {
 
 impl Refusals {
     fn add(&self, n: u64) {
-        let now = Timestamp::now().micros();
+        let now = SystemClock.wall().micros();
         // Only the connection's writer adds, so the first addition also sets `first`.
         if self.count.fetch_add(n, Ordering::AcqRel) == 0 {
             self.first_us.store(now, Ordering::Release);

@@ -6,6 +6,7 @@
 //! same. With both, idle connections are what gives way: a client being served keeps its
 //! connection, and a new client waits at most [`ADMISSION_WAIT`] for an idle one to close.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use super::TransportLimits;
 use super::activity::Activity;
 use ipnet::IpNet;
@@ -227,7 +228,7 @@ impl ConnectionTable {
             crate::metrics::connection_evicted(self.listener);
             if let Ok(mut log) = self.log.lock() {
                 log.evicted += 1;
-                log.maybe_log(self.listener, Instant::now());
+                log.maybe_log(self.listener, SystemClock.now());
             }
         }
         Attempt::Wait
@@ -242,7 +243,7 @@ impl ConnectionTable {
                 Refused::Closed => return why,
             }
             log.latest = Some(client);
-            log.maybe_log(self.listener, Instant::now());
+            log.maybe_log(self.listener, SystemClock.now());
         }
         why
     }
@@ -296,7 +297,7 @@ impl ConnectionTable {
                 tick.tick().await;
                 let Some(table) = table.upgrade() else { break };
                 if let Ok(mut log) = table.log.lock() {
-                    log.maybe_log(table.listener, Instant::now());
+                    log.maybe_log(table.listener, SystemClock.now());
                 }
             }
         });
@@ -422,7 +423,7 @@ mod tests {
     #[test]
     fn refusals_are_logged_at_most_once_per_interval_with_their_count() {
         let mut log = RefusalLog::default();
-        let start = Instant::now();
+        let start = SystemClock.now();
         log.per_client = 1;
         log.maybe_log("test", start);
         assert!(!log.pending(), "the first refusal is logged at once");

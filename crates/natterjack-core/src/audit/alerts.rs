@@ -259,6 +259,7 @@ impl AnomalyMonitor {
         );
         Some(
             Alert {
+                time: record.time,
                 kind: "distributed_guessing",
                 target: &Subject::Principal(account.to_owned()).target(),
                 evidence: &evidence,
@@ -352,6 +353,7 @@ impl AnomalyMonitor {
             samples = samples.join(", "),
         );
         Alert {
+            time: trigger.time,
             kind: kind.as_str(),
             target: &subject.target(),
             evidence: &evidence,
@@ -370,10 +372,11 @@ impl AnomalyMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     fn refusal(status: u16, ip: &str, principal: Option<&str>, id: &str) -> AuditRecord {
         AuditRecord {
-            time: Timestamp::now(),
+            time: SystemClock.wall(),
             request_id: id.to_owned(),
             phase: Phase::Complete,
             transport: Transport::Rest,
@@ -403,7 +406,7 @@ mod tests {
     #[test]
     fn the_threshold_crossing_refusal_yields_one_alert_per_subject_with_evidence() {
         let m = monitor(3);
-        let t = Instant::now();
+        let t = SystemClock.now();
         assert!(
             m.observe(&refusal(401, "192.0.2.1", None, "r1"), Some("alice"), t)
                 .is_empty()
@@ -431,7 +434,7 @@ mod tests {
     #[test]
     fn a_subject_alerts_once_per_window_and_again_in_the_next() {
         let m = monitor(2);
-        let t = Instant::now();
+        let t = SystemClock.now();
         let mut alerts = 0;
         for i in 0..10 {
             alerts += m
@@ -458,7 +461,7 @@ mod tests {
     #[test]
     fn refusals_spread_wider_than_the_window_never_alert() {
         let m = monitor(3);
-        let start = Instant::now();
+        let start = SystemClock.now();
         for i in 0..10u64 {
             let t = start + Duration::from_secs(31 * i);
             assert!(
@@ -471,7 +474,7 @@ mod tests {
     #[test]
     fn each_kind_counts_separately_and_successes_are_not_counted() {
         let m = monitor(2);
-        let t = Instant::now();
+        let t = SystemClock.now();
         assert!(
             m.observe(&refusal(401, "192.0.2.4", None, "a"), None, t)
                 .is_empty()
@@ -500,7 +503,7 @@ mod tests {
         let m = monitor(1);
         let mut call = refusal(16, "192.0.2.5", None, "g");
         call.transport = Transport::Grpc;
-        let alerts = m.observe(&call, None, Instant::now());
+        let alerts = m.observe(&call, None, SystemClock.now());
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].operation, "alert unauthenticated");
     }
@@ -513,7 +516,7 @@ mod tests {
         });
         for _ in 0..100 {
             assert!(
-                m.observe(&refusal(401, "192.0.2.6", None, "r"), None, Instant::now())
+                m.observe(&refusal(401, "192.0.2.6", None, "r"), None, SystemClock.now())
                     .is_empty()
             );
         }
@@ -527,7 +530,7 @@ mod tests {
             distributed_addresses: 10,
             ..AlertThresholds::default()
         });
-        let t = Instant::now();
+        let t = SystemClock.now();
         let mut alerts = Vec::new();
         for n in 1..=200 {
             let ip = format!("198.51.100.{n}");
@@ -571,7 +574,7 @@ mod tests {
             distributed_addresses: 3,
             ..AlertThresholds::default()
         });
-        let t = Instant::now();
+        let t = SystemClock.now();
         for i in 0..1000 {
             let r = refusal(401, "198.51.100.1", None, &format!("r{i}"));
             assert!(m.observe(&r, Some("victim"), t).is_empty());

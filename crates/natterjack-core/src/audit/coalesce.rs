@@ -16,6 +16,7 @@ use super::vocabulary::{AuthMethod, Decision, Status, Transport};
 use crate::domain::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 
 /// How refusals are coalesced.
@@ -118,6 +119,7 @@ impl Window {
         by: &LimitedBy,
         transport: Transport,
         individually: u32,
+        now: Timestamp,
     ) -> Option<AuditRecord> {
         let (first, last) = (self.first?, self.last?);
         let reason = format!(
@@ -128,7 +130,7 @@ impl Window {
             last = last.to_rfc3339(),
         );
         Some(AuditRecord {
-            time: Timestamp::now(),
+            time: now,
             request_id: self.last_request.clone(),
             phase: Phase::Summary,
             transport,
@@ -158,6 +160,7 @@ impl Window {
 pub struct Coalescer {
     policy: CoalescePolicy,
     windows: Mutex<HashMap<(LimitedBy, Transport), Window>>,
+    clock: SharedClock,
 }
 
 impl Coalescer {
@@ -166,7 +169,15 @@ impl Coalescer {
         Self {
             policy,
             windows: Mutex::new(HashMap::new()),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same coalescer, dating its summaries by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Decides whether `record`, a refusal by `by`, is recorded or counted; returns, too,
@@ -186,7 +197,7 @@ impl Coalescer {
         if let Some(window) = windows.get(&key)
             && now.duration_since(window.opened) >= self.policy.window
         {
-            summaries.extend(window.summary(by, key.1, self.policy.individually));
+            summaries.extend(window.summary(by, key.1, self.policy.individually, self.clock.wall()));
             windows.remove(&key);
         }
         if !windows.contains_key(&key) && windows.len() >= MAX_KEYS {
@@ -206,7 +217,9 @@ impl Coalescer {
         windows: impl Iterator<Item = ((LimitedBy, Transport), Window)>,
     ) -> Vec<AuditRecord> {
         windows
-            .filter_map(|((by, transport), w)| w.summary(&by, transport, self.policy.individually))
+            .filter_map(|((by, transport), w)| {
+                w.summary(&by, transport, self.policy.individually, self.clock.wall())
+            })
             .collect()
     }
 
@@ -240,6 +253,7 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     fn refusal(n: u64, ip: &str) -> AuditRecord {
         AuditRecord {
@@ -270,7 +284,7 @@ mod tests {
     #[test]
     fn a_million_refusals_from_one_address_in_100_seconds_add_twelve_rows_that_count_them_all() {
         let c = Coalescer::new(CoalescePolicy::default());
-        let start = Instant::now();
+        let start = SystemClock.now();
         let by = per_ip("192.0.2.1");
         let mut rows = Vec::new();
         let total: u64 = 1_000_000;
@@ -313,7 +327,7 @@ mod tests {
             window: Duration::from_secs(10),
             individually: 2,
         });
-        let t = Instant::now();
+        let t = SystemClock.now();
         let mut recorded = 0;
         for ip in ["192.0.2.1", "192.0.2.2"] {
             for n in 0..5 {
@@ -340,7 +354,7 @@ mod tests {
             window: Duration::from_secs(10),
             individually: 0,
         });
-        let t = Instant::now();
+        let t = SystemClock.now();
         let global = LimitedBy {
             policy: "global",
             key: "*".to_owned(),

@@ -107,6 +107,8 @@ pub struct Alert<'a> {
     pub target: &'a str,
     /// The evidence, in words.
     pub evidence: &'a str,
+    /// When it was raised.
+    pub time: Timestamp,
     /// The request that raised it.
     pub request_id: String,
     /// The client address the evidence ends with, if any.
@@ -120,7 +122,7 @@ pub struct Alert<'a> {
 impl From<Alert<'_>> for AuditRecord {
     fn from(a: Alert<'_>) -> Self {
         AuditRecord {
-            time: Timestamp::now(),
+            time: a.time,
             request_id: a.request_id,
             phase: Phase::Alert,
             transport: Transport::Monitor,

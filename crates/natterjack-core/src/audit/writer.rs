@@ -13,6 +13,7 @@ use super::linking::{check_key, link, verified_head};
 use super::space_gate::SpaceGate;
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
+use crate::clock::{Clock, SharedClock};
 use crate::domain::{Limit, Timestamp, Username};
 use crate::ports::StoreError;
 use crate::principal::AdminAccess;
@@ -85,6 +86,7 @@ pub struct AuditLog {
     gate: Option<Arc<ExportGate>>,
     space: Option<Arc<SpaceGate>>,
     coalescer: Option<Arc<Coalescer>>,
+    clock: SharedClock,
 }
 
 impl AuditLog {
@@ -166,7 +168,16 @@ impl AuditLog {
             gate: None,
             space: None,
             coalescer: None,
+            clock: crate::clock::system(),
         })
+    }
+
+    /// Reads time from `clock` for the windows of coalescing and of the anomaly monitor (set
+    /// it before [`AuditLog::with_coalescing`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Watches every completed request for bursts of refusals and appends an `alert` record
@@ -180,9 +191,10 @@ impl AuditLog {
     /// window are recorded, the rest counted into one `summary` record, written when the
     /// window ends (checked every second) or at [`AuditLog::flush`].
     pub fn with_coalescing(mut self, policy: CoalescePolicy) -> Self {
-        let coalescer = Arc::new(Coalescer::new(policy));
+        let coalescer = Arc::new(Coalescer::new(policy).with_clock(self.clock.clone()));
         if let Some(sender) = &self.sender {
             let (sender, due) = (sender.clone(), Arc::downgrade(&coalescer));
+            let clock = self.clock.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
@@ -190,7 +202,7 @@ impl AuditLog {
                     let Some(coalescer) = due.upgrade() else {
                         break;
                     };
-                    for summary in coalescer.due(Instant::now()) {
+                    for summary in coalescer.due(clock.now()) {
                         let (ack, _) = oneshot::channel();
                         if sender.send((Some(summary), ack)).await.is_err() {
                             return;
@@ -256,6 +268,7 @@ impl AuditLog {
             gate: None,
             space: None,
             coalescer: None,
+            clock: crate::clock::system(),
         }
     }
 
@@ -303,7 +316,7 @@ impl AuditLog {
         record: AuditRecord,
         observed: Observed<'_>,
     ) -> Result<(), ServiceError> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let alerts = match &self.monitor {
             Some(monitor) => monitor.observe(&record, observed.claimed, now),
             None => Vec::new(),

@@ -17,6 +17,7 @@ use crate::rate::{account_key as account, limit_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 
 /// Which budgets a guess taken by [`LoginBudgets::take`] drew from, so that giving it back
@@ -34,6 +35,7 @@ pub struct LoginBudgets {
     known: Mutex<HashMap<(String, IpAddr), Instant>>,
     known_for: Duration,
     max_keys: usize,
+    clock: SharedClock,
 }
 
 impl LoginBudgets {
@@ -51,7 +53,21 @@ impl LoginBudgets {
             known: Mutex::new(HashMap::new()),
             known_for,
             max_keys: max_keys.max(1),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same budgets, reading time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.per_address = self.per_address.with_clock(clock.clone());
+        self.per_account = self.per_account.with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
+    fn age(&self, at: Instant) -> Duration {
+        self.clock.now().saturating_duration_since(at)
     }
 
     /// Whether `ip` logged in as `username` within `known_for`.
@@ -60,7 +76,7 @@ impl LoginBudgets {
         self.known.lock().is_ok_and(|known| {
             known
                 .get(&key)
-                .is_some_and(|at| at.elapsed() < self.known_for)
+                .is_some_and(|at| self.age(*at) < self.known_for)
         })
     }
 
@@ -111,21 +127,21 @@ impl LoginBudgets {
         };
         let key = (account(username), limit_key(ip));
         if let Some(at) = known.get_mut(&key) {
-            if at.elapsed() >= Duration::from_secs(60) {
-                *at = Instant::now();
+            if self.age(*at) >= Duration::from_secs(60) {
+                *at = self.clock.now();
             }
             return;
         }
         if known.len() >= self.max_keys {
             let known_for = self.known_for;
-            known.retain(|_, at| at.elapsed() < known_for);
+            known.retain(|_, at| self.age(*at) < known_for);
             if known.len() >= self.max_keys {
                 // Full of recent logins: this one is not remembered, which only means it
                 // shares the account's budget next time, as before its first login.
                 return;
             }
         }
-        known.insert(key, Instant::now());
+        known.insert(key, self.clock.now());
     }
 
     /// Drops refilled buckets and forgotten addresses; decisions do not change.
@@ -134,7 +150,7 @@ impl LoginBudgets {
         self.per_account.evict_expired();
         if let Ok(mut known) = self.known.lock() {
             let known_for = self.known_for;
-            known.retain(|_, at| at.elapsed() < known_for);
+            known.retain(|_, at| self.age(*at) < known_for);
         }
     }
 }

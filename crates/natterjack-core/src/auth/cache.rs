@@ -4,6 +4,7 @@ use rand::RngCore;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -27,6 +28,7 @@ pub struct VerificationCache {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<[u8; 32], (UserId, Instant)>>,
+    clock: SharedClock,
 }
 
 impl VerificationCache {
@@ -39,7 +41,15 @@ impl VerificationCache {
             ttl,
             capacity: capacity.max(1),
             entries: Mutex::new(HashMap::new()),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same cache, reading time from `clock` (a test clock expires entries on demand).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// False when `ttl` is zero: nothing is remembered.
@@ -68,7 +78,7 @@ impl VerificationCache {
             return false;
         };
         match entries.get(key) {
-            Some((cached_user, expires)) if *cached_user == user && *expires > Instant::now() => {
+            Some((cached_user, expires)) if *cached_user == user && *expires > self.clock.now() => {
                 true
             }
             Some(_) => {
@@ -87,7 +97,7 @@ impl VerificationCache {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         if entries.len() >= self.capacity {
             entries.retain(|_, (_, expires)| *expires > now);
             if entries.len() >= self.capacity {
@@ -102,5 +112,23 @@ impl VerificationCache {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, (u, _)| *u != user);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn a_remembered_verification_lasts_exactly_its_ttl_on_the_caches_clock() {
+        let clock = ManualClock::new();
+        let cache = VerificationCache::new(Duration::from_secs(60), 10).with_clock(clock.clone());
+        let (key, user) = (cache.key_for("alice", b"pw", "$argon2id$"), UserId::from_i64(1).unwrap());
+        cache.remember(key, user);
+        clock.advance(Duration::from_secs(59));
+        assert!(cache.hit(&key, user));
+        clock.advance(Duration::from_secs(1));
+        assert!(!cache.hit(&key, user));
     }
 }

@@ -8,7 +8,9 @@ use time::format_description::well_known::Rfc3339;
 pub struct Timestamp(i64);
 
 impl Timestamp {
-    /// The current time.
+    /// The current time: read through [`crate::clock::Clock::wall`], never directly
+    /// (`clippy.toml` forbids it elsewhere).
+    #[allow(clippy::disallowed_methods)] // the wall clock's one reading, for `SystemClock`
     pub fn now() -> Self {
         let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
         Self(i64::try_from(nanos / 1_000).unwrap_or(i64::MAX))
@@ -32,6 +34,12 @@ impl Timestamp {
     /// Microseconds since the Unix epoch.
     pub fn micros(self) -> i64 {
         self.0
+    }
+
+    /// The same instant as a `time` date-time (UTC), for what needs calendar arithmetic.
+    pub fn to_date_time(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// The RFC 3339 form in UTC, as the API returns it.

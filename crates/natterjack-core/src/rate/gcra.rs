@@ -11,6 +11,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use crate::clock::{Clock, SharedClock, SystemClock};
 use std::time::{Duration, Instant};
 
 /// A quota: `burst` requests at once, refilling at `per_second`.
@@ -86,6 +87,7 @@ pub struct Limiter<K> {
     interval: u64,
     tolerance: u64,
     max_keys: usize,
+    clock: SharedClock,
     epoch: Instant,
     state: Mutex<HashMap<K, u64>>,
 }
@@ -101,13 +103,23 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             interval,
             tolerance: interval.saturating_mul(u64::from(quota.burst.saturating_sub(1))),
             max_keys: max_keys.max(1),
-            epoch: Instant::now(),
+            clock: crate::clock::system(),
+            epoch: SystemClock.now(),
             state: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The same limiter, reading time from `clock` (a test clock moves refills along).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.epoch = clock.now();
+        self.clock = clock;
+        self
+    }
+
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The policy name.
@@ -224,6 +236,19 @@ mod tests {
 
     fn limiter(burst: u32, per_second: f64, max_keys: usize) -> Limiter<u8> {
         Limiter::new("test", Quota { burst, per_second }, max_keys)
+    }
+
+    #[test]
+    fn a_spent_bucket_refills_as_the_limiters_clock_moves_without_anyone_sleeping() {
+        let clock = crate::clock::ManualClock::new();
+        let l = limiter(2, 1.0, 10).with_clock(clock.clone());
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_err());
+        clock.advance(Duration::from_millis(999));
+        assert!(l.check(&1).is_err());
+        clock.advance(Duration::from_millis(1));
+        assert!(l.check(&1).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The service layer's data on PostgreSQL: the same statements and results as the SQLite
 //! backend, with `$n` parameters and case-insensitive names through `lower()`.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use super::PgStore;
 use super::errors::classify;
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
@@ -34,7 +35,7 @@ impl Store for PgStore {
         )
         .bind(username.as_str())
         .bind(password_hash)
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;
@@ -77,7 +78,7 @@ impl Store for PgStore {
         name: &SpaceName,
         owner: UserId,
     ) -> Result<SpaceRecord, StoreError> {
-        let now = Timestamp::now().micros();
+        let now = SystemClock.wall().micros();
         let mut tx = self.pool().begin().await.map_err(classify)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO spaces (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING id",
@@ -187,7 +188,7 @@ impl Store for PgStore {
         .bind(user.get())
         .bind(add.bits())
         .bind(by.get())
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;
@@ -238,7 +239,7 @@ impl Store for PgStore {
         .bind(space.get())
         .bind(author.get())
         .bind(body.as_str())
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(self.pool())
         .await
         .map_err(classify)?;

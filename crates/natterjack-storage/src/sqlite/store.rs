@@ -1,3 +1,4 @@
+use natterjack_core::clock::{Clock, SystemClock};
 use super::connections::{Connections, Lease};
 use super::errors::classify;
 use super::migrate;
@@ -113,7 +114,7 @@ impl Store for SqliteStore {
         )
         .bind(username.as_str())
         .bind(password_hash)
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;
@@ -160,7 +161,7 @@ impl Store for SqliteStore {
         owner: UserId,
     ) -> Result<SpaceRecord, StoreError> {
         let mut conn = self.conns.lease().await?;
-        let now = Timestamp::now().micros();
+        let now = SystemClock.wall().micros();
         let mut tx = conn.begin(None).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO spaces (name, owner_id, created_at) VALUES (?1, ?2, ?3) RETURNING id",
@@ -272,7 +273,7 @@ impl Store for SqliteStore {
         .bind(user.get())
         .bind(add.bits())
         .bind(by.get())
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;
@@ -322,7 +323,7 @@ impl Store for SqliteStore {
         .bind(space.get())
         .bind(author.get())
         .bind(body.as_str())
-        .bind(Timestamp::now().micros())
+        .bind(SystemClock.wall().micros())
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;

@@ -2,6 +2,7 @@
 //! move the cursor. After any failure everything unconfirmed is sent again from the cursor,
 //! so a record may arrive twice (with the same id) but never goes missing.
 
+use natterjack_core::clock::{Clock, SystemClock};
 use super::format::{SyslogHeader, ecs_line, octet_counted, syslog_message};
 use super::sink::Sink;
 use natterjack_core::audit::{AuditStore, ExportGate, StoredAuditRecord};
@@ -104,7 +105,7 @@ impl SinkTask {
                 continue;
             }
             // Whatever has stayed on a healthy connection long enough counts as delivered.
-            let now = Instant::now();
+            let now = SystemClock.now();
             while let Some(&(at, id, _)) = in_flight.0.front() {
                 if now.duration_since(at) < confirm_after {
                     break;
@@ -159,7 +160,7 @@ impl SinkTask {
                     metrics::counter!("natterjack_audit_export_delivered_total", "sink" => self.name.clone())
                         .increment(batch.len() as u64);
                     sent = last_id;
-                    in_flight.0.push_back((Instant::now(), last_id, first_time));
+                    in_flight.0.push_back((SystemClock.now(), last_id, first_time));
                     backoff = Duration::from_millis(100);
                     if let Some(since) = down_since.take() {
                         tracing::info!(sink = %self.name, down_secs = since.elapsed().as_secs(), resumed_after = confirmed, "audit export resumed");
@@ -181,7 +182,7 @@ impl SinkTask {
         metrics::counter!("natterjack_audit_export_failures_total", "sink" => self.name.clone())
             .increment(1);
         if down_since.is_none() {
-            *down_since = Some(Instant::now());
+            *down_since = Some(SystemClock.now());
             tracing::warn!(sink = %self.name, error = %why, "audit export failed; records wait in the audit log and will be re-sent");
         }
     }
@@ -207,7 +208,7 @@ impl SinkTask {
             None => None,
         };
         let lag = oldest.map_or(0.0, |t| {
-            (Timestamp::now().micros().saturating_sub(t.micros())).max(0) as f64 / 1e6
+            (SystemClock.wall().micros().saturating_sub(t.micros())).max(0) as f64 / 1e6
         });
         metrics::gauge!("natterjack_audit_export_lag_seconds", "sink" => self.name.clone())
             .set(lag);

@@ -22,6 +22,7 @@ pub mod client_ip;
 
 use ipnet::IpNet;
 use natterjack_core::auth::LoginBudgets;
+use natterjack_core::clock::SharedClock;
 use natterjack_core::domain::UserId;
 use natterjack_core::rate::gcra::{Limiter, Quota, Refusal};
 use natterjack_core::rate::limit_key;
@@ -126,8 +127,14 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Builds the policies, refusing quotas that could never admit a request.
+    /// Builds the policies on the system clock, refusing quotas that could never admit a
+    /// request.
     pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
+        Self::with_clock(cfg, natterjack_core::clock::system())
+    }
+
+    /// Builds the policies reading time from `clock`.
+    pub fn with_clock(cfg: &RateLimitConfig, clock: SharedClock) -> Result<Self, String> {
         for (name, quota) in [
             ("per_ip", cfg.per_ip),
             ("credentials", cfg.credentials),
@@ -146,17 +153,23 @@ impl RateLimits {
         Ok(Self {
             enabled: cfg.enabled,
             trusted: cfg.trusted_proxies.clone(),
-            per_ip: Limiter::new("per-ip", cfg.per_ip, keys),
-            credentials: Limiter::new("credentials", cfg.credentials, keys),
-            registration: Limiter::new("registration", cfg.registration, keys),
-            global: Limiter::new("global", cfg.global, 1),
-            per_principal: Limiter::new("per-principal", cfg.per_principal, keys),
-            logins: Arc::new(LoginBudgets::new(
-                cfg.failed_logins,
-                cfg.account_guesses,
-                Duration::from_secs(u64::from(cfg.known_address_days) * 86_400),
-                keys,
-            )),
+            per_ip: Limiter::new("per-ip", cfg.per_ip, keys).with_clock(clock.clone()),
+            credentials: Limiter::new("credentials", cfg.credentials, keys)
+                .with_clock(clock.clone()),
+            registration: Limiter::new("registration", cfg.registration, keys)
+                .with_clock(clock.clone()),
+            global: Limiter::new("global", cfg.global, 1).with_clock(clock.clone()),
+            per_principal: Limiter::new("per-principal", cfg.per_principal, keys)
+                .with_clock(clock.clone()),
+            logins: Arc::new(
+                LoginBudgets::new(
+                    cfg.failed_logins,
+                    cfg.account_guesses,
+                    Duration::from_secs(u64::from(cfg.known_address_days) * 86_400),
+                    keys,
+                )
+                .with_clock(clock),
+            ),
         })
     }
 
