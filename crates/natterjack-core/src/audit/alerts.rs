@@ -503,6 +503,7 @@ mod tests {
         let m = monitor(1);
         let mut call = refusal(16, "192.0.2.5", None, "g");
         call.transport = Transport::Grpc;
+        call.status = Some(Status::Grpc(16));
         let alerts = m.observe(&call, None, SystemClock.now());
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].operation, "alert unauthenticated");
