@@ -1,6 +1,5 @@
 //! Upgrading a database made by an earlier version keeps every audit record, the chain's
 //! bytes and the append-only triggers (schemas 3 and 4 rebuild SQLite's audit table).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack_core::audit::{AuditStore, Phase};
 use natterjack_storage::sqlite::SqliteStore;
@@ -19,8 +18,8 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
         .await
         .unwrap();
     for sql in [
-        include_str!("../migrations/sqlite/0001_initial.sql"),
-        include_str!("../migrations/sqlite/0002_audit_log.sql"),
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/sqlite/0002_audit_log.sql"),
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
          INSERT INTO schema_migrations VALUES (1, 'initial', 0), (2, 'audit_log', 0);
          INSERT INTO audit_log VALUES

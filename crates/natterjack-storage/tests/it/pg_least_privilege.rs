@@ -2,10 +2,8 @@
 //! cannot change the schema, rewrite history or reach the server's files; even the owner
 //! cannot change the audit log; and the server refuses to start as anything but the app
 //! role. Bootstrap and migration converge when run again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::pg::TestDb;
 use natterjack_core::audit::{AuditRecord, AuditStore, Phase, StoredAuditRecord};
 use natterjack_core::domain::{MessageText, SpaceName, Timestamp, Username};
 use natterjack_core::ports::{Store, StoreError};
@@ -13,7 +11,6 @@ use natterjack_storage::PgStore;
 use natterjack_storage::postgres::connect_options;
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
-use support::pg::TestDb;
 
 /// The SQLSTATE of a failed statement, or what else happened.
 fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {

@@ -4,7 +4,6 @@
 //! only holders of `rwd` may change permissions; under `subset` anyone may change a subset of
 //! what they hold. These tests never ask `may_change` what to expect: the first one compares
 //! against a hand-written table, the second against an oracle that reads only the store.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack_core::ServiceError;
 use natterjack_core::auth::{Authenticator, HashingParams, PasswordHashing, VerificationCache};

@@ -1,6 +1,5 @@
 //! Several audit writers on one database (as several server processes would be): the chain
 //! stays one valid line, and a writer with the wrong key refuses to start.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack_core::audit::{
     AuditKey, AuditLog, AuditRecord, AuditStore, Phase, VerifyReport, verify,
@@ -9,8 +8,6 @@ use natterjack_core::domain::Timestamp;
 use natterjack_storage::{PgStore, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
-
-mod support;
 
 fn record(writer: usize, n: usize) -> AuditRecord {
     AuditRecord {
@@ -101,7 +98,7 @@ async fn two_writers_sharing_one_sqlite_database_keep_one_valid_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_writers_sharing_one_postgres_database_keep_one_valid_chain() {
-    let Some(db) = support::pg::TestDb::create().await else {
+    let Some(db) = crate::support::pg::TestDb::create().await else {
         return;
     };
     let second = PgStore::open(&db.app, 4, Duration::from_secs(5))

@@ -1,5 +1,4 @@
 //! The server's SQLite connections cannot do what the API never needs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack_core::domain::{MessageText, SpaceName, Username};
 use natterjack_core::ports::Store;

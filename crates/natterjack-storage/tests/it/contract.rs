@@ -2,9 +2,6 @@
 //! `Store + AuditStore`, and the macro at the bottom runs it on a fresh SQLite file
 //! (`sqlite::<case>`) and on a fresh PostgreSQL database as the app role
 //! (`postgres::<case>`), so the two cannot drift apart unnoticed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use natterjack_core::audit::{AuditQuery, AuditRecord, AuditStore, Phase, StoredAuditRecord};
 use natterjack_core::domain::{
@@ -604,8 +601,8 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $case() {
                     let dir = tempfile::tempdir().unwrap();
-                    let store = crate::sqlite_store(&dir).await;
-                    crate::cases::$case(&store).await;
+                    let store = super::sqlite_store(&dir).await;
+                    super::cases::$case(&store).await;
                     store.close().await;
                 }
             )+
@@ -618,7 +615,7 @@ macro_rules! contract {
                     let Some(db) = crate::support::pg::TestDb::create().await else {
                         return;
                     };
-                    crate::cases::$case(&db.store).await;
+                    super::cases::$case(&db.store).await;
                     db.drop_all().await;
                 }
             )+

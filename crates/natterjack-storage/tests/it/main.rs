@@ -1,0 +1,13 @@
+//! The integration tests of the storage backends, in one test binary, so that the crate and
+//! its dependencies link once rather than once per area. Each module is one area; run one
+//! with a filter: `cargo test -p natterjack-storage --test it contract::`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod audit_writers;
+mod contract;
+mod escalation_rule;
+mod least_privilege;
+mod pg_least_privilege;
+mod upgrade;
