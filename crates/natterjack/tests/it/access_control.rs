@@ -1,12 +1,9 @@
 //! Controls 4 and 5 over HTTP: per-space ACLs, 401 before any ACL lookup, no reach across
 //! spaces, and the escalation rule under both policies.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{TestServer, problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{TestServer, problem};
 
 /// Every space route with the permission its table entry declares (`-` = any member).
 fn space_routes(space: i64, msg: i64) -> Vec<(Method, String, Option<Value>, &'static str)> {
@@ -468,7 +465,7 @@ async fn registration_can_be_switched_off_and_names_are_unique() {
             None,
             Method::POST,
             "/users",
-            Some(json!({"username": "ALICE", "password": support::PASSWORD})),
+            Some(json!({"username": "ALICE", "password": crate::support::PASSWORD})),
         )
         .await;
     assert_eq!(dup.status(), StatusCode::CONFLICT);
@@ -478,7 +475,7 @@ async fn registration_can_be_switched_off_and_names_are_unique() {
             None,
             Method::POST,
             "/users",
-            Some(json!({"username": "alice", "password": support::PASSWORD})),
+            Some(json!({"username": "alice", "password": crate::support::PASSWORD})),
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

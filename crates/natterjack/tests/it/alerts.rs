@@ -1,15 +1,12 @@
 //! Anomaly flags: bursts of 401, 403 and 429 from one principal or one client address
 //! raise an `alert` audit record, once per window, with the evidence; alerts reach the SIEM
 //! sinks like every other record.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Creds, TestServer};
 use natterjack_core::audit::{Phase, StoredAuditRecord};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::{Creds, TestServer};
 
 async fn alerts_in_table(server: &TestServer) -> Vec<StoredAuditRecord> {
     server

@@ -1,17 +1,14 @@
 //! The audit log: every request, allowed or refused, leaves an exact record; state changes
 //! leave an intent first; the chain exposes every kind of tampering; a crash loses nothing
 //! that a client was told had succeeded.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Creds, PASSWORD, TestServer, cli, client_trusting};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Row, SqlitePool};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use support::{Creds, PASSWORD, TestServer, cli, client_trusting};
 
 /// A read-only view of a data directory's database.
 async fn db(data_dir: &Path) -> SqlitePool {

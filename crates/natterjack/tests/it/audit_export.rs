@@ -1,14 +1,11 @@
 //! Audit export without an external collector: ECS JSON lines on standard output, and a
 //! JSON file sink that resumes from its persisted cursor after the server is killed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::TestServer;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::TestServer;
 
 /// The audit ids in the JSON lines of `text`.
 fn ids(lines: impl Iterator<Item = String>) -> Vec<i64> {

@@ -1,15 +1,12 @@
 //! What keeps the audit trail from filling the disk: floods of refused requests coalesced
 //! into counted summaries, and a guard that pauses state changes on a nearly full disk.
 //! Both against the real binary, its SQLite file, its SIEM export and `audit verify`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{TestServer, cli, client_trusting, problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
-use support::{TestServer, cli, client_trusting, problem};
 
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 

@@ -1,12 +1,9 @@
 //! Control 2: HTTP Basic against Argon2id, no user enumeration, bounded hashing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Creds, TestServer, problem};
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use support::{Creds, TestServer, problem};
 
 const CHALLENGE: &str = r#"Basic realm="natterjack", charset="UTF-8""#;
 
@@ -207,7 +204,7 @@ async fn a_password_change_stops_the_old_password_at_once_despite_the_cache() {
         );
     }
     let new_password = "quartz-lantern-88-meadow";
-    let (ok, _, stderr) = support::cli(
+    let (ok, _, stderr) = crate::support::cli(
         &server.data_dir(),
         &["user", "passwd", "alice"],
         &format!("{new_password}\n"),

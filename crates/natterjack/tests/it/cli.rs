@@ -1,17 +1,13 @@
 //! The operator CLI and configuration, driven through the real binary: `user add`, `user
 //! admin`, `user passwd`, `migrate`, the configuration layers (file, then environment, then
 //! flags), refusal of unknown keys and weak Argon2 parameters, and `--help` everywhere.
-// Test helpers panic on setup failures by design.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Creds, PASSWORD, TestServer, cli};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use support::{Creds, PASSWORD, TestServer, cli};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// Another password that passes the policy, distinct from [`PASSWORD`].
@@ -36,10 +32,10 @@ fn add_user(data_dir: &Path, name: &str, password: &str) -> Creds {
 }
 
 /// Runs the binary with no inherited `NATTERJACK_*` variables, in `cwd`, with `env` only.
-/// Unlike [`support::cli`], it does not set `NATTERJACK_DATA_DIR`, so the file and the flags
+/// Unlike [`crate::support::cli`], it does not set `NATTERJACK_DATA_DIR`, so the file and the flags
 /// can be seen deciding.
 fn bare_cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(support::binary());
+    let mut command = std::process::Command::new(crate::support::binary());
     command
         .args(args)
         .current_dir(cwd)
@@ -70,10 +66,10 @@ async fn serve_outcome(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Result<String, String> {
-    let mut command = tokio::process::Command::new(support::binary());
+    let mut command = tokio::process::Command::new(crate::support::binary());
     command
         .arg("serve")
-        .envs(support::SIDE_LISTENERS_ON_FREE_PORTS)
+        .envs(crate::support::SIDE_LISTENERS_ON_FREE_PORTS)
         .args(args)
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")

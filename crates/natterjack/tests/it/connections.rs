@@ -2,10 +2,9 @@
 //! listener: capped per client address, evicted first at the listener's cap, and closed on
 //! time, on both public listeners, while a client from another address keeps being served.
 //! Every connection here completes a real TLS handshake with the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::raw::{GOAWAY, Idle, idle, tls_from, until_closed};
+use crate::support::{TestServer, cli, client_trusting};
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use natterjack_api::grpc::proto::ListSpacesRequest;
@@ -16,8 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::raw::{GOAWAY, Idle, idle, tls_from, until_closed};
-use support::{TestServer, cli, client_trusting};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -209,7 +206,7 @@ async fn connections_idle_after_a_request_are_closed_after_the_keep_alive_and_ht
     let rest = addr(&server.base);
 
     // HTTP/1.1 keep-alive: one request, then silence.
-    let connector = support::raw::connector(&ca, &[b"http/1.1"], None);
+    let connector = crate::support::raw::connector(&ca, &[b"http/1.1"], None);
     let mut tls = tls_from(&connector, ATTACKER, rest).await.unwrap();
     one_http1_request(&mut tls).await;
     let ended = until_closed(tls, false, Duration::from_secs(30))
@@ -222,7 +219,7 @@ async fn connections_idle_after_a_request_are_closed_after_the_keep_alive_and_ht
     );
 
     // HTTP/2: one stream, then none open; the server sends GOAWAY and the connection ends.
-    let connector = support::raw::connector(&ca, &[b"h2"], None);
+    let connector = crate::support::raw::connector(&ca, &[b"h2"], None);
     let tls = tls_from(&connector, ATTACKER, rest).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -360,7 +357,7 @@ async fn idle_grpc_connections_are_capped_per_address_evicted_at_the_cap_and_clo
     );
 
     // A client from another address is served throughout.
-    support::install_crypto();
+    crate::support::install_crypto();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
         .identity(Identity::from_pem(

@@ -1,9 +1,7 @@
 //! The gRPC API, black-box: the real binary, a real tonic client over mutual TLS, client
 //! certificates issued by `natterjack certs issue-client`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{TestServer, cli};
 use natterjack_api::grpc::proto::admin_client::AdminClient;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use natterjack_api::grpc::proto::{
@@ -12,7 +10,6 @@ use natterjack_api::grpc::proto::{
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{TestServer, cli};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -47,7 +44,7 @@ async fn channel_with_window(
     identity: Option<&(PathBuf, PathBuf)>,
     window: Option<u32>,
 ) -> Channel {
-    support::install_crypto();
+    crate::support::install_crypto();
     let ca = std::fs::read(server.data_dir().join("ca.pem")).unwrap();
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
     if let Some((cert, key)) = identity {
@@ -543,7 +540,12 @@ fn issue_client_writes_a_private_key_only_its_owner_reads_and_certs_shows_the_cl
         !ok && err.contains("no user alice"),
         "issued for a missing user: {out}{err}"
     );
-    let (ok, out, err) = cli(&data, &["user", "add", "alice"], support::PASSWORD, &[]);
+    let (ok, out, err) = cli(
+        &data,
+        &["user", "add", "alice"],
+        crate::support::PASSWORD,
+        &[],
+    );
     assert!(ok, "{out}{err}");
     let (cert, key) = issue(&data, "alice");
     assert!(cert.is_file());
@@ -659,7 +661,10 @@ async fn admin_is_served_on_an_owner_only_socket_and_the_metrics_listener_refuse
     // alice is still not an admin.
     let audit = server
         .call(
-            Some(&support::Creds::new("alice", support::PASSWORD)),
+            Some(&crate::support::Creds::new(
+                "alice",
+                crate::support::PASSWORD,
+            )),
             reqwest::Method::GET,
             "/audit",
             None,

@@ -1,11 +1,8 @@
 //! An independent client: Python grpcio (PyPI) calls the gRPC API over mutual TLS, and a
 //! call without a client certificate is refused. `.ci/run` installs grpcio; elsewhere the
 //! test says loudly that it was skipped when grpcio is missing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::{TestServer, cli};
+use crate::support::{TestServer, cli};
 
 fn grpcio_available() -> bool {
     std::process::Command::new("python3")
@@ -33,7 +30,7 @@ async fn python_grpcio_calls_over_mutual_tls_and_is_refused_without_a_certificat
     let grpc = server.grpc.clone().unwrap();
     let target = grpc.trim_start_matches("https://").to_owned();
     let output = tokio::process::Command::new("python3")
-        .arg(root.join("tests/grpc_python/client.py"))
+        .arg(root.join("tests/it/grpc_python/client.py"))
         .args(["--target", &target])
         .arg("--ca")
         .arg(data.join("ca.pem"))

@@ -1,10 +1,7 @@
 //! Prometheus metrics on the internal listener: what was served and what the controls
 //! refused, counted as it happens.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::{Creds, TestServer};
+use crate::support::{Creds, TestServer};
 use tokio::io::AsyncWriteExt;
 
 /// The value of the series `name` whose labels include every pair of `labels`.

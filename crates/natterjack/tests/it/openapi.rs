@@ -1,9 +1,6 @@
 //! The OpenAPI document the server serves is the one committed in `docs/openapi.json`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one() {

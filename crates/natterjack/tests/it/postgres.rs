@@ -2,17 +2,14 @@
 //! them; a server that refuses a role with more rights than the API needs; two server
 //! processes on one database keeping one audit chain; TLS to the database; and a database
 //! outage that ends in 503s and heals by itself.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::pg::{PgDatabase, admin_url};
+use crate::support::proxy::TcpProxy;
+use crate::support::{TestServer, cli};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
 use std::time::Duration;
-use support::pg::{PgDatabase, admin_url};
-use support::proxy::TcpProxy;
-use support::{TestServer, cli};
 
 fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -20,10 +17,10 @@ fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
 
 /// Runs `serve` and expects it to exit with an error; returns what it printed.
 async fn serve_refuses(data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {
-    let mut command = tokio::process::Command::new(support::binary());
+    let mut command = tokio::process::Command::new(crate::support::binary());
     command
         .arg("serve")
-        .envs(support::SIDE_LISTENERS_ON_FREE_PORTS)
+        .envs(crate::support::SIDE_LISTENERS_ON_FREE_PORTS)
         .env("NATTERJACK_DATA_DIR", data_dir)
         .env("NATTERJACK_REST__LISTEN", "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
@@ -232,7 +229,7 @@ async fn a_database_outage_answers_503_and_service_resumes_by_itself() {
     let r = post().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
-    let body = support::problem(r).await;
+    let body = crate::support::problem(r).await;
     let text = body.to_string();
     for internal in ["sqlx", "postgres", "pool", "127.0.0.1", "connection"] {
         assert!(

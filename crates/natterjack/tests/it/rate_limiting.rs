@@ -1,10 +1,9 @@
 //! Rate limiting as the first control: floods are refused per client address before
 //! credentials are parsed or passwords hashed, with 429 problems carrying `Retry-After` and
 //! the IETF `RateLimit` fields.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::in_process::InProcessServer;
+use crate::support::{PASSWORD, problem};
 use natterjack::config::{Config, RateLimitConfig};
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
 use natterjack_api::pipeline::rate_limit::gcra::Quota;
@@ -12,8 +11,6 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::json;
 use std::net::IpAddr;
 use std::time::Duration;
-use support::in_process::InProcessServer;
-use support::{PASSWORD, problem};
 
 const GENEROUS: Quota = Quota {
     burst: 10_000,

@@ -1,10 +1,7 @@
 //! The README's curl walk-through, run as written against a fresh server, so the README
 //! cannot drift from the API.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 /// The first ```sh block after the walk-through heading.
 fn walkthrough() -> String {

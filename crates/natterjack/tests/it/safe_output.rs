@@ -3,20 +3,19 @@
 //!
 //! The server runs in-process here (same assembly as `natterjack serve`, real TLS on port 0)
 //! so that one extra route can panic on purpose.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::in_process::InProcessServer;
+use crate::support::{Creds, PASSWORD};
 use axum::routing::get;
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use support::in_process::InProcessServer;
-use support::{Creds, PASSWORD};
 
-/// Everything the server logs in this test binary.
+/// Everything the server logs in this test binary. The subscriber is process-wide, so once a
+/// test here has started, in-process servers of other modules log into it too; the tests
+/// here find their own lines by request id.
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -209,7 +208,7 @@ async fn every_status_the_server_produces_carries_the_security_headers_and_error
             "{status}: x-request-id"
         );
         if status >= 400 {
-            let body = support::problem(r).await;
+            let body = crate::support::problem(r).await;
             assert_eq!(body["status"], status, "{body}");
             assert_eq!(
                 body["request_id"].as_str(),

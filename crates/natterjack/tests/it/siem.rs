@@ -3,10 +3,9 @@
 //! to a file. Every audit record must arrive, in order, matched one to one against the
 //! audit table; a collector outage under load loses nothing; `audit.fail_closed` pauses
 //! changes while the backlog is over its bound.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::rsyslog::{Received, Rsyslog, TlsFiles};
+use crate::support::{Creds, TestServer};
 use natterjack_core::audit::StoredAuditRecord;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,8 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::rsyslog::{Received, Rsyslog, TlsFiles};
-use support::{Creds, TestServer};
 
 /// The development PKI in `dir/data`, made before the server starts so that rsyslog can
 /// serve TLS with a certificate the exporter verifies against the development CA.
@@ -405,7 +402,7 @@ async fn fail_closed_pauses_changes_while_the_collector_is_behind_and_resumes_af
     }
     let refused = refused.expect("changes were never paused");
     assert!(refused.headers().contains_key("retry-after"));
-    let body = support::problem(refused).await;
+    let body = crate::support::problem(refused).await;
     assert!(
         body["detail"].as_str().unwrap().contains("audit trail"),
         "{body}"

@@ -1,11 +1,8 @@
 //! Control 1: HTTPS only, TLS 1.2+ only, HSTS, HTTP/1.1 and HTTP/2 by ALPN, private keys.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{TestServer, client_trusting};
 use reqwest::{StatusCode, Version};
 use std::os::unix::fs::PermissionsExt;
-use support::{TestServer, client_trusting};
 
 #[tokio::test]
 async fn plaintext_http_gets_no_answer() {
@@ -24,7 +21,7 @@ async fn plaintext_http_gets_no_answer() {
 #[tokio::test]
 async fn a_client_that_does_not_trust_the_dev_ca_is_refused_by_its_own_tls_stack() {
     let server = TestServer::start().await;
-    support::install_crypto();
+    crate::support::install_crypto();
     let stranger = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
@@ -313,7 +310,7 @@ async fn a_private_key_readable_by_others_stops_the_server_from_starting() {
     let dir = server.stop().await;
     let key = dir.path().join("data/server-key.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let (ok, _, stderr) = support::cli(
+    let (ok, _, stderr) = crate::support::cli(
         &dir.path().join("data"),
         &["serve", "--listen", "127.0.0.1:0"],
         "",

@@ -5,17 +5,12 @@
 //! fault; nothing may ever answer 500, echo the refused value, leak storage internals, or
 //! return data the caller did not ask for.
 
-// Helpers outside `#[test]` functions are test code too; the workspace convention for test files.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{Creds, PASSWORD, TestServer};
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::sync::Arc;
-use support::{Creds, PASSWORD, TestServer};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -473,7 +468,7 @@ async fn raw_exchange(server: &TestServer, wire: Vec<u8>) -> String {
 fn exchange_blocking(ca: &std::path::Path, authority: &str, wire: &[u8]) -> String {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, ServerName};
-    support::install_crypto();
+    crate::support::install_crypto();
     let pem = std::fs::read(ca).expect("ca.pem");
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {

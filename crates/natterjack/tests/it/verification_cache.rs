@@ -1,6 +1,5 @@
 //! The verification cache and the dummy hash, observed through the hasher's own counter on
 //! the real service over a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use natterjack::config::Config;
 use natterjack::runtime;

@@ -1,6 +1,5 @@
 //! Test support: start the real `natterjack` binary on port 0 with a fresh data directory,
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod in_process;
 pub mod pg;
