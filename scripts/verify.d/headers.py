@@ -665,7 +665,7 @@ def main():
             ct = expected_content_type(code(status)) or "no content type"
             print(f"PASS headers.{status}: {len(entries)} response{'s' if len(entries) > 1 else ''}, full set + {ct} ({names})")
     print("SKIP headers.500: no request makes the server fail (panics become a generic 500 "
-          "through the same layers: crates/natterjack/tests/safe_output.rs, with a panicking route)")
+          "through the same layers: crates/natterjack/tests/it/safe_output.rs, with a panicking route)")
     return 1 if failed else 0
 
 

@@ -1,0 +1,242 @@
+//! The server's SQLite connections cannot do what the API never needs.
+
+use natterjack_core::domain::{MessageText, SpaceName, Username};
+use natterjack_core::ports::Store;
+use natterjack_storage::SqliteStore;
+
+async fn fresh_store(dir: &tempfile::TempDir) -> SqliteStore {
+    let path = dir.path().join("natterjack.db");
+    SqliteStore::migrate(&path).await.unwrap();
+    SqliteStore::open(&path, 2).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_forbidden_statement_fails_on_a_server_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir).await;
+    let alice = store
+        .create_user(&Username::parse("alice").unwrap(), "$argon2id$stub")
+        .await
+        .unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("general").unwrap(), alice.id)
+        .await
+        .unwrap();
+    store
+        .insert_message(space.id, alice.id, &MessageText::parse("hello").unwrap())
+        .await
+        .unwrap();
+
+    let forbidden = [
+        "CREATE TABLE evil (x INTEGER)",
+        "CREATE TEMP TABLE evil (x INTEGER)",
+        "DROP TABLE messages",
+        "ALTER TABLE users ADD COLUMN evil TEXT",
+        "CREATE INDEX evil ON users (password_hash)",
+        "CREATE TRIGGER evil AFTER INSERT ON users BEGIN SELECT 1; END",
+        "DROP TRIGGER spaces_are_never_updated",
+        "CREATE VIEW evil AS SELECT * FROM users",
+        "ATTACH DATABASE '/tmp/evil.db' AS evil",
+        "PRAGMA journal_mode = DELETE",
+        "PRAGMA foreign_keys = OFF",
+        "PRAGMA writable_schema = ON",
+        "UPDATE users SET username = 'mallory'",
+        "UPDATE spaces SET name = 'pwned'",
+        "UPDATE messages SET body = 'forged'",
+        "DELETE FROM users",
+        "DELETE FROM spaces",
+        "DELETE FROM schema_migrations",
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log",
+        "DROP TRIGGER audit_log_is_never_deleted",
+        "DELETE FROM audit_export_cursor",
+        "UPDATE audit_export_cursor SET sink = 'other'",
+        "DROP TRIGGER audit_export_cursor_only_moves_forward",
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'evil', 0)",
+        "VACUUM INTO '/tmp/natterjack-copy.db'",
+    ];
+    for sql in forbidden {
+        let result = sqlx::query(sql)
+            .execute(&mut *store.connection().await.unwrap())
+            .await;
+        let err = result.expect_err(sql).to_string();
+        assert!(
+            err.contains("not authorized") || err.contains("authorization denied"),
+            "{sql}: {err}"
+        );
+    }
+    // The data is untouched.
+    let found = store
+        .find_user(&Username::parse("alice").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        found.map(|u| u.username.as_str().to_owned()).as_deref(),
+        Some("alice")
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&mut *store.connection().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+}
+
+#[tokio::test]
+async fn the_statements_the_api_needs_still_work_under_the_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir).await;
+    let alice = store
+        .create_user(&Username::parse("alice").unwrap(), "$argon2id$a")
+        .await
+        .unwrap();
+    let bob = store
+        .create_user(&Username::parse("bob").unwrap(), "$argon2id$b")
+        .await
+        .unwrap();
+    store
+        .set_password_hash(alice.id, "$argon2id$new")
+        .await
+        .unwrap();
+    store.set_admin(alice.id, true).await.unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("s").unwrap(), alice.id)
+        .await
+        .unwrap();
+    let granted = store
+        .grant(
+            space.id,
+            bob.id,
+            natterjack_core::domain::Permissions::READ,
+            alice.id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(granted.to_string(), "r");
+    let left = store
+        .revoke(space.id, bob.id, natterjack_core::domain::Permissions::READ)
+        .await
+        .unwrap();
+    assert!(left.is_empty());
+    let m = store
+        .insert_message(space.id, alice.id, &MessageText::parse("x").unwrap())
+        .await
+        .unwrap();
+    assert!(store.delete_message(space.id, m.id).await.unwrap());
+    let again = store
+        .insert_message(space.id, alice.id, &MessageText::parse("y").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        again.id > m.id,
+        "message ids are never reused after a delete"
+    );
+}
+
+#[tokio::test]
+async fn usernames_are_unique_regardless_of_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir).await;
+    store
+        .create_user(&Username::parse("alice").unwrap(), "h")
+        .await
+        .unwrap();
+    let dup = store
+        .create_user(&Username::parse("ALICE").unwrap(), "h")
+        .await;
+    assert!(matches!(
+        dup,
+        Err(natterjack_core::ports::StoreError::Conflict)
+    ));
+}
+
+#[tokio::test]
+async fn a_server_refuses_to_open_an_unmigrated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(&dir.path().join("empty.db"), 1)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("natterjack migrate")));
+}
+
+#[tokio::test]
+async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_the_authorizer() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(&dir).await;
+    let alice = store
+        .create_user(&Username::parse("alice").unwrap(), "h")
+        .await
+        .unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("s").unwrap(), alice.id)
+        .await
+        .unwrap();
+    store
+        .insert_message(space.id, alice.id, &MessageText::parse("m").unwrap())
+        .await
+        .unwrap();
+    let record = natterjack_core::audit::AuditRecord {
+        time: natterjack_core::domain::Timestamp::now(),
+        request_id: "r1".into(),
+        phase: natterjack_core::audit::Phase::Complete,
+        transport: natterjack_core::audit::Transport::Rest,
+        client_ip: "127.0.0.1".into(),
+        principal: None,
+        auth_method: natterjack_core::audit::AuthMethod::None,
+        operation: "GET /health".into(),
+        target: String::new(),
+        status: Some(natterjack_core::audit::Status::Http(200)),
+        decision: natterjack_core::audit::Decision::Allow,
+        reason: None,
+        duration_us: 1,
+        count: None,
+    };
+    let stored = natterjack_core::audit::StoredAuditRecord {
+        id: 1,
+        record,
+        mac: [7; 32],
+    };
+    natterjack_core::audit::AuditStore::append_audit(&store, &[stored])
+        .await
+        .unwrap();
+    natterjack_core::audit::AuditStore::advance_export_cursor(&store, "siem", 1)
+        .await
+        .unwrap();
+    // An owner connection: what a stolen shell on the host, not the API, would have.
+    let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("natterjack.db"))
+        .connect()
+        .await
+        .unwrap();
+    for (sql, message) in [
+        ("UPDATE spaces SET name = 'x'", "spaces are immutable"),
+        ("DELETE FROM spaces", "spaces are never deleted"),
+        (
+            "UPDATE messages SET body = 'forged'",
+            "messages are immutable",
+        ),
+        ("DELETE FROM users", "users are never deleted"),
+        (
+            "UPDATE audit_log SET status = 200",
+            "the audit log is append-only",
+        ),
+        ("DELETE FROM audit_log", "the audit log is append-only"),
+        (
+            "UPDATE audit_export_cursor SET delivered_id = 0",
+            "an export cursor only moves forward",
+        ),
+        (
+            "DELETE FROM audit_export_cursor",
+            "export cursors are never deleted",
+        ),
+    ] {
+        let err = sqlx::query(sql)
+            .execute(&mut owner)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains(message), "{sql}: {err}");
+    }
+    owner.close().await.unwrap();
+}

@@ -1,0 +1,64 @@
+//! Upgrading a database made by an earlier version keeps every audit record, the chain's
+//! bytes and the append-only triggers (schemas 3 and 4 rebuild SQLite's audit table).
+
+use natterjack_core::audit::{AuditStore, Phase};
+use natterjack_storage::sqlite::SqliteStore;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+#[tokio::test]
+async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schemas_3_and_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    // A database exactly as schema 2 left it, with two records.
+    let mut old = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    for sql in [
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/sqlite/0002_audit_log.sql"),
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
+         INSERT INTO schema_migrations VALUES (1, 'initial', 0), (2, 'audit_log', 0);
+         INSERT INTO audit_log VALUES
+           (1, 10, 'r1', 'intent', 'rest', '192.0.2.1', 'alice', 'basic', 'POST /spaces', '', NULL, 'pending', NULL, 5, zeroblob(32)),
+           (2, 11, 'r1', 'complete', 'rest', '192.0.2.1', 'alice', 'basic', 'POST /spaces', '', 201, 'allow', 'granted', 9, randomblob(32));",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut old).await.unwrap();
+    }
+    let before: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id")
+        .fetch_all(&mut old)
+        .await
+        .unwrap();
+    old.close().await.unwrap();
+
+    assert_eq!(SqliteStore::migrate(&path).await.unwrap(), [3, 4]);
+
+    let store = SqliteStore::open(&path, 1).await.unwrap();
+    let records = store.audit_in_order(0, 10).await.unwrap();
+    let after: Vec<(i64, Vec<u8>)> = records.iter().map(|r| (r.id, r.mac.to_vec())).collect();
+    assert_eq!(after, before);
+    assert_eq!(records[1].record.phase, Phase::Complete);
+    assert_eq!(records[1].record.reason.as_deref(), Some("granted"));
+    assert!(records.iter().all(|r| r.record.count.is_none()));
+    assert_eq!(store.export_cursor("siem").await.unwrap(), 0);
+    store.close().await;
+
+    // The rebuilt table is as append-only as the old one, even for the owner.
+    let mut owner = SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    for sql in ["UPDATE audit_log SET status = 500", "DELETE FROM audit_log"] {
+        let err = sqlx::query(sql)
+            .execute(&mut owner)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains("the audit log is append-only"), "{sql}: {err}");
+    }
+    owner.close().await.unwrap();
+}

@@ -1,0 +1,36 @@
+//! The integration tests of the `natterjack` binary, in one test binary, so that the server
+//! and its dependencies link once rather than once per area. Each module is one area; run one
+//! with a filter: `cargo test -p natterjack --test it grpc::`.
+// Tests time a real server from outside, so they read the real clock, and play the operator
+// where a test needs one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods
+)]
+
+mod support;
+
+mod access_control;
+mod alerts;
+mod audit;
+mod audit_export;
+mod audit_volume;
+mod authentication;
+mod cli;
+mod connections;
+mod grpc;
+mod grpc_python;
+mod grpc_refusals;
+mod metrics;
+mod openapi;
+mod pipeline_order;
+mod postgres;
+mod rate_limiting;
+mod readme;
+mod safe_output;
+mod siem;
+mod transport;
+mod transport_responses;
+mod validation;
+mod verification_cache;
