@@ -20,7 +20,12 @@
 //! bulk of the full one is inserted by three set-based statements (a recursive counter, no
 //! values spliced into SQL), which is why this benchmark lives in the storage crate. Prints
 //! its results as one JSON object on stdout, for `bench/scale`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use natterjack_core::domain::{
     Limit, MessageId, MessageText, SpaceId, SpaceName, UserId, Username,

@@ -5,7 +5,12 @@
 //! record committed before the insert, and a completion record queued after it, through the
 //! group-commit writer; the run ends by waiting for every queued record to be committed. Results go to `target/criterion/audit/throughput.json` for
 //! `bench/audit-throughput`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use natterjack::config::Config;
 use natterjack_core::audit::{AuditLog, AuditRecord, Phase};

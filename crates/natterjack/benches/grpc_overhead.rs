@@ -3,7 +3,12 @@
 //! audit record) beside a bare tonic service that answers the same RPC with the same storage
 //! read and nothing else, behind the same accept loop and TLS configuration. Results go to
 //! `target/criterion/grpc/overhead.json` for `bench/grpc-overhead`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use natterjack::config::Config;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;

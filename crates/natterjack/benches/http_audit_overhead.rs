@@ -2,7 +2,12 @@
 //! (TLS, HTTP/2, Basic authentication with a warm verification cache, the whole pipeline)
 //! against a server whose audit log is the real one, and against the same server built with
 //! the unaudited baseline (records dropped as soon as they are made, no writer at all). Results go to `target/criterion/audit/http.json` for `bench/audit-throughput`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use natterjack::config::Config;
 use natterjack_core::audit::AuditLog;

@@ -4,7 +4,12 @@
 //!
 //! Run with `bench/login-timing` (which also writes the ratios to BENCHMARKS.md), or
 //! `cargo bench -p natterjack --bench login_timing`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use criterion::Criterion;
 use secrecy::SecretString;

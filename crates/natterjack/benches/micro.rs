@@ -31,7 +31,12 @@
 //!
 //! Run with `bench/micro` (which also writes the section in BENCHMARKS.md), or
 //! `cargo bench -p natterjack --bench micro`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::Criterion;

@@ -6,7 +6,12 @@
 //! operator does (`PgStore::init` and `PgStore::migrate`, then the app role); SQLite is a
 //! file in a temporary directory. Results go to `target/criterion/storage/backends.json`
 //! for `bench/storage-backends`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs
+)]
 
 use natterjack_core::domain::{Limit, MessageText, SpaceId, SpaceName, UserId, Username};
 use natterjack_core::ports::{MessagePage, Store};

@@ -3,10 +3,10 @@
 //! short. Each flip is logged, recorded as an `alert` (so it reaches the SIEM) and shown in
 //! the `natterjack_disk_low` and `natterjack_disk_free_bytes` gauges.
 
-use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::audit::record::Alert;
 use natterjack_core::audit::space_gate::Flip;
 use natterjack_core::audit::{AuditLog, SpaceGate};
+use natterjack_core::clock::{Clock, SystemClock};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,8 +16,8 @@ use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
     AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, SpaceGate, VerifyReport, verify,
 };
-use natterjack_core::clock::SharedClock;
 use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
+use natterjack_core::clock::SharedClock;
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
 use std::sync::Arc;

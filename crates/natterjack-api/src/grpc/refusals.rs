@@ -26,7 +26,6 @@
 //! tonic: [`report_refused_streams`] writes one `summary` per connection that had any (see
 //! [`crate::transport::refused`]).
 
-use natterjack_core::clock::{Clock, SystemClock};
 use super::call::GrpcState;
 use super::identity::principal_name;
 use super::status::GrpcError;
@@ -43,7 +42,7 @@ use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{
     AuditRecord, AuthMethod, LimitedBy, Observed, Phase, Status as AuditStatus, Transport,
 };
-use natterjack_core::domain::Timestamp;
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::rate::limited_by;
 use prost::Message as _;
 use rustls::pki_types::CertificateDer;

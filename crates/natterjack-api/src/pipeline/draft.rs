@@ -5,7 +5,7 @@ use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{
     AuditRecord, AuthMethod, Decision, LimitedBy, Phase, Status, Transport,
 };
-use natterjack_core::clock::{Clock, SharedClock};
+use natterjack_core::clock::SharedClock;
 use std::net::IpAddr;
 use std::time::Instant;
 

@@ -4,8 +4,8 @@
 //! its response body has been sent or dropped, so a long response (a gRPC watch stream)
 //! keeps its connection busy, and a slowly sent request head does not.
 
-use natterjack_core::clock::{Clock, SystemClock};
 use axum::body::{Body, Bytes, HttpBody};
+use natterjack_core::clock::{Clock, SystemClock};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -14,8 +14,8 @@
 //! connection that had any, when the connection ends (the gRPC listener writes it to the
 //! audit log as a `summary`).
 
-use natterjack_core::clock::{Clock, SystemClock};
 use futures_util::future::BoxFuture;
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::Timestamp;
 use rustls::pki_types::CertificateDer;
 use std::io;

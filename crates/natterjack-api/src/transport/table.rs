@@ -6,10 +6,10 @@
 //! same. With both, idle connections are what gives way: a client being served keeps its
 //! connection, and a new client waits at most [`ADMISSION_WAIT`] for an idle one to close.
 
-use natterjack_core::clock::{Clock, SystemClock};
 use super::TransportLimits;
 use super::activity::Activity;
 use ipnet::IpNet;
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::rate::limit_key;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -372,7 +372,7 @@ impl AnomalyMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use crate::clock::{Clock, SystemClock};
 
     fn refusal(status: u16, ip: &str, principal: Option<&str>, id: &str) -> AuditRecord {
         AuditRecord {
@@ -517,8 +517,12 @@ mod tests {
         });
         for _ in 0..100 {
             assert!(
-                m.observe(&refusal(401, "192.0.2.6", None, "r"), None, SystemClock.now())
-                    .is_empty()
+                m.observe(
+                    &refusal(401, "192.0.2.6", None, "r"),
+                    None,
+                    SystemClock.now()
+                )
+                .is_empty()
             );
         }
     }

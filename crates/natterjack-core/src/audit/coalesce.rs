@@ -13,10 +13,10 @@
 
 use super::record::{AuditRecord, Phase, clean};
 use super::vocabulary::{AuthMethod, Decision, Status, Transport};
+use crate::clock::SharedClock;
 use crate::domain::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 
 /// How refusals are coalesced.
@@ -197,7 +197,12 @@ impl Coalescer {
         if let Some(window) = windows.get(&key)
             && now.duration_since(window.opened) >= self.policy.window
         {
-            summaries.extend(window.summary(by, key.1, self.policy.individually, self.clock.wall()));
+            summaries.extend(window.summary(
+                by,
+                key.1,
+                self.policy.individually,
+                self.clock.wall(),
+            ));
             windows.remove(&key);
         }
         if !windows.contains_key(&key) && windows.len() >= MAX_KEYS {
@@ -253,7 +258,7 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use crate::clock::{Clock, SystemClock};
 
     fn refusal(n: u64, ip: &str) -> AuditRecord {
         AuditRecord {

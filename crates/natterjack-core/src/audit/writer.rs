@@ -13,13 +13,12 @@ use super::linking::{check_key, link, verified_head};
 use super::space_gate::SpaceGate;
 use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
-use crate::clock::{Clock, SharedClock};
+use crate::clock::SharedClock;
 use crate::domain::{Limit, Timestamp, Username};
 use crate::ports::StoreError;
 use crate::principal::AdminAccess;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// Filters of `GET /audit`, newest first.

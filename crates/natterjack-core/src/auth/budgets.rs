@@ -12,12 +12,12 @@
 //! (the OWASP account-lockout versus denial-of-service problem), stated in the
 //! configuration reference.
 
+use crate::clock::SharedClock;
 use crate::rate::gcra::{Limiter, Quota, Refusal};
 use crate::rate::{account_key as account, limit_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 
 /// Which budgets a guess taken by [`LoginBudgets::take`] drew from, so that giving it back

@@ -1,10 +1,10 @@
+use crate::clock::SharedClock;
 use crate::domain::UserId;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use crate::clock::{Clock, SharedClock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -124,7 +124,10 @@ mod tests {
     fn a_remembered_verification_lasts_exactly_its_ttl_on_the_caches_clock() {
         let clock = ManualClock::new();
         let cache = VerificationCache::new(Duration::from_secs(60), 10).with_clock(clock.clone());
-        let (key, user) = (cache.key_for("alice", b"pw", "$argon2id$"), UserId::from_i64(1).unwrap());
+        let (key, user) = (
+            cache.key_for("alice", b"pw", "$argon2id$"),
+            UserId::from_i64(1).unwrap(),
+        );
         cache.remember(key, user);
         clock.advance(Duration::from_secs(59));
         assert!(cache.hit(&key, user));

@@ -7,11 +7,11 @@
 //! never seen, so expired keys can be dropped at any time without changing any decision: that
 //! is what keeps the key table bounded.
 
+use crate::clock::{Clock, SharedClock, SystemClock};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use crate::clock::{Clock, SharedClock, SystemClock};
 use std::time::{Duration, Instant};
 
 /// A quota: `burst` requests at once, refilling at `per_second`.

@@ -1,11 +1,11 @@
 //! The service layer's data on PostgreSQL: the same statements and results as the SQLite
 //! backend, with `$n` parameters and case-insensitive names through `lower()`.
 
-use natterjack_core::clock::{Clock, SystemClock};
 use super::PgStore;
 use super::errors::classify;
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
 use async_trait::async_trait;
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
 };

@@ -1,9 +1,9 @@
-use natterjack_core::clock::{Clock, SystemClock};
 use super::connections::{Connections, Lease};
 use super::errors::classify;
 use super::migrate;
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
 use async_trait::async_trait;
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
 };

@@ -2,11 +2,7 @@
 //! its dependencies link once rather than once per area. Each module is one area; run one
 //! with a filter: `cargo test -p natterjack-storage --test it contract::`.
 // Tests read the real clock to time what they wait for.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -2,10 +2,10 @@
 //! move the cursor. After any failure everything unconfirmed is sent again from the cursor,
 //! so a record may arrive twice (with the same id) but never goes missing.
 
-use natterjack_core::clock::{Clock, SystemClock};
 use super::format::{SyslogHeader, ecs_line, octet_counted, syslog_message};
 use super::sink::Sink;
 use natterjack_core::audit::{AuditStore, ExportGate, StoredAuditRecord};
+use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -160,7 +160,9 @@ impl SinkTask {
                     metrics::counter!("natterjack_audit_export_delivered_total", "sink" => self.name.clone())
                         .increment(batch.len() as u64);
                     sent = last_id;
-                    in_flight.0.push_back((SystemClock.now(), last_id, first_time));
+                    in_flight
+                        .0
+                        .push_back((SystemClock.now(), last_id, first_time));
                     backoff = Duration::from_millis(100);
                     if let Some(since) = down_since.take() {
                         tracing::info!(sink = %self.name, down_secs = since.elapsed().as_secs(), resumed_after = confirmed, "audit export resumed");

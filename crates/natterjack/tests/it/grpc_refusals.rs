@@ -2,6 +2,8 @@
 //! same: each is provoked against the real binary over mutual TLS, and the client's refusal,
 //! the audit record and the metric are checked.
 
+use crate::support::raw::{H2_PREFACE, connector, tls_from};
+use crate::support::{TestServer, cli};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::http::HeaderMap;
@@ -15,8 +17,6 @@ use natterjack_core::audit::{AuditRecord, Phase};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
-use crate::support::raw::{H2_PREFACE, connector, tls_from};
-use crate::support::{TestServer, cli};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};

@@ -3,11 +3,7 @@
 //! with a filter: `cargo test -p natterjack --test it grpc::`.
 // Tests time a real server from outside, so they read the real clock, and play the operator
 // where a test needs one.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 

@@ -2,13 +2,13 @@
 //! would have said, on REST and on gRPC alike, and a refusal before the audit step leaves no
 //! intent record.
 
+use crate::support::grpc_client::{channel, issue, issue_for_nobody};
+use crate::support::{PASSWORD, TestServer};
 use natterjack_api::grpc::proto::PostMessageRequest;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
-use crate::support::grpc_client::{channel, issue, issue_for_nobody};
-use crate::support::{PASSWORD, TestServer};
 use tonic::Code;
 
 /// Rate limiting on, with a `credentials` budget of two requests and no refill worth

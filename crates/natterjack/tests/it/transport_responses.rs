@@ -3,6 +3,8 @@
 //! oversized request is sent over real TLS by a raw client, and its exact outcome checked
 //! against docs/CONFIGURATION.md, "Responses the HTTP layer writes itself".
 
+use crate::support::TestServer;
+use crate::support::raw::{H2_PREFACE, connector, tls_from};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
@@ -10,8 +12,6 @@ use natterjack_api::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use natterjack_api::transport::{MAX_TRANSPORT_HEADER_BYTES, MAX_TRANSPORT_HEADER_FIELDS};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use crate::support::TestServer;
-use crate::support::raw::{H2_PREFACE, connector, tls_from};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a raw exchange may take before the test gives up on it (a hang, not a measure).
