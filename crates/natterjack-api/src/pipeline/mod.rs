@@ -59,3 +59,40 @@ impl Default for PipelineLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sources(dir: &Path, into: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                into.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    #[test]
+    fn the_pipeline_uses_nothing_of_the_transports_that_use_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pipeline");
+        let mut files = Vec::new();
+        sources(&dir, &mut files);
+        assert!(files.len() >= 8, "{} files", files.len());
+        for (path, text) in &files {
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for module in ["rest", "grpc", "transport"] {
+                    let transport = format!("crate::{module}");
+                    assert!(
+                        !line.contains(&transport),
+                        "{path} uses {transport}: `{}`",
+                        line.trim()
+                    );
+                }
+            }
+        }
+    }
+}
