@@ -2,6 +2,7 @@
 //! certificates issued by `natterjack certs issue-client`.
 
 use crate::support::{TestServer, cli};
+use crate::support::grpc_client::{issue, issue_for_nobody};
 use natterjack_api::grpc::proto::admin_client::AdminClient;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use natterjack_api::grpc::proto::{
@@ -12,26 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-/// Issues a client certificate for a user who does not exist (the CLI refuses that), from
-/// the CA of `data_dir`, through the library.
-fn issue_for_nobody(data_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let issued =
-        natterjack::dev_ca::issue_client(data_dir, name, &data_dir.join("clients")).unwrap();
-    (issued.cert, issued.key)
-}
-
-/// Issues a client certificate for `name` from the CA of `data_dir`.
-fn issue(data_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (ok, out, err) = cli(data_dir, &["certs", "issue-client", name], "", &[]);
-    assert!(ok, "{out}{err}");
-    let dir = data_dir.join("clients");
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    )
-}
 
 async fn channel(server: &TestServer, identity: Option<&(PathBuf, PathBuf)>) -> Channel {
     channel_with_window(server, identity, None).await

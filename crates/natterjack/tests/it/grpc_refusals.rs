@@ -3,7 +3,7 @@
 //! the audit record and the metric are checked.
 
 use crate::support::raw::{H2_PREFACE, connector, tls_from};
-use crate::support::{TestServer, cli};
+use crate::support::TestServer;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::http::HeaderMap;
@@ -19,37 +19,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Issues a client certificate for `name` from the CA of the server's data directory.
 fn issue(server: &TestServer, name: &str) -> (PathBuf, PathBuf) {
-    let data_dir = server.data_dir();
-    let (ok, out, err) = cli(&data_dir, &["certs", "issue-client", name], "", &[]);
-    assert!(ok, "{out}{err}");
-    let dir = data_dir.join("clients");
-    (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    )
+    crate::support::grpc_client::issue(&server.data_dir(), name)
 }
 
 /// A tonic channel to the public listener, presenting `who`'s certificate.
 fn channel(server: &TestServer, who: &(PathBuf, PathBuf)) -> Channel {
-    crate::support::install_crypto();
-    let ca = std::fs::read(server.data_dir().join("ca.pem")).unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .identity(Identity::from_pem(
-            std::fs::read(&who.0).unwrap(),
-            std::fs::read(&who.1).unwrap(),
-        ));
-    Channel::from_shared(server.grpc.clone().expect("grpc listener"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy()
+    crate::support::grpc_client::channel(server, Some(who))
 }
 
 fn grpc_addr(server: &TestServer) -> SocketAddr {
