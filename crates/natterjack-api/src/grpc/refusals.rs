@@ -5,8 +5,8 @@
 //! over `grpc.max_message_bytes` (`OUT_OF_RANGE`), a frame or message it cannot decode
 //! (`INTERNAL`), a method or service this listener does not serve (`UNIMPLEMENTED`), an
 //! unsupported `grpc-encoding` (`UNIMPLEMENTED`); and the health service has no pipeline at
-//! all. [`record_unrecorded`] wraps tonic's routes, as REST's `record_requests` wraps its
-//! pipeline:
+//! all. [`record_unrecorded`] wraps tonic's routes, so that what never reaches the pipeline's
+//! [`crate::pipeline::complete`] step is recorded all the same:
 //!
 //! - each request carries a [`Recorded`] flag, which the pipeline sets when it takes the call
 //!   in charge (`GrpcState::open`);

@@ -44,6 +44,12 @@ pub fn declared(method: &Method, route: &str) -> Option<Operation> {
         .map(|(_, _, op)| *op)
 }
 
+/// Whether any operation is declared on the route template `route`: a matched route that
+/// has none is a route someone added without declaring it, and is refused.
+pub fn route_declared(route: &str) -> bool {
+    OPERATIONS.iter().any(|(_, r, _)| *r == route)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,7 +68,7 @@ mod tests {
     }
 
     #[test]
-    fn every_documented_route_declares_its_operation_and_every_declaration_is_routed() {
+    fn every_documented_route_declares_its_operation_and_every_declaration_is_documented() {
         let documented = documented();
         assert!(documented.len() >= 13, "{documented:?}");
         for (method, path) in &documented {

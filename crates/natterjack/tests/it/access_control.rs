@@ -1,4 +1,4 @@
-//! Controls 4 and 5 over HTTP: per-space ACLs, 401 before any ACL lookup, no reach across
+//! Access control over HTTP: per-space ACLs, 401 before any ACL lookup, no reach across
 //! spaces, and the escalation rule under both policies.
 
 use crate::support::{TestServer, problem};

@@ -1,4 +1,4 @@
-//! Control 2: HTTP Basic against Argon2id, no user enumeration, bounded hashing.
+//! Authentication: HTTP Basic against Argon2id, no user enumeration, bounded hashing.
 
 use crate::support::{Creds, TestServer, problem};
 use base64::Engine as _;

@@ -1,8 +1,8 @@
 //! The gRPC API, black-box: the real binary, a real tonic client over mutual TLS, client
 //! certificates issued by `natterjack certs issue-client`.
 
-use crate::support::{TestServer, cli};
 use crate::support::grpc_client::{issue, issue_for_nobody};
+use crate::support::{TestServer, cli};
 use natterjack_api::grpc::proto::admin_client::AdminClient;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use natterjack_api::grpc::proto::{

@@ -2,8 +2,8 @@
 //! same: each is provoked against the real binary over mutual TLS, and the client's refusal,
 //! the audit record and the metric are checked.
 
-use crate::support::raw::{H2_PREFACE, connector, tls_from};
 use crate::support::TestServer;
+use crate::support::raw::{H2_PREFACE, connector, tls_from};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::http::HeaderMap;

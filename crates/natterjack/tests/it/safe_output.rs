@@ -1,4 +1,4 @@
-//! Control 7: the security headers on every response, RFC 9457 problems with a request id,
+//! Safe output: the security headers on every response, RFC 9457 problems with a request id,
 //! no identifying headers, and panics turned into a generic 500 logged with the request id.
 //!
 //! The server runs in-process here (same assembly as `natterjack serve`, real TLS on port 0)

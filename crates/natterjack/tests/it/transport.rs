@@ -1,4 +1,4 @@
-//! Control 1: HTTPS only, TLS 1.2+ only, HSTS, HTTP/1.1 and HTTP/2 by ALPN, private keys.
+//! The transport: HTTPS only, TLS 1.2+ only, HSTS, HTTP/1.1 and HTTP/2 by ALPN, private keys.
 
 use crate::support::{TestServer, client_trusting};
 use reqwest::{StatusCode, Version};

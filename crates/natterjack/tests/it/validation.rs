@@ -1,5 +1,5 @@
-//! Control 6 (allow lists, strict JSON, content type, body limit) and the injection corpus of
-//! control 8, played against the real server over real TLS.
+//! Validated input (allow lists, strict JSON, content type, body limit) and the injection
+//! corpus against storage, played against the real server over real TLS.
 //!
 //! Every refusal must be a 400 (or 413/415) `application/problem+json` naming the field at
 //! fault; nothing may ever answer 500, echo the refused value, leak storage internals, or

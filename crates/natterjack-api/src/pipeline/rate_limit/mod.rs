@@ -1,7 +1,8 @@
 //! Rate limiting: the first control of the pipeline.
 //!
 //! It runs before anything parses credentials, reads a body, or hashes a password, so a
-//! refused request costs one map lookup per policy. Policies (all GCRA, see [`gcra`]):
+//! refused request costs one map lookup per policy. Policies (all GCRA, see
+//! [`natterjack_core::rate::gcra`]):
 //!
 //! | policy | key | applies to |
 //! | --- | --- | --- |
@@ -13,7 +14,8 @@
 //! | `failed-logins` | (username, client address) | logins, counted on failure only |
 //! | `account-guesses` | username | logins from addresses that have not logged in as that user recently, counted on failure only |
 //!
-//! The two login policies ([`logins`]) bound guessing against one account: per address,
+//! The two login policies ([`natterjack_core::auth::LoginBudgets`], counted by
+//! authentication in the core) bound guessing against one account: per address,
 //! and per account across every address, so spreading guesses over many addresses does not
 //! multiply them. Addresses that logged in as the account within `known_address_days` keep
 //! a budget of their own, so the owner is not locked out by an attack on their account.
