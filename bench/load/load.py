@@ -503,7 +503,7 @@ def render(r):
         "run divided by the requests wrk completed; in the flood cases it includes answering the flood.",
         "",
         "- **Baseline** (`bench/load/baseline.rs`, example `load_baseline`): the same TLS stack and",
-        "  accept loop as Natterjack (`natterjack::tls::server_config`, `natterjack_api::server::serve`:",
+        "  accept loop as Natterjack (`natterjack::tls::server_config`, `natterjack_api::transport::serve`:",
         "  tokio-rustls 0.26 and hyper-util with rustls on aws-lc-rs, the same transport limits and",
         "  certificate), the same SQLite store opened the same way, in a data directory of its own, and the",
         "  same JSON views; one `Store` call per request (`find_message` for the read, `insert_message` for",
