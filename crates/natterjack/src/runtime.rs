@@ -182,6 +182,15 @@ pub fn grpc_transport(cfg: &Config) -> GrpcTransport {
 
 /// Migrates, opens storage, builds the service and loads (or creates) certificates.
 pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
+    assemble_with_clock(cfg, natterjack_core::clock::system()).await
+}
+
+/// [`assemble`] on `clock`: the one clock every window, refill and record time of the
+/// process reads (tests pass a `ManualClock` and move it instead of sleeping).
+pub async fn assemble_with_clock(
+    cfg: &Config,
+    clock: SharedClock,
+) -> Result<Assembled, StartError> {
     let store = crate::storage::prepare(cfg).await?;
     let service = service(cfg, store.store()).await?;
     let (cert, key, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
@@ -215,8 +224,6 @@ pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
     ));
     let space_gate = Arc::new(SpaceGate::new(cfg.audit.min_free_bytes()));
-    // One clock for the whole process: the port every window, refill and record time reads.
-    let clock = natterjack_core::clock::system();
     let audit = audit_log(
         cfg,
         &store,

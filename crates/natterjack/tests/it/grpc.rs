@@ -9,7 +9,7 @@ use natterjack_api::grpc::proto::{
     CreateSpaceRequest, GetMessageRequest, GetSpaceRequest, ListMessagesRequest, ListSpacesRequest,
     PostMessageRequest, QueryAuditRequest, WatchMessagesRequest,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};

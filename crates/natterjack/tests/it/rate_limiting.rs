@@ -6,6 +6,7 @@ use crate::support::in_process::InProcessServer;
 use crate::support::{PASSWORD, problem};
 use natterjack::config::{Config, RateLimitConfig};
 use natterjack_api::pipeline::headers::SECURITY_HEADERS;
+use natterjack_core::clock::ManualClock;
 use natterjack_core::rate::gcra::Quota;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::json;
@@ -230,12 +231,17 @@ async fn a_malformed_authorization_header_from_a_limited_client_gets_429_not_400
 
 #[tokio::test]
 async fn waiting_the_advertised_retry_after_is_enough_to_be_served_again() {
-    let server = start(|rl| {
-        rl.per_ip = Quota {
-            burst: 2,
-            per_second: 1.0,
-        }
-    })
+    let clock = ManualClock::new();
+    let server = InProcessServer::start_on(
+        clock.clone(),
+        limits(|rl| {
+            rl.per_ip = Quota {
+                burst: 2,
+                per_second: 1.0,
+            }
+        }),
+        |r| r,
+    )
     .await;
     let client = server.client_from(localhost(1));
     for _ in 0..2 {
@@ -246,7 +252,13 @@ async fn waiting_the_advertised_retry_after_is_enough_to_be_served_again() {
     }
     let retry = assert_refused_by(get(&client, &server.url("/health")).await, "per-ip").await;
     assert_eq!(retry, 1);
-    tokio::time::sleep(Duration::from_secs(retry)).await;
+    // A moment short of the advertised wait is not enough; the wait itself is.
+    clock.advance(Duration::from_millis(retry * 1000 - 1));
+    assert_eq!(
+        get(&client, &server.url("/health")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    clock.advance(Duration::from_millis(1));
     assert_eq!(
         get(&client, &server.url("/health")).await.status(),
         StatusCode::OK

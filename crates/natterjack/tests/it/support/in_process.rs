@@ -24,6 +24,15 @@ impl InProcessServer {
         configure: impl FnOnce(&mut Config),
         extra_routes: impl FnOnce(Router<AppState>) -> Router<AppState>,
     ) -> Self {
+        Self::start_on(natterjack_core::clock::system(), configure, extra_routes).await
+    }
+
+    /// [`InProcessServer::start`] on `clock`, which the test moves instead of sleeping.
+    pub async fn start_on(
+        clock: natterjack_core::clock::SharedClock,
+        configure: impl FnOnce(&mut Config),
+        extra_routes: impl FnOnce(Router<AppState>) -> Router<AppState>,
+    ) -> Self {
         super::install_crypto();
         let dir = tempfile::tempdir().expect("dir");
         let mut cfg = Config {
@@ -31,7 +40,9 @@ impl InProcessServer {
             ..Config::default()
         };
         configure(&mut cfg);
-        let assembled = natterjack::runtime::assemble(&cfg).await.expect("assemble");
+        let assembled = natterjack::runtime::assemble_with_clock(&cfg, clock)
+            .await
+            .expect("assemble");
         let app = assembled.app(extra_routes);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
