@@ -44,12 +44,6 @@ pub fn declared(method: &Method, route: &str) -> Option<Operation> {
         .map(|(_, _, op)| *op)
 }
 
-/// Whether any operation is declared on the route template `route`: a matched route that
-/// has none is a route someone added without declaring it, and is refused.
-pub fn route_declared(route: &str) -> bool {
-    OPERATIONS.iter().any(|(_, r, _)| *r == route)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
