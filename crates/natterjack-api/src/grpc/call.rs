@@ -6,12 +6,12 @@
 use super::convert;
 use super::identity::principal_name;
 use super::operations::declared;
-use super::status::GrpcError;
+use super::status::{GrpcError, audit_status};
 use crate::AppState;
 use crate::pipeline::rate_limit::Class;
 use crate::pipeline::{Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id};
 use natterjack_core::ServiceError;
-use natterjack_core::audit::{Status as AuditStatus, Transport};
+use natterjack_core::audit::Transport;
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::{SpaceId, UserId};
 use std::collections::HashMap;
@@ -217,8 +217,7 @@ impl GrpcState {
                 (status.code(), Some(status.message().to_owned()))
             }
         };
-        let code = u16::try_from(code as i32).unwrap_or(u16::MAX);
-        complete(&self.app, draft, AuditStatus::Grpc(code), reason).await;
+        complete(&self.app, draft, audit_status(code), reason).await;
     }
 
     /// A unary call: the whole pipeline around `handler`, within the call's deadline.

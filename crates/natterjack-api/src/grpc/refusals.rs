@@ -28,9 +28,9 @@
 
 use super::call::GrpcState;
 use super::identity::principal_name;
-use super::status::GrpcError;
+use super::status::{GrpcError, audit_status};
 use crate::pipeline::rate_limit::Class;
-use crate::pipeline::request_id;
+use crate::pipeline::{Draft, complete, request_id};
 use crate::transport::PeerAddr;
 use crate::transport::refused::{RefusedStreams, ReportRefusedStreams};
 use axum::body::{Body, Bytes, HttpBody};
@@ -39,10 +39,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue};
 use natterjack_core::audit::record::clean;
-use natterjack_core::audit::{
-    AuditRecord, AuthMethod, LimitedBy, Observed, Phase, Status as AuditStatus, Transport,
-};
-use natterjack_core::clock::{Clock, SystemClock};
+use natterjack_core::audit::{AuditRecord, AuthMethod, LimitedBy, Phase, Transport};
 use natterjack_core::rate::limited_by;
 use prost::Message as _;
 use rustls::pki_types::CertificateDer;
@@ -134,7 +131,8 @@ struct Call {
 }
 
 impl Call {
-    fn of(req: &Request, shared: Arc<Shared>, started: Instant) -> Self {
+    fn of(req: &Request, shared: Arc<Shared>) -> Self {
+        let started = shared.state.app.clock.now();
         Self {
             shared,
             request_id: String::new(),
@@ -148,48 +146,30 @@ impl Call {
         }
     }
 
-    /// Queues the call's `complete` record and counts it.
+    /// The call's `complete` record and its count, through the pipeline's own last step.
     async fn finish(self, code: Code, reason: Option<String>, limited: Option<LimitedBy>) {
-        let label = if self.shared.served.contains(&self.path) {
-            self.path.clone()
-        } else {
-            UNKNOWN_METHOD.to_owned()
-        };
-        crate::metrics::request("grpc", &label, format!("{code:?}"));
+        let app = &self.shared.state.app;
+        let mut draft = Draft::new(
+            Transport::Grpc,
+            self.request_id,
+            &self.path,
+            "",
+            app.clock.clone(),
+        )
+        .since(self.started);
+        if !self.shared.served.contains(&self.path) {
+            draft.count_as(UNKNOWN_METHOD);
+        }
+        if let Some(ip) = self.client_ip {
+            draft.client_ip(ip);
+        }
+        (draft.principal, draft.auth_method) = certificate_holder(self.peer_certs.as_deref());
         if let Some(by) = &limited {
             crate::metrics::rate_limit_refusal("grpc", by.policy);
         }
-        let (principal, auth_method) = certificate_holder(self.peer_certs.as_deref());
-        let record = AuditRecord {
-            time: SystemClock.wall(),
-            request_id: self.request_id,
-            phase: Phase::Complete,
-            transport: Transport::Grpc,
-            client_ip: self.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            principal,
-            auth_method,
-            operation: clean(&self.path, 200),
-            target: String::new(),
-            status: Some(grpc_status_of(code)),
-            decision: grpc_status_of(code).decision(),
-            reason: reason.map(|r| clean(&r, 200)),
-            duration_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            count: None,
-        };
-        let observed = Observed {
-            claimed: None,
-            limited_by: limited,
-        };
-        let audit = self.shared.state.app.audit.clone();
-        if let Err(e) = audit.submit_observed(record, observed).await {
-            tracing::error!(error = %e, "could not write the audit record of a refused gRPC call");
-        }
+        draft.limited_by = limited;
+        complete(app, draft, audit_status(code), reason).await;
     }
-}
-
-/// A gRPC code as the audit trail stores it.
-fn grpc_status_of(code: Code) -> AuditStatus {
-    AuditStatus::Grpc(u16::try_from(code as i32).unwrap_or(u16::MAX))
 }
 
 /// The principal and authentication method a record of this listener shows without the
@@ -262,7 +242,7 @@ async fn record_unrecorded(
 ) -> Response {
     let recorded = Recorded::default();
     req.extensions_mut().insert(recorded.clone());
-    let mut call = Call::of(&req, shared.clone(), SystemClock.now());
+    let mut call = Call::of(&req, shared.clone());
     let mut response = next.run(req).await;
     if recorded.is_marked() {
         return response;
@@ -362,7 +342,7 @@ impl Drop for UntilTrailers {
 /// connection that had any, with their count (no call was decoded, so no method is known).
 pub fn report_refused_streams(state: GrpcState) -> ReportRefusedStreams {
     Arc::new(move |refused: RefusedStreams| {
-        let audit = state.app.audit.clone();
+        let (audit, clock) = (state.app.audit.clone(), state.app.clock.clone());
         Box::pin(async move {
             let (principal, auth_method) = certificate_holder(refused.peer_certs.as_deref());
             // What a gRPC client makes of REFUSED_STREAM (gRPC over HTTP/2, "Errors").
@@ -375,7 +355,7 @@ pub fn report_refused_streams(state: GrpcState) -> ReportRefusedStreams {
                 last = refused.last.to_rfc3339(),
             );
             let record = AuditRecord {
-                time: SystemClock.wall(),
+                time: clock.wall(),
                 request_id: request_id::fresh(),
                 phase: Phase::Summary,
                 transport: Transport::Grpc,
@@ -384,8 +364,8 @@ pub fn report_refused_streams(state: GrpcState) -> ReportRefusedStreams {
                 auth_method,
                 operation: "refused streams".to_owned(),
                 target: format!("max_concurrent_streams={}", refused.cap),
-                status: Some(grpc_status_of(code)),
-                decision: grpc_status_of(code).decision(),
+                status: Some(audit_status(code)),
+                decision: audit_status(code).decision(),
                 reason: Some(clean(&reason, 400)),
                 duration_us: refused.last.micros().saturating_sub(refused.first.micros()),
                 count: Some(refused.count),

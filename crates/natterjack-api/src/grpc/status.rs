@@ -3,10 +3,10 @@
 
 use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
 use natterjack_core::ServiceError;
-use natterjack_core::audit::ChangesPaused;
+use natterjack_core::audit::{ChangesPaused, Status as AuditStatus};
 use natterjack_core::rate::gcra::Refusal;
-use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
 
 /// Why a gRPC call failed, before it becomes a [`Status`].
 #[derive(Debug)]
@@ -28,6 +28,11 @@ pub enum GrpcError {
     /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
     /// disk is nearly full (`audit.min_free_mb`).
     ChangesPaused(ChangesPaused),
+}
+
+/// A final gRPC code as the audit trail records it.
+pub(crate) fn audit_status(code: Code) -> AuditStatus {
+    AuditStatus::Grpc(u16::try_from(code as i32).unwrap_or(u16::MAX))
 }
 
 /// The one mapping of the pipeline's refusals to gRPC.
@@ -130,7 +135,6 @@ impl GrpcError {
 mod tests {
     use super::*;
     use natterjack_core::domain::FieldError;
-    use tonic::Code;
 
     #[test]
     fn every_service_error_maps_to_its_documented_code_with_the_request_id() {

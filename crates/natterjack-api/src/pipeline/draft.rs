@@ -23,6 +23,7 @@ pub struct Draft {
     target: String,
     pub(crate) allowed_because: Option<String>,
     started: Instant,
+    metric_label: Option<&'static str>,
     clock: SharedClock,
 }
 
@@ -49,8 +50,27 @@ impl Draft {
             target: clean(target, 200),
             allowed_because: None,
             started: clock.now(),
+            metric_label: None,
             clock,
         }
+    }
+
+    /// The same draft for a request that arrived at `started` (read from the same clock).
+    pub(crate) fn since(mut self, started: Instant) -> Self {
+        self.started = started;
+        self
+    }
+
+    /// Counts the request in the metrics under `label` instead of its operation: for an
+    /// operation a client names freely (an unknown gRPC method), so that it cannot grow the
+    /// number of series.
+    pub(crate) fn count_as(&mut self, label: &'static str) {
+        self.metric_label = Some(label);
+    }
+
+    /// The operation as the metrics count it.
+    pub(crate) fn metric_label(&self) -> &str {
+        self.metric_label.unwrap_or(&self.operation)
     }
 
     /// The request id, as in the response and the server log.

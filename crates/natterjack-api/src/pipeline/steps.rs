@@ -224,7 +224,7 @@ pub async fn complete(state: &AppState, draft: Draft, status: Status, reason: Op
         Status::Http(code) => code.to_string(),
         Status::Grpc(code) => format!("{:?}", tonic::Code::from_i32(i32::from(code))),
     };
-    crate::metrics::request(draft.transport().as_str(), draft.operation(), label);
+    crate::metrics::request(draft.transport().as_str(), draft.metric_label(), label);
     let reason = if status.decision() == natterjack_core::audit::Decision::Allow {
         None
     } else {

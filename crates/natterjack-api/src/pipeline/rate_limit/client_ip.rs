@@ -1,12 +1,8 @@
-//! Which address a request comes from, for rate limiting and (later) audit.
+//! Which address a request comes from, for rate limiting and audit.
 
 use http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
-
-/// The client address the pipeline attributes a request to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientIp(pub IpAddr);
 
 /// The client address: the TCP peer, unless the peer is a configured trusted proxy, in which
 /// case `X-Forwarded-For` is read from the right and the first hop that is not itself a
