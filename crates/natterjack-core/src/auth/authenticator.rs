@@ -1,11 +1,16 @@
+use super::budgets::LoginBudgets;
+use super::identity::AuthFailure;
 use super::{PasswordHashing, VerificationCache};
 use crate::ServiceError;
 use crate::domain::{MAX_PASSWORD_BYTES, Username};
 use crate::ports::Store;
 use crate::principal::Principal;
+use crate::rate::gcra::Refusal;
+use crate::rate::limited_by;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
 use zeroize::Zeroizing;
@@ -46,19 +51,97 @@ impl Authenticator {
         })
     }
 
-    /// Checks the credentials. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
-    /// hasher is saturated, `Unavailable`/`Internal` when storage fails.
+    /// Checks the credentials, counting no guess ([`Authenticator::login`] without budgets).
+    /// Errors: `Unauthenticated` for any wrong pair, `Busy` when the hasher is saturated,
+    /// `Unavailable`/`Internal` when storage fails.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &SecretString,
     ) -> Result<Principal, ServiceError> {
-        match self.begin(username, password).await? {
-            Login::Verified(principal) => Ok(principal),
-            Login::NeedsHashing(pending) => match pending.wait_turn().await {
-                Turn::Verified(principal) => Ok(principal),
-                Turn::Hash(pending) => pending.verify().await,
-            },
+        let nowhere = IpAddr::from([0, 0, 0, 0]);
+        match self.login(None, username, password, nowhere).await {
+            Ok(principal) => Ok(principal),
+            // Without budgets nothing limits a guess: every other failure is a wrong pair.
+            Err(AuthFailure::Wrong | AuthFailure::Limited { .. }) => {
+                Err(ServiceError::Unauthenticated)
+            }
+            Err(AuthFailure::Unavailable(e)) => Err(e),
+        }
+    }
+
+    /// Verifies a password, counting each guess that needs an Argon2id verification against
+    /// the login `budgets` (`failed-logins`, and `account-guesses` from addresses that have not
+    /// logged in as this user recently) before the hashing starts, and giving it back unless
+    /// the password turned out wrong. A verification-cache hit takes nothing from the budgets;
+    /// a password refused without hashing (empty or oversized) counts as a wrong guess, as any
+    /// other. A success makes the address known to the account. Without budgets, the same
+    /// flow counts nothing.
+    pub async fn login(
+        &self,
+        budgets: Option<&LoginBudgets>,
+        username: &str,
+        password: &SecretString,
+        from: IpAddr,
+    ) -> Result<Principal, AuthFailure> {
+        let succeeded = || {
+            if let Some(budgets) = budgets {
+                budgets.succeeded(username, from);
+            }
+        };
+        if let Some(budgets) = budgets {
+            budgets
+                .allowed(username, from)
+                .map_err(|r| limited(r, from, username))?;
+        }
+        let pending = match self.begin(username, password).await {
+            Ok(Login::Verified(principal)) => {
+                succeeded();
+                return Ok(principal);
+            }
+            Ok(Login::NeedsHashing(pending)) => pending,
+            Err(ServiceError::Unauthenticated) => {
+                // Refused or not, the answer stays "wrong": the guess is counted either way.
+                if let Some(budgets) = budgets {
+                    let _ = budgets.take(username, from);
+                }
+                return Err(AuthFailure::Wrong);
+            }
+            Err(e) => return Err(AuthFailure::Unavailable(e)),
+        };
+        // Only a verification that will hash counts: one that waited for another of the very
+        // same credentials and found it succeeded takes nothing from the budget.
+        let pending = match pending.wait_turn().await {
+            Turn::Verified(principal) => {
+                succeeded();
+                return Ok(principal);
+            }
+            Turn::Hash(pending) => pending,
+        };
+        let guess = match budgets {
+            Some(budgets) => Some(
+                budgets
+                    .take(username, from)
+                    .map_err(|r| limited(r, from, username))?,
+            ),
+            None => None,
+        };
+        let give_back = || {
+            if let (Some(budgets), Some(guess)) = (budgets, guess) {
+                budgets.give_back(username, from, guess);
+            }
+        };
+        match pending.verify().await {
+            Ok(principal) => {
+                give_back();
+                succeeded();
+                Ok(principal)
+            }
+            Err(ServiceError::Unauthenticated) => Err(AuthFailure::Wrong),
+            Err(e) => {
+                give_back();
+                Err(AuthFailure::Unavailable(e))
+            }
         }
     }
 
@@ -253,5 +336,14 @@ impl<'a> PendingVerification<'a> {
             auth.cache.remember(key, user.id);
         }
         Ok(Principal::new(user.id, user.username, user.admin))
+    }
+}
+
+/// A login budget's refusal, named for the audit trail's coalescing.
+fn limited(refusal: Refusal, from: IpAddr, username: &str) -> AuthFailure {
+    let limited_by = limited_by(&refusal, from, Some(username));
+    AuthFailure::Limited {
+        refusal,
+        limited_by,
     }
 }

@@ -1,15 +1,12 @@
-//! Password logins as an identity provider: the guess budgets, the single-flight
-//! verification and the dummy-hash rule of [`Authenticator`], in the one order that keeps
-//! them sound.
+//! Password logins and client certificates as identity providers. A password login is
+//! [`Authenticator::login`] with this process's guess budgets: the budgets, the
+//! single-flight verification and the dummy-hash rule in the one order that keeps them sound.
 
+use super::Authenticator;
 use super::budgets::LoginBudgets;
 use super::identity::{AuthFailure, Credential, IdentityProvider};
-use super::{Authenticator, Login, Turn};
-use crate::ServiceError;
 use crate::domain::Username;
 use crate::principal::Principal;
-use crate::rate::gcra::Refusal;
-use crate::rate::limited_by;
 use async_trait::async_trait;
 use secrecy::SecretString;
 use std::net::IpAddr;
@@ -31,86 +28,16 @@ impl PasswordLogins {
         }
     }
 
-    fn limited(refusal: Refusal, from: IpAddr, username: &str) -> AuthFailure {
-        let limited_by = limited_by(&refusal, from, Some(username));
-        AuthFailure::Limited {
-            refusal,
-            limited_by,
-        }
-    }
-
-    fn succeeded(&self, username: &str, from: IpAddr) {
-        if let Some(budgets) = &self.budgets {
-            budgets.succeeded(username, from);
-        }
-    }
-
-    /// Verifies a password, counting each guess that needs an Argon2id verification against
-    /// the login budgets (`failed-logins`, and `account-guesses` from addresses that have not
-    /// logged in as this user recently) before the hashing starts, and giving it back unless
-    /// the password turned out wrong. A verification-cache hit takes nothing from the
-    /// budgets; a password refused without hashing (empty or oversized) counts as a wrong
-    /// guess, as any other. A success makes the address known to the account.
+    /// Verifies a password against this provider's login budgets (see [`Authenticator::login`]).
     pub async fn login(
         &self,
         username: &str,
         password: &SecretString,
         from: IpAddr,
     ) -> Result<Principal, AuthFailure> {
-        if let Some(budgets) = &self.budgets {
-            budgets
-                .allowed(username, from)
-                .map_err(|r| Self::limited(r, from, username))?;
-        }
-        let pending = match self.authenticator.begin(username, password).await {
-            Ok(Login::Verified(principal)) => {
-                self.succeeded(username, from);
-                return Ok(principal);
-            }
-            Ok(Login::NeedsHashing(pending)) => pending,
-            Err(ServiceError::Unauthenticated) => {
-                // Refused or not, the answer stays "wrong": the guess is counted either way.
-                if let Some(budgets) = &self.budgets {
-                    let _ = budgets.take(username, from);
-                }
-                return Err(AuthFailure::Wrong);
-            }
-            Err(e) => return Err(AuthFailure::Unavailable(e)),
-        };
-        // Only a verification that will hash counts: one that waited for another of the very
-        // same credentials and found it succeeded takes nothing from the budget.
-        let pending = match pending.wait_turn().await {
-            Turn::Verified(principal) => {
-                self.succeeded(username, from);
-                return Ok(principal);
-            }
-            Turn::Hash(pending) => pending,
-        };
-        let guess = match &self.budgets {
-            Some(budgets) => Some(
-                budgets
-                    .take(username, from)
-                    .map_err(|r| Self::limited(r, from, username))?,
-            ),
-            None => None,
-        };
-        let give_back = || {
-            if let (Some(budgets), Some(guess)) = (&self.budgets, guess) {
-                budgets.give_back(username, from, guess);
-            }
-        };
-        match pending.verify().await {
-            Ok(principal) => {
-                give_back();
-                self.succeeded(username, from);
-                Ok(principal)
-            }
-            Err(ServiceError::Unauthenticated) => Err(AuthFailure::Wrong),
-            Err(e) => {
-                give_back();
-                Err(AuthFailure::Unavailable(e))
-            }
-        }
+        self.authenticator
+            .login(self.budgets.as_deref(), username, password, from)
+            .await
     }
 }
 
