@@ -78,11 +78,6 @@ impl Draft {
         &self.request_id
     }
 
-    /// The operation as recorded.
-    pub fn operation(&self) -> &str {
-        &self.operation
-    }
-
     /// The transport it arrived by.
     pub fn transport(&self) -> Transport {
         self.transport
