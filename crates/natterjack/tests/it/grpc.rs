@@ -1,7 +1,7 @@
 //! The gRPC API, black-box: the real binary, a real tonic client over mutual TLS, client
 //! certificates issued by `natterjack certs issue-client`.
 
-use crate::support::grpc_client::{issue, issue_for_nobody};
+use crate::support::grpc_client::{issue, issue_for_nobody, request_id_of};
 use crate::support::{TestServer, cli};
 use natterjack_api::grpc::proto::admin_client::AdminClient;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
@@ -364,13 +364,7 @@ async fn every_grpc_call_leaves_audit_records_readable_on_the_admin_socket() {
         .get_space(GetSpaceRequest { space_id: space })
         .await
         .unwrap_err();
-    let denied_id = denied
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let denied_id = request_id_of(&denied);
     // Completion records are queued; give the writer a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let records = admin(&server)

@@ -3,6 +3,7 @@
 //! the audit record and the metric are checked.
 
 use crate::support::TestServer;
+use crate::support::grpc_client::request_id_of;
 use crate::support::raw::{H2_PREFACE, connector, tls_from};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -207,13 +208,7 @@ async fn a_message_over_the_size_limit_is_refused_by_tonic_and_still_audited_and
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    let id = status
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap();
-    let record = completion_of(&server, id).await;
+    let record = completion_of(&server, &request_id_of(&status)).await;
     assert_refusal(
         &record,
         "/natterjack.v1.Spaces/PostMessage",
@@ -290,13 +285,7 @@ async fn unknown_methods_and_services_are_refused_by_tonic_and_still_audited_und
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    let id = status
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap();
-    let record = completion_of(&server, id).await;
+    let record = completion_of(&server, &request_id_of(&status)).await;
     assert_refusal(
         &record,
         "/natterjack.v1.Admin/QueryAudit",
@@ -388,13 +377,7 @@ async fn calls_refused_before_the_pipeline_take_the_peer_budget_and_a_flood_of_t
     }
     let status = refused.expect("the flood was never rate limited");
     assert!(status.metadata().get("retry-after").is_some());
-    let id = status
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap();
-    let record = completion_of(&server, id).await;
+    let record = completion_of(&server, &request_id_of(&status)).await;
     assert_refusal(
         &record,
         "/natterjack.v1.Admin/QueryAudit",

@@ -2,7 +2,7 @@
 //! would have said, on REST and on gRPC alike, and a refusal before the audit step leaves no
 //! intent record.
 
-use crate::support::grpc_client::{channel, issue, issue_for_nobody};
+use crate::support::grpc_client::{channel, issue, issue_for_nobody, request_id_of};
 use crate::support::{PASSWORD, TestServer};
 use natterjack_api::grpc::proto::PostMessageRequest;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
@@ -157,16 +157,6 @@ async fn a_rest_write_without_the_permission_is_refused_after_its_intent_is_reco
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
-fn grpc_request_id(status: &tonic::Status) -> String {
-    status
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn post(space_id: i64) -> PostMessageRequest {
     PostMessageRequest {
         space_id,
@@ -195,7 +185,7 @@ async fn a_certificate_naming_nobody_is_refused_before_any_intent_is_recorded() 
     let refused = client.post_message(post(1)).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     assert_eq!(
-        phases_of(&server, &grpc_request_id(&refused)).await,
+        phases_of(&server, &request_id_of(&refused)).await,
         ["complete"]
     );
 }
@@ -211,7 +201,7 @@ async fn a_grpc_write_without_the_permission_is_refused_after_its_intent_is_reco
     let refused = client.post_message(post(space)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert_eq!(
-        phases_of(&server, &grpc_request_id(&refused)).await,
+        phases_of(&server, &request_id_of(&refused)).await,
         ["intent", "complete"]
     );
     let refused = client.post_message(post(0)).await.unwrap_err();

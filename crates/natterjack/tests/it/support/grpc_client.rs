@@ -41,3 +41,14 @@ pub fn channel(server: &TestServer, identity: Option<&(PathBuf, PathBuf)>) -> Ch
         .expect("tls config")
         .connect_lazy()
 }
+
+/// The request id a gRPC status carries in its `x-request-id` metadata.
+pub fn request_id_of(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("x-request-id")
+        .expect("an x-request-id")
+        .to_str()
+        .expect("a textual request id")
+        .to_owned()
+}
