@@ -61,6 +61,17 @@ impl ManualClock {
         })
     }
 
+    /// A clock whose wall time stands `by` behind the system's: a node that lags, for
+    /// tests of what is not valid yet.
+    pub fn behind(by: Duration) -> Arc<Self> {
+        let lag = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        Arc::new(Self {
+            start: SystemClock.now(),
+            start_wall: Timestamp::from_micros(SystemClock.wall().micros().saturating_sub(lag)),
+            elapsed: Mutex::new(Duration::ZERO),
+        })
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         if let Ok(mut elapsed) = self.elapsed.lock() {

@@ -31,6 +31,11 @@ pub enum ServiceError {
     /// Storage cannot be reached right now.
     #[error("temporarily unavailable")]
     Unavailable,
+    /// An identity provider (the directory, an OpenID Connect issuer) cannot be asked right
+    /// now. Never answered as wrong credentials: the client retries, it does not re-type a
+    /// password. The text names the provider kind, for the audit trail.
+    #[error("identity provider unavailable: {0}")]
+    ProviderUnavailable(&'static str),
     /// Something failed that the client cannot fix; details are in the server log.
     #[error("internal error")]
     Internal,

@@ -35,6 +35,18 @@ pub struct UserRecord {
     pub admin: bool,
 }
 
+/// The stored hash of an account that has no local password (one created for an external
+/// identity): not a PHC string, so nothing verifies against it, and a Basic login for
+/// such an account is verified against the dummy hash like an unknown name.
+pub const NO_LOCAL_PASSWORD: &str = "!";
+
+impl UserRecord {
+    /// Whether the account can log in with a local password.
+    pub fn has_local_password(&self) -> bool {
+        self.password_hash != NO_LOCAL_PASSWORD
+    }
+}
+
 impl std::fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserRecord")
@@ -109,6 +121,27 @@ pub trait Store: Send + Sync + 'static {
     async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<(), StoreError>;
     /// Grants or removes the global admin role.
     async fn set_admin(&self, user: UserId, admin: bool) -> Result<(), StoreError>;
+    /// The account an external identity (`source`, `subject`) is linked to.
+    async fn find_linked_user(
+        &self,
+        source: &str,
+        subject: &str,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Links an external identity to an existing account; `Conflict` if it is linked already.
+    async fn link_identity(
+        &self,
+        user: UserId,
+        source: &str,
+        subject: &str,
+    ) -> Result<(), StoreError>;
+    /// Creates an account without a local password ([`NO_LOCAL_PASSWORD`]) and links the
+    /// identity to it, atomically; `Conflict` if the name or the identity is taken.
+    async fn create_linked_user(
+        &self,
+        username: &Username,
+        source: &str,
+        subject: &str,
+    ) -> Result<UserRecord, StoreError>;
 
     /// Creates a space and gives `owner` `rwd` on it, atomically.
     async fn create_space(

@@ -141,6 +141,33 @@ impl Service {
         Ok(())
     }
 
+    /// Links an external identity (an issuer and its `sub`, or a directory and a username)
+    /// to the existing account `username`, so that the identity logs in as that account.
+    /// Only the operator may: a link decides who an outside identity acts as.
+    pub async fn link_identity(
+        &self,
+        _admin: AdminAccess,
+        username: &Username,
+        source: &str,
+        subject: &str,
+    ) -> Result<(), ServiceError> {
+        if source.is_empty() || subject.is_empty() {
+            return Err(ServiceError::Conflict(
+                "source and subject must not be empty",
+            ));
+        }
+        let user = self.existing_user(username).await?;
+        self.store
+            .link_identity(user.id, source, subject)
+            .await
+            .map_err(|e| match e {
+                crate::ports::StoreError::Conflict => {
+                    ServiceError::Conflict("this identity is linked already")
+                }
+                other => other.into(),
+            })
+    }
+
     /// The user named `username`, or `NotFound`.
     async fn existing_user(
         &self,

@@ -26,6 +26,9 @@ pub enum AuthMethod {
     Basic,
     /// A client certificate verified by the TLS layer.
     Mtls,
+    /// An OpenID Connect bearer token (on gRPC, the calling service's certificate is named
+    /// in the record's reason).
+    Bearer,
     /// The operator on the local admin socket.
     LocalOperator,
 }
@@ -86,7 +89,7 @@ macro_rules! spelled {
 }
 
 spelled!(Transport { Rest => "rest", Grpc => "grpc", Internal => "internal", Monitor => "monitor" });
-spelled!(AuthMethod { None => "none", Basic => "basic", Mtls => "mtls", LocalOperator => "local-operator" });
+spelled!(AuthMethod { None => "none", Basic => "basic", Mtls => "mtls", Bearer => "bearer", LocalOperator => "local-operator" });
 spelled!(Decision { Pending => "pending", Allow => "allow", Deny => "deny", Reject => "reject", Error => "error", Alert => "alert" });
 
 /// The number, as stored and exported.

@@ -1,9 +1,11 @@
 use super::budgets::LoginBudgets;
+use super::directory::{Directory, DirectoryError, PasswordSource};
 use super::identity::AuthFailure;
+use super::linked::{ExternalIdentity, LinkedAccounts, Provisioning};
 use super::{PasswordHashing, VerificationCache};
 use crate::ServiceError;
 use crate::domain::{MAX_PASSWORD_BYTES, Username};
-use crate::ports::Store;
+use crate::ports::{Store, UserRecord};
 use crate::principal::Principal;
 use crate::rate::gcra::Refusal;
 use crate::rate::limited_by;
@@ -24,12 +26,21 @@ type InFlightTable = Mutex<HashMap<[u8; 32], (Arc<tokio::sync::Mutex<()>>, usize
 /// Every failure is the same [`ServiceError::Unauthenticated`], and an unknown (or
 /// malformed) username is verified against a dummy hash made with the configured
 /// parameters, so neither the answer nor the work reveals whether an account exists.
+///
+/// With a [`Directory`], the [`PasswordSource`] says which names are checked by a bind
+/// instead: the same budgets, verification cache and single flight apply, a directory user
+/// gets a local account linked on first use (refused when a local account already has the
+/// name), and a directory that cannot be asked is
+/// [`ServiceError::ProviderUnavailable`], never a wrong password and never a fall-back to
+/// the local table.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     hashing: Arc<PasswordHashing>,
     cache: VerificationCache,
     dummy_hash: String,
     in_flight: InFlightTable,
+    directory: Option<Arc<dyn Directory>>,
+    source: PasswordSource,
 }
 
 impl Authenticator {
@@ -48,7 +59,31 @@ impl Authenticator {
             cache,
             dummy_hash,
             in_flight: Mutex::new(HashMap::new()),
+            directory: None,
+            source: PasswordSource::Local,
         })
+    }
+
+    /// The same authenticator, checking the passwords that `source` assigns to the
+    /// directory by a bind to `directory`.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>, source: PasswordSource) -> Self {
+        self.directory = Some(directory);
+        self.source = source;
+        self
+    }
+
+    /// The directory a password of `user` (looked up locally, if any) is checked against,
+    /// or `None` for the local hash.
+    fn directory_for(&self, user: Option<&UserRecord>) -> Option<&Arc<dyn Directory>> {
+        let directory = self.directory.as_ref()?;
+        match self.source {
+            PasswordSource::Local => None,
+            PasswordSource::Directory => Some(directory),
+            PasswordSource::LocalThenDirectory => {
+                (!user.is_some_and(UserRecord::has_local_password)).then_some(directory)
+            }
+        }
     }
 
     /// Checks the credentials, counting no guess ([`Authenticator::login`] without budgets).
@@ -63,7 +98,7 @@ impl Authenticator {
         match self.login(None, username, password, nowhere).await {
             Ok(principal) => Ok(principal),
             // Without budgets nothing limits a guess: every other failure is a wrong pair.
-            Err(AuthFailure::Wrong | AuthFailure::Limited { .. }) => {
+            Err(AuthFailure::Wrong | AuthFailure::Refused(_) | AuthFailure::Limited { .. }) => {
                 Err(ServiceError::Unauthenticated)
             }
             Err(AuthFailure::Unavailable(e)) => Err(e),
@@ -161,34 +196,64 @@ impl Authenticator {
             return Err(ServiceError::Unauthenticated);
         }
         let candidate = Zeroizing::new(secret.to_vec());
-        let user = match Username::parse(username) {
-            Ok(name) => self.store.find_user(&name).await?,
-            Err(_) => None,
+        let name = Username::parse(username).ok();
+        let user = match &name {
+            Some(name) => self.store.find_user(name).await?,
+            None => None,
         };
-        let key = user.as_ref().map(|user| {
-            self.cache
-                .key_for(user.username.as_str(), &candidate, &user.password_hash)
-        });
-        if let (Some(user), Some(key)) = (&user, &key)
-            && self.cache.hit(key, user.id)
-        {
-            return Ok(Login::Verified(Principal::new(
-                user.id,
-                user.username.clone(),
-                user.admin,
-            )));
-        }
-        Ok(Login::NeedsHashing(PendingVerification {
+        let check = match self.directory_for(user.as_ref()) {
+            Some(directory) => {
+                // A name outside the allow list, or a NUL that a directory written in C
+                // may cut the password at, never reaches the directory.
+                let Some(name) = name else {
+                    return Err(ServiceError::Unauthenticated);
+                };
+                if secret.contains(&0) {
+                    return Err(ServiceError::Unauthenticated);
+                }
+                let subject = name.as_str().to_ascii_lowercase();
+                let linked = self
+                    .store
+                    .find_linked_user(directory.source(), &subject)
+                    .await?;
+                let key = self.cache.key_for(&subject, &candidate, directory.source());
+                let admin_key = self.cache.key_for(
+                    &subject,
+                    &candidate,
+                    &format!("{} admin", directory.source()),
+                );
+                Check::Directory(Box::new(DirectoryCheck {
+                    directory: directory.clone(),
+                    name,
+                    linked,
+                    key,
+                    admin_key,
+                }))
+            }
+            None => {
+                let user = user.filter(UserRecord::has_local_password);
+                let key = user.as_ref().map(|user| {
+                    self.cache
+                        .key_for(user.username.as_str(), &candidate, &user.password_hash)
+                });
+                Check::Local(user.zip(key))
+            }
+        };
+        let pending = PendingVerification {
             auth: self,
-            user: user.zip(key),
+            check,
             candidate,
             _turn: None,
-        }))
+        };
+        Ok(match pending.cached() {
+            Some(principal) => Login::Verified(principal),
+            None => Login::NeedsHashing(pending),
+        })
     }
 
     /// Upgrades a stored hash to the configured parameters after a successful login. A
     /// failure is logged and ignored: the login itself was valid.
-    async fn rehash(&self, user: &crate::ports::UserRecord, password: Zeroizing<Vec<u8>>) {
+    async fn rehash(&self, user: &UserRecord, password: Zeroizing<Vec<u8>>) {
         match self.hashing.hash(password).await {
             Ok(new_hash) => {
                 if let Err(e) = self.store.set_password_hash(user.id, &new_hash).await {
@@ -226,14 +291,35 @@ pub enum Login<'a> {
     NeedsHashing(PendingVerification<'a>),
 }
 
-/// An Argon2id verification not yet run: of the stored hash, or of the dummy hash when the
-/// user does not exist (the same work either way).
+/// A verification not yet run: an Argon2id verification of the stored hash, or of the
+/// dummy hash when the user does not exist (the same work either way), or a directory bind.
 pub struct PendingVerification<'a> {
     auth: &'a Authenticator,
-    user: Option<(crate::ports::UserRecord, [u8; 32])>,
+    check: Check,
     candidate: Zeroizing<Vec<u8>>,
     /// Held from [`PendingVerification::wait_turn`] until the verification is done.
     _turn: Option<InFlight<'a>>,
+}
+
+/// What decides a pending verification.
+enum Check {
+    /// The user's local hash and its cache key, or the dummy hash for no such user (or one
+    /// without a local password).
+    Local(Option<(UserRecord, [u8; 32])>),
+    /// A bind to the directory.
+    Directory(Box<DirectoryCheck>),
+}
+
+/// A directory bind still to be made, and where its success is cached.
+struct DirectoryCheck {
+    directory: Arc<dyn Directory>,
+    name: Username,
+    /// The local account already linked to this directory user, if any.
+    linked: Option<UserRecord>,
+    /// Cache keys of a success without and with the directory's admin role: the cache keeps
+    /// only an account id, so the role is part of the key.
+    key: [u8; 32],
+    admin_key: [u8; 32],
 }
 
 /// Where a pending verification stands once no other verification of the same credentials
@@ -279,15 +365,17 @@ impl<'a> PendingVerification<'a> {
     /// switched off there is nothing to share, and nothing waits.
     pub async fn wait_turn(mut self) -> Turn<'a> {
         let auth: &'a Authenticator = self.auth;
-        let Some((user, key)) = &self.user else {
-            return Turn::Hash(self);
+        let key = match &self.check {
+            Check::Local(Some((_, key))) => *key,
+            Check::Directory(check) if check.linked.is_some() => check.key,
+            _ => return Turn::Hash(self),
         };
         if !auth.cache.enabled() {
             return Turn::Hash(self);
         }
         let lock = match auth.in_flight.lock() {
             Ok(mut table) => {
-                let (lock, users) = table.entry(*key).or_default();
+                let (lock, users) = table.entry(key).or_default();
                 *users += 1;
                 lock.clone()
             }
@@ -295,32 +383,70 @@ impl<'a> PendingVerification<'a> {
         };
         let mut turn = InFlight {
             table: &auth.in_flight,
-            key: *key,
+            key,
             guard: None,
         };
         turn.guard = Some(lock.lock_owned().await);
-        if auth.cache.hit(key, user.id) {
-            return Turn::Verified(Principal::new(user.id, user.username.clone(), user.admin));
+        if let Some(principal) = self.cached() {
+            return Turn::Verified(principal);
         }
         self._turn = Some(turn);
         Turn::Hash(self)
     }
 
+    /// The principal the verification cache vouches for, if it does.
+    fn cached(&self) -> Option<Principal> {
+        let cache = &self.auth.cache;
+        match &self.check {
+            Check::Local(Some((user, key))) => cache
+                .hit(key, user.id)
+                .then(|| Principal::new(user.id, user.username.clone(), user.admin)),
+            Check::Directory(check) => {
+                let DirectoryCheck {
+                    linked: Some(user),
+                    key,
+                    admin_key,
+                    ..
+                } = check.as_ref()
+                else {
+                    return None;
+                };
+                let admin = if cache.hit(admin_key, user.id) {
+                    true
+                } else if cache.hit(key, user.id) {
+                    false
+                } else {
+                    return None;
+                };
+                Some(Principal::new(
+                    user.id,
+                    user.username.clone(),
+                    user.admin || admin,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Runs the verification. Errors: `Unauthenticated` for any wrong pair, `Busy` when the
-    /// hasher is saturated.
+    /// hasher is saturated, `ProviderUnavailable` when the directory cannot be asked.
     pub async fn verify(self) -> Result<Principal, ServiceError> {
         let Self {
             auth,
-            user,
+            check,
             candidate,
             _turn,
         } = self;
-        let Some((user, key)) = user else {
-            let _ = auth
-                .hashing
-                .verify(candidate, auth.dummy_hash.clone())
-                .await?;
-            return Err(ServiceError::Unauthenticated);
+        let (user, key) = match check {
+            Check::Directory(check) => return auth.bind(*check, candidate).await,
+            Check::Local(None) => {
+                let _ = auth
+                    .hashing
+                    .verify(candidate, auth.dummy_hash.clone())
+                    .await?;
+                return Err(ServiceError::Unauthenticated);
+            }
+            Check::Local(Some(found)) => found,
         };
         let for_rehash = candidate.clone();
         if !auth
@@ -336,6 +462,67 @@ impl<'a> PendingVerification<'a> {
             auth.cache.remember(key, user.id);
         }
         Ok(Principal::new(user.id, user.username, user.admin))
+    }
+}
+
+impl Authenticator {
+    /// A directory bind, then the directory user's local account (linked on first use).
+    async fn bind(
+        &self,
+        check: DirectoryCheck,
+        candidate: Zeroizing<Vec<u8>>,
+    ) -> Result<Principal, ServiceError> {
+        let DirectoryCheck {
+            directory,
+            name,
+            linked,
+            key,
+            admin_key,
+        } = check;
+        let password = SecretString::from(
+            String::from_utf8(candidate.to_vec()).map_err(|_| ServiceError::Unauthenticated)?,
+        );
+        let found = match directory.bind(&name, &password).await {
+            Ok(found) => found,
+            Err(DirectoryError::Wrong) => return Err(ServiceError::Unauthenticated),
+            Err(DirectoryError::Unavailable(detail)) => {
+                tracing::warn!(error = %detail, "directory unavailable");
+                return Err(ServiceError::ProviderUnavailable("directory"));
+            }
+        };
+        let subject = name.as_str().to_ascii_lowercase();
+        let user = match linked {
+            Some(user) => user,
+            None => LinkedAccounts::new(self.store.clone())
+                .account(
+                    ExternalIdentity {
+                        source: directory.source(),
+                        subject: &subject,
+                        name: Some(name.as_str()),
+                        admin: found.admin,
+                    },
+                    Provisioning::Create,
+                )
+                .await
+                .map_err(|failure| match failure {
+                    AuthFailure::Unavailable(e) => e,
+                    _ => {
+                        tracing::warn!(
+                            user = %name,
+                            dn = %found.dn,
+                            "directory user refused: a local account has this name; link it with `natterjack user link`"
+                        );
+                        ServiceError::Unauthenticated
+                    }
+                })?,
+        };
+        self.cache
+            .remember(if found.admin { admin_key } else { key }, user.id);
+        Ok(Principal::new(
+            user.id,
+            user.username,
+            user.admin || found.admin,
+        ))
     }
 }
 

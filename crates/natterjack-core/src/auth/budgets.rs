@@ -28,6 +28,9 @@ pub struct Guess {
     from_account: bool,
 }
 
+/// The budget name refused bearer tokens count under: not a valid username.
+const BEARER: &str = "@bearer-token";
+
 /// The guess budgets of one process.
 pub struct LoginBudgets {
     per_address: Limiter<(String, IpAddr)>,
@@ -78,6 +81,22 @@ impl LoginBudgets {
                 .get(&key)
                 .is_some_and(|at| self.age(*at) < self.known_for)
         })
+    }
+
+    /// Whether another bearer token may be tried from `ip` now (counts nothing). Refused
+    /// tokens are counted per address under a name no account can have, so they share no
+    /// budget with any password account, and a flood of bad tokens from elsewhere does not
+    /// lock anyone out.
+    pub fn token_allowed(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.per_address
+            .peek(&(BEARER.to_owned(), limit_key(ip)))
+            .map(|_| ())
+    }
+
+    /// Counts a refused bearer token from `ip`. Checking a token is cheap, so a guess is
+    /// counted after the check, not before it.
+    pub fn token_refused(&self, ip: IpAddr) {
+        let _ = self.per_address.check(&(BEARER.to_owned(), limit_key(ip)));
     }
 
     /// Whether `username` may be tried from `ip` now (counts nothing).

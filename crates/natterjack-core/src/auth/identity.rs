@@ -28,6 +28,11 @@ pub enum Credential {
         /// The name the certificate holds.
         name: String,
     },
+    /// An OAuth 2.0 bearer token (RFC 6750): a JWT access token of an OpenID Connect issuer.
+    Bearer {
+        /// The token as sent; never logged, audited or shown in `Debug`.
+        token: SecretString,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -40,6 +45,7 @@ impl std::fmt::Debug for Credential {
             Credential::Certificate { name } => {
                 f.debug_struct("Certificate").field("name", name).finish()
             }
+            Credential::Bearer { .. } => f.debug_struct("Bearer").finish_non_exhaustive(),
         }
     }
 }
@@ -50,14 +56,17 @@ impl Credential {
         match self {
             Credential::Password { .. } => AuthMethod::Basic,
             Credential::Certificate { .. } => AuthMethod::Mtls,
+            Credential::Bearer { .. } => AuthMethod::Bearer,
         }
     }
 
-    /// The account the credential claims, as sent.
+    /// The account the credential claims, as sent (nothing for a token, whose claims mean
+    /// nothing before its signature is checked).
     pub fn claimed(&self) -> &str {
         match self {
             Credential::Password { username, .. } => username,
             Credential::Certificate { name } => name,
+            Credential::Bearer { .. } => "",
         }
     }
 }
@@ -69,6 +78,10 @@ pub enum AuthFailure {
     /// Wrong or unknown: the same answer whatever was wrong, so nothing tells an unknown
     /// account from a wrong password.
     Wrong,
+    /// Refused for a reason the audit trail may name: a bearer token that failed a check
+    /// (`expired`, `wrong audience`, ...), or a verified identity that maps to no account.
+    /// The token itself is never recorded.
+    Refused(&'static str),
     /// A login budget refused the try before any verification work.
     Limited {
         /// The refusing policy and when to retry.
@@ -76,13 +89,14 @@ pub enum AuthFailure {
         /// The policy and key, for the audit trail's coalescing.
         limited_by: LimitedBy,
     },
-    /// The verifier could not answer: the hasher is saturated, or storage failed.
+    /// The verifier could not answer: the hasher is saturated, storage failed, or the
+    /// directory or issuer cannot be reached.
     Unavailable(ServiceError),
 }
 
-/// Something that can verify a kind of credential: the local password store and the client
-/// certificate check today; an OpenID Connect issuer or a directory bind are further
-/// providers behind the same port, and no transport changes when one is added.
+/// Something that can verify a kind of credential: the local password store (or a directory
+/// bind), the client certificate check, an OpenID Connect issuer's tokens. Transports only
+/// parse a credential; no transport changes when a provider is added.
 #[async_trait]
 pub trait IdentityProvider: Send + Sync {
     /// Verifies `credential` presented from `from`, or `None` when this provider does not

@@ -10,13 +10,17 @@
 mod authenticator;
 mod budgets;
 mod cache;
+mod directory;
 mod hashing;
 mod identity;
+mod linked;
 mod password_login;
 
 pub use authenticator::{Authenticator, Login, PendingVerification, Turn};
 pub use budgets::{Guess, LoginBudgets};
 pub use cache::VerificationCache;
+pub use directory::{Directory, DirectoryError, DirectoryUser, PasswordSource};
 pub use hashing::{HashingParams, PasswordHashing};
 pub use identity::{AuthFailure, Authentication, Credential, IdentityProvider};
+pub use linked::{ExternalIdentity, LinkedAccounts, Provisioning};
 pub use password_login::{CertificateLogins, PasswordLogins};

@@ -52,7 +52,7 @@ impl IdentityProvider for PasswordLogins {
             Credential::Password { username, password } => {
                 Some(self.login(username, password, from).await)
             }
-            Credential::Certificate { .. } => None,
+            Credential::Certificate { .. } | Credential::Bearer { .. } => None,
         }
     }
 }

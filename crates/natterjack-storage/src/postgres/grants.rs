@@ -17,6 +17,7 @@ use sqlx::{Connection, PgConnection};
 /// - audit_log: append and read; never change (the triggers refuse even the owner).
 /// - audit_export_cursor: read, create a sink's cursor, move it (its trigger refuses
 ///   moving it back); never delete.
+/// - external_identities: read, link; never relink or unlink (an operator's migration).
 /// - schema_migrations: read, so the server can check the schema version.
 ///
 /// Identity columns draw from their sequences without any grant on them.
@@ -34,6 +35,7 @@ const GRANTS: &[&str] = &[
     "GRANT SELECT, INSERT ON TABLE public.audit_log TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_export_cursor TO %I",
     "GRANT UPDATE (delivered_id) ON TABLE public.audit_export_cursor TO %I",
+    "GRANT SELECT, INSERT ON TABLE public.external_identities TO %I",
     "GRANT SELECT ON TABLE public.schema_migrations TO %I",
 ];
 

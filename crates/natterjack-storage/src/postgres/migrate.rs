@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_summaries",
         include_str!("../../migrations/postgres/0004_audit_summaries.sql"),
     ),
+    (
+        5,
+        "external_identities",
+        include_str!("../../migrations/postgres/0005_external_identities.sql"),
+    ),
 ];
 
 /// The advisory lock key two migrators contend for ("natjack!" as an integer): a second

@@ -10,7 +10,8 @@ use natterjack_core::domain::{
     MessageId, MessageText, Permissions, SpaceId, SpaceName, Timestamp, UserId, Username,
 };
 use natterjack_core::ports::{
-    MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store, StoreError, UserRecord,
+    MemberRecord, MessagePage, MessageRecord, NO_LOCAL_PASSWORD, SpaceRecord, Store, StoreError,
+    UserRecord,
 };
 
 type UserRow = (i64, String, String, bool);
@@ -71,6 +72,74 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    async fn find_linked_user(
+        &self,
+        source: &str,
+        subject: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.password_hash, u.is_admin FROM external_identities e \
+             JOIN users u ON u.id = e.user_id WHERE e.source = $1 AND e.subject = $2",
+        )
+        .bind(source)
+        .bind(subject)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(classify)?;
+        row.map(user).transpose()
+    }
+
+    async fn link_identity(
+        &self,
+        user: UserId,
+        source: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(source)
+        .bind(subject)
+        .bind(user.get())
+        .bind(SystemClock.wall().micros())
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_linked_user(
+        &self,
+        username: &Username,
+        source: &str,
+        subject: &str,
+    ) -> Result<UserRecord, StoreError> {
+        let now = SystemClock.wall().micros();
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ($1, $2, FALSE, $3) \
+             RETURNING id, username, password_hash, is_admin",
+        )
+        .bind(username.as_str())
+        .bind(NO_LOCAL_PASSWORD)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(source)
+        .bind(subject)
+        .bind(row.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        user(row)
     }
 
     async fn create_space(

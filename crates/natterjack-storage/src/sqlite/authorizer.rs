@@ -28,6 +28,7 @@ const INSERTABLE: &[&str] = &[
     "messages",
     "audit_log",
     "audit_export_cursor",
+    "external_identities",
 ];
 
 /// The decision for one action, as a pure function so it can be tested without FFI.

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_summaries",
         include_str!("../../migrations/sqlite/0004_audit_summaries.sql"),
     ),
+    (
+        5,
+        "external_identities",
+        include_str!("../../migrations/sqlite/0005_external_identities.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
