@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod problem;
 pub mod rest;
+pub mod schemes;
 mod state;
 pub mod transport;
 

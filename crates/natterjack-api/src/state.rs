@@ -1,6 +1,6 @@
 use crate::pipeline::rate_limit::RateLimits;
 use natterjack_core::audit::AuditLog;
-use natterjack_core::auth::Authentication;
+use natterjack_core::auth::{Authentication, IdentityProvider};
 use natterjack_core::clock::SharedClock;
 use natterjack_core::service::Service;
 use std::sync::Arc;
@@ -38,5 +38,13 @@ impl AppState {
             audit,
             clock,
         }
+    }
+
+    /// The same state with one more identity provider (an OpenID Connect issuer's tokens),
+    /// asked after the service's own.
+    #[must_use]
+    pub fn with_provider(mut self, provider: Arc<dyn IdentityProvider>) -> Self {
+        self.authentication = Arc::new((*self.authentication).clone().with(provider));
+        self
     }
 }

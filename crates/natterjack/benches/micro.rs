@@ -41,7 +41,7 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use criterion::Criterion;
 use natterjack_api::pipeline::rate_limit::{Class, RateLimitConfig, RateLimits};
-use natterjack_api::rest::basic::basic_credentials;
+use natterjack_api::schemes::basic::basic_credentials;
 use natterjack_core::audit::{AuditKey, AuditRecord, Phase};
 use natterjack_core::auth::{HashingParams, PasswordHashing};
 use natterjack_core::domain::{Permissions, SpaceName, Timestamp};

@@ -128,4 +128,18 @@ pub enum UserCommand {
         #[arg(long)]
         revoke: bool,
     },
+    /// Link an external identity to an account, so that it logs in as that account: an
+    /// OpenID Connect issuer and the `sub` of its tokens, or a directory and a username.
+    Link {
+        /// The username of the existing account.
+        name: String,
+        /// Where the identity is verified: the issuer URL exactly as configured in
+        /// `[[auth.oidc]]`, or the directory's `ldap://host:port` / `ldaps://host:port`.
+        #[arg(long)]
+        source: String,
+        /// Who the source says it is: the token's `sub`, or the directory username in
+        /// lower case.
+        #[arg(long)]
+        subject: String,
+    },
 }

@@ -16,10 +16,14 @@ use natterjack_api::transport::{ListenerSpec, Protocol, TransportLimits};
 use natterjack_core::audit::{
     AnomalyMonitor, AuditLog, ExportGate, HeadAnchor, SpaceGate, VerifyReport, verify,
 };
-use natterjack_core::auth::{Authenticator, PasswordHashing, VerificationCache};
+use natterjack_core::auth::{
+    Authenticator, LinkedAccounts, PasswordHashing, PasswordSource, VerificationCache,
+};
 use natterjack_core::clock::SharedClock;
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
+use natterjack_federation::ldap::LdapDirectory;
+use natterjack_federation::oidc::BearerLogins;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,12 +40,23 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
         cfg.auth.cache_capacity,
     )
     .with_clock(natterjack_core::clock::system());
-    let auth = Authenticator::new(store.clone(), Arc::new(hashing), cache)
+    let mut auth = Authenticator::new(store.clone(), Arc::new(hashing), cache)
         .await
         .map_err(|e| StartError::Other(format!("cannot prepare the authenticator: {e}")))?;
+    if let Some(ldap) = &cfg.auth.ldap {
+        let directory =
+            LdapDirectory::new(ldap).map_err(|e| StartError::Config(ConfigError(e.to_string())))?;
+        auth = auth.with_directory(Arc::new(directory), cfg.auth.passwords);
+    }
+    // With a directory checking passwords, a name registered here first would squat (or,
+    // checked locally first, shadow) a directory user's name: registration stays closed.
+    let directory_names = cfg.auth.passwords != PasswordSource::Local;
+    if directory_names && cfg.auth.self_registration {
+        tracing::info!("self-registration is off: a directory checks passwords");
+    }
     let settings = ServiceSettings {
         grant_policy: cfg.access.grant_policy,
-        self_registration: cfg.auth.self_registration,
+        self_registration: cfg.auth.self_registration && !directory_names,
     };
     Ok(Arc::new(Service::new(store, auth, settings)))
 }
@@ -234,7 +249,16 @@ pub async fn assemble_with_clock(
     .await?;
     let limits = RateLimits::with_clock(&cfg.rate_limit, clock.clone())
         .map_err(|e| StartError::Config(ConfigError(e)))?;
-    let state = AppState::new(service, Arc::new(limits), audit, clock);
+    let bearer = BearerLogins::start(
+        &cfg.auth.oidc,
+        LinkedAccounts::new(store.store()),
+        limits.login_budgets(),
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| StartError::Config(ConfigError(e)))?;
+    let state =
+        AppState::new(service, Arc::new(limits), audit, clock).with_provider(Arc::new(bearer));
     let g = &cfg.grpc;
     let grpc = GrpcState::new(
         state.clone(),

@@ -10,6 +10,7 @@ use super::status::{GrpcError, audit_status};
 use crate::AppState;
 use crate::pipeline::rate_limit::Class;
 use crate::pipeline::{Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id};
+use crate::schemes;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::Transport;
 use natterjack_core::auth::Credential;
@@ -85,10 +86,13 @@ impl Op {
     }
 }
 
-/// What the pipeline reads from a gRPC call: the verified client certificate, and the
-/// space the message addresses.
+/// What the pipeline reads from a gRPC call: the verified client certificate, a bearer
+/// token in the `authorization` metadata, and the space the message addresses.
 struct Inbound<'a> {
     certs: Option<&'a [tonic::transport::CertificateDer<'static>]>,
+    authorization: Option<&'a tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// The client certificate's name once a token or password came beside it.
+    via: Option<String>,
     operator: bool,
     space: Option<i64>,
 }
@@ -111,7 +115,24 @@ impl crate::pipeline::Inbound for Inbound<'_> {
             .and_then(<[_]>::first)
             .ok_or(CredentialError::Unsupported("no client certificate"))?;
         let name = principal_name(leaf).map_err(CredentialError::Malformed)?;
-        Ok(Some(Credential::Certificate { name }))
+        // A token or password acts for its holder; the certificate still names the
+        // calling service.
+        let Some(value) = self.authorization else {
+            return Ok(Some(Credential::Certificate { name }));
+        };
+        let credential = value
+            .to_str()
+            .ok()
+            .and_then(|v| schemes::credential(v).ok())
+            .ok_or(CredentialError::Malformed(
+                "authorization metadata is neither Bearer nor Basic",
+            ))?;
+        self.via = Some(name);
+        Ok(Some(credential))
+    }
+
+    fn via(&self) -> Option<&str> {
+        self.via.as_deref()
     }
 
     fn space(&mut self) -> Result<Option<SpaceId>, GrpcError> {
@@ -201,6 +222,8 @@ impl GrpcState {
         let certs = req.peer_certs();
         let mut inbound = Inbound {
             certs: certs.as_deref().map(Vec::as_slice),
+            authorization: req.metadata().get("authorization"),
+            via: None,
             operator: operation.need() == Need::Operator,
             space: op.space,
         };

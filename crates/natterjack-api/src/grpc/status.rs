@@ -13,8 +13,11 @@ use tonic::{Code, Status};
 pub enum GrpcError {
     /// From the service layer.
     Service(ServiceError),
-    /// No usable client certificate (the TLS layer normally refuses these first).
+    /// No usable client certificate (the TLS layer normally refuses these first), or an
+    /// `authorization` value that is not a bearer token.
     NoCertificate(&'static str),
+    /// A bearer token failed a check, and why.
+    InvalidToken(&'static str),
     /// A rate-limit policy refused the call.
     RateLimited(Refusal),
     /// The watcher read too slowly or lagged behind the feed.
@@ -44,6 +47,7 @@ impl From<PipelineRefusal> for GrpcError {
                 CredentialError::Malformed(why) | CredentialError::Unsupported(why),
             ) => GrpcError::NoCertificate(why),
             PipelineRefusal::Unauthenticated => GrpcError::Service(ServiceError::Unauthenticated),
+            PipelineRefusal::InvalidToken(reason) => GrpcError::InvalidToken(reason),
             PipelineRefusal::ChangesPaused(p) => GrpcError::ChangesPaused(p),
             PipelineRefusal::Service(e) => GrpcError::Service(e),
             PipelineRefusal::TimedOut => GrpcError::TimedOut,
@@ -84,6 +88,13 @@ impl GrpcError {
                 Status::unauthenticated("the client certificate names no known user")
             }
             GrpcError::NoCertificate(why) => Status::unauthenticated(*why),
+            GrpcError::InvalidToken(reason) => {
+                Status::unauthenticated(format!("invalid bearer token: {reason}"))
+            }
+            GrpcError::Service(ServiceError::ProviderUnavailable(which)) => with_metadata(
+                Status::unavailable(format!("{which} unavailable; retry shortly")),
+                &[("retry-after", "5".to_owned())],
+            ),
             GrpcError::Service(ServiceError::Forbidden(reason)) => {
                 Status::permission_denied(*reason)
             }

@@ -22,6 +22,9 @@ pub struct Draft {
     operation: String,
     target: String,
     pub(crate) allowed_because: Option<String>,
+    /// The client certificate a bearer token came with: the calling service, named in the
+    /// record's reason beside the token's principal.
+    pub(crate) via: Option<String>,
     started: Instant,
     metric_label: Option<&'static str>,
     clock: SharedClock,
@@ -49,6 +52,7 @@ impl Draft {
             operation: clean(operation, 200),
             target: clean(target, 200),
             allowed_because: None,
+            via: None,
             started: clock.now(),
             metric_label: None,
             clock,
@@ -89,6 +93,16 @@ impl Draft {
     }
 
     /// A record of this request at `phase`.
+    /// `reason`, followed by the calling service when a token came through one.
+    fn with_via(&self, reason: Option<String>) -> Option<String> {
+        let reason = match (&self.via, reason) {
+            (Some(via), Some(r)) => Some(format!("{r}; via certificate {via}")),
+            (Some(via), None) => Some(format!("via certificate {via}")),
+            (None, r) => r,
+        };
+        reason.map(|r| clean(&r, 200))
+    }
+
     pub(crate) fn record(
         &self,
         phase: Phase,
@@ -107,9 +121,7 @@ impl Draft {
             target: self.target.clone(),
             status,
             decision: status.map_or(Decision::Pending, Status::decision),
-            reason: reason
-                .or_else(|| self.allowed_because.clone())
-                .map(|r| clean(&r, 200)),
+            reason: self.with_via(reason.or_else(|| self.allowed_because.clone())),
             duration_us: i64::try_from(
                 self.clock
                     .now()

@@ -32,6 +32,8 @@ pub enum Refusal {
     BadCredential(CredentialError),
     /// Step 3 or 4: wrong credentials, or none where the operation needs a principal.
     Unauthenticated,
+    /// Step 3: a bearer token that failed a check (RFC 6750 `invalid_token`), and why.
+    InvalidToken(&'static str),
     /// Step 5: state changes are paused (export backlog, low disk).
     ChangesPaused(ChangesPaused),
     /// Any step: the service refused (forbidden, invalid space id) or failed (storage down,

@@ -41,6 +41,13 @@ pub trait Inbound {
     /// Step 3: the credential presented, parsed but not verified; `None` when there is none.
     fn credential(&mut self) -> Result<Option<Credential>, CredentialError>;
 
+    /// Step 3: the calling service a credential came through, when it is not the
+    /// credential's own holder (gRPC: the client certificate beside a token or password).
+    /// Audited beside the principal, who is the one that acts.
+    fn via(&self) -> Option<&str> {
+        None
+    }
+
     /// Step 6: the space the request addresses, for operations that need permissions on one;
     /// `None` when the request names none (the operation then fails closed).
     fn space(&mut self) -> Result<Option<SpaceId>, Self::Error>;
@@ -102,11 +109,14 @@ pub async fn admit<I: Inbound>(
     // 3
     let caller = match inbound.credential() {
         Ok(None) => Caller::Anonymous,
-        Ok(Some(credential)) => Caller::User(
+        Ok(Some(credential)) => Caller::User({
+            draft.via = inbound
+                .via()
+                .map(|name| natterjack_core::audit::record::clean(name, 64));
             authenticate(state, &credential, ip, draft)
                 .await
-                .map_err(I::Error::from)?,
-        ),
+                .map_err(I::Error::from)?
+        }),
         Err(e) => {
             crate::metrics::auth_failure(transport, e.reason());
             return Err(Refusal::BadCredential(e).into());
@@ -167,9 +177,12 @@ async fn authenticate(
 ) -> Result<Principal, Refusal> {
     let transport = draft.transport().as_str();
     draft.auth_method = credential.method();
-    if let Credential::Certificate { name } = credential {
-        // The TLS layer vouched for the name; it is recorded even if it names no user.
-        draft.principal = Some(natterjack_core::audit::record::clean(name, 64));
+    match credential {
+        Credential::Certificate { name } => {
+            // The TLS layer vouched for the name; it is recorded even if it names no user.
+            draft.principal = Some(natterjack_core::audit::record::clean(name, 64));
+        }
+        Credential::Password { .. } | Credential::Bearer { .. } => {}
     }
     let claim = |draft: &mut Draft| {
         if matches!(credential, Credential::Password { .. })
@@ -192,16 +205,19 @@ async fn authenticate(
             }
             Ok(principal)
         }
-        Err(AuthFailure::Wrong) => {
+        Err(failure @ (AuthFailure::Wrong | AuthFailure::Refused(_))) => {
             claim(draft);
-            crate::metrics::auth_failure(
-                transport,
-                match credential {
-                    Credential::Password { .. } => "wrong username or password",
-                    Credential::Certificate { .. } => "certificate names no known user",
-                },
-            );
-            Err(Refusal::Unauthenticated)
+            let reason = match (credential, failure) {
+                (Credential::Bearer { .. }, AuthFailure::Refused(reason)) => reason,
+                (Credential::Bearer { .. }, _) => "no issuer takes bearer tokens",
+                (Credential::Certificate { .. }, _) => "certificate names no known user",
+                (Credential::Password { .. }, _) => "wrong username or password",
+            };
+            crate::metrics::auth_failure(transport, reason);
+            Err(match credential {
+                Credential::Bearer { .. } => Refusal::InvalidToken(reason),
+                _ => Refusal::Unauthenticated,
+            })
         }
         Err(AuthFailure::Limited {
             refusal,

@@ -1,8 +1,8 @@
 //! The one mapping from errors to HTTP responses for the REST transport.
 
-use super::basic::CHALLENGE;
 use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
 use crate::problem::Problem;
+use crate::schemes::basic::CHALLENGE;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use natterjack_core::ServiceError;
@@ -24,6 +24,8 @@ pub enum ApiError {
     MalformedAuthorization,
     /// Credentials are missing or wrong.
     Unauthenticated,
+    /// A bearer token failed a check (RFC 6750 `invalid_token`), and why.
+    InvalidToken(&'static str),
     /// A body without a JSON content type.
     UnsupportedMediaType,
     /// A body over the size limit.
@@ -63,6 +65,7 @@ impl From<PipelineRefusal> for ApiError {
             }
             PipelineRefusal::BadCredential(CredentialError::Unsupported(_))
             | PipelineRefusal::Unauthenticated => ApiError::Unauthenticated,
+            PipelineRefusal::InvalidToken(reason) => ApiError::InvalidToken(reason),
             PipelineRefusal::ChangesPaused(p) => ApiError::ChangesPaused(p),
             PipelineRefusal::Service(e) => ApiError::Service(e),
             PipelineRefusal::TimedOut => ApiError::TimedOut,
@@ -101,6 +104,24 @@ fn unauthenticated() -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(CHALLENGE),
     );
+    r
+}
+
+/// 401 for a bearer token that failed a check: the Bearer challenge with
+/// `error="invalid_token"` (RFC 6750 §3.1) and the reason, which names only what was wrong
+/// with the client's own token.
+fn invalid_token(reason: &'static str) -> Response {
+    let mut r = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        Some(format!("the bearer token is not valid: {reason}")),
+    )
+    .into_response();
+    let challenge = format!(
+        r#"Bearer realm="natterjack", error="invalid_token", error_description="{reason}""#
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
     r
 }
 
@@ -152,6 +173,10 @@ impl ApiError {
             ApiError::Service(ServiceError::Conflict(r)) => format!("conflict: {r}"),
             ApiError::Service(ServiceError::Busy { .. }) => "password hashing saturated".to_owned(),
             ApiError::Service(ServiceError::Unavailable) => "storage unavailable".to_owned(),
+            ApiError::Service(ServiceError::ProviderUnavailable(which)) => {
+                format!("{which} unavailable")
+            }
+            ApiError::InvalidToken(reason) => format!("invalid bearer token: {reason}"),
             ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
                 "internal error".to_owned()
             }
@@ -206,6 +231,14 @@ impl ApiError {
                     "too many logins in progress; retry shortly",
                 ),
                 retry_after_secs,
+            ),
+            ApiError::InvalidToken(reason) => invalid_token(reason),
+            ApiError::Service(ServiceError::ProviderUnavailable(_)) => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "credentials cannot be checked right now; retry shortly",
+                ),
+                5,
             ),
             ApiError::Service(ServiceError::Unavailable) => retry_after(
                 plain(

@@ -1,7 +1,6 @@
 //! The REST/JSON adapter: the pipeline's HTTP side, routes, request and response types,
 //! one error mapping.
 
-pub mod basic;
 pub mod error;
 pub mod extract;
 mod handlers;

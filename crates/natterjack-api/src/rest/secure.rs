@@ -1,7 +1,6 @@
 //! The REST adapter of the pipeline: describes each request to [`crate::pipeline::admit`],
 //! answers its refusals through [`ApiError`], and hands the handler what it admitted.
 
-use super::basic::{CredentialsError, basic_credentials};
 use super::error::{ApiError, AuditReason};
 use super::hygiene::{answer_refused, check_form, limit_body};
 use super::operations::declared;
@@ -12,6 +11,7 @@ use crate::pipeline::rate_limit::{Class, REGISTRATION_PATH};
 use crate::pipeline::{
     Call, CredentialError, Draft, Inbound, PipelineLimits, admit, complete, headers, request_id,
 };
+use crate::schemes::{self, basic::CredentialsError};
 use crate::transport::PeerAddr;
 use axum::RequestExt;
 use axum::Router;
@@ -68,11 +68,18 @@ impl Inbound for Head<'_> {
     }
 
     fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
-        match basic_credentials(&self.parts.headers) {
-            Ok(c) => Ok(c.map(Credential::from)),
-            Err(CredentialsError::Malformed) => {
-                Err(CredentialError::Malformed("malformed Authorization header"))
-            }
+        let mut values = self.parts.headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        let malformed = CredentialError::Malformed("malformed Authorization header");
+        if values.next().is_some() {
+            return Err(malformed);
+        }
+        let value = value.to_str().map_err(|_| malformed)?;
+        match schemes::credential(value) {
+            Ok(credential) => Ok(Some(credential)),
+            Err(CredentialsError::Malformed) => Err(malformed),
             Err(CredentialsError::UnsupportedScheme) => {
                 Err(CredentialError::Unsupported("unsupported scheme"))
             }

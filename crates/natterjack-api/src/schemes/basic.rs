@@ -1,5 +1,5 @@
-//! HTTP Basic (RFC 7617): the `Authorization` header becomes a [`Credential`]. Parsing is all
-//! REST does; verification is the core's.
+//! HTTP Basic (RFC 7617): an `Authorization` value becomes a [`Credential`]. Parsing is all
+//! a transport does; verification is the core's.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -45,6 +45,14 @@ pub fn basic_credentials(
         return Err(CredentialsError::Malformed);
     }
     let value = value.to_str().map_err(|_| CredentialsError::Malformed)?;
+    basic_value(value).map(Some)
+}
+
+/// Parses one `Basic <base64(user:password)>` value.
+pub fn basic_value(value: &str) -> Result<BasicCredentials, CredentialsError> {
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(CredentialsError::Malformed);
+    }
     let (scheme, token) = value.split_once(' ').ok_or(CredentialsError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(CredentialsError::UnsupportedScheme);
@@ -63,10 +71,10 @@ pub fn basic_credentials(
     if username.chars().any(char::is_control) || password.chars().any(char::is_control) {
         return Err(CredentialsError::Malformed);
     }
-    Ok(Some(BasicCredentials {
+    Ok(BasicCredentials {
         username: username.to_owned(),
         password: SecretString::from(password),
-    }))
+    })
 }
 
 impl From<BasicCredentials> for Credential {

@@ -77,6 +77,17 @@ pub(super) async fn run(cfg: &Config, command: UserCommand) -> Result<(), StartE
                 )
             })
         }
+        UserCommand::Link {
+            name,
+            source,
+            subject,
+        } => {
+            let name = username(&name)?;
+            service
+                .link_identity(operator, &name, &source, &subject)
+                .await
+                .map(|()| println!("{source} {subject:?} now logs in as {name}"))
+        }
     };
     store.close().await;
     outcome.map_err(|e| StartError::Other(e.to_string()))

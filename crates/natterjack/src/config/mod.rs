@@ -156,6 +156,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.auth.argon2.check().map_err(ConfigError)?;
+        self.auth.check_sources().map_err(ConfigError)?;
+        for issuer in &self.auth.oidc {
+            issuer.check().map_err(ConfigError)?;
+        }
         natterjack_api::pipeline::rate_limit::RateLimits::new(&self.rate_limit)
             .map_err(ConfigError)?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
