@@ -128,12 +128,30 @@ async fn another_authentication_scheme_gets_the_basic_challenge() {
     let r = server
         .client()
         .get(server.url("/spaces"))
-        .bearer_auth("token")
+        .header("authorization", r#"Digest username="alice""#)
         .send()
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], CHALLENGE);
+}
+
+#[tokio::test]
+async fn a_bearer_token_without_a_trusted_issuer_gets_the_bearer_challenge() {
+    let server = TestServer::start().await;
+    let r = server
+        .client()
+        .get(server.url("/spaces"))
+        .bearer_auth("token")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
 }
 
 #[tokio::test]

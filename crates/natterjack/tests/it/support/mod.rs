@@ -3,10 +3,12 @@
 
 pub mod grpc_client;
 pub mod in_process;
+pub mod oidc;
 pub mod pg;
 pub mod proxy;
 pub mod raw;
 pub mod rsyslog;
+pub mod slapd;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
