@@ -132,6 +132,63 @@ mod cases {
         );
     }
 
+    pub async fn an_external_identity_links_to_one_account_and_a_new_one_has_no_password(
+        store: &(impl Store + AuditStore),
+    ) {
+        let issuer = "https://id.example";
+        assert!(
+            store
+                .find_linked_user(issuer, "sub-1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let created = store
+            .create_linked_user(&name("carol"), issuer, "sub-1")
+            .await
+            .unwrap();
+        assert!(!created.has_local_password());
+        let found = store
+            .find_linked_user(issuer, "sub-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, created.id);
+        // The same subject of another source is another identity.
+        assert!(
+            store
+                .find_linked_user("https://other.example", "sub-1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A second link of the same identity, or a new account with a taken name, conflicts
+        // and leaves nothing half made.
+        let alice = user(store, "alice").await;
+        let again = store.link_identity(alice, issuer, "sub-1").await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let taken = store
+            .create_linked_user(&name("ALICE"), issuer, "sub-2")
+            .await;
+        assert!(matches!(taken, Err(StoreError::Conflict)), "{taken:?}");
+        assert!(
+            store
+                .find_linked_user(issuer, "sub-2")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // An operator's link makes an existing account the identity's.
+        store.link_identity(alice, issuer, "sub-2").await.unwrap();
+        let linked = store
+            .find_linked_user(issuer, "sub-2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(linked.id, alice);
+        assert!(linked.has_local_password());
+    }
+
     pub async fn the_creator_of_a_space_holds_every_permission_on_it(
         store: &(impl Store + AuditStore),
     ) {
@@ -636,6 +693,7 @@ macro_rules! contract {
 
 contract!(
     usernames_are_unique_and_found_whatever_their_case,
+    an_external_identity_links_to_one_account_and_a_new_one_has_no_password,
     a_new_password_hash_and_admin_flag_are_seen_by_the_next_lookup,
     the_creator_of_a_space_holds_every_permission_on_it,
     spaces_of_lists_only_member_spaces_newest_first,

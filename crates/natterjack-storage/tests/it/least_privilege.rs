@@ -46,6 +46,8 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
+        "UPDATE external_identities SET user_id = 1",
+        "DELETE FROM external_identities",
         "UPDATE audit_log SET status = 200",
         "DELETE FROM audit_log",
         "DROP TRIGGER audit_log_is_never_deleted",

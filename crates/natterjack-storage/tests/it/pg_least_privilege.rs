@@ -90,6 +90,8 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
+        "UPDATE external_identities SET user_id = 1",
+        "DELETE FROM external_identities",
         "SELECT pg_read_file('/etc/passwd')",
         "COPY messages TO PROGRAM 'id'",
         "COPY messages FROM '/etc/passwd'",

@@ -317,6 +317,23 @@ async fn alg_none_is_refused() {
 }
 
 #[tokio::test]
+async fn a_token_typed_as_anything_but_an_access_token_is_refused() {
+    let Some(peer) = OidcPeer::shared(AUDIENCE) else {
+        return;
+    };
+    let server = server_trusting(&issuer_toml(peer, "provisioning = \"create\"")).await;
+    // An ID token (typ JWT) shown to an API: the type is checked before the signature.
+    let (mut header, payload, signature) = parts(&peer.client_token("RS256").await);
+    header["typ"] = json!("JWT");
+    assert_refused(
+        &server,
+        &forge(&header, &payload, &signature),
+        "not an access token",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn hs256_signed_with_the_issuers_public_key_is_refused() {
     let Some(peer) = OidcPeer::shared(AUDIENCE) else {
         return;
