@@ -10,7 +10,7 @@ use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
@@ -20,7 +20,8 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "Natterjack",
         description = "A secure-by-default API: spaces, permissions (r, w, d) and messages. Every request passes \
-                       rate limiting, HTTP Basic authentication, audit and access control; errors are RFC 9457 \
+                       rate limiting, authentication (HTTP Basic, or an OpenID Connect bearer token), audit and \
+                       access control; errors are RFC 9457 \
                        problems with a request id.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
         version = "0.1.0"
@@ -45,7 +46,8 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
-/// Adds the Basic security scheme and the pipeline's error responses to every operation.
+/// Adds the Basic and Bearer security schemes and the pipeline's error responses to every
+/// operation.
 struct SecurityAndErrors;
 
 fn text_header(description: &str) -> utoipa::openapi::header::Header {
@@ -84,10 +86,10 @@ fn pipeline_errors() -> Vec<(&'static str, RefOr<utoipa::openapi::response::Resp
         (
             "401",
             problem(
-                "Missing or wrong credentials",
+                "Missing or wrong credentials, or a bearer token that failed a check",
                 &[(
                     "www-authenticate",
-                    r#"Basic realm="natterjack", charset="UTF-8""#,
+                    r#"Basic realm="natterjack", charset="UTF-8"; for a bearer token: Bearer realm="natterjack", error="invalid_token", error_description="<reason>""#,
                 )],
             ),
         ),
@@ -131,7 +133,7 @@ fn pipeline_errors() -> Vec<(&'static str, RefOr<utoipa::openapi::response::Resp
         (
             "503",
             problem(
-                "Overloaded or storage unavailable",
+                "Overloaded, or storage, the directory or an OpenID issuer unavailable",
                 &[("retry-after", "Seconds to wait")],
             ),
         ),
@@ -261,6 +263,18 @@ impl Modify for SecurityAndErrors {
             components.add_security_scheme(
                 "basic",
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+            );
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "An OpenID Connect access token (RFC 9068) of a configured issuer",
+                        ))
+                        .build(),
+                ),
             );
         }
         for operation in operations(openapi) {

@@ -8,7 +8,7 @@ use natterjack_core::ServiceError;
 use natterjack_core::audit::AuditQuery;
 use natterjack_core::domain::{FieldError, Limit, MessageId, Timestamp, Username};
 
-#[utoipa::path(operation_id = "listAudit", get, path = "/audit", tag = "audit", security(("basic" = [])), params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: records at or after"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339: records before"), ("principal" = Option<String>, Query, description = "Only this user", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size"), ("after" = Option<i64>, Query, minimum = 1, description = "Cursor: records with a smaller id")), responses((status = 200, description = "Audit records, newest first (admins only)", body = AuditPageView)))]
+#[utoipa::path(operation_id = "listAudit", get, path = "/audit", tag = "audit", security(("basic" = []), ("bearer" = [])), params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: records at or after"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339: records before"), ("principal" = Option<String>, Query, description = "Only this user", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size"), ("after" = Option<i64>, Query, minimum = 1, description = "Cursor: records with a smaller id")), responses((status = 200, description = "Audit records, newest first (admins only)", body = AuditPageView)))]
 /// `GET /audit?since=&until=&principal=&limit=&after=`: admins only, newest first.
 pub(crate) async fn list(
     State(state): State<AppState>,

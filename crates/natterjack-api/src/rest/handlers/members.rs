@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use natterjack_core::domain::{Permissions, Username};
 
-#[utoipa::path(operation_id = "listMembers", get, path = "/spaces/{id}/members", tag = "members", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), responses((status = 200, description = "Members and what they hold (needs r)", body = [MemberView])))]
+#[utoipa::path(operation_id = "listMembers", get, path = "/spaces/{id}/members", tag = "members", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), responses((status = 200, description = "Members and what they hold (needs r)", body = [MemberView])))]
 /// `GET /spaces/{id}/members` (needs `r`).
 pub(crate) async fn list(
     _: NoQuery,
@@ -20,7 +20,7 @@ pub(crate) async fn list(
     Ok(Json(members.into_iter().map(MemberView::from).collect()))
 }
 
-#[utoipa::path(operation_id = "grantPermissions", post, path = "/spaces/{id}/members", tag = "members", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), request_body = NewGrant, responses((status = 201, description = "Granted, under the escalation rule", body = MemberView, headers(("location" = String, description = "The membership")))))]
+#[utoipa::path(operation_id = "grantPermissions", post, path = "/spaces/{id}/members", tag = "members", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), request_body = NewGrant, responses((status = 201, description = "Granted, under the escalation rule", body = MemberView, headers(("location" = String, description = "The membership")))))]
 /// `POST /spaces/{id}/members` (any member; the escalation rule decides).
 pub(crate) async fn grant(
     _: NoQuery,
@@ -35,7 +35,7 @@ pub(crate) async fn grant(
     Ok(created(&location, MemberView::from(member)))
 }
 
-#[utoipa::path(operation_id = "revokePermissions", delete, path = "/spaces/{id}/members/{username}", tag = "members", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("username" = String, Path, description = "The member", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("permissions" = Option<String>, Query, description = "Which permissions to remove (all when absent): r, w and d, each at most once, in any order", pattern = "^(r|w|d|rw|wr|rd|dr|wd|dw|rwd|rdw|wrd|wdr|drw|dwr)$")), responses((status = 204, description = "Revoked, under the escalation rule")))]
+#[utoipa::path(operation_id = "revokePermissions", delete, path = "/spaces/{id}/members/{username}", tag = "members", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("username" = String, Path, description = "The member", pattern = "^[a-zA-Z][a-zA-Z0-9]{1,29}$"), ("permissions" = Option<String>, Query, description = "Which permissions to remove (all when absent): r, w and d, each at most once, in any order", pattern = "^(r|w|d|rw|wr|rd|dr|wd|dw|rwd|rdw|wrd|wdr|drw|dwr)$")), responses((status = 204, description = "Revoked, under the escalation rule")))]
 /// `DELETE /spaces/{id}/members/{username}?permissions=` (any member; the escalation rule
 /// decides). Without `permissions`, everything the member holds is revoked.
 pub(crate) async fn revoke(

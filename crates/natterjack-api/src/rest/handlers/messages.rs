@@ -15,7 +15,7 @@ fn message_id(Path((_, msg_id)): Path<(String, String)>) -> Result<MessageId, Ap
     Ok(MessageId::parse(&msg_id)?)
 }
 
-#[utoipa::path(operation_id = "postMessage", post, path = "/spaces/{id}/messages", tag = "messages", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), request_body = NewMessage, responses((status = 201, description = "Posted (needs w)", body = MessageView, headers(("location" = String, description = "The new message")))))]
+#[utoipa::path(operation_id = "postMessage", post, path = "/spaces/{id}/messages", tag = "messages", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), request_body = NewMessage, responses((status = 201, description = "Posted (needs w)", body = MessageView, headers(("location" = String, description = "The new message")))))]
 /// `POST /spaces/{id}/messages` (needs `w`); the author is the caller.
 pub(crate) async fn post(
     _: NoQuery,
@@ -29,7 +29,7 @@ pub(crate) async fn post(
     Ok(created(&location, view))
 }
 
-#[utoipa::path(operation_id = "listMessages", get, path = "/spaces/{id}/messages", tag = "messages", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("since" = Option<String>, Query, description = "RFC 3339: messages posted at or after", format = DateTime), ("limit" = Option<i64>, Query, description = "Page size", minimum = 1, maximum = 100), ("after" = Option<i64>, Query, description = "Cursor: messages with a smaller id", minimum = 1)), responses((status = 200, description = "Newest first (needs r)", body = MessagePageView)))]
+#[utoipa::path(operation_id = "listMessages", get, path = "/spaces/{id}/messages", tag = "messages", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("since" = Option<String>, Query, description = "RFC 3339: messages posted at or after", format = DateTime), ("limit" = Option<i64>, Query, description = "Page size", minimum = 1, maximum = 100), ("after" = Option<i64>, Query, description = "Cursor: messages with a smaller id", minimum = 1)), responses((status = 200, description = "Newest first (needs r)", body = MessagePageView)))]
 /// `GET /spaces/{id}/messages?since=&limit=&after=` (needs `r`): newest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -77,7 +77,7 @@ pub(crate) async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "getMessage", get, path = "/spaces/{id}/messages/{msgId}", tag = "messages", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("msgId" = i64, Path, description = "Message id", minimum = 1)), responses((status = 200, description = "The message (needs r)", body = MessageView)))]
+#[utoipa::path(operation_id = "getMessage", get, path = "/spaces/{id}/messages/{msgId}", tag = "messages", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("msgId" = i64, Path, description = "Message id", minimum = 1)), responses((status = 200, description = "The message (needs r)", body = MessageView)))]
 /// `GET /spaces/{id}/messages/{msgId}` (needs `r`); 404 for a message of another space.
 pub(crate) async fn show(
     _: NoQuery,
@@ -89,7 +89,7 @@ pub(crate) async fn show(
     Ok(Json(state.service.get_message(&access, id).await?.into()))
 }
 
-#[utoipa::path(operation_id = "deleteMessage", delete, path = "/spaces/{id}/messages/{msgId}", tag = "messages", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("msgId" = i64, Path, description = "Message id", minimum = 1)), responses((status = 204, description = "Deleted (needs d)")))]
+#[utoipa::path(operation_id = "deleteMessage", delete, path = "/spaces/{id}/messages/{msgId}", tag = "messages", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1), ("msgId" = i64, Path, description = "Message id", minimum = 1)), responses((status = 204, description = "Deleted (needs d)")))]
 /// `DELETE /spaces/{id}/messages/{msgId}` (needs `d`): moderation.
 pub(crate) async fn delete(
     _: NoQuery,

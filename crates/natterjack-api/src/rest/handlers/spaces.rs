@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use natterjack_core::domain::{SpaceName, Username};
 
-#[utoipa::path(operation_id = "createSpace", post, path = "/spaces", tag = "spaces", security(("basic" = [])), request_body = NewSpace, responses((status = 201, description = "Space created; the caller holds rwd", body = SpaceView, headers(("location" = String, description = "The new space")))))]
+#[utoipa::path(operation_id = "createSpace", post, path = "/spaces", tag = "spaces", security(("basic" = []), ("bearer" = [])), request_body = NewSpace, responses((status = 201, description = "Space created; the caller holds rwd", body = SpaceView, headers(("location" = String, description = "The new space")))))]
 /// `POST /spaces`: the caller creates a space and receives `rwd` on it.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -34,7 +34,7 @@ pub(crate) async fn create(
     Ok(created(&location, view))
 }
 
-#[utoipa::path(operation_id = "listSpaces", get, path = "/spaces", tag = "spaces", security(("basic" = [])), responses((status = 200, description = "Spaces where the caller holds any permission", body = [SpaceView])))]
+#[utoipa::path(operation_id = "listSpaces", get, path = "/spaces", tag = "spaces", security(("basic" = []), ("bearer" = [])), responses((status = 200, description = "Spaces where the caller holds any permission", body = [SpaceView])))]
 /// `GET /spaces`: the spaces where the caller holds any permission.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -45,7 +45,7 @@ pub(crate) async fn list(
     Ok(Json(spaces.into_iter().map(SpaceView::from).collect()))
 }
 
-#[utoipa::path(operation_id = "getSpace", get, path = "/spaces/{id}", tag = "spaces", security(("basic" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), responses((status = 200, description = "The space (needs r)", body = SpaceView)))]
+#[utoipa::path(operation_id = "getSpace", get, path = "/spaces/{id}", tag = "spaces", security(("basic" = []), ("bearer" = [])), params(("id" = i64, Path, description = "Space id", minimum = 1)), responses((status = 200, description = "The space (needs r)", body = SpaceView)))]
 /// `GET /spaces/{id}` (needs `r`).
 pub(crate) async fn show(
     _: NoQuery,

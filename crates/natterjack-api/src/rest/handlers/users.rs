@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use natterjack_core::domain::Username;
 
-#[utoipa::path(operation_id = "registerUser", post, path = "/users", tag = "users", security((), ("basic" = [])), request_body = NewUser, responses((status = 201, description = "Account created", body = UserView, headers(("location" = String, description = "The new account")))))]
+#[utoipa::path(operation_id = "registerUser", post, path = "/users", tag = "users", security((), ("basic" = []), ("bearer" = [])), request_body = NewUser, responses((status = 201, description = "Account created", body = UserView, headers(("location" = String, description = "The new account")))))]
 /// `POST /users`: self-registration (or account creation by an admin).
 pub(crate) async fn register(
     _: NoQuery,
