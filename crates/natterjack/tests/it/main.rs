@@ -17,6 +17,7 @@ mod bearer_tokens;
 mod cli;
 mod connections;
 mod directory_logins;
+mod docs_examples;
 mod grpc;
 mod grpc_python;
 mod grpc_refusals;
