@@ -6,7 +6,7 @@
 use crate::support::grpc_client::issue_for_nobody;
 use crate::support::in_process::InProcessServer;
 use crate::support::oidc::{AUDIENCE, OidcPeer};
-use crate::support::rsyslog::TlsFiles;
+use crate::support::slapd::dev_pki;
 use crate::support::{TestServer, cli};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,21 +18,10 @@ use natterjack_core::clock::ManualClock;
 use natterjack_federation::oidc::IssuerSettings;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 
 /// The second audience: tokens of the shared provider for it are tokens for another API.
 const OTHER_AUDIENCE: &str = "https://elsewhere.test";
-
-fn pki(dir: &Path) -> TlsFiles {
-    natterjack::data_dir::ensure_data_dir(dir).unwrap();
-    let pki = natterjack::dev_ca::ensure(dir).expect("development PKI");
-    TlsFiles {
-        ca: pki.ca_cert,
-        cert: pki.server_cert,
-        key: pki.server_key,
-    }
-}
 
 /// One `[[auth.oidc]]` table trusting `peer` for [`AUDIENCE`], plus `extra` lines.
 fn issuer_toml(peer: &OidcPeer, extra: &str) -> String {
@@ -74,20 +63,6 @@ fn request_id(r: &Response) -> String {
     r.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 
-/// The completion record of `request_id`, once it is committed.
-async fn completion(server: &TestServer, request_id: &str) -> StoredAuditRecord {
-    for _ in 0..250 {
-        if let Some(record) = server.audit_records().await.into_iter().find(|r| {
-            r.record.request_id == request_id
-                && r.record.phase == natterjack_core::audit::Phase::Complete
-        }) {
-            return record;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no completion record for {request_id}");
-}
-
 /// The first completion record of the gRPC method `operation`, once committed (a successful
 /// call's status carries no request id to look it up by).
 async fn grpc_completion(server: &TestServer, operation: &str) -> StoredAuditRecord {
@@ -113,7 +88,7 @@ async fn assert_refused(server: &TestServer, token: &str, reason: &str) -> Store
         challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
         "{challenge}"
     );
-    let record = completion(server, &request_id(&r)).await;
+    let record = server.completion(&request_id(&r)).await;
     assert_eq!(record.record.auth_method.as_str(), "bearer");
     let audited = record.record.reason.clone().unwrap_or_default();
     assert!(
@@ -158,7 +133,7 @@ async fn a_service_token_reads_and_writes_over_rest_as_the_account_made_on_first
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let created = completion(&server, &request_id(&r)).await;
+    let created = server.completion(&request_id(&r)).await;
     assert_eq!(created.record.principal.as_deref(), Some("svcreports"));
     assert_eq!(created.record.auth_method.as_str(), "bearer");
     // The same issuer and subject are the same account next time (RS256 this time).
@@ -255,7 +230,8 @@ async fn only_linked_identities_get_in_under_the_existing_policy_and_names_never
     let r = get_with(server.url("/spaces"), &server.client(), &alice).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        completion(&server, &request_id(&r))
+        server
+            .completion(&request_id(&r))
             .await
             .record
             .principal
@@ -441,7 +417,7 @@ async fn expired_and_not_yet_valid_tokens_are_refused_by_the_servers_own_clock()
 #[tokio::test]
 async fn a_flood_of_made_up_key_ids_costs_the_issuer_one_key_fetch() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(peer) = OidcPeer::start("kid flood", dir.path(), &tls, AUDIENCE).await else {
         return;
     };
@@ -472,7 +448,7 @@ async fn a_flood_of_made_up_key_ids_costs_the_issuer_one_key_fetch() {
 #[tokio::test]
 async fn keys_rotate_without_restart_and_cached_keys_outlive_an_issuer_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(peer) = OidcPeer::start("rotation", dir.path(), &tls, AUDIENCE).await else {
         return;
     };
@@ -544,7 +520,7 @@ async fn an_issuer_unreachable_at_start_leaves_the_server_up_answering_503_for_t
     let r = get_with(server.url("/spaces"), &server.client(), &token).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
-    let record = completion(&server, &request_id(&r)).await;
+    let record = server.completion(&request_id(&r)).await;
     assert!(
         record
             .record

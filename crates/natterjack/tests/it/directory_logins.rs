@@ -5,27 +5,14 @@
 //! outage that answers 503 and heals by itself.
 
 use crate::support::grpc_client::{channel, issue_for_nobody};
-use crate::support::rsyslog::TlsFiles;
 use crate::support::slapd::Slapd;
+use crate::support::slapd::dev_pki;
 use crate::support::{PASSWORD, TestServer, cli};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use natterjack_api::grpc::proto::ListSpacesRequest;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
-use natterjack_core::audit::{Phase, StoredAuditRecord};
 use reqwest::{Response, StatusCode};
-use std::path::Path;
-use std::time::Duration;
-
-fn pki(dir: &Path) -> TlsFiles {
-    natterjack::data_dir::ensure_data_dir(dir).unwrap();
-    let pki = natterjack::dev_ca::ensure(dir).expect("development PKI");
-    TlsFiles {
-        ca: pki.ca_cert,
-        cert: pki.server_cert,
-        key: pki.server_key,
-    }
-}
 
 /// `[auth]` checking passwords with `source` against `slapd` (StartTLS on `ldap://`).
 fn directory_toml(slapd: &Slapd, source: &str, url: &str) -> String {
@@ -67,21 +54,6 @@ async fn get(server: &TestServer, path: &str, name: &str, password: &str) -> Res
         .unwrap()
 }
 
-async fn completion(server: &TestServer, request_id: &str) -> StoredAuditRecord {
-    for _ in 0..250 {
-        if let Some(record) = server
-            .audit_records()
-            .await
-            .into_iter()
-            .find(|r| r.record.request_id == request_id && r.record.phase == Phase::Complete)
-        {
-            return record;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no completion record for {request_id}");
-}
-
 fn request_id(r: &Response) -> String {
     r.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
@@ -105,7 +77,7 @@ async fn a_directory_user_logs_in_over_rest_and_grpc_with_the_directory_password
     let server = server_on(slapd, "directory", &[]).await;
     let r = get(&server, "/spaces", "alice", slapd.user_password("alice")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let record = completion(&server, &request_id(&r)).await;
+    let record = server.completion(&request_id(&r)).await;
     assert_eq!(record.record.principal.as_deref(), Some("alice"));
     assert_eq!(record.record.auth_method.as_str(), "basic");
 
@@ -168,7 +140,7 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
 #[tokio::test]
 async fn injection_empty_and_nul_passwords_never_reach_the_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(mut slapd) = Slapd::start("injection", dir.path(), &tls).await else {
         return;
     };
@@ -200,7 +172,7 @@ async fn injection_empty_and_nul_passwords_never_reach_the_directory() {
         StatusCode::BAD_REQUEST,
         "a NUL in the password"
     );
-    let record = completion(&server, &request_id(&nul)).await;
+    let record = server.completion(&request_id(&nul)).await;
     assert_eq!(
         record.record.reason.as_deref(),
         Some("malformed Authorization header")
@@ -213,7 +185,7 @@ async fn injection_empty_and_nul_passwords_never_reach_the_directory() {
 #[tokio::test]
 async fn a_directory_outage_answers_503_with_retry_after_and_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(mut slapd) = Slapd::start("outage", dir.path(), &tls).await else {
         return;
     };
@@ -232,7 +204,7 @@ async fn a_directory_outage_answers_503_with_retry_after_and_heals_by_itself() {
     let r = get(&server, "/spaces", "alice", alice).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
-    let record = completion(&server, &request_id(&r)).await;
+    let record = server.completion(&request_id(&r)).await;
     assert_eq!(
         record.record.reason.as_deref(),
         Some("directory unavailable")
@@ -332,7 +304,7 @@ async fn in_directory_mode_a_local_name_is_not_taken_over_until_the_operator_lin
 #[tokio::test]
 async fn a_verified_directory_password_is_cached_like_a_local_one() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(mut slapd) = Slapd::start("cache", dir.path(), &tls).await else {
         return;
     };

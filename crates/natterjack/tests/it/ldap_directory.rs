@@ -4,29 +4,17 @@
 //! search filters whatever the name, TLS that cannot be skipped, and `Unavailable` (never
 //! `Wrong`) while the directory is down, recovering without a new adapter.
 
-use crate::support::rsyslog::TlsFiles;
 use crate::support::slapd::Slapd;
+use crate::support::slapd::dev_pki;
 use natterjack_core::auth::{Directory, DirectoryError};
 use natterjack_core::domain::Username;
 use natterjack_federation::ldap::{LdapDirectory, LdapSettings, escape};
 use secrecy::SecretString;
 use std::net::TcpListener;
-use std::path::Path;
 use std::time::Duration;
 
 /// Longer than any bind may take here: a test waiting this long has hung.
 const HUNG: Duration = Duration::from_secs(60);
-
-/// The development PKI in `dir` (a CA and a certificate for 127.0.0.1/localhost).
-fn pki(dir: &Path) -> TlsFiles {
-    natterjack::data_dir::ensure_data_dir(dir).unwrap();
-    let pki = natterjack::dev_ca::ensure(dir).expect("development PKI");
-    TlsFiles {
-        ca: pki.ca_cert,
-        cert: pki.server_cert,
-        key: pki.server_key,
-    }
-}
 
 /// The settings of a server using `ldap` at `url`: people searched with the service
 /// account, trusting the directory's CA, bob's group making admins.
@@ -261,7 +249,7 @@ fn unusable_settings_are_refused_naming_the_setting() {
 async fn ldap_to_loopback_negotiates_starttls_so_an_untrusted_ca_makes_it_unavailable() {
     let Some(ldap) = Slapd::shared() else { return };
     let other = tempfile::tempdir().unwrap();
-    let other_ca = pki(other.path()).ca;
+    let other_ca = dev_pki(other.path()).ca;
 
     let mut untrusted = settings(ldap, ldap.ldap_url());
     untrusted.ca_file = Some(other_ca.clone());
@@ -328,7 +316,7 @@ async fn futures_join<F: std::future::Future>(futures: [F; 6]) -> Vec<F::Output>
 async fn a_stopped_directory_is_unavailable_never_wrong_and_a_restarted_one_answers_again() {
     let test = "a_stopped_directory_is_unavailable_never_wrong_and_a_restarted_one_answers_again";
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(mut ldap) = Slapd::start(test, dir.path(), &tls).await else {
         return;
     };
@@ -359,7 +347,7 @@ async fn a_stopped_directory_is_unavailable_never_wrong_and_a_restarted_one_answ
 async fn a_directory_down_at_start_up_is_unavailable_until_it_comes_up() {
     let test = "a_directory_down_at_start_up_is_unavailable_until_it_comes_up";
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let Some(mut ldap) = Slapd::start(test, dir.path(), &tls).await else {
         return;
     };

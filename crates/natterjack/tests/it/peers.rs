@@ -7,23 +7,13 @@
 use crate::support::client_trusting;
 use crate::support::oidc::{AUDIENCE, OidcPeer, SERVICE_CLIENT_ID, USER_CLIENT_ID};
 use crate::support::slapd::Slapd;
+use crate::support::slapd::dev_pki;
 use base64::Engine;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-/// The development PKI in `dir`, as a private peer gets it.
-fn pki(dir: &Path) -> crate::support::rsyslog::TlsFiles {
-    natterjack::data_dir::ensure_data_dir(dir).unwrap();
-    let pki = natterjack::dev_ca::ensure(dir).expect("development PKI");
-    crate::support::rsyslog::TlsFiles {
-        ca: pki.ca_cert,
-        cert: pki.server_cert,
-        key: pki.server_key,
-    }
-}
 
 /// Whether the OpenLDAP client tools are installed (a SKIPPED message when not, a panic in
 /// CI).
@@ -135,7 +125,7 @@ async fn the_directory_binds_a_user_over_starttls_and_ldaps() {
 
     // The TLS is real: a client trusting another CA refuses the directory's certificate.
     let other = tempfile::tempdir().unwrap();
-    let other_ca = pki(&other.path().join("pki")).ca;
+    let other_ca = dev_pki(&other.path().join("pki")).ca;
     for (url, starttls) in [(ldap.ldap_url(), true), (ldap.ldaps_url(), false)] {
         let (code, out) = whoami(
             &url,
@@ -235,7 +225,7 @@ async fn the_directory_lets_the_service_account_find_people_and_groups_but_not_p
 async fn a_private_directory_stops_and_restarts_on_the_same_ports_with_its_data() {
     let test = "a_private_directory_stops_and_restarts_on_the_same_ports_with_its_data";
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let started = std::time::Instant::now();
     let Some(mut ldap) = Slapd::start(test, dir.path(), &tls).await else {
         return;
@@ -453,7 +443,7 @@ async fn the_openid_provider_issues_jwt_access_tokens_for_the_audience() {
 async fn the_openid_provider_rotates_its_keys_counts_fetches_and_goes_down_on_request() {
     let test = "the_openid_provider_rotates_its_keys_counts_fetches_and_goes_down_on_request";
     let dir = tempfile::tempdir().unwrap();
-    let tls = pki(&dir.path().join("pki"));
+    let tls = dev_pki(&dir.path().join("pki"));
     let started = std::time::Instant::now();
     let Some(oidc) = OidcPeer::start(test, dir.path(), &tls, "https://api.natterjack.test").await
     else {

@@ -182,6 +182,21 @@ impl TestServer {
         all
     }
 
+    /// The completion record of `request_id` once it is committed (completions are queued
+    /// as the response leaves, so they may land a moment after it).
+    pub async fn completion(&self, request_id: &str) -> natterjack_core::audit::StoredAuditRecord {
+        for _ in 0..250 {
+            if let Some(record) = self.audit_records().await.into_iter().find(|r| {
+                r.record.request_id == request_id
+                    && r.record.phase == natterjack_core::audit::Phase::Complete
+            }) {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no completion record for {request_id}");
+    }
+
     /// The Prometheus text of the internal listener's `GET /metrics`.
     pub async fn metrics(&self) -> String {
         let internal = self.internal.clone().expect("internal listener");

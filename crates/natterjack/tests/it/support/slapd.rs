@@ -499,7 +499,7 @@ impl Drop for Slapd {
 
 /// The development CA and a server certificate for `127.0.0.1`/`localhost` in `dir`, made
 /// by the server's own `natterjack::dev_ca` (what the tests' clients trust).
-pub(super) fn dev_pki(dir: &Path) -> TlsFiles {
+pub fn dev_pki(dir: &Path) -> TlsFiles {
     natterjack::data_dir::ensure_data_dir(dir).expect("PKI directory");
     let pki = natterjack::dev_ca::ensure(dir).expect("development PKI");
     TlsFiles {
