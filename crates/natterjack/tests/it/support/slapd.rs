@@ -153,24 +153,31 @@ impl Slapd {
     /// installed` when slapd is missing and `CI` is unset; panics when it is missing in CI.
     pub async fn start(test: &str, dir: &Path, tls: &TlsFiles) -> Option<Slapd> {
         let mut slapd = Self::prepare(test, dir, tls, None)?;
+        slapd.launch(test);
+        Some(slapd)
+    }
+
+    /// Starts the prepared slapd on free ports, trying other ports when it cannot bind;
+    /// returns once both ports accept connections. Blocking (slapd is ready in about
+    /// 200 ms), so that the shared directory can start outside any runtime.
+    fn launch(&mut self, test: &str) {
         for attempt in 1..=START_ATTEMPTS {
-            slapd.ldap_port = free_port();
-            slapd.ldaps_port = free_port();
-            slapd.spawn();
+            self.ldap_port = free_port();
+            self.ldaps_port = free_port();
+            self.spawn();
             let deadline = Instant::now() + START_TIMEOUT;
             loop {
-                match slapd.check(deadline) {
-                    Startup::Ready => return Some(slapd),
-                    Startup::Waiting => tokio::time::sleep(Duration::from_millis(20)).await,
+                match self.check(deadline) {
+                    Startup::Ready => return,
+                    Startup::Waiting => std::thread::sleep(Duration::from_millis(20)),
                     Startup::Exited(why) if attempt < START_ATTEMPTS => {
                         eprintln!("{test}: slapd did not start ({why}); trying other ports");
                         break;
                     }
-                    Startup::Exited(why) => panic!("slapd did not start: {why}\n{}", slapd.log()),
+                    Startup::Exited(why) => panic!("slapd did not start: {why}\n{}", self.log()),
                 }
             }
         }
-        unreachable!("the last attempt panics")
     }
 
     /// The directory shared by the tests that only read it: started on first use, once per
@@ -189,23 +196,8 @@ impl Slapd {
                     .keep();
                 let tls = dev_pki(&temp.join("pki"));
                 let mut slapd = Self::prepare("shared directory", &temp, &tls, Some(temp.clone()))?;
-                for attempt in 1..=START_ATTEMPTS {
-                    slapd.ldap_port = free_port();
-                    slapd.ldaps_port = free_port();
-                    slapd.spawn();
-                    let deadline = Instant::now() + START_TIMEOUT;
-                    loop {
-                        match slapd.check(deadline) {
-                            Startup::Ready => return Some(slapd),
-                            Startup::Waiting => std::thread::sleep(Duration::from_millis(20)),
-                            Startup::Exited(_) if attempt < START_ATTEMPTS => break,
-                            Startup::Exited(why) => {
-                                panic!("the shared slapd did not start: {why}\n{}", slapd.log())
-                            }
-                        }
-                    }
-                }
-                unreachable!("the last attempt panics")
+                slapd.launch("shared directory");
+                Some(slapd)
             })
             .as_ref()
     }
