@@ -2,10 +2,12 @@
 """The load and memory harness behind bench/load/run (see that script and the section
 "Load (wrk) and memory" of BENCHMARKS.md).
 
-Starts the release `natterjack` binary and the `load_baseline` example, each with a fresh
-data directory, measures every case with wrk in one run, then measures the memory of a
-fresh natterjack process idle and under 256 connections. Prints the Markdown section; with
---write, replaces it in (or appends it to) BENCHMARKS.md. The raw numbers go to --out.
+Starts the OpenID provider peer (crates/natterjack/tests/peers/oidc/server.mjs, node), the
+release `natterjack` binary trusting it (an `[[auth.oidc]]` table) and the `load_baseline`
+example, each with a fresh data directory, measures every case with wrk in one run, then
+measures the memory of a fresh natterjack process idle and under 256 connections. Prints
+the Markdown section; with --write, replaces it in (or appends it to) BENCHMARKS.md. The raw
+numbers go to --out.
 """
 
 import argparse
@@ -41,6 +43,14 @@ MESSAGE_BODY = json.dumps({"message": "a message posted under load"})
 RAISED_QUOTAS = ("per_ip", "credentials", "global", "per_principal")
 RAISED_BURST = 1_000_000
 RAISED_PER_SECOND = 1_000_000
+# The OpenID provider of the bearer-token case (3b): the integration tests' peer, a real
+# oidc-provider. Its client-credentials token names `sub` svc-reports and
+# `preferred_username` svcreports; under provisioning = "create" its first use makes that
+# account. The audience is any string both sides agree on.
+OIDC_PEER = ROOT / "crates" / "natterjack" / "tests" / "peers" / "oidc"
+OIDC_AUDIENCE = "https://natterjack.bench"
+BEARER_ALG = "RS256"
+BEARER_USER = "svcreports"
 # The diagnostic memory run: a fixed mmap threshold switches off glibc's dynamic one, so
 # blocks above 128 KiB (Argon2id's 19 MiB among them) are always mmapped and given back to
 # the kernel when freed. Not how Natterjack ships; it shows where the resident memory goes.
@@ -98,10 +108,11 @@ def clean_env():
 class Server:
     """A server process whose stdout is scanned for its listening line, then drained."""
 
-    def __init__(self, name, argv, env, pattern, logdir):
+    def __init__(self, name, argv, env, pattern, logdir, stdin=None, cwd=None):
         self.name = name
         self.log = open(logdir / f"{name}.log", "w")
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, cwd=cwd)
         self.match = None
         deadline = time.monotonic() + 60
         for line in self.proc.stdout:
@@ -127,6 +138,8 @@ class Server:
         return self.proc.pid
 
     def stop(self):
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # the OpenID provider peer exits when its stdin closes
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -137,7 +150,7 @@ class Server:
         self.log.close()
 
 
-def start_natterjack(binary, data_dir, logdir, name, extra_env=None):
+def start_natterjack(binary, data_dir, logdir, name, extra_env=None, config=None):
     env = clean_env()
     env.update(extra_env or {})
     env.update({
@@ -151,7 +164,8 @@ def start_natterjack(binary, data_dir, logdir, name, extra_env=None):
     for q in RAISED_QUOTAS:
         env[f"NATTERJACK_RATE_LIMIT__{q.upper()}__BURST"] = str(RAISED_BURST)
         env[f"NATTERJACK_RATE_LIMIT__{q.upper()}__PER_SECOND"] = str(RAISED_PER_SECOND)
-    s = Server(name, [binary, "serve"], env, r"natterjack listening rest https://127\.0\.0\.1:(\d+)", logdir)
+    argv = [binary, "--config", str(config), "serve"] if config else [binary, "serve"]
+    s = Server(name, argv, env, r"natterjack listening rest https://127\.0\.0\.1:(\d+)", logdir)
     s.port = int(s.match.group(1))
     return s
 
@@ -164,32 +178,64 @@ def start_baseline(binary, data_dir, cert_dir, logdir):
     return s
 
 
+def start_oidc_peer(node, tls_dir, logdir):
+    """The OpenID provider peer on 127.0.0.1, serving HTTPS with the development server
+    certificate in `tls_dir`; its issuer URL is `s.issuer`. It exits when its stdin closes,
+    so it does not outlive the harness."""
+    env = clean_env()
+    env.update({"OIDC_TLS_CERT": str(tls_dir / "server.pem"), "OIDC_TLS_KEY": str(tls_dir / "server-key.pem"),
+                "OIDC_AUDIENCE": OIDC_AUDIENCE, "OIDC_PORT": "0"})
+    s = Server("oidc", [node, str(OIDC_PEER / "server.mjs")], env, r"listening (https://127\.0\.0\.1:\d+)",
+               logdir, stdin=subprocess.PIPE, cwd=OIDC_PEER)
+    s.issuer = s.match.group(1)
+    return s
+
+
+def oidc_config(path, issuer, ca):
+    """The configuration file of the Natterjack under test: one `[[auth.oidc]]` table
+    trusting the peer; every other key of the table, and everything else, as shipped."""
+    q = json.dumps  # a JSON string is a TOML basic string for these values
+    path.write_text("# Written by bench/load/load.py: the OpenID provider peer of case (3b).\n"
+                    "[[auth.oidc]]\n"
+                    f"issuer = {q(issuer)}\n"
+                    f"audience = {q(OIDC_AUDIENCE)}\n"
+                    f"ca_file = {q(str(ca))}\n"
+                    'provisioning = "create"\n')
+    return path
+
+
 # ---------------------------------------------------------------------------- setup
 
 def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def https_call(port, ca, method, path, body=None, headers=None, expect=200):
+    """One HTTPS request to 127.0.0.1:port trusting `ca`; the JSON answer. Anything but
+    `expect` ends the run."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    h = {"Accept": "application/json", **(headers or {})}
+    data = None
+    if body is not None:
+        data = json.dumps(body)
+        h["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    text = r.read()
+    c.close()
+    if r.status != expect:
+        raise SystemExit(f"{method} {path}: {r.status} {text[:300]!r}")
+    return json.loads(text) if text else None
+
+
 def natterjack_fixtures(port, ca):
     """Registers alice, creates a space, posts one message, and reads it once (that read
     fills the verification cache). Returns (space, message)."""
-    ctx = ssl.create_default_context(cafile=str(ca))
     auth = basic("alice", PASSWORD)
 
-    def call(method, path, body=None, headers=None, expect=200):
-        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
-        h = {"Accept": "application/json", **(headers or {})}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            h["Content-Type"] = "application/json"
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        text = r.read()
-        c.close()
-        if r.status != expect:
-            raise SystemExit(f"{method} {path}: {r.status} {text[:300]!r}")
-        return json.loads(text) if text else None
+    def call(*args, **kw):
+        return https_call(port, ca, *args, **kw)
 
     call("POST", "/users", {"username": "alice", "password": PASSWORD}, expect=201)
     space = call("POST", "/spaces", {"name": "bench"}, {"Authorization": auth}, expect=201)["id"]
@@ -198,6 +244,36 @@ def natterjack_fixtures(port, ca):
     call("GET", f"/spaces/{space}/messages/{msg}", headers={"Authorization": auth})
     call("GET", "/health")
     return space, msg
+
+
+def bearer_fixtures(port, ca, token):
+    """With the bearer token alone: its first request creates the account (provisioning =
+    "create"), which creates a space of its own and posts one message; one read of it
+    follows. Returns (space, message)."""
+    auth = "Bearer " + token
+
+    def call(*args, **kw):
+        return https_call(port, ca, *args, **kw)
+
+    space = call("POST", "/spaces", {"name": "bench-bearer"}, {"Authorization": auth}, expect=201)["id"]
+    msg = call("POST", f"/spaces/{space}/messages", {"message": "hello from a service account"},
+               {"Authorization": auth}, expect=201)["id"]
+    got = call("GET", f"/spaces/{space}/messages/{msg}", headers={"Authorization": auth})
+    if got.get("author") != BEARER_USER:
+        raise SystemExit(f"the bearer token acted as {got.get('author')!r}, not {BEARER_USER!r}")
+    return space, msg
+
+
+def jwt_claims(token):
+    """The payload of a JWT, unverified (only to report its lifetime)."""
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def peer_control(peer, ca, method, path):
+    """A control request to the OpenID provider peer (see the header of server.mjs)."""
+    port = int(peer.issuer.rsplit(":", 1)[1])
+    return https_call(port, ca, method, path)
 
 
 # ---------------------------------------------------------------------------- wrk
@@ -236,7 +312,7 @@ class Flood:
 
 # ---------------------------------------------------------------------------- run
 
-SHORT = {"baseline_read": "(1)", "health": "(2)", "read": "(3)", "baseline_write": "(1w)",
+SHORT = {"baseline_read": "(1)", "health": "(2)", "read": "(3)", "read_bearer": "(3b)", "baseline_write": "(1w)",
          "write": "(4)", "read_flooded": "(5)", "baseline_read_flooded": "control"}
 
 CASES = [
@@ -244,6 +320,7 @@ CASES = [
     ("baseline_read", "baseline", "(1) baseline: `GET /spaces/{id}/messages/{msgId}`, no controls"),
     ("health", "natterjack", "(2) Natterjack `GET /health`"),
     ("read", "natterjack", "(3) Natterjack `GET /spaces/{id}/messages/{msgId}`, Basic, warm cache"),
+    ("read_bearer", "natterjack", f"(3b) Natterjack `GET /spaces/{{id}}/messages/{{msgId}}`, bearer token ({BEARER_ALG}, cached key)"),
     ("baseline_write", "baseline", "(1w) baseline: `POST /spaces/{id}/messages`, no controls"),
     ("write", "natterjack", "(4) Natterjack `POST /spaces/{id}/messages` (audit intent + write)"),
     ("read_flooded", "natterjack", "(5) (3) while 127.0.0.2 floods wrong passwords"),
@@ -265,6 +342,8 @@ def run_case(key, servers, a, logdir):
         port, path, kw = nj.port, "/health", {}
     elif key in ("read", "read_flooded"):
         port, path, kw = nj.port, f"/spaces/{nj.space}/messages/{nj.message}", {"auth": auth}
+    elif key == "read_bearer":
+        port, path, kw = nj.port, f"/spaces/{nj.bearer_space}/messages/{nj.bearer_message}", {"auth": "Bearer " + nj.token}
     elif key == "write":
         port, path, kw = nj.port, f"/spaces/{nj.space}/messages", {"method": "POST", "body": MESSAGE_BODY, "auth": auth}
     else:
@@ -344,6 +423,11 @@ def main():
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is not installed (the OpenID provider peer of case (3b) needs it)")
+    if not (OIDC_PEER / "node_modules" / "oidc-provider" / "package.json").is_file():
+        raise SystemExit(f"the OpenID provider's packages are missing: npm ci --prefix {OIDC_PEER}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="natterjack-load-"))
     logdir = tmp / "logs"
     logdir.mkdir()
@@ -351,12 +435,31 @@ def main():
     loadavg = open("/proc/loadavg").read().split()[:3]
     servers = {}
     results = {k: [] for k, _, _ in CASES}
+    # The token must outlive the run: every case, with a margin for start-up and slow rounds.
+    token_ttl = max(3600, 2 * a.rounds * len(CASES) * (a.warmup + a.seconds + 5))
     try:
-        nj = start_natterjack(a.natterjack, tmp / "natterjack-data", logdir, "natterjack")
+        # A development CA and server certificate for the peer, from a natterjack process
+        # started once in a directory of its own (its first start writes them) and stopped.
+        pki = tmp / "oidc-pki"
+        start_natterjack(a.natterjack, pki, logdir, "oidc-pki").stop()
+        peer = start_oidc_peer(node, pki, logdir)
+        servers["oidc"] = peer
+        config = oidc_config(tmp / "natterjack.toml", peer.issuer, pki / "ca.pem")
+        nj = start_natterjack(a.natterjack, tmp / "natterjack-data", logdir, "natterjack", config=config)
         servers["natterjack"] = nj
         time.sleep(1)
         nj_idle = proc_status(nj.pid)
+        jwks_at_start = peer_control(peer, pki / "ca.pem", "GET", "/_test/jwks_fetches")["count"]
+        if jwks_at_start < 1:
+            raise SystemExit(f"natterjack did not fetch the issuer's keys at start; see {logdir}")
         nj.space, nj.message = natterjack_fixtures(nj.port, tmp / "natterjack-data" / "ca.pem")
+        nj.token = peer_control(peer, pki / "ca.pem", "POST",
+                                f"/_test/token/client?alg={BEARER_ALG}&ttl={token_ttl}")["access_token"]
+        token_issued = time.monotonic()
+        claims = jwt_claims(nj.token)
+        if claims["exp"] - claims["iat"] < token_ttl:
+            raise SystemExit(f"the peer issued a token for {claims['exp'] - claims['iat']} s, not {token_ttl} s")
+        nj.bearer_space, nj.bearer_message = bearer_fixtures(nj.port, tmp / "natterjack-data" / "ca.pem", nj.token)
         servers["baseline"] = start_baseline(a.baseline, tmp / "baseline-data", tmp / "natterjack-data", logdir)
         for rnd in range(a.rounds):
             order = CASES if rnd % 2 == 0 else list(reversed(CASES))
@@ -368,6 +471,8 @@ def main():
                 results[key].append(r)
         nj_after = proc_status(nj.pid)
         base_after = proc_status(servers["baseline"].pid)
+        jwks_after = peer_control(peer, pki / "ca.pem", "GET", "/_test/jwks_fetches")["count"]
+        token_used_for = time.monotonic() - token_issued
     finally:
         for s in servers.values():
             s.stop()
@@ -384,6 +489,17 @@ def main():
         "settings": {k: getattr(a, k) for k in ("seconds", "warmup", "threads", "connections", "rounds", "flood_connections", "mem_connections")},
         "raised_quotas": {q: {"burst": RAISED_BURST, "per_second": RAISED_PER_SECOND} for q in RAISED_QUOTAS},
         "cases": results,
+        "oidc": {
+            "peer": f"oidc-provider {json.loads((OIDC_PEER / 'node_modules' / 'oidc-provider' / 'package.json').read_text())['version']}",
+            "node": subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip(),
+            "alg": BEARER_ALG,
+            "token_ttl_s": claims["exp"] - claims["iat"],
+            "token_bytes": len(nj.token),
+            "token_used_for_s": round(token_used_for),
+            "config": config.read_text(),
+            "jwks_fetches_at_start": jwks_at_start,
+            "jwks_fetches_after_cases": jwks_after,
+        },
         "natterjack_idle": nj_idle,
         "natterjack_after_cases": nj_after,
         "baseline_after_cases": base_after,
@@ -433,27 +549,32 @@ def render(r):
         return "yes" if value >= target else "**no**"
 
     r3, r4, r5 = ratio("read", "baseline_read"), ratio("write", "baseline_write"), ratio("read_flooded", "read")
+    # Reports from before case (3b) existed render without it.
+    bearer = "read_bearer" in c
+    cases = [case for case in CASES if case[0] in c]
     rows = [
-        ("baseline_read", "1.000", "reference for (2), (3)", ""),
+        ("baseline_read", "1.000", "reference for (2), (3)" + (", (3b)" if bearer else ""), ""),
         ("health", f"{ratio('health', 'baseline_read'):.3f} of (1)", "none", ""),
         ("read", f"{r3:.3f} of (1)", "≥ 0.80 of (1)", met(r3, 0.8)),
+        *([("read_bearer", f"{ratio('read_bearer', 'baseline_read'):.3f} of (1); {ratio('read_bearer', 'read'):.3f} of (3)",
+            "none", "")] if bearer else []),
         ("baseline_write", "1.000", "reference for (4)", ""),
         ("write", f"{r4:.3f} of (1w)", "≥ 0.50 of (1w)", met(r4, 0.5)),
         ("read_flooded", f"{r5:.3f} of (3); {ratio('read_flooded', 'baseline_read'):.3f} of (1)", "≥ 0.90 of (3)", met(r5, 0.9)),
         ("baseline_read_flooded", f"{ratio('baseline_read_flooded', 'baseline_read'):.3f} of (1)", "none (shows the flooder's cost to the machine)", ""),
     ]
-    labels = {k: label for k, _, label in CASES}
+    labels = {k: label for k, _, label in cases}
     cpu = {k: mean([x["server_cpu_us_per_request"] for x in v]) for k, v in c.items()}
     table = ["| case | requests/s | p50 | p99 | server CPU per request | ratio | target | met? |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for k, ratio_text, target, ok in rows:
         table.append(f"| {labels[k]} | {rps[k]:.0f} | {ms(p50[k])} | {ms(p99[k])} | {cpu[k]:.0f} µs | {ratio_text} | {target} | {ok} |")
 
-    refs = {"health": "baseline_read", "read": "baseline_read", "write": "baseline_write",
+    refs = {"health": "baseline_read", "read": "baseline_read", "read_bearer": "read", "write": "baseline_write",
             "read_flooded": "read", "baseline_read_flooded": "baseline_read"}
     rounds_table = ["| case | " + " | ".join(f"round {i + 1} req/s" for i in range(rounds)) + " | ratio per round | to |",
                     "| --- | " + " | ".join("---" for _ in range(rounds)) + " | --- | --- |"]
-    for k, _, label in CASES:
+    for k, _, label in cases:
         vals = " | ".join(f"{x['requests_per_s']:.0f}" for x in c[k])
         if k in refs:
             pr = ", ".join(f"{x:.2f}" for x in per_round(k, refs[k]))
@@ -481,6 +602,43 @@ def render(r):
     else:
         error_text = "Errors (non-2xx answers, socket errors, timeouts) over all rounds: " + ", ".join(
             f"{SHORT[k]} {n}" for k, n in errors.items() if n) + "."
+
+    def times(n):
+        return f"{n} time" if n == 1 else f"{n} times"
+
+    bearer_lines, bearer_cost_lines = [], []
+    if bearer:
+        o = r["oidc"]
+        refetches = o["jwks_fetches_after_cases"] - o["jwks_fetches_at_start"]
+        extra = cpu["read_bearer"] - cpu["read"]
+        bearer_lines = [
+            "- **Bearer token** (3b): the OpenID provider peer of the integration tests",
+            f"  (`crates/natterjack/tests/peers/oidc/server.mjs`, {o['peer']} on Node.js {o['node']}), started by the",
+            "  harness on 127.0.0.1 with a certificate from a development CA of its own (written by a",
+            "  `natterjack serve` started once in another directory and stopped). The table names the peer's",
+            "  URL as `issuer`, the peer's audience, that CA as `ca_file` and `provisioning = \"create\"`; its other",
+            "  keys keep their defaults. Before the measurements the harness takes one access token from a real",
+            f"  client-credentials grant of the peer ({o['alg']}, {'RSA-2048' if o['alg'] == 'RS256' else 'P-256'} key, lifetime {o['token_ttl_s']:,} s; the run used it for",
+            f"  {o['token_used_for_s']:,} s). Its first request creates the account `{BEARER_USER}`, which creates a space of its own",
+            "  and posts the message that (3b) reads; one read follows. Natterjack fetched discovery and the",
+            "  key set at start-up and keeps the keys in memory, so the requests of (3b) wait for no network trip,",
+            "  except that the first token to find the key set older than `keys_max_age_secs` (300 s) fetches",
+            f"  it again before going on. In this run the peer served the key set {times(o['jwks_fetches_after_cases'])}: {o['jwks_fetches_at_start']} at",
+            f"  start-up, {refetches} during the cases. Verified tokens are not cached: every request of (3b) parses",
+            "  the token, verifies its signature and checks its claims before it looks up the account linked to",
+            "  the token's issuer and `sub`.",
+        ]
+        token_size = f" ({o['token_bytes']:,} bytes)" if "token_bytes" in o else ""
+        bearer_cost_lines = [
+            "(3b) makes three storage calls like (3), the account linked to the token's issuer and `sub`",
+            "(one query joining the identity to the user row) in place of the user row, and queues the same",
+            "audit record; the difference lies in the check of the credential. A cached Basic verification",
+            f"is one HMAC-SHA-256 and a map lookup; a bearer token{token_size} is decoded (three base64url parts,",
+            f"two JSON documents), its {o['alg']} signature verified (`jsonwebtoken` on aws-lc-rs) and its claims",
+            f"checked on every request. (3b) spends {abs(extra):.0f} µs of server CPU per request {'more' if extra >= 0 else 'less'} than (3) and runs",
+            f"at {ratio('read_bearer', 'read'):.2f} of (3), {ratio('read_bearer', 'baseline_read'):.2f} of (1).",
+            "",
+        ]
 
     m = r["memory"]
     d = r["memory_mmap_threshold_fixed"]
@@ -518,6 +676,9 @@ def render(r):
         "  and `max_keys` keep their defaults; `rest.max_connections_per_client` is raised to the",
         "  listener's 1,024 (the baseline's too), since every connection comes from one address. The reads and writes run as `alice` with Basic",
         "  authentication; one read before the measurements fills the verification cache.",
+        *(["  The process runs with `--config` naming a file of one `[[auth.oidc]]` table (next item),",
+           "  which matters only to requests that carry a bearer token."] if bearer else []),
+        *bearer_lines,
         f"- **Flood** (`bench/load/flood.py`): {s['flood_connections']} keep-alive TLS connections bound to 127.0.0.2, each sending",
         "  `GET /spaces` with alice's name and a wrong password as soon as the previous answer arrived.",
         "  It starts 1 s before the warm-up and stops after the measured run. Since the raised per-address",
@@ -536,6 +697,7 @@ def render(r):
         "on this machine (its CPU and the answers the server sends), so (5) against (3) measures that as",
         "well as Natterjack's handling of wrong passwords.",
         "",
+        *bearer_cost_lines,
         f"What reaching the targets would take (not done): (3) spends {cpu['read'] - cpu['baseline_read']:.0f} µs of server CPU per request",
         f"more than (1). `GET /health` alone, with one storage call like the baseline, is at {ratio('health', 'baseline_read'):.2f} of (1):",
         "the pipeline's fixed cost per request (the audit record and its share of a group-commit insert, the",
@@ -574,7 +736,9 @@ def render(r):
         "",
         *rounds_table,
         "",
-        "Memory of a fresh `natterjack serve` process (same configuration), from `/proc/PID/status`:",
+        *(["Memory of a fresh `natterjack serve` process (same configuration, without the `[[auth.oidc]]`",
+           "table), from `/proc/PID/status`:"] if bearer else
+          ["Memory of a fresh `natterjack serve` process (same configuration), from `/proc/PID/status`:"]),
         "VmHWM is the peak resident set since the process started, VmRSS the current one. The process is",
         f"measured idle, after the fixtures, under `wrk -t{min(s['threads'], m['connections'])} -c{m['connections']}` on the authenticated",
         f"`GET /spaces/{{id}}/messages/{{msgId}}` ({s['warmup']} s + {s['seconds']} s, VmRSS sampled every 0.1 s), and after",
