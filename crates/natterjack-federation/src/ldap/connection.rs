@@ -2,10 +2,12 @@
 //! the connect timeout, with every later operation bounded by the operation timeout.
 
 use super::endpoint::{Endpoint, Transport};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, StdStream};
 use secrecy::{ExposeSecret, SecretString};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// Everything needed to open a protected connection to the directory.
 pub(crate) struct Connector {
@@ -43,11 +45,35 @@ impl Connector {
     /// Opens a fresh connection, TLS negotiated (unless plaintext loopback was allowed),
     /// its I/O driven by a spawned task that ends when the last handle is dropped.
     pub(crate) async fn connect(&self) -> Result<Ldap, LdapError> {
-        // ldap3 applies the connect timeout to the whole of TCP connect, the StartTLS
-        // operation and the TLS handshake. Without `set_config` it would build its own
-        // rustls configuration; `set_no_tls_verify` is never used.
+        // The TCP connection is opened here, with Nagle's algorithm off: otherwise the bind
+        // request, a small write right after the TLS handshake, waits for the directory's
+        // delayed ACK, about 40 ms on every login. ldap3 applies what is left of the connect
+        // timeout to the StartTLS operation and the TLS handshake. Without `set_config` it
+        // would build its own rustls configuration; `set_no_tls_verify` is never used.
+        let started = tokio::time::Instant::now();
+        let address = self
+            .endpoint
+            .url
+            .split_once("://")
+            .map_or(self.endpoint.url.as_str(), |(_, rest)| rest);
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            .map_err(|source| LdapError::Io { source })?
+            .map_err(|source| LdapError::Io { source })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|source| LdapError::Io { source })?;
+        let stream = stream
+            .into_std()
+            .map_err(|source| LdapError::Io { source })?;
+        let left = self
+            .connect_timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
         let settings = LdapConnSettings::new()
-            .set_conn_timeout(self.connect_timeout)
+            .set_std_stream(StdStream::Tcp(stream))
+            .set_conn_timeout(left)
             .set_config(Arc::clone(&self.tls))
             .set_starttls(self.endpoint.transport == Transport::StartTls);
         let (connection, ldap) = LdapConnAsync::with_settings(settings, &self.endpoint.url).await?;
