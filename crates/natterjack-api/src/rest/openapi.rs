@@ -312,4 +312,47 @@ mod tests {
             "docs/openapi.json is stale: regenerate it with `cargo run -p natterjack -- openapi > docs/openapi.json`"
         );
     }
+
+    /// The spellings an `AuditRecordView` property's pattern allows, read from the document.
+    fn allowed_spellings(property: &str) -> Vec<String> {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let pattern =
+            doc["components"]["schemas"]["AuditRecordView"]["properties"][property]["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{property} has no pattern"));
+        let inner = pattern
+            .strip_prefix("^(")
+            .and_then(|p| p.strip_suffix(")$"))
+            .unwrap();
+        inner.split('|').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_audit_view_patterns_allow_every_value_the_audit_log_can_hold() {
+        use natterjack_core::audit::{AuthMethod, Decision, Transport};
+        let checks: [(&str, Vec<&str>); 3] = [
+            (
+                "auth_method",
+                AuthMethod::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "transport",
+                Transport::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "decision",
+                Decision::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+        ];
+        for (property, values) in checks {
+            let mut allowed = allowed_spellings(property);
+            let mut values: Vec<String> = values.into_iter().map(str::to_owned).collect();
+            allowed.sort();
+            values.sort();
+            assert_eq!(
+                allowed, values,
+                "the pattern of {property} differs from its vocabulary"
+            );
+        }
+    }
 }

@@ -220,9 +220,10 @@ pub struct AuditRecordView {
     pub client_ip: String,
     /// Authenticated user, if any; in an `alert`, the account the refusals concerned.
     pub principal: Option<String>,
-    /// How the caller authenticated: `none`, `basic` (HTTP Basic), `mtls` (a gRPC client
-    /// certificate) or `local-operator` (the admin socket).
-    #[schema(pattern = "^(none|basic|mtls|local-operator)$")]
+    /// How the caller authenticated: `none`, `basic` (HTTP Basic, checked locally or by a
+    /// directory bind), `bearer` (an OpenID Connect access token), `mtls` (a gRPC client
+    /// certificate alone) or `local-operator` (the admin socket).
+    #[schema(pattern = "^(none|basic|bearer|mtls|local-operator)$")]
     pub auth_method: &'static str,
     /// The operation: method and route template for REST (`POST /spaces/{id}/messages`),
     /// the full method for gRPC (`/natterjack.v1.Spaces/PostMessage`), `alert KIND`.

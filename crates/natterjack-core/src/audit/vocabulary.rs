@@ -63,6 +63,9 @@ pub enum Status {
 macro_rules! spelled {
     ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $ty {
+            /// Every value, so a published schema can be checked against the whole vocabulary.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
             /// The stored spelling.
             pub fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $text),+ }
