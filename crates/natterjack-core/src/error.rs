@@ -39,6 +39,11 @@ pub enum ServiceError {
     /// Something failed that the client cannot fix; details are in the server log.
     #[error("internal error")]
     Internal,
+    /// A stored value did not open (encryption at rest): answered like [`Self::Internal`],
+    /// but the audit record names the place and the key (never the content), so an
+    /// operator can find the damaged row.
+    #[error("internal error")]
+    Unreadable(String),
 }
 
 impl From<FieldError> for ServiceError {
@@ -59,6 +64,10 @@ impl From<crate::ports::StoreError> for ServiceError {
             StoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "storage failure");
                 ServiceError::Internal
+            }
+            StoreError::Unreadable(detail) => {
+                tracing::error!(error = %detail, "sealed value unreadable");
+                ServiceError::Unreadable(detail)
             }
         }
     }

@@ -21,6 +21,11 @@ pub enum StoreError {
     /// Anything else: a bug, a corrupt row, a refused statement.
     #[error("storage failure: {0}")]
     Internal(String),
+    /// A sealed value that does not open (altered, moved to another row, under a destroyed
+    /// or unknown key). The text names the place and the key, never the content, so it is
+    /// logged and audited as it is.
+    #[error("sealed value unreadable: {0}")]
+    Unreadable(String),
 }
 
 /// A stored user account.

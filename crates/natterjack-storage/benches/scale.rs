@@ -55,8 +55,8 @@ struct Probe {
 
 async fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
-    Arc::new(SqliteStore::open(&path, 1).await.unwrap())
+    SqliteStore::migrate(&path, &keyring()).await.unwrap();
+    Arc::new(SqliteStore::open(&path, 1, keyring()).await.unwrap())
 }
 
 /// Inserts `count` messages into `space` through the port (the empty database's page).
@@ -351,4 +351,13 @@ fn main() {
         empty.close().await;
         full.close().await;
     });
+}
+
+/// A keyring under a fixed benchmark key-encryption key, so migrating and opening agree.
+fn keyring() -> std::sync::Arc<natterjack_storage::sealing::Keyring> {
+    let kek = natterjack_storage::sealing::KeyEncryptionKey::from_bytes(zeroize::Zeroizing::new(
+        [7u8; 32],
+    ))
+    .expect("benchmark key");
+    std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek))
 }

@@ -18,8 +18,19 @@
 #![deny(unsafe_code)]
 
 pub mod postgres;
+pub mod rotation;
 mod rows;
+pub mod sealing;
 pub mod sqlite;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// What a migration run did.
+#[derive(Debug, Default)]
+pub struct Migrated {
+    /// The versions applied.
+    pub applied: Vec<i64>,
+    /// Plaintext rows sealed on the way to schema 7.
+    pub sealed: u64,
+}

@@ -1,6 +1,7 @@
 //! Rows into domain records, shared by both backends: their queries return the same shapes,
 //! and a stored value that no longer parses into its domain type means a corrupt row.
 
+use crate::sealing::{Keyring, Place, SealError};
 use natterjack_core::audit::{
     AuditRecord, AuthMethod, Decision, Phase, Status, StoredAuditRecord, Transport,
 };
@@ -27,10 +28,51 @@ pub(crate) const NEWEST_TWO_AUDIT: &str = concat!(
     " FROM audit_log ORDER BY id DESC LIMIT 2"
 );
 
-/// `id, name, owner's username, created_at`.
-pub(crate) type SpaceRow = (i64, String, String, i64);
-/// `id, space_id, author's username, body, created_at`.
-pub(crate) type MessageRow = (i64, i64, String, String, i64);
+/// `id, sealed name, key id, owner's username, created_at`.
+pub(crate) type SpaceRow = (i64, Vec<u8>, i64, String, i64);
+/// `id, space_id, author's username, sealed body, key id, created_at`.
+pub(crate) type MessageRow = (i64, i64, String, Vec<u8>, i64, i64);
+
+/// The error for a sealed value that does not open at `place`.
+pub(crate) fn unreadable(place: &Place, e: SealError) -> StoreError {
+    StoreError::Unreadable(format!("{place}: {e}"))
+}
+
+/// A key id column as the keyring names keys (a value outside `u32` names no key).
+pub(crate) fn key_id(column: i64) -> u32 {
+    u32::try_from(column).unwrap_or(u32::MAX)
+}
+
+/// Opens the sealed value at `place`.
+pub(crate) fn open(
+    keyring: &Keyring,
+    place: &Place,
+    key: i64,
+    bytes: &[u8],
+) -> Result<String, StoreError> {
+    keyring
+        .open(place, key_id(key), bytes)
+        .map_err(|e| unreadable(place, e))
+}
+
+/// Seals `text` for `place` under the current data key: the key id and the bytes to
+/// store.
+pub(crate) fn seal(
+    keyring: &Keyring,
+    place: &Place,
+    text: &str,
+) -> Result<(i64, Vec<u8>), StoreError> {
+    let sealed = keyring
+        .seal(place, text)
+        .map_err(|e| StoreError::Internal(format!("cannot seal {place}: {e}")))?;
+    Ok((i64::from(sealed.key), sealed.bytes))
+}
+
+/// Whether any of `keys` is one the keyring does not hold: the store then reloads the
+/// data keys once (another process may have rotated) before opening the rows.
+pub(crate) fn needs_reload(keyring: &Keyring, keys: impl IntoIterator<Item = i64>) -> bool {
+    keys.into_iter().any(|k| !keyring.holds(key_id(k)))
+}
 
 /// The error for a stored value that no longer parses.
 pub(crate) fn corrupt(what: &str) -> StoreError {
@@ -52,24 +94,26 @@ pub(crate) fn user(
     })
 }
 
-/// A space row.
-pub(crate) fn space(row: SpaceRow) -> Result<SpaceRecord, StoreError> {
+/// A space row, its name opened.
+pub(crate) fn space(keyring: &Keyring, row: SpaceRow) -> Result<SpaceRecord, StoreError> {
+    let name = open(keyring, &Place::space_name(row.0), row.2, &row.1)?;
     Ok(SpaceRecord {
         id: SpaceId::from_i64(row.0).map_err(|_| corrupt("spaces.id"))?,
-        name: SpaceName::parse(&row.1).map_err(|_| corrupt("spaces.name"))?,
-        owner: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
-        created_at: Timestamp::from_micros(row.3),
+        name: SpaceName::parse(&name).map_err(|_| corrupt("spaces.name"))?,
+        owner: Username::parse(&row.3).map_err(|_| corrupt("users.username"))?,
+        created_at: Timestamp::from_micros(row.4),
     })
 }
 
-/// A message row.
-pub(crate) fn message(row: MessageRow) -> Result<MessageRecord, StoreError> {
+/// A message row, its body opened.
+pub(crate) fn message(keyring: &Keyring, row: MessageRow) -> Result<MessageRecord, StoreError> {
+    let body = open(keyring, &Place::message_body(row.0, row.1), row.4, &row.3)?;
     Ok(MessageRecord {
         id: MessageId::from_i64(row.0).map_err(|_| corrupt("messages.id"))?,
         space: SpaceId::from_i64(row.1).map_err(|_| corrupt("messages.space_id"))?,
         author: Username::parse(&row.2).map_err(|_| corrupt("users.username"))?,
-        body: MessageText::parse(&row.3).map_err(|_| corrupt("messages.body"))?,
-        created_at: Timestamp::from_micros(row.4),
+        body: MessageText::parse(&body).map_err(|_| corrupt("messages.body"))?,
+        created_at: Timestamp::from_micros(row.5),
     })
 }
 

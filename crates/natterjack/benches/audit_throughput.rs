@@ -61,10 +61,12 @@ async fn setup(
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
-    natterjack::storage::migrate(&cfg).await.unwrap();
+    let keys = natterjack::storage::keyring(&cfg).await.unwrap();
+    natterjack::storage::migrate(&cfg, &keys).await.unwrap();
     let store = SqliteStore::open(
         &cfg.data_dir.join("natterjack.db"),
         cfg.database.max_connections,
+        keys,
     )
     .await
     .unwrap();

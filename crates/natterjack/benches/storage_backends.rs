@@ -106,8 +106,8 @@ async fn run(store: Arc<dyn Store>) -> (f64, f64) {
 async fn sqlite() -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
-    let store = SqliteStore::open(&path, 8).await.unwrap();
+    SqliteStore::migrate(&path, &keyring()).await.unwrap();
+    let store = SqliteStore::open(&path, 8, keyring()).await.unwrap();
     let result = run(Arc::new(store.clone())).await;
     store.close().await;
     result
@@ -127,10 +127,10 @@ async fn postgres(round: usize) -> (f64, f64) {
     let owner = connect_options(&owner_url, None).unwrap();
     let app = connect_options(&app_url, None).unwrap();
     PgStore::init(&admin, &owner, &app).await.unwrap();
-    PgStore::migrate(&owner, &format!("{name}_app"))
+    PgStore::migrate(&owner, &format!("{name}_app"), &keyring())
         .await
         .unwrap();
-    let store = PgStore::open(&app, 8, Duration::from_secs(5))
+    let store = PgStore::open(&app, 8, Duration::from_secs(5), keyring())
         .await
         .unwrap();
     let result = run(Arc::new(store.clone())).await;
@@ -188,4 +188,13 @@ fn main() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("storage backends: {report}");
+}
+
+/// A keyring under a fixed benchmark key-encryption key, so migrating and opening agree.
+fn keyring() -> std::sync::Arc<natterjack_storage::sealing::Keyring> {
+    let kek = natterjack_storage::sealing::KeyEncryptionKey::from_bytes(zeroize::Zeroizing::new(
+        [7u8; 32],
+    ))
+    .expect("benchmark key");
+    std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek))
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod data_dir;
 pub mod dev_ca;
 pub mod disk_space;
+pub mod encryption_key;
 pub mod export;
 mod operator;
 pub mod runtime;

@@ -93,7 +93,8 @@ pub async fn audit_log(
 
 /// Verifies the whole audit chain against the key and the anchored head.
 pub async fn verify_audit(cfg: &Config) -> Result<VerifyReport, StartError> {
-    let storage = crate::storage::open(cfg).await?;
+    let keyring = crate::storage::keyring(cfg).await?;
+    let storage = crate::storage::open(cfg, keyring).await?;
     let key_path = cfg.audit_key_path();
     if !key_path.exists() {
         return Err(StartError::Other(format!(

@@ -7,7 +7,9 @@ use crate::start_error::StartError;
 use natterjack_core::audit::AuditStore;
 use natterjack_core::ports::Store;
 use natterjack_storage::postgres::{self, PgConnectOptions};
-use natterjack_storage::{PgStore, SqliteStore};
+use natterjack_storage::rotation::Resealing;
+use natterjack_storage::sealing::{DataKeyRow, Keyring};
+use natterjack_storage::{Migrated, PgStore, SqliteStore};
 use secrecy::ExposeSecret;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -34,6 +36,14 @@ impl Storage {
 
     /// The store as the audit log's port.
     pub fn audit_store(&self) -> Arc<dyn AuditStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The store as rotation's port.
+    pub fn resealing(&self) -> Arc<dyn Resealing> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),
@@ -75,18 +85,45 @@ fn owner_options(
     options(owner_url, ca_file)
 }
 
+/// The data keys the database holds already (none for a new database), read before the
+/// key-encryption key is loaded so that a missing key is reported against them.
+pub async fn stored_data_keys(cfg: &Config) -> Result<Vec<DataKeyRow>, StartError> {
+    match cfg.database()? {
+        DatabaseTarget::Sqlite(path) => SqliteStore::stored_data_keys(&path).await.map_err(other),
+        DatabaseTarget::Postgres {
+            url,
+            owner_url,
+            ca_file,
+        } => {
+            let target = owner_url.as_ref().unwrap_or(&url);
+            let options = options(target, ca_file.as_deref())?;
+            PgStore::stored_data_keys(&options).await.map_err(other)
+        }
+    }
+}
+
+/// The keyring of this process: the key-encryption key the configuration names, with no
+/// data key unwrapped yet (the store loads them when it opens).
+pub async fn keyring(cfg: &Config) -> Result<Arc<Keyring>, StartError> {
+    ensure_data_dir(&cfg.data_dir)?;
+    let stored = stored_data_keys(cfg).await?;
+    let kek = crate::encryption_key::load(cfg, &stored).await?;
+    Ok(Arc::new(Keyring::new(kek)))
+}
+
 /// Applies pending migrations, returning the versions applied. SQLite: on a separate owner
 /// connection (the file is created, 0600, on first use). PostgreSQL: as the owner role, then
-/// the app role's grants are re-applied.
-pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
+/// the app role's grants are re-applied. Plaintext rows of an older schema are sealed on
+/// the way.
+pub async fn migrate(cfg: &Config, keyring: &Keyring) -> Result<Migrated, StartError> {
     match cfg.database()? {
         DatabaseTarget::Sqlite(path) => {
             ensure_data_dir(&cfg.data_dir)?;
-            let applied = SqliteStore::migrate(&path).await.map_err(other)?;
+            let done = SqliteStore::migrate(&path, keyring).await.map_err(other)?;
             if path.exists() {
                 let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
             }
-            Ok(applied)
+            Ok(done)
         }
         DatabaseTarget::Postgres {
             url,
@@ -95,7 +132,7 @@ pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
         } => {
             let app = options(&url, ca_file.as_deref())?;
             let owner = owner_options(owner_url.as_ref(), ca_file.as_deref(), "migrate")?;
-            PgStore::migrate(&owner, app.get_username())
+            PgStore::migrate(&owner, app.get_username(), keyring)
                 .await
                 .map_err(other)
         }
@@ -107,27 +144,30 @@ pub async fn migrate(cfg: &Config) -> Result<Vec<i64>, StartError> {
 /// migrated by `natterjack migrate` as the owner; `serve` only checks that the schema is
 /// current and that its own role holds no more than the API needs.
 pub async fn prepare(cfg: &Config) -> Result<Storage, StartError> {
-    ensure_data_dir(&cfg.data_dir)?;
+    let keyring = keyring(cfg).await?;
     if matches!(cfg.database()?, DatabaseTarget::Sqlite(_)) {
-        migrate(cfg).await?;
+        migrate(cfg, &keyring).await?;
     }
-    open(cfg).await
+    open(cfg, keyring).await
 }
 
 /// Opens the server's store: SQLite under the authorizer, or PostgreSQL as the app role
 /// (refused when that role could do more than the API needs).
-pub async fn open(cfg: &Config) -> Result<Storage, StartError> {
+pub async fn open(cfg: &Config, keyring: Arc<Keyring>) -> Result<Storage, StartError> {
     match cfg.database()? {
-        DatabaseTarget::Sqlite(path) => SqliteStore::open(&path, cfg.database.max_connections)
-            .await
-            .map(Storage::Sqlite)
-            .map_err(other),
+        DatabaseTarget::Sqlite(path) => {
+            SqliteStore::open(&path, cfg.database.max_connections, keyring)
+                .await
+                .map(Storage::Sqlite)
+                .map_err(other)
+        }
         DatabaseTarget::Postgres { url, ca_file, .. } => {
             let app = options(&url, ca_file.as_deref())?;
             PgStore::open(
                 &app,
                 cfg.database.max_connections,
                 Duration::from_millis(cfg.database.acquire_timeout_ms),
+                keyring,
             )
             .await
             .map(Storage::Postgres)

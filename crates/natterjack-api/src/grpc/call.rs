@@ -235,9 +235,16 @@ impl GrpcState {
         let (code, reason) = match outcome {
             Ok(()) => (Code::Ok, None),
             Err(e) => {
-                // The reason recorded is the same safe text the client sees.
+                // The reason recorded is the same safe text the client sees, except for an
+                // unreadable sealed value, whose place only the audit trail learns.
                 let status = e.to_status(draft.request_id());
-                (status.code(), Some(status.message().to_owned()))
+                let reason = match e {
+                    GrpcError::Service(ServiceError::Unreadable(detail)) => {
+                        format!("sealed value unreadable: {detail}")
+                    }
+                    _ => status.message().to_owned(),
+                };
+                (status.code(), Some(reason))
             }
         };
         complete(&self.app, draft, audit_status(code), reason).await;

@@ -108,7 +108,7 @@ impl GrpcError {
                 Status::unavailable("temporarily unavailable; retry shortly"),
                 &[("retry-after", "5".to_owned())],
             ),
-            GrpcError::Service(ServiceError::Internal) => {
+            GrpcError::Service(ServiceError::Internal | ServiceError::Unreadable(_)) => {
                 Status::internal(format!("internal error (request id {request_id})"))
             }
             GrpcError::RateLimited(refusal) => with_metadata(

@@ -180,6 +180,9 @@ impl ApiError {
             ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
                 "internal error".to_owned()
             }
+            ApiError::Service(ServiceError::Unreadable(detail)) => {
+                format!("sealed value unreadable: {detail}")
+            }
             ApiError::MalformedAuthorization => "malformed Authorization header".to_owned(),
             ApiError::UnsupportedMediaType => "body is not application/json".to_owned(),
             ApiError::PayloadTooLarge => "body over the size limit".to_owned(),
@@ -247,7 +250,8 @@ impl ApiError {
                 ),
                 5,
             ),
-            ApiError::Service(ServiceError::Internal) | ApiError::Internal => {
+            ApiError::Service(ServiceError::Internal | ServiceError::Unreadable(_))
+            | ApiError::Internal => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
             }
             ApiError::MalformedAuthorization => plain(

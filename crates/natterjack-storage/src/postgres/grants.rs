@@ -10,10 +10,12 @@ use sqlx::{Connection, PgConnection};
 /// Applied in order, in one transaction, each with the app role's name for `%I`.
 ///
 /// - users: read, sign up, change a password or the admin flag; never rename or delete.
-/// - spaces: read and create; never change or delete.
+/// - spaces: read and create; re-seal the name (UPDATE of `name` and `key_id`, which the
+///   triggers allow only under another live key); never delete.
 /// - memberships: read, grant (an upsert: UPDATE of the three columns it sets), revoke
 ///   (UPDATE, or DELETE of an emptied membership).
-/// - messages: read, post, moderate (DELETE); never edit.
+/// - messages: read, post, moderate (DELETE); re-seal the body as for spaces; never edit.
+/// - data_keys: read; only the owner adds, destroys or re-wraps keys.
 /// - audit_log: append and read; never change (the triggers refuse even the owner).
 /// - audit_export_cursor: read, create a sink's cursor, move it (its trigger refuses
 ///   moving it back); never delete.
@@ -29,9 +31,12 @@ const GRANTS: &[&str] = &[
     "GRANT SELECT, INSERT ON TABLE public.users TO %I",
     "GRANT UPDATE (password_hash, is_admin) ON TABLE public.users TO %I",
     "GRANT SELECT, INSERT ON TABLE public.spaces TO %I",
+    "GRANT UPDATE (name, key_id) ON TABLE public.spaces TO %I",
     "GRANT SELECT, INSERT, DELETE ON TABLE public.memberships TO %I",
     "GRANT UPDATE (permissions, granted_by, granted_at) ON TABLE public.memberships TO %I",
     "GRANT SELECT, INSERT, DELETE ON TABLE public.messages TO %I",
+    "GRANT UPDATE (body, key_id) ON TABLE public.messages TO %I",
+    "GRANT SELECT ON TABLE public.data_keys TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_log TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_export_cursor TO %I",
     "GRANT UPDATE (delivered_id) ON TABLE public.audit_export_cursor TO %I",

@@ -3,10 +3,13 @@
 
 use super::errors::{classify, refuse};
 use super::identifier::Identifier;
-use super::{database, migrate, privileges, roles, scram};
+use super::{database, migrate, privileges, roles, scram, sealed};
+use crate::Migrated;
+use crate::sealing::{KeyEncryptionKey, Keyring};
 use natterjack_core::ports::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The PostgreSQL store: a pool of connections as the app role, which holds exactly the
@@ -14,6 +17,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    keyring: Arc<Keyring>,
 }
 
 /// The three names `init` works with, checked before any statement runs.
@@ -134,8 +138,13 @@ impl PgStore {
 
     /// Runs pending migrations as the owner role (one migrator at a time, under an advisory
     /// lock), then (re)applies the app role's grants, so that they converge on every run.
-    /// Returns the versions applied (empty when the schema was current).
-    pub async fn migrate(owner: &PgConnectOptions, app_role: &str) -> Result<Vec<i64>, StoreError> {
+    /// Plaintext rows are sealed with `keyring` on the way to schema 7, and the
+    /// configured key-encryption key must open every data key.
+    pub async fn migrate(
+        owner: &PgConnectOptions,
+        app_role: &str,
+        keyring: &Keyring,
+    ) -> Result<Migrated, StoreError> {
         let app = Identifier::role("app role", app_role)?;
         if owner.get_username() == app.as_str() {
             return Err(refuse(format!(
@@ -143,7 +152,77 @@ impl PgStore {
             )));
         }
         let mut conn = owner.connect().await.map_err(classify)?;
-        let outcome = migrate::run(&mut conn, &app).await;
+        let outcome = migrate::run(&mut conn, &app, keyring).await;
+        let _ = conn.close().await;
+        outcome
+    }
+
+    /// The database's data keys (none before schema 6), read as the role `options` names:
+    /// a missing key-encryption key may be generated only when there are none.
+    pub async fn stored_data_keys(
+        options: &PgConnectOptions,
+    ) -> Result<Vec<crate::sealing::DataKeyRow>, StoreError> {
+        let mut conn = options.connect().await.map_err(classify)?;
+        let outcome = async {
+            let table: bool =
+                sqlx::query_scalar("SELECT to_regclass('public.data_keys') IS NOT NULL")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(classify)?;
+            if table {
+                sealed::data_keys(&mut conn).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+        .await;
+        let _ = conn.close().await;
+        outcome
+    }
+
+    /// Makes a new data key current, as the owner role (see the SQLite backend's
+    /// `rotate_key`). Returns its id.
+    pub async fn rotate_key(
+        owner: &PgConnectOptions,
+        keyring: &Keyring,
+    ) -> Result<u32, StoreError> {
+        let mut conn = owner.connect().await.map_err(classify)?;
+        let outcome = async {
+            sealed::load(&mut conn, keyring).await?;
+            let mut tx = conn.begin().await.map_err(classify)?;
+            sqlx::query("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let id = sealed::add_current_key(&mut tx, keyring).await?;
+            tx.commit().await.map_err(classify)?;
+            Ok(id)
+        }
+        .await;
+        let _ = conn.close().await;
+        outcome
+    }
+
+    /// Erases a retired data key as the owner role, refused while any row uses it.
+    pub async fn destroy_key(owner: &PgConnectOptions, key: u32) -> Result<(), StoreError> {
+        let mut conn = owner.connect().await.map_err(classify)?;
+        let outcome = sealed::destroy_key(&mut conn, key).await;
+        let _ = conn.close().await;
+        outcome
+    }
+
+    /// Re-wraps every data key with `next`, as the owner role. Returns how many.
+    pub async fn rewrap_keys(
+        owner: &PgConnectOptions,
+        keyring: &Keyring,
+        next: &KeyEncryptionKey,
+    ) -> Result<usize, StoreError> {
+        let mut conn = owner.connect().await.map_err(classify)?;
+        let outcome = async {
+            sealed::load(&mut conn, keyring).await?;
+            sealed::rewrap(&mut conn, keyring, next).await
+        }
+        .await;
         let _ = conn.close().await;
         outcome
     }
@@ -161,6 +240,7 @@ impl PgStore {
         app: &PgConnectOptions,
         max_connections: u32,
         acquire_timeout: Duration,
+        keyring: Arc<Keyring>,
     ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -170,14 +250,14 @@ impl PgStore {
             .connect_with(app.clone())
             .await
             .map_err(classify)?;
-        if let Err(e) = Self::check(&pool).await {
+        if let Err(e) = Self::check(&pool, &keyring).await {
             pool.close().await;
             return Err(e);
         }
-        Ok(Self { pool })
+        Ok(Self { pool, keyring })
     }
 
-    async fn check(pool: &PgPool) -> Result<(), StoreError> {
+    async fn check(pool: &PgPool, keyring: &Keyring) -> Result<(), StoreError> {
         let mut conn = pool.acquire().await.map_err(classify)?;
         privileges::check_least_privilege(&mut conn).await?;
         let version = migrate::current_version(&mut conn).await?;
@@ -187,7 +267,18 @@ impl PgStore {
                 migrate::latest_version()
             )));
         }
+        sealed::load(&mut conn, keyring).await?;
+        if keyring.current().is_none() {
+            return Err(refuse(
+                "the database holds no current data key: run `natterjack migrate`",
+            ));
+        }
         Ok(())
+    }
+
+    /// The keyring sealing this store's content.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// Cheap liveness query (`SELECT 1`) for readiness probes: `Unavailable` when the

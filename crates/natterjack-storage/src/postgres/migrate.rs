@@ -4,6 +4,9 @@
 use super::errors::classify;
 use super::grants;
 use super::identifier::Identifier;
+use super::sealed;
+use crate::Migrated;
+use crate::sealing::Keyring;
 use natterjack_core::ports::StoreError;
 use sqlx::{Connection, PgConnection};
 
@@ -34,7 +37,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "external_identities",
         include_str!("../../migrations/postgres/0005_external_identities.sql"),
     ),
+    (
+        6,
+        "data_keys",
+        include_str!("../../migrations/postgres/0006_data_keys.sql"),
+    ),
+    (
+        7,
+        "sealed_content",
+        include_str!("../../migrations/postgres/0007_sealed_content.sql"),
+    ),
 ];
+
+/// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).
+const SEALED: i64 = 7;
 
 /// The advisory lock key two migrators contend for ("natjack!" as an integer): a second
 /// `natterjack migrate` (or a rolling deployment's next node) waits instead of racing.
@@ -66,14 +82,18 @@ pub(crate) async fn current_version(conn: &mut PgConnection) -> Result<i64, Stor
 
 /// Applies every migration newer than the database under the advisory lock, then the app
 /// role's grants under the same lock (so a concurrent migrator never revokes them halfway),
-/// and returns the versions applied.
-pub(crate) async fn run(conn: &mut PgConnection, app: &Identifier) -> Result<Vec<i64>, StoreError> {
+/// sealing plaintext rows with `keyring` inside the schema-7 transaction.
+pub(crate) async fn run(
+    conn: &mut PgConnection,
+    app: &Identifier,
+    keyring: &Keyring,
+) -> Result<Migrated, StoreError> {
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
-    let outcome = match apply_pending(conn).await {
+    let outcome = match apply_pending(conn, keyring).await {
         Ok(applied) => grants::apply(conn, app).await.map(|()| applied),
         Err(e) => Err(e),
     };
@@ -89,7 +109,7 @@ pub(crate) async fn run(conn: &mut PgConnection, app: &Identifier) -> Result<Vec
     Ok(applied)
 }
 
-async fn apply_pending(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
+async fn apply_pending(conn: &mut PgConnection, keyring: &Keyring) -> Result<Migrated, StoreError> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS public.schema_migrations \
          (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
@@ -98,9 +118,12 @@ async fn apply_pending(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> 
     .await
     .map_err(classify)?;
     let current = current_version(conn).await?;
-    let mut applied = Vec::new();
+    let mut done = Migrated::default();
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         let mut tx = conn.begin().await.map_err(classify)?;
+        if *version == SEALED {
+            done.sealed = sealed::seal_plaintext(&mut tx, keyring).await?;
+        }
         // The migration text is a constant compiled into the binary, never input.
         sqlx::raw_sql(sql)
             .execute(&mut *tx)
@@ -116,7 +139,9 @@ async fn apply_pending(conn: &mut PgConnection) -> Result<Vec<i64>, StoreError> 
         .await
         .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        applied.push(*version);
+        done.applied.push(*version);
     }
-    Ok(applied)
+    // Whatever was applied, the configured key-encryption key must open every data key.
+    sealed::load(conn, keyring).await?;
+    Ok(done)
 }

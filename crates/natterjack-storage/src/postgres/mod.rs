@@ -28,6 +28,7 @@ mod options;
 mod privileges;
 mod roles;
 mod scram;
+mod sealed;
 mod store;
 
 pub use lifecycle::PgStore;

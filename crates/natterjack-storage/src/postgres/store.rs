@@ -3,7 +3,10 @@
 
 use super::PgStore;
 use super::errors::classify;
+use super::sealed;
+use crate::rotation::{KeyUsage, ResealBatch, ResealCursor, Resealing};
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
+use crate::sealing::Place;
 use async_trait::async_trait;
 use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::{
@@ -16,11 +19,43 @@ use natterjack_core::ports::{
 
 type UserRow = (i64, String, String, bool);
 
-const SPACE_BY_ID: &str = "SELECT s.id, s.name, u.username, s.created_at FROM spaces s \
+const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s \
                            JOIN users u ON u.id = s.owner_id WHERE s.id = $1";
 
 fn user(row: UserRow) -> Result<UserRecord, StoreError> {
     rows::user(row.0, &row.1, row.2, row.3)
+}
+
+impl PgStore {
+    /// Reloads the data keys first if a row names one this process does not hold yet.
+    async fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
+        if rows::needs_reload(self.keyring(), keys) {
+            self.reload_keys().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resealing for PgStore {
+    async fn reload_keys(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(classify)?;
+        sealed::load(&mut conn, self.keyring()).await
+    }
+
+    async fn reseal_batch(
+        &self,
+        cursor: ResealCursor,
+        limit: u32,
+    ) -> Result<ResealBatch, StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(classify)?;
+        sealed::reseal_batch(&mut conn, self.keyring(), cursor, limit).await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(classify)?;
+        sealed::key_usage(&mut conn).await
+    }
 }
 
 #[async_trait]
@@ -149,15 +184,25 @@ impl Store for PgStore {
     ) -> Result<SpaceRecord, StoreError> {
         let now = SystemClock.wall().micros();
         let mut tx = self.pool().begin().await.map_err(classify)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO spaces (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+        // The row id is part of the seal's associated data: insert under key 0 first, then
+        // seal and store the name in the same transaction.
+        let (id, owner_name): (i64, String) = sqlx::query_as(
+            "INSERT INTO spaces (name, key_id, owner_id, created_at) VALUES (''::bytea, 0, $1, $2) \
+             RETURNING id, (SELECT username FROM users WHERE id = $1)",
         )
-        .bind(name.as_str())
         .bind(owner.get())
         .bind(now)
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
+        let (key, sealed) = rows::seal(self.keyring(), &Place::space_name(id), name.as_str())?;
+        sqlx::query("UPDATE spaces SET name = $1, key_id = $2 WHERE id = $3")
+            .bind(sealed)
+            .bind(key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         sqlx::query(
             "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) \
              VALUES ($1, $2, $3, $2, $4)",
@@ -169,20 +214,20 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        let row: SpaceRow = sqlx::query_as(SPACE_BY_ID)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        space(row)
+        Ok(SpaceRecord {
+            id: SpaceId::from_i64(id).map_err(|_| corrupt("spaces.id"))?,
+            name: name.clone(),
+            owner: Username::parse(&owner_name).map_err(|_| corrupt("users.username"))?,
+            created_at: Timestamp::from_micros(now),
+        })
     }
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
         let rows: Vec<SpaceRow> = sqlx::query_as(
             // Driven by the user's memberships (the `memberships_by_user` index, already in
             // order), so the cost follows the user's spaces, not every space there is.
-            "SELECT s.id, s.name, u.username, s.created_at FROM memberships m \
+            "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
              JOIN spaces s ON s.id = m.space_id \
              JOIN users u ON u.id = s.owner_id \
              WHERE m.user_id = $1 \
@@ -192,7 +237,8 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        rows.into_iter().map(space).collect()
+        self.keys_for(rows.iter().map(|r| r.2)).await?;
+        rows.into_iter().map(|r| space(self.keyring(), r)).collect()
     }
 
     async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
@@ -201,7 +247,8 @@ impl Store for PgStore {
             .fetch_optional(self.pool())
             .await
             .map_err(classify)?;
-        row.map(space).transpose()
+        self.keys_for(row.iter().map(|r| r.2)).await?;
+        row.map(|r| space(self.keyring(), r)).transpose()
     }
 
     async fn permissions_of(
@@ -301,18 +348,36 @@ impl Store for PgStore {
         author: UserId,
         body: &MessageText,
     ) -> Result<MessageRecord, StoreError> {
-        let row: MessageRow = sqlx::query_as(
-            "INSERT INTO messages (space_id, author_id, body, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, space_id, (SELECT username FROM users WHERE id = $2), body, created_at",
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        // The row id is part of the seal's associated data: insert under key 0 first, then
+        // seal and store the body in the same transaction.
+        let (id, author_name, created_at): (i64, String, i64) = sqlx::query_as(
+            "INSERT INTO messages (space_id, author_id, body, key_id, created_at) VALUES ($1, $2, ''::bytea, 0, $3) \
+             RETURNING id, (SELECT username FROM users WHERE id = $2), created_at",
         )
         .bind(space.get())
         .bind(author.get())
-        .bind(body.as_str())
         .bind(SystemClock.wall().micros())
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        message(row)
+        let place = Place::message_body(id, space.get());
+        let (key, sealed) = rows::seal(self.keyring(), &place, body.as_str())?;
+        sqlx::query("UPDATE messages SET body = $1, key_id = $2 WHERE id = $3")
+            .bind(sealed)
+            .bind(key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(MessageRecord {
+            id: MessageId::from_i64(id).map_err(|_| corrupt("messages.id"))?,
+            space,
+            author: Username::parse(&author_name).map_err(|_| corrupt("users.username"))?,
+            body: body.clone(),
+            created_at: Timestamp::from_micros(created_at),
+        })
     }
 
     async fn messages_in(
@@ -321,7 +386,7 @@ impl Store for PgStore {
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id \
              WHERE m.space_id = $1 AND ($2::bigint IS NULL OR m.created_at >= $2) \
              AND m.id < coalesce($3::bigint, 9223372036854775807) \
@@ -334,7 +399,10 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;
-        rows.into_iter().map(message).collect()
+        self.keys_for(rows.iter().map(|r| r.4)).await?;
+        rows.into_iter()
+            .map(|r| message(self.keyring(), r))
+            .collect()
     }
 
     async fn find_message(
@@ -343,7 +411,7 @@ impl Store for PgStore {
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let row: Option<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id WHERE m.space_id = $1 AND m.id = $2",
         )
         .bind(space.get())
@@ -351,7 +419,8 @@ impl Store for PgStore {
         .fetch_optional(self.pool())
         .await
         .map_err(classify)?;
-        row.map(message).transpose()
+        self.keys_for(row.iter().map(|r| r.4)).await?;
+        row.map(|r| message(self.keyring(), r)).transpose()
     }
 
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError> {

@@ -15,6 +15,9 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 /// Columns the API updates, per table. Every other UPDATE is refused.
 const UPDATABLE: &[(&str, &[&str])] = &[
     ("users", &["password_hash", "is_admin"]),
+    // Re-sealing only: triggers refuse any update that does not change the key.
+    ("spaces", &["name", "key_id"]),
+    ("messages", &["body", "key_id"]),
     ("memberships", &["permissions", "granted_by", "granted_at"]),
     ("audit_export_cursor", &["delivered_id"]),
 ];
@@ -133,7 +136,17 @@ mod tests {
             Some("password_hash")
         ));
         assert!(!decide(ffi::SQLITE_UPDATE, Some("users"), Some("username")));
-        assert!(!decide(ffi::SQLITE_UPDATE, Some("messages"), Some("body")));
+        assert!(!decide(
+            ffi::SQLITE_UPDATE,
+            Some("messages"),
+            Some("space_id")
+        ));
+        assert!(!decide(
+            ffi::SQLITE_UPDATE,
+            Some("data_keys"),
+            Some("wrapped")
+        ));
+        assert!(!decide(ffi::SQLITE_INSERT, Some("data_keys"), None));
         assert!(!decide(ffi::SQLITE_DELETE, Some("users"), None));
         assert!(!decide(ffi::SQLITE_DELETE, Some("spaces"), None));
         assert!(decide(ffi::SQLITE_DELETE, Some("messages"), None));

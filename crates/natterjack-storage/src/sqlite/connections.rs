@@ -201,7 +201,10 @@ mod tests {
     async fn pool(size: u32, acquire_timeout: Duration) -> (tempfile::TempDir, Connections) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("natterjack.db");
-        SqliteStore::migrate(&path).await.unwrap();
+        let kek = crate::sealing::KeyEncryptionKey::generate().unwrap();
+        SqliteStore::migrate(&path, &crate::sealing::Keyring::new(kek))
+            .await
+            .unwrap();
         (dir, Connections::new(options(&path), size, acquire_timeout))
     }
 

@@ -1,5 +1,10 @@
 //! Schema migrations, run on a dedicated owner connection without the authorizer.
 
+use super::errors::classify;
+use super::sealed;
+use crate::Migrated;
+use crate::sealing::Keyring;
+use natterjack_core::ports::StoreError;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Executor};
 
@@ -30,7 +35,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "external_identities",
         include_str!("../../migrations/sqlite/0005_external_identities.sql"),
     ),
+    (
+        6,
+        "data_keys",
+        include_str!("../../migrations/sqlite/0006_data_keys.sql"),
+    ),
+    (
+        7,
+        "sealed_content",
+        include_str!("../../migrations/sqlite/0007_sealed_content.sql"),
+    ),
 ];
+
+/// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).
+const SEALED: i64 = 7;
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {
@@ -53,26 +71,48 @@ pub async fn current_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::E
     Ok(version.unwrap_or(0))
 }
 
-/// Applies every migration newer than the database, each in its own transaction, and
-/// returns the versions applied.
-pub async fn run(conn: &mut SqliteConnection) -> Result<Vec<i64>, sqlx::Error> {
+/// Applies every migration newer than the database, each in its own transaction, sealing
+/// plaintext rows inside the schema-7 transaction with `keyring`.
+pub async fn run(conn: &mut SqliteConnection, keyring: &Keyring) -> Result<Migrated, StoreError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
     )
-    .await?;
-    let current = current_version(conn).await?;
-    let mut applied = Vec::new();
+    .await
+    .map_err(classify)?;
+    let current = current_version(conn).await.map_err(classify)?;
+    let mut done = Migrated::default();
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-        let mut tx = conn.begin().await?;
+        let mut tx = conn.begin().await.map_err(classify)?;
+        if *version == SEALED {
+            done.sealed = sealed::seal_plaintext(&mut tx, keyring).await?;
+        }
         // The migration text is a constant compiled into the binary, never input.
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())")
             .bind(version)
             .bind(name)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        applied.push(*version);
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        done.applied.push(*version);
     }
-    Ok(applied)
+    if done.sealed > 0 {
+        // The old text is gone from the tables but not yet from free pages and the WAL:
+        // rebuild the file and empty the WAL.
+        sqlx::raw_sql("VACUUM")
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    // Whatever was applied, the configured key-encryption key must open every data key.
+    sealed::load(conn, keyring).await?;
+    Ok(done)
 }

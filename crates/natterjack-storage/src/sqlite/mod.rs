@@ -5,6 +5,7 @@ pub mod authorizer;
 mod connections;
 mod errors;
 pub mod migrate;
+mod sealed;
 mod store;
 
 pub use connections::Lease;

@@ -1,7 +1,11 @@
 use super::connections::{Connections, Lease};
 use super::errors::classify;
 use super::migrate;
+use super::sealed;
+use crate::Migrated;
+use crate::rotation::{KeyUsage, ResealBatch, ResealCursor, Resealing};
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
+use crate::sealing::{Keyring, Place};
 use async_trait::async_trait;
 use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::{
@@ -17,15 +21,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The SQLite store: a pool of connections that each run under the authorizer.
+/// The SQLite store: a pool of connections that each run under the authorizer, and the
+/// keyring that seals and opens user content.
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) conns: Arc<Connections>,
+    keyring: Arc<Keyring>,
 }
 
 type UserRow = (i64, String, String, i64);
 
-const SPACE_BY_ID: &str = "SELECT s.id, s.name, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
+const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
 
 pub(super) fn options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
@@ -38,21 +44,91 @@ pub(super) fn options(path: &Path) -> SqliteConnectOptions {
 
 impl SqliteStore {
     /// Creates the database file if needed and applies pending migrations on a separate
-    /// owner connection. Returns the versions applied.
-    pub async fn migrate(path: &Path) -> Result<Vec<i64>, StoreError> {
-        let mut owner: SqliteConnection = options(path)
-            .create_if_missing(true)
+    /// owner connection, sealing plaintext rows with `keyring` on the way to schema 7.
+    pub async fn migrate(path: &Path, keyring: &Keyring) -> Result<Migrated, StoreError> {
+        let mut owner = Self::owner(path, true).await?;
+        let done = migrate::run(&mut owner, keyring).await?;
+        owner.close().await.map_err(classify)?;
+        Ok(done)
+    }
+
+    /// A connection without the authorizer, for migrations and the operator's key changes.
+    async fn owner(path: &Path, create: bool) -> Result<SqliteConnection, StoreError> {
+        options(path)
+            .create_if_missing(create)
             .connect()
             .await
+            .map_err(classify)
+    }
+
+    /// The data keys of the database at `path` (none when it does not exist or predates
+    /// them): a missing key-encryption key may be generated only when there are none.
+    pub async fn stored_data_keys(
+        path: &Path,
+    ) -> Result<Vec<crate::sealing::DataKeyRow>, StoreError> {
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut conn = Self::owner(path, false).await?;
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'data_keys'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(classify)?;
+        let held = if found == 1 {
+            sealed::data_keys(&mut conn).await?
+        } else {
+            Vec::new()
+        };
+        conn.close().await.map_err(classify)?;
+        Ok(held)
+    }
+
+    /// Makes a new data key current (new writes use it once each server has reloaded its
+    /// keys); the servers then re-seal older rows in the background. Returns its id.
+    pub async fn rotate_key(path: &Path, keyring: &Keyring) -> Result<u32, StoreError> {
+        let mut owner = Self::owner(path, false).await?;
+        sealed::load(&mut owner, keyring).await?;
+        let mut tx = owner
+            .begin_with("BEGIN IMMEDIATE")
+            .await
             .map_err(classify)?;
-        let applied = migrate::run(&mut owner).await.map_err(classify)?;
+        let id = sealed::add_current_key(&mut tx, keyring).await?;
+        tx.commit().await.map_err(classify)?;
         owner.close().await.map_err(classify)?;
-        Ok(applied)
+        Ok(id)
+    }
+
+    /// Erases a retired data key, refused while any row is sealed under it.
+    pub async fn destroy_key(path: &Path, key: u32) -> Result<(), StoreError> {
+        let mut owner = Self::owner(path, false).await?;
+        sealed::destroy_key(&mut owner, key).await?;
+        owner.close().await.map_err(classify)
+    }
+
+    /// Re-wraps every data key with `next` (rotating the key-encryption key). Returns
+    /// how many keys were re-wrapped.
+    pub async fn rewrap_keys(
+        path: &Path,
+        keyring: &Keyring,
+        next: &crate::sealing::KeyEncryptionKey,
+    ) -> Result<usize, StoreError> {
+        let mut owner = Self::owner(path, false).await?;
+        sealed::load(&mut owner, keyring).await?;
+        let done = sealed::rewrap(&mut owner, keyring, next).await?;
+        owner.close().await.map_err(classify)?;
+        Ok(done)
     }
 
     /// Opens the server's connection pool. Fails if the schema is not at the version this
-    /// build expects, so a server never runs against a half-migrated database.
-    pub async fn open(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
+    /// build expects, so a server never runs against a half-migrated database, or if the
+    /// key-encryption key in `keyring` does not open every data key (the error names it).
+    pub async fn open(
+        path: &Path,
+        max_connections: u32,
+        keyring: Arc<Keyring>,
+    ) -> Result<Self, StoreError> {
         if !path.exists() {
             return Err(StoreError::Internal(format!(
                 "no database at {}: run `natterjack migrate` first",
@@ -64,12 +140,18 @@ impl SqliteStore {
             let version = migrate::current_version(&mut check)
                 .await
                 .map_err(classify)?;
-            check.close().await.map_err(classify)?;
             if version != migrate::latest_version() {
                 return Err(StoreError::Internal(format!(
                     "database schema is at version {version}, this build needs {}: run `natterjack migrate`",
                     migrate::latest_version()
                 )));
+            }
+            sealed::load(&mut check, &keyring).await?;
+            check.close().await.map_err(classify)?;
+            if keyring.current().is_none() {
+                return Err(StoreError::Internal(
+                    "the database holds no current data key: run `natterjack migrate`".into(),
+                ));
             }
         }
         let store = Self {
@@ -78,6 +160,7 @@ impl SqliteStore {
                 max_connections,
                 Duration::from_secs(5),
             )),
+            keyring,
         };
         // Open the first connection now, authorizer and all, so a database that cannot be
         // served stops the start-up instead of the first request.
@@ -94,6 +177,41 @@ impl SqliteStore {
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.conns.close().await;
+    }
+
+    /// The keyring sealing this store's content.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Reloads the data keys first if a row names one this process does not hold yet.
+    async fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
+        if rows::needs_reload(&self.keyring, keys) {
+            self.reload_keys().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resealing for SqliteStore {
+    async fn reload_keys(&self) -> Result<(), StoreError> {
+        let mut conn = self.conns.lease().await?;
+        sealed::load(&mut conn, &self.keyring).await
+    }
+
+    async fn reseal_batch(
+        &self,
+        cursor: ResealCursor,
+        limit: u32,
+    ) -> Result<ResealBatch, StoreError> {
+        let mut conn = self.conns.lease().await?;
+        sealed::reseal_batch(&mut conn, &self.keyring, cursor, limit).await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {
+        let mut conn = self.conns.lease().await?;
+        sealed::key_usage(&mut conn).await
     }
 }
 
@@ -235,15 +353,25 @@ impl Store for SqliteStore {
         let mut conn = self.conns.lease().await?;
         let now = SystemClock.wall().micros();
         let mut tx = conn.begin(None).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO spaces (name, owner_id, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+        // The row id is part of the seal's associated data: insert under key 0 first, then
+        // seal and store the name in the same transaction.
+        let (id, owner_name): (i64, String) = sqlx::query_as(
+            "INSERT INTO spaces (name, key_id, owner_id, created_at) VALUES (x'', 0, ?1, ?2) \
+             RETURNING id, (SELECT username FROM users WHERE id = ?1)",
         )
-        .bind(name.as_str())
         .bind(owner.get())
         .bind(now)
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
+        let (key, sealed) = rows::seal(&self.keyring, &Place::space_name(id), name.as_str())?;
+        sqlx::query("UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3")
+            .bind(sealed)
+            .bind(key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         sqlx::query(
             "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
         )
@@ -254,13 +382,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        let row: SpaceRow = sqlx::query_as(SPACE_BY_ID)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        space(row)
+        Ok(SpaceRecord {
+            id: natterjack_core::domain::SpaceId::from_i64(id).map_err(|_| corrupt("spaces.id"))?,
+            name: name.clone(),
+            owner: Username::parse(&owner_name).map_err(|_| corrupt("users.username"))?,
+            created_at: Timestamp::from_micros(now),
+        })
     }
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
@@ -268,7 +396,7 @@ impl Store for SqliteStore {
         let rows: Vec<SpaceRow> = sqlx::query_as(
             // Driven by the user's memberships (the `memberships_by_user` index, already in
             // order), so the cost follows the user's spaces, not every space there is.
-            "SELECT s.id, s.name, u.username, s.created_at FROM memberships m \
+            "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
              JOIN spaces s ON s.id = m.space_id \
              JOIN users u ON u.id = s.owner_id \
              WHERE m.user_id = ?1 \
@@ -278,7 +406,9 @@ impl Store for SqliteStore {
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;
-        rows.into_iter().map(space).collect()
+        drop(conn);
+        self.keys_for(rows.iter().map(|r| r.2)).await?;
+        rows.into_iter().map(|r| space(&self.keyring, r)).collect()
     }
 
     async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
@@ -288,7 +418,9 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| conn.fail(e))?;
-        row.map(space).transpose()
+        drop(conn);
+        self.keys_for(row.iter().map(|r| r.2)).await?;
+        row.map(|r| space(&self.keyring, r)).transpose()
     }
 
     async fn permissions_of(
@@ -388,18 +520,36 @@ impl Store for SqliteStore {
         body: &MessageText,
     ) -> Result<MessageRecord, StoreError> {
         let mut conn = self.conns.lease().await?;
-        let row: MessageRow = sqlx::query_as(
-            "INSERT INTO messages (space_id, author_id, body, created_at) VALUES (?1, ?2, ?3, ?4) \
-             RETURNING id, space_id, (SELECT username FROM users WHERE id = ?2), body, created_at",
+        let mut tx = conn.begin(None).await?;
+        // The row id is part of the seal's associated data: insert under key 0 first, then
+        // seal and store the body in the same transaction.
+        let (id, author_name, created_at): (i64, String, i64) = sqlx::query_as(
+            "INSERT INTO messages (space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, x'', 0, ?3) \
+             RETURNING id, (SELECT username FROM users WHERE id = ?2), created_at",
         )
         .bind(space.get())
         .bind(author.get())
-        .bind(body.as_str())
         .bind(SystemClock.wall().micros())
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| conn.fail(e))?;
-        message(row)
+        .map_err(classify)?;
+        let place = Place::message_body(id, space.get());
+        let (key, sealed) = rows::seal(&self.keyring, &place, body.as_str())?;
+        sqlx::query("UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3")
+            .bind(sealed)
+            .bind(key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(MessageRecord {
+            id: MessageId::from_i64(id).map_err(|_| corrupt("messages.id"))?,
+            space,
+            author: Username::parse(&author_name).map_err(|_| corrupt("users.username"))?,
+            body: body.clone(),
+            created_at: Timestamp::from_micros(created_at),
+        })
     }
 
     async fn messages_in(
@@ -411,7 +561,7 @@ impl Store for SqliteStore {
         // The cursor is a range bound on the index (`id < ?3`, the largest id when absent),
         // never an `OR`, which would make every later page scan from the newest message.
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id \
              WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
              AND m.id < coalesce(?3, 9223372036854775807) \
@@ -424,7 +574,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;
-        rows.into_iter().map(message).collect()
+        drop(conn);
+        self.keys_for(rows.iter().map(|r| r.4)).await?;
+        rows.into_iter()
+            .map(|r| message(&self.keyring, r))
+            .collect()
     }
 
     async fn find_message(
@@ -434,7 +588,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let mut conn = self.conns.lease().await?;
         let row: Option<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.created_at FROM messages m \
+            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
              JOIN users u ON u.id = m.author_id WHERE m.space_id = ?1 AND m.id = ?2",
         )
         .bind(space.get())
@@ -442,7 +596,9 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| conn.fail(e))?;
-        row.map(message).transpose()
+        drop(conn);
+        self.keys_for(row.iter().map(|r| r.4)).await?;
+        row.map(|r| message(&self.keyring, r)).transpose()
     }
 
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError> {

@@ -29,7 +29,9 @@ fn record(writer: usize, n: usize) -> AuditRecord {
 }
 
 async fn store(path: &std::path::Path) -> SqliteStore {
-    SqliteStore::open(path, 4).await.unwrap()
+    SqliteStore::open(path, 4, crate::support::keyring())
+        .await
+        .unwrap()
 }
 
 /// Two writers, each with its own idea of the head, as two server processes have; the first
@@ -91,7 +93,9 @@ async fn two_writers_keep_one_valid_chain(first: Arc<dyn AuditStore>, second: Ar
 async fn two_writers_sharing_one_sqlite_database_keep_one_valid_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
     two_writers_keep_one_valid_chain(Arc::new(store(&path).await), Arc::new(store(&path).await))
         .await;
 }
@@ -101,9 +105,14 @@ async fn two_writers_sharing_one_postgres_database_keep_one_valid_chain() {
     let Some(db) = crate::support::pg::TestDb::create().await else {
         return;
     };
-    let second = PgStore::open(&db.app, 4, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let second = PgStore::open(
+        &db.app,
+        4,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await
+    .unwrap();
     two_writers_keep_one_valid_chain(Arc::new(db.store.clone()), Arc::new(second.clone())).await;
     second.close().await;
     db.drop_all().await;
@@ -113,7 +122,9 @@ async fn two_writers_sharing_one_postgres_database_keep_one_valid_chain() {
 async fn a_writer_with_another_key_refuses_to_start_on_an_existing_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
     let db = store(&path).await;
     let log = AuditLog::start(Arc::new(db.clone()), AuditKey::new([1; 32]), None)
         .await
@@ -136,7 +147,9 @@ async fn a_writer_with_another_key_refuses_to_start_on_an_existing_log() {
 async fn a_writer_with_another_key_appends_nothing_after_a_collision_on_a_new_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
     let db = store(&path).await;
     // Both start on an empty log, where no key can be checked yet.
     let right = AuditLog::start(Arc::new(db.clone()), AuditKey::new([1; 32]), None)

@@ -16,8 +16,12 @@ use natterjack_storage::SqliteStore;
 /// Fresh SQLite store in `dir`, migrated and opened as the server does.
 async fn sqlite_store(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
-    SqliteStore::open(&path, 4).await.unwrap()
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
+    SqliteStore::open(&path, 4, crate::support::keyring())
+        .await
+        .unwrap()
 }
 
 fn name(text: &str) -> Username {

@@ -56,8 +56,12 @@ fn allowed(policy: GrantPolicy, granter: &str) -> &'static [&'static str] {
 /// A migrated database in `dir`, opened as the server opens it.
 async fn open_store(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
-    SqliteStore::open(&path, 4).await.unwrap()
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
+    SqliteStore::open(&path, 4, crate::support::keyring())
+        .await
+        .unwrap()
 }
 
 async fn service(store: &Arc<dyn Store>, policy: GrantPolicy) -> Service {

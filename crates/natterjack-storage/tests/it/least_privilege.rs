@@ -6,8 +6,12 @@ use natterjack_storage::SqliteStore;
 
 async fn fresh_store(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("natterjack.db");
-    SqliteStore::migrate(&path).await.unwrap();
-    SqliteStore::open(&path, 2).await.unwrap()
+    SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
+    SqliteStore::open(&path, 2, crate::support::keyring())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -34,15 +38,18 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "ALTER TABLE users ADD COLUMN evil TEXT",
         "CREATE INDEX evil ON users (password_hash)",
         "CREATE TRIGGER evil AFTER INSERT ON users BEGIN SELECT 1; END",
-        "DROP TRIGGER spaces_are_never_updated",
+        "DROP TRIGGER spaces_are_only_resealed",
         "CREATE VIEW evil AS SELECT * FROM users",
         "ATTACH DATABASE '/tmp/evil.db' AS evil",
         "PRAGMA journal_mode = DELETE",
         "PRAGMA foreign_keys = OFF",
         "PRAGMA writable_schema = ON",
         "UPDATE users SET username = 'mallory'",
-        "UPDATE spaces SET name = 'pwned'",
-        "UPDATE messages SET body = 'forged'",
+        "UPDATE spaces SET owner_id = 1",
+        "UPDATE messages SET author_id = 1",
+        "UPDATE data_keys SET current = 0",
+        "INSERT INTO data_keys (id, kek_id, created_at, destroyed_at) VALUES (99, 'x', 0, 0)",
+        "DELETE FROM data_keys",
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
@@ -154,7 +161,7 @@ async fn usernames_are_unique_regardless_of_case() {
 #[tokio::test]
 async fn a_server_refuses_to_open_an_unmigrated_database() {
     let dir = tempfile::tempdir().unwrap();
-    let err = SqliteStore::open(&dir.path().join("empty.db"), 1)
+    let err = SqliteStore::open(&dir.path().join("empty.db"), 1, crate::support::keyring())
         .await
         .err()
         .map(|e| e.to_string());
@@ -212,11 +219,20 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
         .await
         .unwrap();
     for (sql, message) in [
-        ("UPDATE spaces SET name = 'x'", "spaces are immutable"),
-        ("DELETE FROM spaces", "spaces are never deleted"),
+        ("UPDATE spaces SET name = x'00'", "spaces are immutable"),
         (
-            "UPDATE messages SET body = 'forged'",
+            "UPDATE spaces SET owner_id = 2, key_id = 2",
+            "spaces are immutable",
+        ),
+        ("DELETE FROM spaces", "spaces are never deleted"),
+        ("UPDATE messages SET body = x'00'", "messages are immutable"),
+        (
+            "UPDATE messages SET body = x'00', key_id = 99",
             "messages are immutable",
+        ),
+        (
+            "DELETE FROM data_keys",
+            "data keys are destroyed, never deleted",
         ),
         ("DELETE FROM users", "users are never deleted"),
         (

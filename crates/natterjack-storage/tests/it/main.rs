@@ -11,4 +11,5 @@ mod contract;
 mod escalation_rule;
 mod least_privilege;
 mod pg_least_privilege;
+mod sealed_content;
 mod upgrade;

@@ -69,8 +69,9 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
     seed(&db.store).await;
 
     // All of these are refused by the grants (SQLSTATE 42501) before any trigger fires:
-    // the app role holds no UPDATE on messages or audit_log, no DELETE on users, spaces or
-    // audit_log, and UPDATE on users only for password_hash and is_admin.
+    // the app role holds no UPDATE on audit_log, no DELETE on users, spaces or audit_log,
+    // UPDATE on users only for password_hash and is_admin, on spaces and messages only for
+    // the sealed value and its key id, and only SELECT on data_keys.
     let forbidden = [
         "DROP TABLE messages",
         "ALTER TABLE users ADD COLUMN evil TEXT",
@@ -85,8 +86,11 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         "UPDATE audit_export_cursor SET sink = 'other'",
         "TRUNCATE audit_export_cursor",
         "UPDATE users SET username = 'mallory'",
-        "UPDATE messages SET body = 'x'",
-        "UPDATE spaces SET name = 'pwned'",
+        "UPDATE messages SET author_id = 1",
+        "UPDATE spaces SET owner_id = 1",
+        "UPDATE data_keys SET current = false",
+        "INSERT INTO data_keys (id, kek_id, created_at, destroyed_at) VALUES (99, 'x', 0, 0)",
+        "DELETE FROM data_keys",
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
@@ -112,6 +116,25 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         wrong.is_empty(),
         "not refused as insufficient_privilege: {wrong:#?}"
     );
+    // What the grants allow on sealed content, the triggers narrow to re-sealing under
+    // another live key: an overwrite under the same key, or under no key, is refused.
+    for (sql, message) in [
+        (
+            "UPDATE spaces SET name = '\\x00'::bytea",
+            "spaces are immutable",
+        ),
+        (
+            "UPDATE messages SET body = '\\x00'::bytea, key_id = 99",
+            "messages are immutable",
+        ),
+    ] {
+        let err = sqlx::query(sql)
+            .execute(db.store.pool())
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(err.contains(message), "{sql}: {err}");
+    }
 
     // PostgreSQL answers a GRANT by a role that holds the privilege without GRANT OPTION
     // with a WARNING ("no privileges were granted"), not an error: the statement
@@ -193,7 +216,13 @@ async fn the_server_refuses_to_open_as_a_superuser_and_says_why() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let result = PgStore::open(&db.admin_in_db(), 1, Duration::from_secs(5)).await;
+    let result = PgStore::open(
+        &db.admin_in_db(),
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await;
     let Err(StoreError::Internal(message)) = result else {
         panic!("opened as a superuser");
     };
@@ -213,7 +242,13 @@ async fn the_server_refuses_to_open_as_the_owner_because_it_owns_the_tables() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let result = PgStore::open(&db.owner, 1, Duration::from_secs(5)).await;
+    let result = PgStore::open(
+        &db.owner,
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await;
     let Err(StoreError::Internal(message)) = result else {
         panic!("opened as the owner");
     };
@@ -248,7 +283,13 @@ async fn a_grant_the_api_never_uses_stops_the_server_until_migrate_reapplies_the
         .execute(&mut admin)
         .await
         .unwrap();
-    let result = PgStore::open(&db.app, 1, Duration::from_secs(5)).await;
+    let result = PgStore::open(
+        &db.app,
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await;
     let Err(StoreError::Internal(message)) = result else {
         panic!("opened with UPDATE on the audit log");
     };
@@ -257,10 +298,17 @@ async fn a_grant_the_api_never_uses_stops_the_server_until_migrate_reapplies_the
             .contains("table privileges the API never uses (audit_log TRUNCATE, audit_log UPDATE)"),
         "{message}"
     );
-    PgStore::migrate(&db.owner, &app).await.unwrap();
-    PgStore::open(&db.app, 1, Duration::from_secs(5))
+    PgStore::migrate(&db.owner, &app, &crate::support::keyring())
         .await
-        .expect("migrate re-applied exactly the grants the API needs");
+        .unwrap();
+    PgStore::open(
+        &db.app,
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await
+    .expect("migrate re-applied exactly the grants the API needs");
     drop(admin);
     db.drop_all().await;
 }
@@ -294,10 +342,10 @@ async fn init_and_migrate_run_twice_change_nothing_the_second_time() {
         report.iter().any(|l| l.contains("password unchanged")),
         "{report:#?}"
     );
-    let applied = PgStore::migrate(&db.owner, db.app.get_username())
+    let applied = PgStore::migrate(&db.owner, db.app.get_username(), &crate::support::keyring())
         .await
         .unwrap();
-    assert!(applied.is_empty(), "{applied:?}");
+    assert!(applied.applied.is_empty(), "{applied:?}");
     // The store still works after the grants were reapplied.
     db.store.ping().await.unwrap();
     db.store.append_audit(&[audit_record(1)]).await.unwrap();
@@ -341,7 +389,13 @@ async fn init_stores_scram_verifiers_and_converges_a_role_given_too_much() {
             .unwrap();
         sqlx::raw_sql(&statement).execute(&mut admin).await.unwrap();
     }
-    let refused = PgStore::open(&db.app, 1, Duration::from_secs(5)).await;
+    let refused = PgStore::open(
+        &db.app,
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await;
     let Err(StoreError::Internal(message)) = refused else {
         panic!("opened as an app role with CREATEDB");
     };
@@ -368,11 +422,16 @@ async fn init_stores_scram_verifiers_and_converges_a_role_given_too_much() {
     .await
     .unwrap();
     assert_eq!(attributes, (false, false, false));
-    PgStore::open(&db.app, 1, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    PgStore::open(
+        &db.app,
+        1,
+        Duration::from_secs(5),
+        crate::support::keyring(),
+    )
+    .await
+    .unwrap()
+    .close()
+    .await;
     admin.close().await.unwrap();
     db.drop_all().await;
 }
@@ -408,7 +467,13 @@ async fn the_pool_reconnects_after_its_connections_are_killed() {
 async fn opening_against_no_server_is_unavailable() {
     // Port 1 on loopback: nothing listens, the connection is refused at once.
     let options = connect_options("postgres://nj_app@127.0.0.1:1/natterjack", None).unwrap();
-    let result = PgStore::open(&options, 1, Duration::from_secs(2)).await;
+    let result = PgStore::open(
+        &options,
+        1,
+        Duration::from_secs(2),
+        crate::support::keyring(),
+    )
+    .await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "{:?}",
@@ -462,6 +527,6 @@ async fn init_refuses_names_it_would_have_to_quote_before_connecting() {
             result
         );
     }
-    let result = PgStore::migrate(&good, "nj_owner").await;
+    let result = PgStore::migrate(&good, "nj_owner", &crate::support::keyring()).await;
     assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}");
 }

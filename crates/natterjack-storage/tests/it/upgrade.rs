@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 #[tokio::test]
-async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schemas_3_to_5() {
+async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schemas_3_to_7() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
     // A database exactly as schema 2 left it, with two records.
@@ -36,9 +36,17 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
         .unwrap();
     old.close().await.unwrap();
 
-    assert_eq!(SqliteStore::migrate(&path).await.unwrap(), [3, 4, 5]);
+    assert_eq!(
+        SqliteStore::migrate(&path, &crate::support::keyring())
+            .await
+            .unwrap()
+            .applied,
+        [3, 4, 5, 6, 7]
+    );
 
-    let store = SqliteStore::open(&path, 1).await.unwrap();
+    let store = SqliteStore::open(&path, 1, crate::support::keyring())
+        .await
+        .unwrap();
     let records = store.audit_in_order(0, 10).await.unwrap();
     let after: Vec<(i64, Vec<u8>)> = records.iter().map(|r| (r.id, r.mac.to_vec())).collect();
     assert_eq!(after, before);

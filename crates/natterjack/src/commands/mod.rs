@@ -30,11 +30,18 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
         Command::Serve(_) => serve::serve(&cfg).await,
         Command::Migrate => {
-            let applied = crate::storage::migrate(&cfg).await?;
-            if applied.is_empty() {
+            let keyring = crate::storage::keyring(&cfg).await?;
+            let done = crate::storage::migrate(&cfg, &keyring).await?;
+            if done.applied.is_empty() {
                 println!("database is up to date");
             } else {
-                println!("applied migrations: {applied:?}");
+                println!("applied migrations: {:?}", done.applied);
+            }
+            if done.sealed > 0 {
+                println!(
+                    "sealed {} plaintext rows under the current data key",
+                    done.sealed
+                );
             }
             Ok(())
         }

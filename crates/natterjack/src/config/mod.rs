@@ -8,6 +8,7 @@ mod access;
 mod audit;
 mod auth;
 mod database;
+mod encryption;
 mod error;
 mod grpc;
 mod internal;
@@ -18,6 +19,7 @@ pub use access::AccessConfig;
 pub use audit::{AlertsConfig, AuditConfig, SinkConfig, SinkKind};
 pub use auth::AuthConfig;
 pub use database::{DatabaseConfig, DatabaseTarget};
+pub use encryption::EncryptionConfig;
 pub use error::ConfigError;
 pub use grpc::GrpcConfig;
 pub use internal::InternalConfig;
@@ -52,6 +54,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// The internal listener.
     pub internal: InternalConfig,
+    /// Encryption at rest.
+    pub encryption: EncryptionConfig,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             grpc: GrpcConfig::default(),
             internal: InternalConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }
@@ -86,6 +91,14 @@ impl Config {
             .admin_socket
             .clone()
             .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// The key-encryption key file when no other source is configured.
+    pub fn encryption_key_path(&self) -> PathBuf {
+        self.encryption
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("encryption.key"))
     }
 
     /// The audit head anchor file.
@@ -174,6 +187,7 @@ impl Config {
             .chain(self.database.positive())
             .chain(self.auth.positive())
             .chain(self.grpc.positive())
+            .chain(self.encryption.positive())
             .find(|(_, v)| *v == 0)
         {
             return Err(ConfigError(format!("{key} must be at least 1")));
@@ -211,6 +225,7 @@ impl Config {
             ));
         }
         self.audit.check()?;
+        self.encryption.check().map_err(ConfigError)?;
         self.database()?;
         Ok(())
     }

@@ -142,10 +142,10 @@ impl TestDb {
             .password(&random_hex())
             .database(&name);
         PgStore::init(&admin, &owner, &app).await.expect("db init");
-        PgStore::migrate(&owner, app.get_username())
+        PgStore::migrate(&owner, app.get_username(), &crate::support::keyring())
             .await
             .expect("db migrate");
-        let store = PgStore::open(&app, 4, Duration::from_secs(5))
+        let store = PgStore::open(&app, 4, Duration::from_secs(5), crate::support::keyring())
             .await
             .expect("open as the app role");
         Some(TestDb {

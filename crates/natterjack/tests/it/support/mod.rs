@@ -163,9 +163,13 @@ impl TestServer {
     /// crate as `natterjack audit verify` reads it.
     pub async fn audit_records(&self) -> Vec<natterjack_core::audit::StoredAuditRecord> {
         use natterjack_core::audit::AuditStore;
+        let kek =
+            natterjack::encryption_key::from_file(&self.data_dir().join("encryption.key"), &[])
+                .expect("the server's key-encryption key");
         let store = natterjack_storage::sqlite::SqliteStore::open(
             &self.data_dir().join("natterjack.db"),
             1,
+            std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek)),
         )
         .await
         .expect("open the audit table");
