@@ -84,3 +84,36 @@ pub(crate) fn refuse_destroying(found: &KeyUsage) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// What a whole pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealPass {
+    /// Rows moved under the current key.
+    pub resealed: u64,
+    /// Rows that did not open and stay under their old key.
+    pub unreadable: u64,
+}
+
+/// Re-seals every row not under the current key, batch after batch from the lowest id,
+/// pausing `pause` between batches so that requests keep the database; `progress` sees
+/// each batch.
+pub async fn reseal_pass(
+    store: &dyn Resealing,
+    limit: u32,
+    pause: std::time::Duration,
+    mut progress: impl FnMut(&ResealBatch) + Send,
+) -> Result<ResealPass, StoreError> {
+    let mut cursor = ResealCursor::default();
+    let mut pass = ResealPass::default();
+    loop {
+        let batch = store.reseal_batch(cursor, limit).await?;
+        pass.resealed += batch.resealed;
+        pass.unreadable += batch.unreadable;
+        progress(&batch);
+        if batch.finished {
+            return Ok(pass);
+        }
+        cursor = batch.cursor;
+        tokio::time::sleep(pause).await;
+    }
+}

@@ -38,6 +38,9 @@ pub enum Command {
     /// Prepare a PostgreSQL database (SQLite needs no preparation).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Manage the keys that seal messages and space names at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show what the server trusts, or issue a client certificate for gRPC (without a
     /// subcommand: `show`).
     Certs {
@@ -55,6 +58,37 @@ pub enum AuditCommand {
     /// Check the whole hash chain against the key and the anchored head: prints `OK` with
     /// the record count, or the id of the first bad record; exits 1 when broken.
     Verify,
+}
+
+/// `keys` subcommands. On PostgreSQL, `rotate`, `destroy` and `rewrap` connect as the
+/// schema owner (database.owner_url): the server's role can only read the data keys.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show each data key (current, retired, destroyed) with the rows it seals, and the
+    /// key-encryption key's fingerprint.
+    Status,
+    /// Make a new data key current (new writes use it; running servers pick it up within
+    /// encryption.key_poll_secs), then re-seal every older row here, in bounded batches,
+    /// with a progress bar. Interrupting is safe: running servers finish the pass, and so
+    /// does the next start of one.
+    Rotate {
+        /// Only make the new key current; leave the re-sealing to the servers.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Erase a retired data key. Refused while it is current or any row is sealed under it.
+    Destroy {
+        /// The key id, as `keys status` shows it.
+        id: u32,
+    },
+    /// Re-wrap every data key with a new key-encryption key (the rows are not touched),
+    /// then point the configuration at the new key and restart the servers.
+    Rewrap {
+        /// The new key-encryption key: a file holding 64 hex digits, 0600. Created with a
+        /// new random key if it does not exist.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
 }
 
 /// `certs` subcommands.

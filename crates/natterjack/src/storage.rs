@@ -50,6 +50,14 @@ impl Storage {
         }
     }
 
+    /// The keyring sealing the store's content.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        match self {
+            Self::Sqlite(s) => s.keyring().clone(),
+            Self::Postgres(s) => s.keyring().clone(),
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         match self {
@@ -86,8 +94,13 @@ fn owner_options(
 }
 
 /// The data keys the database holds already (none for a new database), read before the
-/// key-encryption key is loaded so that a missing key is reported against them.
-pub async fn stored_data_keys(cfg: &Config) -> Result<Vec<DataKeyRow>, StartError> {
+/// key-encryption key is loaded so that a missing key is reported against them. On
+/// PostgreSQL, as the owner role for `owner_command` (which needs it anyway), else as the
+/// app role.
+async fn stored_data_keys(
+    cfg: &Config,
+    owner_command: Option<&str>,
+) -> Result<Vec<DataKeyRow>, StartError> {
     match cfg.database()? {
         DatabaseTarget::Sqlite(path) => SqliteStore::stored_data_keys(&path).await.map_err(other),
         DatabaseTarget::Postgres {
@@ -95,18 +108,37 @@ pub async fn stored_data_keys(cfg: &Config) -> Result<Vec<DataKeyRow>, StartErro
             owner_url,
             ca_file,
         } => {
-            let target = owner_url.as_ref().unwrap_or(&url);
-            let options = options(target, ca_file.as_deref())?;
+            let options = match owner_command {
+                Some(command) => owner_options(owner_url.as_ref(), ca_file.as_deref(), command)?,
+                None => options(&url, ca_file.as_deref())?,
+            };
             PgStore::stored_data_keys(&options).await.map_err(other)
         }
     }
 }
 
-/// The keyring of this process: the key-encryption key the configuration names, with no
-/// data key unwrapped yet (the store loads them when it opens).
+/// The keyring of a server (or a command acting as one): the key-encryption key the
+/// configuration names, with no data key unwrapped yet (the store loads them when it
+/// opens).
 pub async fn keyring(cfg: &Config) -> Result<Arc<Keyring>, StartError> {
+    keyring_for(cfg, None).await
+}
+
+/// The keyring of `owner_command` (`migrate`, `keys rotate`, …), which connects to
+/// PostgreSQL as the schema owner.
+pub async fn keyring_as_owner(
+    cfg: &Config,
+    owner_command: &str,
+) -> Result<Arc<Keyring>, StartError> {
+    keyring_for(cfg, Some(owner_command)).await
+}
+
+async fn keyring_for(
+    cfg: &Config,
+    owner_command: Option<&str>,
+) -> Result<Arc<Keyring>, StartError> {
     ensure_data_dir(&cfg.data_dir)?;
-    let stored = stored_data_keys(cfg).await?;
+    let stored = stored_data_keys(cfg, owner_command).await?;
     let kek = crate::encryption_key::load(cfg, &stored).await?;
     Ok(Arc::new(Keyring::new(kek)))
 }
@@ -174,6 +206,54 @@ pub async fn open(cfg: &Config, keyring: Arc<Keyring>) -> Result<Storage, StartE
             .map_err(other)
         }
     }
+}
+
+/// The database as `keys rotate`, `destroy` and `rewrap` change it: the SQLite file, or
+/// PostgreSQL as the owner role.
+enum KeyAdmin {
+    Sqlite(std::path::PathBuf),
+    Postgres(Box<PgConnectOptions>),
+}
+
+fn key_admin(cfg: &Config, command: &str) -> Result<KeyAdmin, StartError> {
+    match cfg.database()? {
+        DatabaseTarget::Sqlite(path) => Ok(KeyAdmin::Sqlite(path)),
+        DatabaseTarget::Postgres {
+            owner_url, ca_file, ..
+        } => owner_options(owner_url.as_ref(), ca_file.as_deref(), command)
+            .map(|owner| KeyAdmin::Postgres(Box::new(owner))),
+    }
+}
+
+/// Makes a new data key current; returns its id.
+pub async fn rotate_key(cfg: &Config, keyring: &Keyring) -> Result<u32, StartError> {
+    match key_admin(cfg, "keys rotate")? {
+        KeyAdmin::Sqlite(path) => SqliteStore::rotate_key(&path, keyring).await,
+        KeyAdmin::Postgres(owner) => PgStore::rotate_key(&owner, keyring).await,
+    }
+    .map_err(other)
+}
+
+/// Erases a retired data key that seals nothing.
+pub async fn destroy_key(cfg: &Config, key: u32) -> Result<(), StartError> {
+    match key_admin(cfg, "keys destroy")? {
+        KeyAdmin::Sqlite(path) => SqliteStore::destroy_key(&path, key).await,
+        KeyAdmin::Postgres(owner) => PgStore::destroy_key(&owner, key).await,
+    }
+    .map_err(other)
+}
+
+/// Re-wraps every data key with `next`; returns how many.
+pub async fn rewrap_keys(
+    cfg: &Config,
+    keyring: &Keyring,
+    next: &natterjack_storage::sealing::KeyEncryptionKey,
+) -> Result<usize, StartError> {
+    match key_admin(cfg, "keys rewrap")? {
+        KeyAdmin::Sqlite(path) => SqliteStore::rewrap_keys(&path, keyring, next).await,
+        KeyAdmin::Postgres(owner) => PgStore::rewrap_keys(&owner, keyring, next).await,
+    }
+    .map_err(other)
 }
 
 /// `db init`: creates (or converges) the owner and app roles, the database and its

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod certs;
+mod keys;
 mod serve;
 mod user;
 
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
         Command::Serve(_) => serve::serve(&cfg).await,
         Command::Migrate => {
-            let keyring = crate::storage::keyring(&cfg).await?;
+            let keyring = crate::storage::keyring_as_owner(&cfg, "migrate").await?;
             let done = crate::storage::migrate(&cfg, &keyring).await?;
             if done.applied.is_empty() {
                 println!("database is up to date");
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
+        Command::Keys(command) => keys::run(&cfg, command).await,
         Command::Certs { command } => certs::run(&cfg, command).await,
         Command::Db(crate::cli::DbCommand::Init { admin_url }) => {
             for line in crate::storage::init(&cfg, &admin_url).await? {

@@ -17,6 +17,15 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         cfg.data_dir.clone(),
         std::time::Duration::from_secs(cfg.audit.disk_check_secs),
     );
+    let resealer = tokio::spawn(crate::resealer::run(
+        assembled.store.resealing(),
+        assembled.store.keyring(),
+        crate::resealer::ResealerSettings {
+            batch: cfg.encryption.reseal_batch,
+            pause: std::time::Duration::from_millis(cfg.encryption.reseal_pause_ms),
+            poll: std::time::Duration::from_secs(cfg.encryption.key_poll_secs),
+        },
+    ));
     let app = assembled.app(|routes| routes);
     natterjack_api::metrics::install();
     let bind = |addr: std::net::SocketAddr| async move {
@@ -127,6 +136,10 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     for exporter in exporters {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exporter).await;
     }
+    // A batch in flight is one transaction: aborting it rolls it back, and the next start
+    // resumes the pass.
+    resealer.abort();
+    let _ = resealer.await;
     assembled.store.close().await;
     tracing::info!("stopped");
     Ok(())

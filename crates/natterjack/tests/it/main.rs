@@ -18,6 +18,7 @@ mod cli;
 mod connections;
 mod directory_logins;
 mod docs_examples;
+mod encryption_at_rest;
 mod grpc;
 mod grpc_python;
 mod grpc_refusals;

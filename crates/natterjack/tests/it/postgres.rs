@@ -124,11 +124,18 @@ async fn two_server_processes_on_one_database_keep_one_valid_audit_chain() {
     db.prepare(&first_dir.path().join("data"));
     let env = db.env();
     let first = TestServer::start_in(first_dir, &pairs(&env)).await;
-    // Every node writing to one database shares the chain key.
+    // Every node writing to one database shares the chain key and the key-encryption key.
     let key = first.data_dir().join("audit.key");
     let mut second_env = pairs(&env);
     let key_text = key.to_str().unwrap().to_owned();
     second_env.push(("NATTERJACK_AUDIT__KEY_FILE", &key_text));
+    let kek_text = first
+        .data_dir()
+        .join("encryption.key")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    second_env.push(("NATTERJACK_ENCRYPTION__KEY_FILE", &kek_text));
     let second = TestServer::start_with(&second_env).await;
 
     let alice = first.user("alice").await;
@@ -172,6 +179,7 @@ async fn two_server_processes_on_one_database_keep_one_valid_audit_chain() {
     ] {
         let mut env = pairs(&env);
         env.push(("NATTERJACK_AUDIT__KEY_FILE", &key_text));
+        env.push(("NATTERJACK_ENCRYPTION__KEY_FILE", &kek_text));
         let (ok, out, err) = cli(&data, &["audit", "verify"], "", &env);
         assert!(ok && out.starts_with("OK"), "{out}{err}");
     }

@@ -1,0 +1,260 @@
+//! Encryption at rest through the real binary: the key-encryption key's sources and their
+//! refusals, rotation while clients read and write, and a server killed in the middle of
+//! re-sealing that finishes the pass after a restart.
+
+use crate::support::{TestServer, cli};
+use reqwest::StatusCode;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+const KEY_HEX: &str = "8f0e6d1c2b3a49586776859483a2b1c0d0e1f2031425364758697a8b9cadbecf";
+
+/// Rows still sealed under retired keys, as `keys status` reports them.
+fn remaining(data: &Path) -> u64 {
+    let (ok, out, err) = cli(data, &["keys", "status"], "", &[]);
+    assert!(ok, "keys status failed: {err}");
+    out.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<&str>>())
+        .filter(|cols| cols.len() == 4 && cols[1] == "retired")
+        .map(|cols| cols[2].parse::<u64>().unwrap() + cols[3].parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_key_file_other_users_can_read_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("kek");
+    std::fs::write(&key, KEY_HEX).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key_var = key.display().to_string();
+    let env = [("NATTERJACK_ENCRYPTION__KEY_FILE", key_var.as_str())];
+    let (ok, _, err) = cli(&dir.path().join("data"), &["migrate"], "", &env);
+    assert!(!ok);
+    assert!(err.contains(&key_var) && err.contains("chmod 600"), "{err}");
+    // Made private, the same file is accepted.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, err) = cli(&dir.path().join("data"), &["migrate"], "", &env);
+    assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_refused_naming_the_data_key() {
+    let server = TestServer::start().await;
+    let data = server.data_dir();
+    let dir = server.stop().await;
+    std::fs::remove_file(data.join("encryption.key")).unwrap();
+    let (ok, _, err) = cli(&data, &["migrate"], "", &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("is missing but the database holds data keys 1"),
+        "{err}"
+    );
+    assert!(
+        !data.join("encryption.key").exists(),
+        "no new key was generated"
+    );
+    let (ok, _, err) = cli(
+        &data,
+        &["migrate"],
+        "",
+        &[("NATTERJACK_ENCRYPTION__KEY", KEY_HEX)],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("data key 1 is wrapped by key-encryption key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(KEY_HEX),
+        "the key never appears in an error: {err}"
+    );
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_key_command_supplies_the_key_and_a_failing_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("kek");
+    std::fs::write(&key, KEY_HEX).unwrap();
+    let config = dir.path().join("natterjack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[encryption]\nkey_command = [\"cat\", \"{}\"]\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let (ok, _, err) = cli(&data, &["--config", &config_arg, "migrate"], "", &[]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&data, &["--config", &config_arg, "keys", "status"], "", &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("   1  current"), "{out}");
+    std::fs::write(&config, "[encryption]\nkey_command = [\"false\"]\n").unwrap();
+    let (ok, _, err) = cli(&data, &["--config", &config_arg, "migrate"], "", &[]);
+    assert!(!ok);
+    assert!(err.contains("encryption.key_command false failed"), "{err}");
+}
+
+#[tokio::test]
+async fn rotation_under_concurrent_reads_and_writes_fails_no_request_and_leaves_every_row_under_the_new_key()
+ {
+    let server = TestServer::start_with(&[("NATTERJACK_ENCRYPTION__KEY_POLL_SECS", "1")]).await;
+    let alice = server.user("alice").await;
+    let space = server.space(&alice, "rotating").await;
+    for i in 0..300 {
+        server
+            .message(&alice, space, &format!("before rotation {i} ✓"))
+            .await;
+    }
+    let data = server.data_dir();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let traffic = {
+        let (client, stop, answered) = (server.client(), stop.clone(), answered.clone());
+        let (post, read) = (
+            server.url(&format!("/spaces/{space}/messages")),
+            server.url(&format!("/spaces/{space}/messages?limit=100")),
+        );
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            let (mut requests, mut failures) = (0u32, Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let posted = client
+                    .post(&post)
+                    .basic_auth(&alice.name, Some(&alice.password))
+                    .json(&serde_json::json!({ "message": format!("during rotation {i} ✓") }))
+                    .send()
+                    .await
+                    .unwrap();
+                let listed = client
+                    .get(&read)
+                    .basic_auth(&alice.name, Some(&alice.password))
+                    .send()
+                    .await
+                    .unwrap();
+                requests += 2;
+                answered.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                for status in [posted.status(), listed.status()] {
+                    if !status.is_success() {
+                        failures.push(status);
+                    }
+                }
+            }
+            (requests, failures)
+        })
+    };
+    let rotate_dir = data.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        cli(
+            &rotate_dir,
+            &["keys", "rotate"],
+            "",
+            &[
+                ("NATTERJACK_ENCRYPTION__RESEAL_BATCH", "25"),
+                ("NATTERJACK_ENCRYPTION__RESEAL_PAUSE_MS", "100"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "keys rotate failed: {err}");
+    let during = answered.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        during >= 10,
+        "only {during} requests overlapped the rotation"
+    );
+    assert!(out.contains("data key 2 is now current"), "{out}");
+    // The server has taken up the new key by now; keep the traffic a little longer.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (requests, failures) = traffic.await.unwrap();
+    assert!(requests > 0);
+    assert!(
+        failures.is_empty(),
+        "{failures:?} of {requests} requests failed"
+    );
+    // Writes made before the server re-read the keys were sealed under key 1; its resealer
+    // moves them within a poll or two.
+    let mut left = remaining(&data);
+    for _ in 0..40 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = remaining(&data);
+    }
+    assert_eq!(left, 0, "rows still under the retired key");
+    let listed = server
+        .client()
+        .get(server.url(&format!("/spaces/{space}/messages?limit=100")))
+        .basic_auth(&alice.name, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let (ok, out, err) = cli(&data, &["audit", "verify"], "", &[]);
+    assert!(ok, "audit verify: {out} {err}");
+    let (ok, _, err) = cli(&data, &["keys", "destroy", "1"], "", &[]);
+    assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn a_server_killed_in_the_middle_of_re_sealing_finishes_the_pass_after_a_restart() {
+    let slow = [
+        ("NATTERJACK_ENCRYPTION__KEY_POLL_SECS", "1"),
+        ("NATTERJACK_ENCRYPTION__RESEAL_BATCH", "5"),
+        ("NATTERJACK_ENCRYPTION__RESEAL_PAUSE_MS", "150"),
+    ];
+    let server = TestServer::start_with(&slow).await;
+    let alice = server.user("alice").await;
+    let space = server.space(&alice, "interrupted").await;
+    for i in 0..200 {
+        server.message(&alice, space, &format!("message {i}")).await;
+    }
+    let data = server.data_dir();
+    let (ok, _, err) = cli(&data, &["keys", "rotate", "--no-wait"], "", &[]);
+    assert!(ok, "{err}");
+    let total = remaining(&data);
+    assert_eq!(total, 201);
+    // Wait for the server's pass to begin, then kill it mid-pass.
+    let mut left = total;
+    for _ in 0..100 {
+        left = remaining(&data);
+        if left < total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = server.stop().await;
+    let left_at_kill = remaining(&data);
+    assert!(
+        left < total && left_at_kill > 0,
+        "killed at {left_at_kill} of {total}"
+    );
+    let server = TestServer::start_in(dir, &[("NATTERJACK_ENCRYPTION__KEY_POLL_SECS", "1")]).await;
+    let mut left = left_at_kill;
+    for _ in 0..60 {
+        left = remaining(&data);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(left, 0, "the restarted server did not finish the pass");
+    let listed = server
+        .client()
+        .get(server.url(&format!("/spaces/{space}/messages?limit=100")))
+        .basic_auth(&alice.name, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let body: serde_json::Value = listed.json().await.unwrap();
+    assert_eq!(body["messages"].as_array().unwrap().len(), 100);
+}
