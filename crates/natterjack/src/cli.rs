@@ -41,6 +41,13 @@ pub enum Command {
     /// Manage the keys that seal messages and space names at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent copy of the SQLite database while the server runs (PostgreSQL:
+    /// use pg_dump). The copy stays sealed: restoring it needs the key-encryption key, and
+    /// verifying its audit chain needs the audit key; keep both apart from the copy.
+    Backup {
+        /// The new file to write (refused if it exists), created 0600.
+        file: PathBuf,
+    },
     /// Show what the server trusts, or issue a client certificate for gRPC (without a
     /// subcommand: `show`).
     Certs {

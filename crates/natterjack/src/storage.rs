@@ -12,7 +12,7 @@ use natterjack_storage::sealing::{DataKeyRow, Keyring};
 use natterjack_storage::{Migrated, PgStore, SqliteStore};
 use secrecy::ExposeSecret;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -254,6 +254,34 @@ pub async fn rewrap_keys(
         KeyAdmin::Postgres(owner) => PgStore::rewrap_keys(&owner, keyring, next).await,
     }
     .map_err(other)
+}
+
+/// `backup FILE`: a consistent, sealed copy of the SQLite database, made 0600 from the
+/// first byte. Returns the data keys the copy needs, for the operator.
+pub async fn backup(cfg: &Config, target: &std::path::Path) -> Result<Vec<DataKeyRow>, StartError> {
+    let DatabaseTarget::Sqlite(path) = cfg.database()? else {
+        return Err(StartError::Other(
+            "on PostgreSQL, back up with pg_dump as the owner role: the sealed columns stay              sealed in the dump (see docs/OPERATIONS.md)"
+                .into(),
+        ));
+    };
+    if !path.exists() {
+        return Err(StartError::Other(format!(
+            "no database at {}",
+            path.display()
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .map_err(|e| StartError::Other(format!("cannot create {}: {e}", target.display())))?;
+    if let Err(e) = SqliteStore::backup(&path, target).await {
+        let _ = fs::remove_file(target);
+        return Err(other(e));
+    }
+    SqliteStore::stored_data_keys(target).await.map_err(other)
 }
 
 /// `db init`: creates (or converges) the owner and app roles, the database and its

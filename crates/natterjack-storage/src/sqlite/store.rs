@@ -100,6 +100,24 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// Writes a consistent copy of the live database to `target` (`VACUUM INTO`, on an
+    /// owner connection: the server's own connections may not), while servers keep
+    /// serving. The copy is as sealed as the database: opening it needs the
+    /// key-encryption key. `target` must be a new or empty file (the caller creates it
+    /// 0600 first, so the copy is never readable by others, even for a moment).
+    pub async fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
+        let target = target
+            .to_str()
+            .ok_or_else(|| StoreError::Internal("the backup path is not UTF-8".into()))?;
+        let mut owner = Self::owner(path, false).await?;
+        sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(&mut owner)
+            .await
+            .map_err(classify)?;
+        owner.close().await.map_err(classify)
+    }
+
     /// Erases a retired data key, refused while any row is sealed under it.
     pub async fn destroy_key(path: &Path, key: u32) -> Result<(), StoreError> {
         let mut owner = Self::owner(path, false).await?;

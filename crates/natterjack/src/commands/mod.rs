@@ -48,6 +48,17 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::User(command) => user::run(&cfg, command).await,
         Command::Keys(command) => keys::run(&cfg, command).await,
+        Command::Backup { file } => {
+            let keys = crate::storage::backup(&cfg, &file).await?;
+            let mut keks: Vec<&str> = keys.iter().map(|k| k.kek_id.as_str()).collect();
+            keks.dedup();
+            println!(
+                "backup written to {} (sealed: restoring it needs key-encryption key {}, and verifying its audit chain the audit key)",
+                file.display(),
+                keks.join(", ")
+            );
+            Ok(())
+        }
         Command::Certs { command } => certs::run(&cfg, command).await,
         Command::Db(crate::cli::DbCommand::Init { admin_url }) => {
             for line in crate::storage::init(&cfg, &admin_url).await? {

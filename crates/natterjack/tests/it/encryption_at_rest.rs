@@ -258,3 +258,67 @@ async fn a_server_killed_in_the_middle_of_re_sealing_finishes_the_pass_after_a_r
     let body: serde_json::Value = listed.json().await.unwrap();
     assert_eq!(body["messages"].as_array().unwrap().len(), 100);
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_stays_sealed_and_restores_only_with_the_key() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let space = server.space(&alice, "Backup Kingfisher").await;
+    let message = server
+        .message(&alice, space, "PELICAN-4411 in the backup ✓")
+        .await;
+    let data = server.data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("natterjack-backup.db");
+    let copy_arg = copy.display().to_string();
+    // The runbook's order: the audit anchor first (it only lags the log, so taken before
+    // the copy it never runs ahead of it), then the database.
+    let head = dir.path().join("audit.head");
+    std::fs::copy(data.join("audit.head"), &head).unwrap();
+    let (ok, out, err) = cli(&data, &["backup", &copy_arg], "", &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("needs key-encryption key"), "{out}");
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let bytes = std::fs::read(&copy).unwrap();
+    for secret in ["PELICAN-4411", "Backup Kingfisher"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the backup holds {secret:?}"
+        );
+    }
+    let (ok, _, err) = cli(&data, &["backup", &copy_arg], "", &[]);
+    assert!(
+        !ok && err.contains("cannot create"),
+        "an existing file is never overwritten: {err}"
+    );
+    let original = server.stop().await;
+
+    // Restored into a new data directory: without the key it is refused, with it served.
+    let restored = tempfile::tempdir().unwrap();
+    let restored_data = restored.path().join("data");
+    std::fs::create_dir_all(&restored_data).unwrap();
+    std::fs::set_permissions(&restored_data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(&copy, restored_data.join("natterjack.db")).unwrap();
+    let (ok, _, err) = cli(&restored_data, &["keys", "status"], "", &[]);
+    assert!(!ok && err.contains("holds data keys 1"), "{err}");
+    for file in ["encryption.key", "audit.key"] {
+        std::fs::copy(data.join(file), restored_data.join(file)).unwrap();
+    }
+    std::fs::copy(&head, restored_data.join("audit.head")).unwrap();
+    drop(original);
+    let server = TestServer::start_in(restored, &[]).await;
+    let read = server
+        .client()
+        .get(server.url(&format!("/spaces/{space}/messages/{message}")))
+        .basic_auth(&alice.name, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let body: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(body["message"], "PELICAN-4411 in the backup ✓");
+    let restored_data = server.data_dir();
+    let (ok, out, err) = cli(&restored_data, &["audit", "verify"], "", &[]);
+    assert!(ok && out.starts_with("OK"), "{out}{err}");
+}
