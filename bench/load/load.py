@@ -65,6 +65,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--natterjack", required=True, help="release natterjack binary")
     p.add_argument("--baseline", required=True, help="release load_baseline example")
+    p.add_argument("--unsealed", help="release natterjack binary built before encryption at rest "
+                   "(adds cases (3u) and (4u))")
+    p.add_argument("--unsealed-rev", default="", help="the commit --unsealed was built from")
     p.add_argument("--out", required=True, help="where to write the raw results (JSON)")
     p.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     p.add_argument("--seconds", type=int, default=10, help="measured seconds per case")
@@ -313,7 +316,8 @@ class Flood:
 # ---------------------------------------------------------------------------- run
 
 SHORT = {"baseline_read": "(1)", "health": "(2)", "read": "(3)", "read_bearer": "(3b)", "baseline_write": "(1w)",
-         "write": "(4)", "read_flooded": "(5)", "baseline_read_flooded": "control"}
+         "write": "(4)", "read_flooded": "(5)", "baseline_read_flooded": "control",
+         "read_unsealed": "(3u)", "write_unsealed": "(4u)"}
 
 CASES = [
     # key, server, label
@@ -325,13 +329,15 @@ CASES = [
     ("write", "natterjack", "(4) Natterjack `POST /spaces/{id}/messages` (audit intent + write)"),
     ("read_flooded", "natterjack", "(5) (3) while 127.0.0.2 floods wrong passwords"),
     ("baseline_read_flooded", "baseline", "control: (1) while 127.0.0.2 floods the baseline"),
+    ("read_unsealed", "unsealed", "(3u) (3) on the build before encryption at rest"),
+    ("write_unsealed", "unsealed", "(4u) (4) on the build before encryption at rest"),
 ]
 
 
 def run_case(key, servers, a, logdir):
     nj, base = servers["natterjack"], servers["baseline"]
     auth = basic("alice", PASSWORD)
-    server = base if key.startswith("baseline") else nj
+    server = base if key.startswith("baseline") else servers["unsealed"] if key.endswith("_unsealed") else nj
     if key == "baseline_read":
         port, path, kw = base.port, f"/spaces/{base.space}/messages/{base.message}", {}
     elif key == "baseline_read_flooded":
@@ -346,6 +352,10 @@ def run_case(key, servers, a, logdir):
         port, path, kw = nj.port, f"/spaces/{nj.bearer_space}/messages/{nj.bearer_message}", {"auth": "Bearer " + nj.token}
     elif key == "write":
         port, path, kw = nj.port, f"/spaces/{nj.space}/messages", {"method": "POST", "body": MESSAGE_BODY, "auth": auth}
+    elif key == "read_unsealed":
+        port, path, kw = server.port, f"/spaces/{server.space}/messages/{server.message}", {"auth": auth}
+    elif key == "write_unsealed":
+        port, path, kw = server.port, f"/spaces/{server.space}/messages", {"method": "POST", "body": MESSAGE_BODY, "auth": auth}
     else:
         raise KeyError(key)
     flood = None
@@ -434,9 +444,10 @@ def main():
     log(f"load: working in {tmp}")
     loadavg = open("/proc/loadavg").read().split()[:3]
     servers = {}
-    results = {k: [] for k, _, _ in CASES}
+    cases = [case for case in CASES if a.unsealed or not case[0].endswith("_unsealed")]
+    results = {k: [] for k, _, _ in cases}
     # The token must outlive the run: every case, with a margin for start-up and slow rounds.
-    token_ttl = max(3600, 2 * a.rounds * len(CASES) * (a.warmup + a.seconds + 5))
+    token_ttl = max(3600, 2 * a.rounds * len(cases) * (a.warmup + a.seconds + 5))
     try:
         # A development CA and server certificate for the peer, from a natterjack process
         # started once in a directory of its own (its first start writes them) and stopped.
@@ -461,8 +472,12 @@ def main():
             raise SystemExit(f"the peer issued a token for {claims['exp'] - claims['iat']} s, not {token_ttl} s")
         nj.bearer_space, nj.bearer_message = bearer_fixtures(nj.port, tmp / "natterjack-data" / "ca.pem", nj.token)
         servers["baseline"] = start_baseline(a.baseline, tmp / "baseline-data", tmp / "natterjack-data", logdir)
+        if a.unsealed:
+            unsealed = start_natterjack(a.unsealed, tmp / "unsealed-data", logdir, "unsealed")
+            servers["unsealed"] = unsealed
+            unsealed.space, unsealed.message = natterjack_fixtures(unsealed.port, tmp / "unsealed-data" / "ca.pem")
         for rnd in range(a.rounds):
-            order = CASES if rnd % 2 == 0 else list(reversed(CASES))
+            order = cases if rnd % 2 == 0 else list(reversed(cases))
             for key, _, _ in order:
                 log(f"load: round {rnd + 1}/{a.rounds}: {key}")
                 r = run_case(key, servers, a, logdir)
@@ -488,6 +503,7 @@ def main():
         "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" [")[0].strip(),
         "settings": {k: getattr(a, k) for k in ("seconds", "warmup", "threads", "connections", "rounds", "flood_connections", "mem_connections")},
         "raised_quotas": {q: {"burst": RAISED_BURST, "per_second": RAISED_PER_SECOND} for q in RAISED_QUOTAS},
+        "unsealed_rev": a.unsealed_rev,
         "cases": results,
         "oidc": {
             "peer": f"oidc-provider {json.loads((OIDC_PEER / 'node_modules' / 'oidc-provider' / 'package.json').read_text())['version']}",
@@ -562,6 +578,8 @@ def render(r):
         ("write", f"{r4:.3f} of (1w)", "≥ 0.50 of (1w)", met(r4, 0.5)),
         ("read_flooded", f"{r5:.3f} of (3); {ratio('read_flooded', 'baseline_read'):.3f} of (1)", "≥ 0.90 of (3)", met(r5, 0.9)),
         ("baseline_read_flooded", f"{ratio('baseline_read_flooded', 'baseline_read'):.3f} of (1)", "none (shows the flooder's cost to the machine)", ""),
+        *([("read_unsealed", f"{ratio('read_unsealed', 'read'):.3f} of (3)", "none", ""),
+           ("write_unsealed", f"{ratio('write_unsealed', 'write'):.3f} of (4)", "none", "")] if "read_unsealed" in c else []),
     ]
     labels = {k: label for k, _, label in cases}
     cpu = {k: mean([x["server_cpu_us_per_request"] for x in v]) for k, v in c.items()}
@@ -571,7 +589,8 @@ def render(r):
         table.append(f"| {labels[k]} | {rps[k]:.0f} | {ms(p50[k])} | {ms(p99[k])} | {cpu[k]:.0f} µs | {ratio_text} | {target} | {ok} |")
 
     refs = {"health": "baseline_read", "read": "baseline_read", "read_bearer": "read", "write": "baseline_write",
-            "read_flooded": "read", "baseline_read_flooded": "baseline_read"}
+            "read_flooded": "read", "baseline_read_flooded": "baseline_read",
+            "read_unsealed": "read", "write_unsealed": "write"}
     rounds_table = ["| case | " + " | ".join(f"round {i + 1} req/s" for i in range(rounds)) + " | ratio per round | to |",
                     "| --- | " + " | ".join("---" for _ in range(rounds)) + " | --- | --- |"]
     for k, _, label in cases:
@@ -640,6 +659,20 @@ def render(r):
             "",
         ]
 
+    sealing_lines = []
+    if "read_unsealed" in c:
+        sealing_lines = [
+            f"Encryption at rest: (3u) and (4u) are (3) and (4) against the release binary built from commit",
+            f"`{r.get('unsealed_rev') or 'unknown'}`, the last before message text and space names were sealed, in a data directory",
+            "of its own (`bench/load/run` builds it once, in a target directory of its own). Sealed, (3) runs at",
+            f"{ratio('read', 'read_unsealed'):.3f} of (3u) and (4) at {ratio('write', 'write_unsealed'):.3f} of (4u); per request the server spends",
+            f"{cpu['read'] - cpu['read_unsealed']:+.0f} µs of CPU on a read and {cpu['write'] - cpu['write_unsealed']:+.0f} µs on a write. A read opens one",
+            "sealed value (AES-256-GCM-SIV on aws-lc-rs); a write seals one and, since the row id is part of",
+            "the associated data, inserts and then stores the sealed body in one transaction of two statements",
+            "where it made one statement before. The baseline (1) and (1w) use the sealed store too.",
+            "",
+        ]
+
     m = r["memory"]
     d = r["memory_mmap_threshold_fixed"]
     load = m["load"]
@@ -698,6 +731,7 @@ def render(r):
         "well as Natterjack's handling of wrong passwords.",
         "",
         *bearer_cost_lines,
+        *sealing_lines,
         f"What reaching the targets would take (not done): (3) spends {cpu['read'] - cpu['baseline_read']:.0f} µs of server CPU per request",
         f"more than (1). `GET /health` alone, with one storage call like the baseline, is at {ratio('health', 'baseline_read'):.2f} of (1):",
         "the pipeline's fixed cost per request (the audit record and its share of a group-commit insert, the",

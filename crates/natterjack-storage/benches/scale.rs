@@ -17,8 +17,11 @@
 //!
 //! Indexes and keyset pagination should keep the full database within 2× of the empty one.
 //! The probe user, their space and the empty database are made through the storage port; the
-//! bulk of the full one is inserted by three set-based statements (a recursive counter, no
-//! values spliced into SQL), which is why this benchmark lives in the storage crate. Prints
+//! bulk of the full one is inserted in one transaction: the users by a set-based statement
+//! (a recursive counter, no values spliced into SQL), the spaces and messages one prepared
+//! insert each, since every name and body is sealed for its row id, which is why this
+//! benchmark lives in the storage crate. Then, on the full database, one key rotation:
+//! its re-sealing rate and the reads' latency while it runs. Prints
 //! its results as one JSON object on stdout, for `bench/scale`.
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +35,8 @@ use natterjack_core::domain::{
 };
 use natterjack_core::ports::{MessagePage, Store};
 use natterjack_storage::SqliteStore;
+use natterjack_storage::rotation::{Resealing, reseal_pass};
+use natterjack_storage::sealing::Place;
 use serde_json::json;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -146,18 +151,28 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO spaces (name, owner_id, created_at) \
-         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
-         SELECT 'space ' || i, ?2 + i % ?3, ?4 FROM n",
-    )
-    .bind(SPACES as i64 - 1)
-    .bind(first_user)
-    .bind(OTHER_USERS as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    // Names and bodies are sealed like the store's own writes, so each row is bound to its
+    // id: the ids are chosen here (the probe's space and message ids come first).
+    let keyring = store.keyring().clone();
+    let key = i64::from(keyring.current().unwrap());
+    for i in 0..SPACES as i64 - 1 {
+        let id = space.get() + 1 + i;
+        let name = keyring
+            .seal(&Place::space_name(id), &format!("space {i}"))
+            .unwrap()
+            .bytes;
+        sqlx::query(
+            "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(key)
+        .bind(first_user + i % OTHER_USERS as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
     let first_space: i64 = sqlx::query_scalar("SELECT min(id) FROM spaces WHERE id <> ?1")
         .bind(space.get())
         .fetch_one(&mut *tx)
@@ -172,26 +187,35 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
     .await
     .unwrap();
     let others = SPACES as i64 - 1;
-    sqlx::query(
-        "INSERT INTO messages (space_id, author_id, body, created_at) \
-         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
-         SELECT CASE WHEN i % ?2 = 0 THEN ?3 ELSE ?4 + i % ?5 END, \
-                CASE WHEN i % ?2 = 0 THEN ?6 ELSE ?7 + (i % ?5) % ?8 END, \
-                ?9, ?10 + i FROM n",
-    )
-    .bind(MESSAGES as i64)
-    .bind((MESSAGES / IN_PROBE_SPACE) as i64)
-    .bind(space.get())
-    .bind(first_space)
-    .bind(others)
-    .bind(user.get())
-    .bind(first_user)
-    .bind(OTHER_USERS as i64)
-    .bind(BODY)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    let every = (MESSAGES / IN_PROBE_SPACE) as i64;
+    for i in 0..MESSAGES as i64 {
+        let (in_space, author) = if i % every == 0 {
+            (space.get(), user.get())
+        } else {
+            (
+                first_space + i % others,
+                first_user + (i % others) % OTHER_USERS as i64,
+            )
+        };
+        let id = i + 1;
+        let body = keyring
+            .seal(&Place::message_body(id, in_space), BODY)
+            .unwrap()
+            .bytes;
+        sqlx::query(
+            "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(id)
+        .bind(in_space)
+        .bind(author)
+        .bind(body)
+        .bind(key)
+        .bind(now + i)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
     let middle: i64 = sqlx::query_scalar(
         "SELECT id FROM messages WHERE space_id = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
     )
@@ -304,6 +328,60 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
+/// Key rotation on the full database: a new data key, then one re-sealing pass with the
+/// server's defaults (250 rows a batch, 20 ms between batches) on a store of its own, as a
+/// server runs it beside requests, while the probe reads one message after another; the
+/// same reads, as many, right before and right after give the reference.
+async fn rotate(full: &SqliteStore, path: &std::path::Path, probe: Probe) -> serde_json::Value {
+    const BATCH: u32 = 250;
+    const PAUSE: Duration = Duration::from_millis(20);
+    let mut before = Vec::new();
+    for _ in 0..ROUNDS {
+        before.extend(sample(full, probe, "read_message").await);
+    }
+    SqliteStore::rotate_key(path, &keyring()).await.unwrap();
+    full.reload_keys().await.unwrap();
+    let resealer = Arc::new(SqliteStore::open(path, 1, keyring()).await.unwrap());
+    let started = Instant::now();
+    let pass = tokio::spawn({
+        let resealer = resealer.clone();
+        async move {
+            reseal_pass(resealer.as_ref(), BATCH, PAUSE, |_| {})
+                .await
+                .unwrap()
+        }
+    });
+    let mut during = Vec::new();
+    while !pass.is_finished() {
+        during.extend(sample(full, probe, "read_message").await);
+    }
+    let pass = pass.await.unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let mut after = Vec::new();
+    for _ in 0..ROUNDS {
+        after.extend(sample(full, probe, "read_message").await);
+    }
+    before.sort();
+    during.sort();
+    after.sort();
+    let usage = full.key_usage().await.unwrap();
+    assert_eq!(pass.unreadable, 0);
+    assert!(
+        usage
+            .iter()
+            .all(|k| k.current || k.messages + k.spaces == 0)
+    );
+    resealer.close().await;
+    json!({
+        "rows": pass.resealed, "seconds": seconds, "rows_per_s": pass.resealed as f64 / seconds,
+        "batch": BATCH, "pause_ms": PAUSE.as_millis() as u64, "reads_during": during.len(),
+        "read_p50_us_during": quantile(&during, 0.5), "read_p99_us_during": quantile(&during, 0.99),
+        "reads_before": before.len(), "reads_after": after.len(),
+        "read_p50_us_before": quantile(&before, 0.5), "read_p99_us_before": quantile(&before, 0.99),
+        "read_p50_us_after": quantile(&after, 0.5), "read_p99_us_after": quantile(&after, 0.99),
+    })
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -342,7 +420,10 @@ fn main() {
             eprintln!("{kind}: {row}");
             results.insert(kind.to_owned(), row);
         }
+        let rotation = rotate(&full, &full_dir.path().join("natterjack.db"), full_probe).await;
+        eprintln!("rotation: {rotation}");
         let out = json!({
+            "rotation": rotation,
             "spaces": SPACES, "messages": MESSAGES, "in_probe_space": IN_PROBE_SPACE,
             "other_users": OTHER_USERS, "page": PAGE, "samples": ROUNDS * PER_ROUND,
             "seeding_s": seeding.as_secs_f64(), "results": results,

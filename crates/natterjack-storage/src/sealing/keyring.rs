@@ -7,7 +7,7 @@ use super::kek::KeyEncryptionKey;
 use super::place::Place;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use zeroize::Zeroizing;
 
 /// One row of the `data_keys` table, as both backends read it.
@@ -91,7 +91,7 @@ impl Keyring {
     pub fn load(&self, rows: &[DataKeyRow]) -> Result<(), SealError> {
         let mut fresh = Vec::new();
         {
-            let held = self.keys.read().map_err(|_| SealError::Random)?;
+            let held = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             for row in rows {
                 if let Some(wrapped) = &row.wrapped
                     && !held.contains_key(&row.id)
@@ -107,12 +107,15 @@ impl Keyring {
             .filter(|r| r.wrapped.is_none())
             .map(|r| r.id)
             .collect();
-        let mut held = self.keys.write().map_err(|_| SealError::Random)?;
+        let mut held = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         for id in &destroyed {
             held.remove(id);
         }
         held.extend(fresh);
-        *self.destroyed.write().map_err(|_| SealError::Random)? = destroyed;
+        *self
+            .destroyed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = destroyed;
         let current = rows.iter().find(|r| r.current).map_or(0, |r| r.id);
         self.current.store(current, Ordering::Release);
         Ok(())
@@ -120,7 +123,10 @@ impl Keyring {
 
     /// Whether a value under `key` can be opened without reloading the keys.
     pub fn holds(&self, key: u32) -> bool {
-        self.keys.read().is_ok_and(|held| held.contains_key(&key))
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&key)
     }
 
     /// A new data key's wrapped bytes for id `key`, wrapped by this key-encryption key.
@@ -139,10 +145,21 @@ impl Keyring {
     }
 
     fn cipher(&self, key: u32) -> Result<Arc<Cipher>, SealError> {
-        if let Some(cipher) = self.keys.read().ok().and_then(|h| h.get(&key).cloned()) {
+        if let Some(cipher) = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+        {
             return Ok(cipher);
         }
-        if self.destroyed.read().is_ok_and(|d| d.contains(&key)) {
+        if self
+            .destroyed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
             return Err(SealError::Destroyed(key));
         }
         Err(SealError::UnknownKey(key))

@@ -543,3 +543,73 @@ async fn a_pg_dump_holds_no_message_or_space_name_and_moved_ciphertexts_do_not_o
     assert_eq!((usage[1].messages, usage[1].spaces), (1, 1));
     db.drop_all().await;
 }
+
+#[tokio::test]
+async fn a_schema_5_postgres_database_with_plaintext_rows_is_sealed_by_the_upgrade_without_loss() {
+    let rows = format!(
+        "CREATE TABLE public.schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+         INSERT INTO public.schema_migrations VALUES (1, 'initial', 0), (2, 'audit_log', 0), (3, 'audit_export', 0), (4, 'audit_summaries', 0), (5, 'external_identities', 0);
+         INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ('alice', '$argon2id$x', false, 0);
+         INSERT INTO spaces (name, owner_id, created_at) VALUES ('{SECRET_SPACE}', 1, 0);
+         INSERT INTO messages (space_id, author_id, body, created_at)
+           SELECT 1, 1, CASE WHEN i = 700 THEN '{SECRET_MESSAGE}' ELSE 'message ' || i END, i
+           FROM generate_series(0, 1499) AS i;"
+    );
+    let older = [
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+        include_str!("../../migrations/postgres/0002_audit_log.sql"),
+        include_str!("../../migrations/postgres/0003_audit_export.sql"),
+        include_str!("../../migrations/postgres/0004_audit_summaries.sql"),
+        include_str!("../../migrations/postgres/0005_external_identities.sql"),
+        rows.as_str(),
+    ];
+    let Some(db) = TestDb::create_from(&older).await else {
+        return;
+    };
+    let space = natterjack_core::domain::SpaceId::from_i64(1).unwrap();
+    assert_eq!(
+        db.store
+            .find_space(space)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        SECRET_SPACE
+    );
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = MessagePage {
+            since: None,
+            after,
+            limit: natterjack_core::domain::Limit::parse("100").unwrap(),
+        };
+        let batch = db.store.messages_in(space, page).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id);
+        all.extend(batch);
+    }
+    assert_eq!(all.len(), 1500);
+    assert!(all.iter().any(|m| m.body.as_str() == SECRET_MESSAGE));
+    let usage = db.store.key_usage().await.unwrap();
+    assert_eq!(
+        (usage[0].key, usage[0].messages, usage[0].spaces),
+        (1, 1500, 1)
+    );
+    let dump = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(format!(
+            "{}/{}",
+            crate::support::pg::admin_url().rsplit_once('/').unwrap().0,
+            db.name
+        ))
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success());
+    assert!(
+        !contains(&dump.stdout, "PELICAN-7731"),
+        "the dump holds the old text"
+    );
+    db.drop_all().await;
+}

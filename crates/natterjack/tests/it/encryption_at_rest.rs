@@ -4,6 +4,7 @@
 
 use crate::support::{TestServer, cli};
 use reqwest::StatusCode;
+use sqlx::ConnectOptions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -321,4 +322,67 @@ async fn a_backup_taken_while_serving_stays_sealed_and_restores_only_with_the_ke
     let restored_data = server.data_dir();
     let (ok, out, err) = cli(&restored_data, &["audit", "verify"], "", &[]);
     assert!(ok && out.starts_with("OK"), "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_message_whose_ciphertext_was_moved_answers_500_and_its_audit_record_names_the_row() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let space = server.space(&alice, "tampered").await;
+    let victim = server.message(&alice, space, "the original ✓").await;
+    let other = server
+        .message(&alice, space, "PELICAN-9090 elsewhere")
+        .await;
+    // With the database file alone (no key), move one row's ciphertext onto another's,
+    // dropping the trigger that would refuse it, as an attacker with the file would.
+    let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(server.data_dir().join("natterjack.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TRIGGER messages_are_only_resealed")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?1) WHERE id = ?2",
+    )
+    .bind(other)
+    .bind(victim)
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    sqlx::Connection::close(owner).await.unwrap();
+    let read = server
+        .client()
+        .get(server.url(&format!("/spaces/{space}/messages/{victim}")))
+        .basic_auth(&alice.name, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = read.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let text = read.text().await.unwrap();
+    assert!(
+        !text.contains("PELICAN") && !text.contains("sealed"),
+        "{text}"
+    );
+    let record = server.completion(&request_id).await;
+    let reason = record.record.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "sealed value unreadable: messages.body of row {victim}: does not open under data key 1"
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("PELICAN"), "{reason}");
+    // The other message is untouched.
+    let fine = server
+        .client()
+        .get(server.url(&format!("/spaces/{space}/messages/{other}")))
+        .basic_auth(&alice.name, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), StatusCode::OK);
 }

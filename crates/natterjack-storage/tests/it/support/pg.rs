@@ -106,6 +106,12 @@ impl TestDb {
     /// A bootstrapped, migrated database with an open store, or `None` (after a loud
     /// `SKIPPED:` line) when no PostgreSQL server answers; in CI that is a failure instead.
     pub async fn create() -> Option<TestDb> {
+        Self::create_from(&[]).await
+    }
+
+    /// Like [`Self::create`], but the owner first runs `older` (an earlier schema and its
+    /// rows, as an earlier version left them), so that `migrate` upgrades it.
+    pub async fn create_from(older: &[&str]) -> Option<TestDb> {
         let admin = admin_options();
         if let Err(e) = admin.connect().await {
             let test = std::thread::current()
@@ -142,6 +148,18 @@ impl TestDb {
             .password(&random_hex())
             .database(&name);
         PgStore::init(&admin, &owner, &app).await.expect("db init");
+        if !older.is_empty() {
+            let mut conn = sqlx::PgConnection::connect_with(&owner)
+                .await
+                .expect("connect as the owner");
+            for sql in older {
+                sqlx::raw_sql(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("older schema");
+            }
+            conn.close().await.expect("close");
+        }
         PgStore::migrate(&owner, app.get_username(), &crate::support::keyring())
             .await
             .expect("db migrate");
