@@ -216,6 +216,14 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
         .await
         .unwrap();
     }
+    // The ids were chosen here: move the store's reservations past them.
+    sqlx::raw_sql(
+        "UPDATE row_ids SET next = (SELECT max(id) + 1 FROM spaces) WHERE name = 'spaces'; \
+         UPDATE row_ids SET next = (SELECT max(id) + 1 FROM messages) WHERE name = 'messages'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let middle: i64 = sqlx::query_scalar(
         "SELECT id FROM messages WHERE space_id = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
     )

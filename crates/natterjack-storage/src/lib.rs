@@ -17,6 +17,7 @@
 //! change to the audit log, even from the owner.
 #![deny(unsafe_code)]
 
+mod ids;
 pub mod postgres;
 pub mod rotation;
 mod rows;

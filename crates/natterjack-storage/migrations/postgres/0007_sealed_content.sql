@@ -32,3 +32,30 @@ CREATE TRIGGER messages_are_only_resealed BEFORE UPDATE ON messages
 FOR EACH ROW EXECUTE FUNCTION natterjack_only_reseal('body', 'messages are immutable: an update only re-seals the body under another key');
 CREATE TRIGGER data_keys_are_never_deleted BEFORE DELETE ON data_keys
 FOR EACH ROW EXECUTE FUNCTION natterjack_refuse_change('data keys are destroyed, never deleted');
+
+-- Row ids are reserved in blocks before the insert, because the seal's associated data
+-- names the row: `next` is the first id not handed out yet, and it only moves forward, so
+-- no id (a deleted row's included) is ever used twice. Mirrors the SQLite migration.
+CREATE TABLE row_ids (
+    name TEXT   PRIMARY KEY,
+    next BIGINT NOT NULL CHECK (next > 0)
+);
+INSERT INTO row_ids (name, next) VALUES
+    ('spaces', greatest((SELECT coalesce(max(id), 0) FROM spaces), (SELECT last_value FROM spaces_id_seq WHERE is_called)) + 1),
+    ('messages', greatest((SELECT coalesce(max(id), 0) FROM messages), (SELECT last_value FROM messages_id_seq WHERE is_called)) + 1);
+
+CREATE FUNCTION natterjack_row_ids_forward() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.next < OLD.next OR NEW.name IS DISTINCT FROM OLD.name THEN
+        RAISE EXCEPTION 'row ids only move forward';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER row_ids_only_move_forward BEFORE UPDATE ON row_ids
+FOR EACH ROW EXECUTE FUNCTION natterjack_row_ids_forward();
+CREATE TRIGGER row_ids_are_never_deleted BEFORE DELETE ON row_ids
+FOR EACH ROW EXECUTE FUNCTION natterjack_refuse_change('row ids only move forward');
+CREATE TRIGGER row_ids_are_never_truncated BEFORE TRUNCATE ON row_ids
+FOR EACH STATEMENT EXECUTE FUNCTION natterjack_refuse_change('row ids only move forward');

@@ -27,3 +27,19 @@ BEGIN SELECT RAISE(ABORT, 'messages are immutable: an update only re-seals the b
 -- so its id is never reused.
 CREATE TRIGGER data_keys_are_never_deleted BEFORE DELETE ON data_keys
 BEGIN SELECT RAISE(ABORT, 'data keys are destroyed, never deleted'); END;
+
+-- Row ids are reserved in blocks before the insert, because the seal's associated data
+-- names the row: `next` is the first id not handed out yet, and it only moves forward, so
+-- no id (a deleted row's included) is ever used twice.
+CREATE TABLE row_ids (
+    name TEXT    PRIMARY KEY,
+    next INTEGER NOT NULL CHECK (next > 0)
+) STRICT;
+INSERT INTO row_ids (name, next) VALUES
+    ('spaces', (SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'spaces'), 0), coalesce((SELECT max(id) FROM spaces), 0)) + 1)),
+    ('messages', (SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), coalesce((SELECT max(id) FROM messages), 0)) + 1));
+CREATE TRIGGER row_ids_only_move_forward BEFORE UPDATE ON row_ids
+WHEN NEW.next < OLD.next OR NEW.name IS NOT OLD.name
+BEGIN SELECT RAISE(ABORT, 'row ids only move forward'); END;
+CREATE TRIGGER row_ids_are_never_deleted BEFORE DELETE ON row_ids
+BEGIN SELECT RAISE(ABORT, 'row ids only move forward'); END;

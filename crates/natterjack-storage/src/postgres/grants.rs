@@ -16,6 +16,8 @@ use sqlx::{Connection, PgConnection};
 ///   (UPDATE, or DELETE of an emptied membership).
 /// - messages: read, post, moderate (DELETE); re-seal the body as for spaces; never edit.
 /// - data_keys: read; only the owner adds, destroys or re-wraps keys.
+/// - row_ids: read, reserve a block of ids (UPDATE of `next`, which a trigger only lets
+///   move forward).
 /// - audit_log: append and read; never change (the triggers refuse even the owner).
 /// - audit_export_cursor: read, create a sink's cursor, move it (its trigger refuses
 ///   moving it back); never delete.
@@ -37,6 +39,8 @@ const GRANTS: &[&str] = &[
     "GRANT SELECT, INSERT, DELETE ON TABLE public.messages TO %I",
     "GRANT UPDATE (body, key_id) ON TABLE public.messages TO %I",
     "GRANT SELECT ON TABLE public.data_keys TO %I",
+    "GRANT SELECT ON TABLE public.row_ids TO %I",
+    "GRANT UPDATE (next) ON TABLE public.row_ids TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_log TO %I",
     "GRANT SELECT, INSERT ON TABLE public.audit_export_cursor TO %I",
     "GRANT UPDATE (delivered_id) ON TABLE public.audit_export_cursor TO %I",

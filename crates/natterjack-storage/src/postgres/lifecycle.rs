@@ -18,6 +18,7 @@ use std::time::Duration;
 pub struct PgStore {
     pool: PgPool,
     keyring: Arc<Keyring>,
+    ids: Arc<crate::ids::IdBlocks>,
 }
 
 /// The three names `init` works with, checked before any statement runs.
@@ -254,7 +255,11 @@ impl PgStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(Self { pool, keyring })
+        Ok(Self {
+            pool,
+            keyring,
+            ids: Arc::new(crate::ids::IdBlocks::default()),
+        })
     }
 
     async fn check(pool: &PgPool, keyring: &Keyring) -> Result<(), StoreError> {
@@ -279,6 +284,11 @@ impl PgStore {
     /// The keyring sealing this store's content.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring
+    }
+
+    /// The ids this store holds reserved.
+    pub(crate) fn ids(&self) -> &crate::ids::IdBlocks {
+        &self.ids
     }
 
     /// Cheap liveness query (`SELECT 1`) for readiness probes: `Unavailable` when the

@@ -70,7 +70,7 @@ SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolcreaterole AS crea
          CROSS JOIN (VALUES ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER')) p(privilege) \
          WHERE c.relkind = 'r' AND has_table_privilege(c.oid, p.privilege) \
            AND NOT (p.privilege = 'DELETE' AND c.relname IN ('messages', 'memberships')) \
-           AND NOT (p.privilege = 'UPDATE' AND c.relname IN ('users', 'memberships', 'spaces', 'messages'))) t \
+           AND NOT (p.privilege = 'UPDATE' AND c.relname IN ('users', 'memberships', 'spaces', 'messages', 'row_ids'))) t \
        ) AS excess_table_privileges \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 

@@ -18,6 +18,8 @@ const UPDATABLE: &[(&str, &[&str])] = &[
     // Re-sealing only: triggers refuse any update that does not change the key.
     ("spaces", &["name", "key_id"]),
     ("messages", &["body", "key_id"]),
+    // Reserving a block of row ids; a trigger lets `next` only move forward.
+    ("row_ids", &["next"]),
     ("memberships", &["permissions", "granted_by", "granted_at"]),
     ("audit_export_cursor", &["delivered_id"]),
 ];

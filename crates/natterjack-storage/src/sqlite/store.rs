@@ -3,6 +3,7 @@ use super::errors::classify;
 use super::migrate;
 use super::sealed;
 use crate::Migrated;
+use crate::ids::{BLOCK, IdBlocks, RowTable};
 use crate::rotation::{KeyUsage, ResealBatch, ResealCursor, Resealing};
 use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
 use crate::sealing::{Keyring, Place};
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub struct SqliteStore {
     pub(super) conns: Arc<Connections>,
     keyring: Arc<Keyring>,
+    ids: Arc<IdBlocks>,
 }
 
 type UserRow = (i64, String, String, i64);
@@ -179,6 +181,7 @@ impl SqliteStore {
                 Duration::from_secs(5),
             )),
             keyring,
+            ids: Arc::new(IdBlocks::default()),
         };
         // Open the first connection now, authorizer and all, so a database that cannot be
         // served stops the start-up instead of the first request.
@@ -200,6 +203,24 @@ impl SqliteStore {
     /// The keyring sealing this store's content.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring
+    }
+
+    /// The id of the next row of `table`, from this store's reserved block, reserving a
+    /// new block when it is used up.
+    async fn next_id(&self, table: RowTable) -> Result<i64, StoreError> {
+        if let Some(id) = self.ids.take(table) {
+            return Ok(id);
+        }
+        let mut conn = self.conns.lease().await?;
+        let end: i64 = sqlx::query_scalar(
+            "UPDATE row_ids SET next = next + ?2 WHERE name = ?1 RETURNING next",
+        )
+        .bind(table.name())
+        .bind(BLOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| conn.fail(e))?;
+        Ok(self.ids.refill(table, end))
     }
 
     /// Reloads the data keys first if a row names one this process does not hold yet.
@@ -368,28 +389,24 @@ impl Store for SqliteStore {
         name: &SpaceName,
         owner: UserId,
     ) -> Result<SpaceRecord, StoreError> {
+        // The row id is part of the seal's associated data: take it first, then seal.
+        let id = self.next_id(RowTable::Spaces).await?;
+        let (key, sealed) = rows::seal(&self.keyring, &Place::space_name(id), name.as_str())?;
         let mut conn = self.conns.lease().await?;
         let now = SystemClock.wall().micros();
         let mut tx = conn.begin(None).await?;
-        // The row id is part of the seal's associated data: insert under key 0 first, then
-        // seal and store the name in the same transaction.
-        let (id, owner_name): (i64, String) = sqlx::query_as(
-            "INSERT INTO spaces (name, key_id, owner_id, created_at) VALUES (x'', 0, ?1, ?2) \
-             RETURNING id, (SELECT username FROM users WHERE id = ?1)",
+        let owner_name: String = sqlx::query_scalar(
+            "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             RETURNING (SELECT username FROM users WHERE id = ?4)",
         )
+        .bind(id)
+        .bind(sealed)
+        .bind(key)
         .bind(owner.get())
         .bind(now)
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let (key, sealed) = rows::seal(&self.keyring, &Place::space_name(id), name.as_str())?;
-        sqlx::query("UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3")
-            .bind(sealed)
-            .bind(key)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
         sqlx::query(
             "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
         )
@@ -537,30 +554,27 @@ impl Store for SqliteStore {
         author: UserId,
         body: &MessageText,
     ) -> Result<MessageRecord, StoreError> {
+        // The row id is part of the seal's associated data: take it first, then seal.
+        let id = self.next_id(RowTable::Messages).await?;
+        let (key, sealed) = rows::seal(
+            &self.keyring,
+            &Place::message_body(id, space.get()),
+            body.as_str(),
+        )?;
         let mut conn = self.conns.lease().await?;
-        let mut tx = conn.begin(None).await?;
-        // The row id is part of the seal's associated data: insert under key 0 first, then
-        // seal and store the body in the same transaction.
-        let (id, author_name, created_at): (i64, String, i64) = sqlx::query_as(
-            "INSERT INTO messages (space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, x'', 0, ?3) \
-             RETURNING id, (SELECT username FROM users WHERE id = ?2), created_at",
+        let (author_name, created_at): (String, i64) = sqlx::query_as(
+            "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             RETURNING (SELECT username FROM users WHERE id = ?3), created_at",
         )
+        .bind(id)
         .bind(space.get())
         .bind(author.get())
+        .bind(sealed)
+        .bind(key)
         .bind(SystemClock.wall().micros())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(classify)?;
-        let place = Place::message_body(id, space.get());
-        let (key, sealed) = rows::seal(&self.keyring, &place, body.as_str())?;
-        sqlx::query("UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3")
-            .bind(sealed)
-            .bind(key)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        .map_err(|e| conn.fail(e))?;
         Ok(MessageRecord {
             id: MessageId::from_i64(id).map_err(|_| corrupt("messages.id"))?,
             space,

@@ -50,6 +50,8 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "UPDATE data_keys SET current = 0",
         "INSERT INTO data_keys (id, kek_id, created_at, destroyed_at) VALUES (99, 'x', 0, 0)",
         "DELETE FROM data_keys",
+        "UPDATE row_ids SET name = 'users'",
+        "DELETE FROM row_ids",
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",

@@ -91,6 +91,9 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         "UPDATE data_keys SET current = false",
         "INSERT INTO data_keys (id, kek_id, created_at, destroyed_at) VALUES (99, 'x', 0, 0)",
         "DELETE FROM data_keys",
+        "UPDATE row_ids SET name = 'users'",
+        "DELETE FROM row_ids",
+        "TRUNCATE row_ids",
         "DELETE FROM users",
         "DELETE FROM spaces",
         "DELETE FROM schema_migrations",
@@ -127,6 +130,7 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
             "UPDATE messages SET body = '\\x00'::bytea, key_id = 99",
             "messages are immutable",
         ),
+        ("UPDATE row_ids SET next = 1", "row ids only move forward"),
     ] {
         let err = sqlx::query(sql)
             .execute(db.store.pool())
