@@ -11,9 +11,8 @@ ALTER TABLE spaces DROP COLUMN name;
 ALTER TABLE spaces RENAME COLUMN name_sealed TO name;
 ALTER TABLE spaces ALTER COLUMN name SET NOT NULL;
 
--- Content stays immutable: an update may only re-seal the value (TG_ARGV[0]) under
--- another data key that exists and is not destroyed (rotation, or the second step of an
--- insert, which first writes key 0).
+-- Content stays immutable: an update may only re-seal the value under another data key
+-- that exists and is not destroyed (rotation).
 CREATE FUNCTION natterjack_only_reseal() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

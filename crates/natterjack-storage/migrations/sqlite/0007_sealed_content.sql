@@ -9,8 +9,7 @@ ALTER TABLE spaces DROP COLUMN name;
 ALTER TABLE spaces RENAME COLUMN name_sealed TO name;
 
 -- Content stays immutable: an update may only re-seal the value under another data key
--- that exists and is not destroyed (rotation, or the second step of an insert, which
--- first writes key 0).
+-- that exists and is not destroyed (rotation).
 CREATE TRIGGER spaces_are_only_resealed BEFORE UPDATE ON spaces
 WHEN NEW.id IS NOT OLD.id OR NEW.owner_id IS NOT OLD.owner_id
   OR NEW.created_at IS NOT OLD.created_at OR NEW.key_id = OLD.key_id
