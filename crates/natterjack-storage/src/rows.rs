@@ -68,6 +68,23 @@ pub(crate) fn seal(
     Ok((i64::from(sealed.key), sealed.bytes))
 }
 
+/// A stored value re-sealed for rotation: the key id and bytes under the current key, or
+/// `None` when it does not open (logged; the row keeps its old key and the pass goes on).
+pub(crate) fn reseal(
+    keyring: &Keyring,
+    place: &Place,
+    old_key: i64,
+    bytes: &[u8],
+) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    match open(keyring, place, old_key, bytes) {
+        Ok(text) => seal(keyring, place, &text).map(Some),
+        Err(e) => {
+            tracing::error!(error = %e, "re-sealing skipped a row that does not open");
+            Ok(None)
+        }
+    }
+}
+
 /// Whether any of `keys` is one the keyring does not hold: the store then reloads the
 /// data keys once (another process may have rotated) before opening the rows.
 pub(crate) fn needs_reload(keyring: &Keyring, keys: impl IntoIterator<Item = i64>) -> bool {

@@ -151,29 +151,20 @@ pub(super) async fn reseal_batch(
     .await
     .map_err(classify)?;
     let spaces_done = spaces.len() < limit as usize;
-    for (id, bytes, old) in spaces {
-        batch.cursor.spaces = id;
-        let place = Place::space_name(id);
-        match rows::open(keyring, &place, old, &bytes) {
-            Ok(name) => {
-                let (key, sealed) = rows::seal(keyring, &place, &name)?;
-                batch.resealed += sqlx::query(
-                    "UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3 AND key_id = ?4",
-                )
-                .bind(sealed)
-                .bind(key)
-                .bind(id)
-                .bind(old)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?
-                .rows_affected();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "re-sealing skipped a row that does not open");
-                batch.unreadable += 1;
-            }
-        }
+    let spaces = spaces
+        .into_iter()
+        .map(|(id, bytes, old)| (id, Place::space_name(id), old, bytes))
+        .collect();
+    if let Some(last) = reseal_rows(
+        &mut tx,
+        keyring,
+        "UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3 AND key_id = ?4",
+        spaces,
+        &mut batch,
+    )
+    .await?
+    {
+        batch.cursor.spaces = last;
     }
     let messages: Vec<(i64, i64, Vec<u8>, i64)> = sqlx::query_as(
         "SELECT id, space_id, body, key_id FROM messages WHERE id > ?1 AND key_id <> ?2 ORDER BY id LIMIT ?3",
@@ -185,33 +176,55 @@ pub(super) async fn reseal_batch(
     .await
     .map_err(classify)?;
     let messages_done = messages.len() < limit as usize;
-    for (id, space, bytes, old) in messages {
-        batch.cursor.messages = id;
-        let place = Place::message_body(id, space);
-        match rows::open(keyring, &place, old, &bytes) {
-            Ok(body) => {
-                let (key, sealed) = rows::seal(keyring, &place, &body)?;
-                batch.resealed += sqlx::query(
-                    "UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3 AND key_id = ?4",
-                )
-                .bind(sealed)
-                .bind(key)
-                .bind(id)
-                .bind(old)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?
-                .rows_affected();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "re-sealing skipped a row that does not open");
-                batch.unreadable += 1;
-            }
-        }
+    let messages = messages
+        .into_iter()
+        .map(|(id, space, bytes, old)| (id, Place::message_body(id, space), old, bytes))
+        .collect();
+    if let Some(last) = reseal_rows(
+        &mut tx,
+        keyring,
+        "UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3 AND key_id = ?4",
+        messages,
+        &mut batch,
+    )
+    .await?
+    {
+        batch.cursor.messages = last;
     }
     tx.commit().await.map_err(classify)?;
     batch.finished = spaces_done && messages_done;
     Ok(batch)
+}
+
+/// Re-seals `found` (id, place, old key, stored bytes) with `update` (new bytes, new key,
+/// id, old key: the row changes only if its key is still the one read), counting into
+/// `batch`. Returns the last id handled.
+async fn reseal_rows(
+    conn: &mut SqliteConnection,
+    keyring: &Keyring,
+    update: &'static str,
+    found: Vec<(i64, Place, i64, Vec<u8>)>,
+    batch: &mut ResealBatch,
+) -> Result<Option<i64>, StoreError> {
+    let mut last = None;
+    for (id, place, old, bytes) in found {
+        last = Some(id);
+        match rows::reseal(keyring, &place, old, &bytes)? {
+            Some((key, sealed)) => {
+                batch.resealed += sqlx::query(update)
+                    .bind(sealed)
+                    .bind(key)
+                    .bind(id)
+                    .bind(old)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+            }
+            None => batch.unreadable += 1,
+        }
+    }
+    Ok(last)
 }
 
 /// Rows per data key.
