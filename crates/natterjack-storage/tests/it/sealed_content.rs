@@ -45,6 +45,26 @@ async fn seed(store: &dyn Store) -> (i64, i64) {
     (space.id.get(), message.id.get())
 }
 
+/// Every message of `space`, page after page, newest first.
+async fn all_messages(
+    store: &dyn Store,
+    space: natterjack_core::domain::SpaceId,
+) -> Vec<natterjack_core::ports::MessageRecord> {
+    let mut all: Vec<natterjack_core::ports::MessageRecord> = Vec::new();
+    loop {
+        let page = MessagePage {
+            since: None,
+            after: all.last().map(|m| m.id),
+            limit: natterjack_core::domain::Limit::parse("100").unwrap(),
+        };
+        let batch = store.messages_in(space, page).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -432,19 +452,7 @@ async fn a_schema_5_database_with_plaintext_rows_is_sealed_by_the_upgrade_withou
             .as_str(),
         SECRET_SPACE
     );
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = MessagePage {
-            since: None,
-            after,
-            limit: natterjack_core::domain::Limit::parse("100").unwrap(),
-        };
-        let batch = store.messages_in(space, page).await.unwrap();
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id);
-        all.extend(batch);
-    }
+    let all = all_messages(&store, space).await;
     assert_eq!(all.len(), 1500);
     assert!(all.iter().any(|m| m.body.as_str() == SECRET_MESSAGE));
     assert!(all.iter().any(|m| m.body.as_str() == "message 1499"));
@@ -577,19 +585,7 @@ async fn a_schema_5_postgres_database_with_plaintext_rows_is_sealed_by_the_upgra
             .as_str(),
         SECRET_SPACE
     );
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = MessagePage {
-            since: None,
-            after,
-            limit: natterjack_core::domain::Limit::parse("100").unwrap(),
-        };
-        let batch = db.store.messages_in(space, page).await.unwrap();
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id);
-        all.extend(batch);
-    }
+    let all = all_messages(&db.store, space).await;
     assert_eq!(all.len(), 1500);
     assert!(all.iter().any(|m| m.body.as_str() == SECRET_MESSAGE));
     let usage = db.store.key_usage().await.unwrap();

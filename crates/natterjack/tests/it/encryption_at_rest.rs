@@ -198,12 +198,13 @@ async fn rotation_under_concurrent_reads_and_writes_fails_no_request_and_leaves_
     }
     assert_eq!(left, 0, "rows still under the retired key");
     let listed = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages?limit=100")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages?limit=100"),
+            None,
+        )
+        .await;
     assert_eq!(listed.status(), StatusCode::OK);
     let (ok, out, err) = cli(&data, &["audit", "verify"], "", &[]);
     assert!(ok, "audit verify: {out} {err}");
@@ -256,12 +257,13 @@ async fn a_server_killed_in_the_middle_of_re_sealing_finishes_the_pass_after_a_r
     }
     assert_eq!(left, 0, "the restarted server did not finish the pass");
     let listed = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages?limit=100")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages?limit=100"),
+            None,
+        )
+        .await;
     assert_eq!(listed.status(), StatusCode::OK);
     let body: serde_json::Value = listed.json().await.unwrap();
     assert_eq!(body["messages"].as_array().unwrap().len(), 100);
@@ -317,12 +319,13 @@ async fn a_backup_taken_while_serving_stays_sealed_and_restores_only_with_the_ke
     drop(original);
     let server = TestServer::start_in(restored, &[]).await;
     let read = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages/{message}")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages/{message}"),
+            None,
+        )
+        .await;
     assert_eq!(read.status(), StatusCode::OK);
     let body: serde_json::Value = read.json().await.unwrap();
     assert_eq!(body["message"], "PELICAN-4411 in the backup ✓");
@@ -361,12 +364,13 @@ async fn a_message_whose_ciphertext_was_moved_answers_500_and_its_audit_record_n
     .unwrap();
     sqlx::Connection::close(owner).await.unwrap();
     let read = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages/{victim}")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages/{victim}"),
+            None,
+        )
+        .await;
     assert_eq!(read.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = read.headers()["x-request-id"].to_str().unwrap().to_owned();
     let text = read.text().await.unwrap();
@@ -385,12 +389,13 @@ async fn a_message_whose_ciphertext_was_moved_answers_500_and_its_audit_record_n
     assert!(!reason.contains("PELICAN"), "{reason}");
     // The other message is untouched.
     let fine = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages/{other}")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages/{other}"),
+            None,
+        )
+        .await;
     assert_eq!(fine.status(), StatusCode::OK);
 }
 
@@ -471,12 +476,13 @@ async fn on_postgres_rotation_under_traffic_survives_a_killed_server_and_finishe
     }
     assert_eq!(left, 0, "the restarted server did not finish the pass");
     let page = server
-        .client()
-        .get(server.url(&format!("/spaces/{space}/messages?limit=100")))
-        .basic_auth(&alice.name, Some(&alice.password))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Some(&alice),
+            reqwest::Method::GET,
+            &format!("/spaces/{space}/messages?limit=100"),
+            None,
+        )
+        .await;
     assert_eq!(page.status(), StatusCode::OK);
     let dir = server.stop().await;
     let (ok, out, err) = cli(&dir.path().join("data"), &["audit", "verify"], "", &base);
