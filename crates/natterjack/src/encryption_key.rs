@@ -21,15 +21,20 @@ fn other(message: String) -> StartError {
     StartError::Other(message)
 }
 
+/// The fingerprints of the key-encryption keys that wrapped `stored`, for the operator.
+pub fn kek_ids(stored: &[DataKeyRow]) -> String {
+    let mut keks: Vec<&str> = stored.iter().map(|k| k.kek_id.as_str()).collect();
+    keks.dedup();
+    keks.join(", ")
+}
+
 /// What the database's data keys say about the key that wrapped them, for errors.
 fn wrapped_by(stored: &[DataKeyRow]) -> String {
     let ids: Vec<String> = stored.iter().map(|k| k.id.to_string()).collect();
-    let mut keks: Vec<&str> = stored.iter().map(|k| k.kek_id.as_str()).collect();
-    keks.dedup();
     format!(
         "data keys {} wrapped by key-encryption key {}",
         ids.join(", "),
-        keks.join(", ")
+        kek_ids(stored)
     )
 }
 

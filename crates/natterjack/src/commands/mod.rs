@@ -50,12 +50,10 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         Command::Keys(command) => keys::run(&cfg, command).await,
         Command::Backup { file } => {
             let keys = crate::storage::backup(&cfg, &file).await?;
-            let mut keks: Vec<&str> = keys.iter().map(|k| k.kek_id.as_str()).collect();
-            keks.dedup();
             println!(
                 "backup written to {} (sealed: restoring it needs key-encryption key {}, and verifying its audit chain the audit key)",
                 file.display(),
-                keks.join(", ")
+                crate::encryption_key::kek_ids(&keys)
             );
             Ok(())
         }
