@@ -503,10 +503,7 @@ async fn an_issuer_unreachable_at_start_leaves_the_server_up_answering_503_for_t
     );
     let server = server_trusting(&toml).await;
     assert!(
-        server
-            .stderr_lines()
-            .iter()
-            .any(|l| l.contains("unreachable at start")),
+        server.logs_eventually("unreachable at start").await,
         "the degraded state is logged"
     );
     // A token naming that issuer cannot be checked: 503, not 401.

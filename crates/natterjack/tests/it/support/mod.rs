@@ -233,6 +233,18 @@ impl TestServer {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// Whether the server's log gets a line containing `text` within 10 s: the log is read
+    /// by a task of its own, so a line written just before `listening` may not be read yet.
+    pub async fn logs_eventually(&self, text: &str) -> bool {
+        for _ in 0..100 {
+            if self.stderr_lines().iter().any(|l| l.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// What the server logged on standard error so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
