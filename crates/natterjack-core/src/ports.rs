@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 /// A storage failure, classified for the service layer. The detail strings are for the
 /// server log only and never reach a client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness constraint refused the write.
     #[error("conflict")]

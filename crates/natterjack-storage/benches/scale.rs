@@ -38,7 +38,6 @@ use natterjack_storage::SqliteStore;
 use natterjack_storage::rotation::{Resealing, reseal_pass};
 use natterjack_storage::sealing::Place;
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,17 +91,10 @@ async fn probe_user_and_space(store: &SqliteStore) -> (UserId, SpaceId) {
 /// Statistics and a checkpointed log, as in a database that has been running for a while;
 /// both databases get them, so that only their size differs.
 async fn settle(path: &std::path::Path) {
-    let mut db = sqlx::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
-    )
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE").execute(&mut db).await.unwrap();
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut db)
-        .await
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch("ANALYZE").unwrap();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
-    db.close().await.unwrap();
 }
 
 async fn seed_empty(store: &SqliteStore, path: &std::path::Path) -> Probe {
@@ -129,27 +121,22 @@ async fn seed_empty(store: &SqliteStore, path: &std::path::Path) -> Probe {
 async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
     let (user, space) = probe_user_and_space(store).await;
     let started = Instant::now();
-    let mut db = sqlx::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
-    )
-    .await
-    .unwrap();
-    let mut tx = db.begin().await.unwrap();
+    let mut db = rusqlite::Connection::open(path).unwrap();
+    let tx = db.transaction().unwrap();
     let now = natterjack_core::domain::Timestamp::now().micros();
-    sqlx::query(
+    tx.execute(
         "INSERT INTO users (username, password_hash, is_admin, created_at) \
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) \
          SELECT 'user' || i, 'unused', 0, ?2 FROM n",
+        (OTHER_USERS as i64, now),
     )
-    .bind(OTHER_USERS as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
     .unwrap();
-    let first_user: i64 = sqlx::query_scalar("SELECT min(id) FROM users WHERE id <> ?1")
-        .bind(user.get())
-        .fetch_one(&mut *tx)
-        .await
+    let first_user: i64 = tx
+        .query_row(
+            "SELECT min(id) FROM users WHERE id <> ?1",
+            [user.get()],
+            |r| r.get(0),
+        )
         .unwrap();
     // Names and bodies are sealed like the store's own writes, so each row is bound to its
     // id: the ids are chosen here (the probe's space and message ids come first).
@@ -161,30 +148,25 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
             .seal(&Place::space_name(id), &format!("space {i}"))
             .unwrap()
             .bytes;
-        sqlx::query(
+        tx.prepare_cached(
             "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .bind(id)
-        .bind(name)
-        .bind(key)
-        .bind(first_user + i % OTHER_USERS as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
+        .unwrap()
+        .execute((id, name, key, first_user + i % OTHER_USERS as i64, now))
         .unwrap();
     }
-    let first_space: i64 = sqlx::query_scalar("SELECT min(id) FROM spaces WHERE id <> ?1")
-        .bind(space.get())
-        .fetch_one(&mut *tx)
-        .await
+    let first_space: i64 = tx
+        .query_row(
+            "SELECT min(id) FROM spaces WHERE id <> ?1",
+            [space.get()],
+            |r| r.get(0),
+        )
         .unwrap();
-    sqlx::query(
+    tx.execute(
         "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) \
          SELECT id, owner_id, 7, owner_id, created_at FROM spaces WHERE id <> ?1",
+        [space.get()],
     )
-    .bind(space.get())
-    .execute(&mut *tx)
-    .await
     .unwrap();
     let others = SPACES as i64 - 1;
     let every = (MESSAGES / IN_PROBE_SPACE) as i64;
@@ -202,47 +184,40 @@ async fn seed_full(store: &SqliteStore, path: &std::path::Path) -> Probe {
             .seal(&Place::message_body(id, in_space), BODY)
             .unwrap()
             .bytes;
-        sqlx::query(
+        tx.prepare_cached(
             "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
-        .bind(id)
-        .bind(in_space)
-        .bind(author)
-        .bind(body)
-        .bind(key)
-        .bind(now + i)
-        .execute(&mut *tx)
-        .await
+        .unwrap()
+        .execute((id, in_space, author, body, key, now + i))
         .unwrap();
     }
     // The ids were chosen here: move the store's reservations past them.
-    sqlx::raw_sql(
+    tx.execute_batch(
         "UPDATE row_ids SET next = (SELECT max(id) + 1 FROM spaces) WHERE name = 'spaces'; \
          UPDATE row_ids SET next = (SELECT max(id) + 1 FROM messages) WHERE name = 'messages'",
     )
-    .execute(&mut *tx)
-    .await
     .unwrap();
-    let middle: i64 = sqlx::query_scalar(
-        "SELECT id FROM messages WHERE space_id = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
-    )
-    .bind(space.get())
-    .bind(IN_PROBE_SPACE as i64 / 2)
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    db.close().await.unwrap();
+    let middle: i64 = tx
+        .query_row(
+            "SELECT id FROM messages WHERE space_id = ?1 ORDER BY id LIMIT 1 OFFSET ?2",
+            (space.get(), IN_PROBE_SPACE as i64 / 2),
+            |r| r.get(0),
+        )
+        .unwrap();
+    tx.commit().unwrap();
+    drop(db);
     settle(path).await;
-    let counts: (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM spaces), (SELECT count(*) FROM messages), \
-         (SELECT count(*) FROM messages WHERE space_id = ?1)",
-    )
-    .bind(space.get())
-    .fetch_one(&mut *store.connection().await.unwrap())
-    .await
-    .unwrap();
+    let counts: (i64, i64, i64) = store
+        .on_reading_connection(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM spaces), (SELECT count(*) FROM messages), \
+                 (SELECT count(*) FROM messages WHERE space_id = ?1)",
+                [space.get()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .unwrap();
     assert_eq!(
         counts,
         (SPACES as i64, MESSAGES as i64, IN_PROBE_SPACE as i64)

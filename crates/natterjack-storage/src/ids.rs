@@ -67,6 +67,17 @@ impl IdBlocks {
             .unwrap_or_else(PoisonError::into_inner) = first + 1..end;
         first
     }
+
+    /// Drops every reserved id. For a block whose reservation may have been rolled back
+    /// (its transaction failed): another process could reserve the same ids again.
+    pub(crate) fn forget(&self) {
+        for table in [RowTable::Spaces, RowTable::Messages] {
+            *self
+                .slot(table)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = 0..0;
+        }
+    }
 }
 
 #[cfg(test)]

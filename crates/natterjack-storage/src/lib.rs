@@ -1,8 +1,9 @@
 //! # natterjack-storage
 //!
-//! The only crate with SQL in it. It implements [`natterjack_core::ports::Store`] with sqlx,
-//! using prepared statements with bound parameters exclusively: no statement text is ever
-//! built from input.
+//! The only crate with SQL in it. It implements [`natterjack_core::ports::Store`] on SQLite
+//! with rusqlite (reads on the caller's thread, writes group-committed by one writer
+//! thread: [`sqlite`]) and on PostgreSQL with sqlx, using prepared statements with bound
+//! parameters exclusively: no statement text is ever built from input.
 //!
 //! Least privilege on SQLite: schema changes run on a separate owner connection
 //! ([`sqlite::migrate`]); every connection the server uses is opened with an SQLite
@@ -15,7 +16,7 @@
 //! the privileges the API needs; the server connects as the app role and refuses to start
 //! if it holds anything more. Triggers refuse the same changes as on SQLite, and any
 //! change to the audit log, even from the owner.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod ids;
 pub mod postgres;

@@ -142,55 +142,92 @@ pub(crate) fn permissions(bits: Option<i64>) -> Result<Permissions, StoreError> 
     }
 }
 
-/// An audit log row, decoded the same way from either backend (both select the same
-/// columns with the same SQL types).
-pub(crate) struct AuditRow(pub(crate) StoredAuditRecord);
+/// An audit log row's columns as stored, before they are checked: both backends read
+/// the same columns with the same SQL types into this, then [`AuditColumns::decode`] it.
+pub(crate) struct AuditColumns {
+    pub(crate) id: i64,
+    pub(crate) time: i64,
+    pub(crate) request_id: String,
+    pub(crate) phase: String,
+    pub(crate) transport: String,
+    pub(crate) client_ip: String,
+    pub(crate) principal: Option<String>,
+    pub(crate) auth_method: String,
+    pub(crate) operation: String,
+    pub(crate) target: String,
+    pub(crate) status: Option<i32>,
+    pub(crate) decision: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) duration_us: i64,
+    pub(crate) mac: Vec<u8>,
+    pub(crate) count: Option<i64>,
+}
 
-impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for AuditRow
-where
-    &'static str: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        let mac: Vec<u8> = row.try_get("mac")?;
-        let phase: String = row.try_get("phase")?;
-        let status: Option<i32> = row.try_get("status")?;
-        let count: Option<i64> = row.try_get("count")?;
-        let bad = |what: &str| sqlx::Error::Decode(format!("corrupt audit_log.{what}").into());
-        let transport: String = row.try_get("transport")?;
-        let transport = Transport::parse(&transport).ok_or_else(|| bad("transport"))?;
-        let auth_method: String = row.try_get("auth_method")?;
-        let decision: String = row.try_get("decision")?;
-        Ok(AuditRow(StoredAuditRecord {
-            id: row.try_get("id")?,
-            mac: mac.try_into().map_err(|_| bad("mac"))?,
+impl AuditColumns {
+    /// The record, or the name of the column that does not hold a valid value.
+    pub(crate) fn decode(self) -> Result<StoredAuditRecord, String> {
+        let bad = |what: &str| format!("corrupt audit_log.{what}");
+        let transport = Transport::parse(&self.transport).ok_or_else(|| bad("transport"))?;
+        Ok(StoredAuditRecord {
+            id: self.id,
+            mac: self.mac.try_into().map_err(|_| bad("mac"))?,
             record: AuditRecord {
-                time: Timestamp::from_micros(row.try_get("time")?),
-                request_id: row.try_get("request_id")?,
-                phase: Phase::parse(&phase).ok_or_else(|| bad("phase"))?,
+                time: Timestamp::from_micros(self.time),
+                request_id: self.request_id,
+                phase: Phase::parse(&self.phase).ok_or_else(|| bad("phase"))?,
                 transport,
-                client_ip: row.try_get("client_ip")?,
-                principal: row.try_get("principal")?,
-                auth_method: AuthMethod::parse(&auth_method).ok_or_else(|| bad("auth_method"))?,
-                operation: row.try_get("operation")?,
-                target: row.try_get("target")?,
-                status: status
+                client_ip: self.client_ip,
+                principal: self.principal,
+                auth_method: AuthMethod::parse(&self.auth_method)
+                    .ok_or_else(|| bad("auth_method"))?,
+                operation: self.operation,
+                target: self.target,
+                status: self
+                    .status
                     .map(u16::try_from)
                     .transpose()
                     .map_err(|_| bad("status"))?
                     .map(|code| Status::of(transport, code)),
-                decision: Decision::parse(&decision).ok_or_else(|| bad("decision"))?,
-                reason: row.try_get("reason")?,
-                duration_us: row.try_get("duration_us")?,
-                count: count
+                decision: Decision::parse(&self.decision).ok_or_else(|| bad("decision"))?,
+                reason: self.reason,
+                duration_us: self.duration_us,
+                count: self
+                    .count
                     .map(u64::try_from)
                     .transpose()
                     .map_err(|_| bad("count"))?,
             },
-        }))
+        })
+    }
+}
+
+/// An audit log row as PostgreSQL's driver decodes it.
+pub(crate) struct AuditRow(pub(crate) StoredAuditRecord);
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for AuditRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        AuditColumns {
+            id: row.try_get("id")?,
+            time: row.try_get("time")?,
+            request_id: row.try_get("request_id")?,
+            phase: row.try_get("phase")?,
+            transport: row.try_get("transport")?,
+            client_ip: row.try_get("client_ip")?,
+            principal: row.try_get("principal")?,
+            auth_method: row.try_get("auth_method")?,
+            operation: row.try_get("operation")?,
+            target: row.try_get("target")?,
+            status: row.try_get("status")?,
+            decision: row.try_get("decision")?,
+            reason: row.try_get("reason")?,
+            duration_us: row.try_get("duration_us")?,
+            mac: row.try_get("mac")?,
+            count: row.try_get("count")?,
+        }
+        .decode()
+        .map(AuditRow)
+        .map_err(|e| sqlx::Error::Decode(e.into()))
     }
 }
 

@@ -1,23 +1,24 @@
 //! The audit log on SQLite: inserts and reads only (the authorizer and triggers refuse
-//! anything else).
+//! anything else). Appends go through the writer, so an audit batch shares its commit
+//! with the other writes of its group.
 
 use super::SqliteStore;
 use super::errors::{classify, corrupt};
-use crate::rows::{AuditRow, NEWEST_TWO_AUDIT, audit_columns, audit_records};
+use crate::rows::{AuditColumns, NEWEST_TWO_AUDIT, audit_columns};
 use async_trait::async_trait;
 use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
+use rusqlite::{Connection, OptionalExtension, Params};
 
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| conn.fail(e))?;
+        let row: Option<(i64, Vec<u8>)> = self.readers.read(|c| {
+            c.prepare_cached("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?;
         row.map(|(id, mac)| {
             Ok(ChainHead {
                 id,
@@ -28,24 +29,40 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit(&self, batch: &[StoredAuditRecord]) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        insert(&mut *conn, batch).await.map_err(|e| conn.fail(e))
+        let batch = batch.to_vec();
+        self.writer
+            .write(move |c| insert(c, &batch).map_err(classify))
+            .await
     }
 
     async fn append_audit_exclusive(&self, link: &mut Linker<'_>) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        // IMMEDIATE takes the write lock before the read: no other connection, in this
-        // process or another, can append between reading the head and committing.
-        let mut tx = conn.begin(Some("BEGIN IMMEDIATE")).await?;
-        let rows: Vec<AuditRow> = sqlx::query_as(NEWEST_TWO_AUDIT)
-            .fetch_all(&mut *tx)
+        // The writer's transaction began with IMMEDIATE, so it holds the write lock before
+        // this read: no other process can append between reading the head and committing.
+        // The linker runs here, on this task, between the two writer jobs' reads and
+        // inserts, so it need not be sent to the writer thread.
+        let newest = self
+            .writer
+            .write(|c| records(c, NEWEST_TWO_AUDIT, []).map_err(classify)?)
+            .await?;
+        // A head read in one group and an insert in the next could let another process in
+        // between; the insert checks that the head is still the one linked to, so such an
+        // append fails with `Conflict` and the audit writer retries.
+        let mut ascending = newest;
+        ascending.reverse();
+        let batch = link(&ascending).map_err(StoreError::Internal)?;
+        let expected = ascending.last().map(|r| r.id);
+        self.writer
+            .write(move |c| {
+                let head: Option<i64> = c
+                    .prepare_cached("SELECT max(id) FROM audit_log")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                    .map_err(classify)?;
+                if head != expected {
+                    return Err(StoreError::Conflict);
+                }
+                insert(c, &batch).map_err(classify)
+            })
             .await
-            .map_err(classify)?;
-        let mut newest = audit_records(rows);
-        newest.reverse();
-        let batch = link(&newest).map_err(StoreError::Internal)?;
-        insert(&mut *tx, &batch).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)
     }
 
     async fn audit_in_order(
@@ -53,108 +70,135 @@ impl AuditStore for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
-        ))
-        .bind(after_id)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        Ok(audit_records(rows))
+        self.readers
+            .read_blocking(move |c| {
+                records(
+                    c,
+                    concat!(
+                        "SELECT ",
+                        audit_columns!(),
+                        " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    ),
+                    (after_id, limit),
+                )
+            })
+            .await?
     }
 
     async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<StoredAuditRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let rows: Vec<AuditRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_log \
-             WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
-             AND (?3 IS NULL OR principal = ?3 COLLATE NOCASE) AND (?4 IS NULL OR id < ?4) \
-             ORDER BY id DESC LIMIT ?5"
-        ))
-        .bind(q.since.map(Timestamp::micros))
-        .bind(q.until.map(Timestamp::micros))
-        .bind(q.principal.as_ref().map(|p| p.as_str().to_owned()))
-        .bind(q.after)
-        .bind(i64::from(q.limit.get()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        Ok(audit_records(rows))
+        let params = (
+            q.since.map(Timestamp::micros),
+            q.until.map(Timestamp::micros),
+            q.principal.as_ref().map(|p| p.as_str().to_owned()),
+            q.after,
+            q.limit.get(),
+        );
+        self.readers
+            .read_blocking(move |c| {
+                records(
+                    c,
+                    concat!(
+                        "SELECT ",
+                        audit_columns!(),
+                        " FROM audit_log \
+                         WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
+                         AND (?3 IS NULL OR principal = ?3 COLLATE NOCASE) AND (?4 IS NULL OR id < ?4) \
+                         ORDER BY id DESC LIMIT ?5"
+                    ),
+                    params,
+                )
+            })
+            .await?
     }
 
     async fn export_cursor(&self, sink: &str) -> Result<i64, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let delivered: Option<i64> =
-            sqlx::query_scalar("SELECT delivered_id FROM audit_export_cursor WHERE sink = ?1")
-                .bind(sink)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| conn.fail(e))?;
+        let delivered: Option<i64> = self.readers.read(|c| {
+            c.prepare_cached("SELECT delivered_id FROM audit_export_cursor WHERE sink = ?1")?
+                .query_row([sink], |r| r.get(0))
+                .optional()
+        })?;
         Ok(delivered.unwrap_or(0))
     }
 
     async fn advance_export_cursor(&self, sink: &str, delivered_id: i64) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sqlx::query(
-            "INSERT INTO audit_export_cursor (sink, delivered_id) VALUES (?1, ?2) \
-             ON CONFLICT (sink) DO UPDATE SET delivered_id = excluded.delivered_id \
-             WHERE excluded.delivered_id > audit_export_cursor.delivered_id",
-        )
-        .bind(sink)
-        .bind(delivered_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        Ok(())
+        let sink = sink.to_owned();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO audit_export_cursor (sink, delivered_id) VALUES (?1, ?2) \
+                     ON CONFLICT (sink) DO UPDATE SET delivered_id = excluded.delivered_id \
+                     WHERE excluded.delivered_id > audit_export_cursor.delivered_id",
+                )
+                .and_then(|mut s| s.execute((sink, delivered_id)))
+                .map(drop)
+                .map_err(classify)
+            })
+            .await
     }
 }
 
-/// Inserts a batch in one statement: the whole batch travels as one bound JSON parameter,
-/// so it is one round trip and one implicit transaction whatever its size (group commit).
-async fn insert<'c, E>(executor: E, batch: &[StoredAuditRecord]) -> Result<(), sqlx::Error>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let rows: Vec<serde_json::Value> = batch
-        .iter()
-        .map(|stored| {
-            let r = &stored.record;
-            let mac: String = stored.mac.iter().map(|b| format!("{b:02x}")).collect();
-            serde_json::json!([
-                stored.id,
-                r.time.micros(),
-                r.request_id,
-                r.phase.as_str(),
-                r.transport.as_str(),
-                r.client_ip,
-                r.principal,
-                r.auth_method.as_str(),
-                r.operation,
-                r.target,
-                r.status.map(|s| s.code()),
-                r.decision.as_str(),
-                r.reason,
-                r.duration_us,
-                mac,
-                r.count
-            ])
+/// The audit records a statement selects ([`audit_columns`], in order), each checked.
+fn records(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> rusqlite::Result<Result<Vec<StoredAuditRecord>, StoreError>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok(AuditColumns {
+            id: r.get(0)?,
+            time: r.get(1)?,
+            request_id: r.get(2)?,
+            phase: r.get(3)?,
+            transport: r.get(4)?,
+            client_ip: r.get(5)?,
+            principal: r.get(6)?,
+            auth_method: r.get(7)?,
+            operation: r.get(8)?,
+            target: r.get(9)?,
+            status: r.get(10)?,
+            decision: r.get(11)?,
+            reason: r.get(12)?,
+            duration_us: r.get(13)?,
+            mac: r.get(14)?,
+            count: r.get(15)?,
         })
-        .collect();
-    sqlx::query(
+    })?;
+    let columns: Vec<AuditColumns> = rows.collect::<rusqlite::Result<_>>()?;
+    Ok(columns
+        .into_iter()
+        .map(|c| c.decode().map_err(StoreError::Internal))
+        .collect())
+}
+
+/// Inserts a batch, one prepared insert per record inside the writer's transaction (the
+/// group commit): compiled once per connection, each row costs a few microseconds.
+fn insert(conn: &Connection, batch: &[StoredAuditRecord]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO audit_log (id, time, request_id, phase, transport, client_ip, principal, auth_method, \
          operation, target, status, decision, reason, duration_us, mac, count) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-         value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-         unhex(value ->> 14), value ->> 15 FROM json_each(?1) ORDER BY key",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(executor)
-    .await?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for stored in batch {
+        let r = &stored.record;
+        stmt.execute(rusqlite::params![
+            stored.id,
+            r.time.micros(),
+            r.request_id,
+            r.phase.as_str(),
+            r.transport.as_str(),
+            r.client_ip,
+            r.principal,
+            r.auth_method.as_str(),
+            r.operation,
+            r.target,
+            r.status.map(|s| s.code()),
+            r.decision.as_str(),
+            r.reason,
+            r.duration_us,
+            &stored.mac[..],
+            r.count.and_then(|n| i64::try_from(n).ok()),
+        ])?;
+    }
     Ok(())
 }

@@ -2,15 +2,11 @@
 //!
 //! SQLite has no roles, so the limits a PostgreSQL app role would have are enforced by a
 //! callback that SQLite consults while compiling every statement. A statement that needs a
-//! denied action fails to prepare with "not authorized", whatever its text.
-//!
-//! This module is the only `unsafe` code in Natterjack: one FFI registration and one
-//! callback that reads C strings provided by SQLite.
-#![allow(unsafe_code)]
+//! denied action fails to prepare with "not authorized", whatever its text. The callback is
+//! registered through rusqlite's safe API: there is no `unsafe` code in Natterjack.
 
-use libsqlite3_sys as ffi;
-use sqlx::sqlite::SqliteConnection;
-use std::ffi::{CStr, c_char, c_int, c_void};
+use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 /// Columns the API updates, per table. Every other UPDATE is refused.
 const UPDATABLE: &[(&str, &[&str])] = &[
@@ -36,71 +32,42 @@ const INSERTABLE: &[&str] = &[
     "external_identities",
 ];
 
-/// The decision for one action, as a pure function so it can be tested without FFI.
-pub(crate) fn decide(action: c_int, arg1: Option<&str>, arg2: Option<&str>) -> bool {
+/// The decision for one action, as a pure function so it can be tested without a database.
+pub(crate) fn decide(action: &AuthAction<'_>) -> bool {
     match action {
-        ffi::SQLITE_SELECT | ffi::SQLITE_READ | ffi::SQLITE_FUNCTION | ffi::SQLITE_RECURSIVE => {
-            true
-        }
-        ffi::SQLITE_TRANSACTION | ffi::SQLITE_SAVEPOINT => true,
-        ffi::SQLITE_INSERT => arg1.is_some_and(|t| INSERTABLE.contains(&t)),
-        ffi::SQLITE_UPDATE => match (arg1, arg2) {
-            (Some(table), Some(column)) => UPDATABLE
-                .iter()
-                .any(|(t, cols)| *t == table && cols.contains(&column)),
-            _ => false,
-        },
-        ffi::SQLITE_DELETE => arg1.is_some_and(|t| DELETABLE.contains(&t)),
+        AuthAction::Select
+        | AuthAction::Read { .. }
+        | AuthAction::Function { .. }
+        | AuthAction::Recursive
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. } => true,
+        AuthAction::Insert { table_name } => INSERTABLE.contains(table_name),
+        AuthAction::Update {
+            table_name,
+            column_name,
+        } => UPDATABLE
+            .iter()
+            .any(|(t, cols)| t == table_name && cols.contains(column_name)),
+        AuthAction::Delete { table_name } => DELETABLE.contains(table_name),
         // A PRAGMA with an argument changes something; reads (no argument) are harmless.
-        ffi::SQLITE_PRAGMA => arg2.is_none(),
+        AuthAction::Pragma { pragma_value, .. } => pragma_value.is_none(),
         // DDL of every kind, ATTACH/DETACH, ANALYZE, REINDEX, virtual tables, and any
         // action code this list does not know: refused.
         _ => false,
     }
 }
 
-/// The callback SQLite calls while preparing each statement.
-///
-/// # Safety
-/// SQLite passes either null or valid NUL-terminated strings that live for the duration of
-/// the call; they are only read here, never stored.
-unsafe extern "C" fn callback(
-    _user_data: *mut c_void,
-    action: c_int,
-    arg1: *const c_char,
-    arg2: *const c_char,
-    _database: *const c_char,
-    _trigger: *const c_char,
-) -> c_int {
-    // SAFETY: per the SQLite documentation of sqlite3_set_authorizer, each argument is null
-    // or points to a NUL-terminated string valid until this callback returns.
-    let read = |p: *const c_char| {
-        (!p.is_null())
-            .then(|| unsafe { CStr::from_ptr(p) }.to_str().ok())
-            .flatten()
-    };
-    if decide(action, read(arg1), read(arg2)) {
-        ffi::SQLITE_OK
+fn callback(context: AuthContext<'_>) -> Authorization {
+    if decide(&context.action) {
+        Authorization::Allow
     } else {
-        ffi::SQLITE_DENY
+        Authorization::Deny
     }
 }
 
 /// Installs the authorizer on a freshly opened server connection.
-pub(crate) async fn install(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: `db` is the live connection handle, exclusively locked by `handle` for the
-    // duration of this call; the callback is a plain function with no user data, so there is
-    // no pointer whose lifetime could end before the connection's.
-    let rc = unsafe { ffi::sqlite3_set_authorizer(db, Some(callback), std::ptr::null_mut()) };
-    if rc == ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        Err(sqlx::Error::Protocol(format!(
-            "could not install the SQLite authorizer (code {rc})"
-        )))
-    }
+pub(crate) fn install(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.authorizer(Some(callback))
 }
 
 #[cfg(test)]
@@ -110,47 +77,68 @@ mod tests {
     #[test]
     fn ddl_attach_and_pragma_writes_are_denied() {
         for action in [
-            ffi::SQLITE_CREATE_TABLE,
-            ffi::SQLITE_DROP_TABLE,
-            ffi::SQLITE_ALTER_TABLE,
-            ffi::SQLITE_CREATE_TRIGGER,
-            ffi::SQLITE_DROP_TRIGGER,
-            ffi::SQLITE_CREATE_INDEX,
-            ffi::SQLITE_ATTACH,
-            ffi::SQLITE_DETACH,
-            ffi::SQLITE_CREATE_VTABLE,
+            AuthAction::CreateTable {
+                table_name: "users",
+            },
+            AuthAction::DropTable {
+                table_name: "users",
+            },
+            AuthAction::AlterTable {
+                database_name: "main",
+                table_name: "users",
+            },
+            AuthAction::CreateTrigger {
+                trigger_name: "t",
+                table_name: "users",
+            },
+            AuthAction::DropTrigger {
+                trigger_name: "audit_log_is_append_only",
+                table_name: "audit_log",
+            },
+            AuthAction::CreateIndex {
+                index_name: "i",
+                table_name: "users",
+            },
+            AuthAction::Attach { filename: "x.db" },
+            AuthAction::Detach { database_name: "x" },
+            AuthAction::CreateVtable {
+                table_name: "v",
+                module_name: "fts5",
+            },
         ] {
-            assert!(!decide(action, Some("users"), None), "action {action}");
+            assert!(!decide(&action), "{action:?}");
         }
-        assert!(!decide(
-            ffi::SQLITE_PRAGMA,
-            Some("journal_mode"),
-            Some("delete")
-        ));
-        assert!(decide(ffi::SQLITE_PRAGMA, Some("journal_mode"), None));
+        assert!(!decide(&AuthAction::Pragma {
+            pragma_name: "journal_mode",
+            pragma_value: Some("delete")
+        }));
+        assert!(decide(&AuthAction::Pragma {
+            pragma_name: "journal_mode",
+            pragma_value: None
+        }));
     }
 
     #[test]
     fn only_the_updates_and_deletes_the_api_needs_are_allowed() {
-        assert!(decide(
-            ffi::SQLITE_UPDATE,
-            Some("users"),
-            Some("password_hash")
-        ));
-        assert!(!decide(ffi::SQLITE_UPDATE, Some("users"), Some("username")));
-        assert!(!decide(
-            ffi::SQLITE_UPDATE,
-            Some("messages"),
-            Some("space_id")
-        ));
-        assert!(!decide(
-            ffi::SQLITE_UPDATE,
-            Some("data_keys"),
-            Some("wrapped")
-        ));
-        assert!(!decide(ffi::SQLITE_INSERT, Some("data_keys"), None));
-        assert!(!decide(ffi::SQLITE_DELETE, Some("users"), None));
-        assert!(!decide(ffi::SQLITE_DELETE, Some("spaces"), None));
-        assert!(decide(ffi::SQLITE_DELETE, Some("messages"), None));
+        let update = |table_name, column_name| AuthAction::Update {
+            table_name,
+            column_name,
+        };
+        assert!(decide(&update("users", "password_hash")));
+        assert!(!decide(&update("users", "username")));
+        assert!(!decide(&update("messages", "space_id")));
+        assert!(!decide(&update("data_keys", "wrapped")));
+        assert!(!decide(&AuthAction::Insert {
+            table_name: "data_keys"
+        }));
+        assert!(!decide(&AuthAction::Delete {
+            table_name: "users"
+        }));
+        assert!(!decide(&AuthAction::Delete {
+            table_name: "spaces"
+        }));
+        assert!(decide(&AuthAction::Delete {
+            table_name: "messages"
+        }));
     }
 }

@@ -1,21 +1,35 @@
 use natterjack_core::ports::StoreError;
+use rusqlite::ErrorCode;
 
-/// Classifies a sqlx error once, for every query: uniqueness → `Conflict`; busy, locked or
-/// unreachable → `Unavailable`; everything else (including "not authorized") → `Internal`.
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+/// Classifies a SQLite error once, for every statement: uniqueness → `Conflict`; busy,
+/// locked, I/O or a full disk → `Unavailable`; everything else (including "not
+/// authorized") → `Internal`.
+pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        sqlx::Error::Database(db)
-            if matches!(db.code().as_deref(), Some("5" | "6" | "261" | "517")) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::ConstraintViolation
+                if matches!(
+                    failure.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                StoreError::Conflict
+            }
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        },
         _ => StoreError::Internal(e.to_string()),
     }
+}
+
+/// The error of a call on a store that has been closed.
+pub(crate) fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
 }
 
 pub(crate) use crate::rows::corrupt;

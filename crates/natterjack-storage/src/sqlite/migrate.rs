@@ -5,8 +5,7 @@ use super::sealed;
 use crate::Migrated;
 use crate::sealing::Keyring;
 use natterjack_core::ports::StoreError;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Executor};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 /// The migrations, in order. Versions are shared with the PostgreSQL backend's numbering.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -56,63 +55,58 @@ pub fn latest_version() -> i64 {
 }
 
 /// The version the database is at (0 for a new database). Reads only.
-pub async fn current_version(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    let tracked: i64 = sqlx::query_scalar(
+pub fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let tracked: i64 = conn.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+        [],
+        |row| row.get(0),
+    )?;
     if tracked == 0 {
         return Ok(0);
     }
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
-        .fetch_one(&mut *conn)
-        .await?;
+    let version: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .flatten();
     Ok(version.unwrap_or(0))
 }
 
 /// Applies every migration newer than the database, each in its own transaction, sealing
 /// plaintext rows inside the schema-7 transaction with `keyring`.
-pub async fn run(conn: &mut SqliteConnection, keyring: &Keyring) -> Result<Migrated, StoreError> {
-    conn.execute(
+pub fn run(conn: &mut Connection, keyring: &Keyring) -> Result<Migrated, StoreError> {
+    conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
     )
-    .await
     .map_err(classify)?;
-    let current = current_version(conn).await.map_err(classify)?;
+    let current = current_version(conn).map_err(classify)?;
     let mut done = Migrated::default();
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-        let mut tx = conn.begin().await.map_err(classify)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(classify)?;
         if *version == SEALED {
-            done.sealed = sealed::seal_plaintext(&mut tx, keyring).await?;
+            done.sealed = sealed::seal_plaintext(&tx, keyring)?;
         }
         // The migration text is a constant compiled into the binary, never input.
-        sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())")
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        tx.execute_batch(sql).map_err(classify)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())",
+            (version, name),
+        )
+        .map_err(classify)?;
+        tx.commit().map_err(classify)?;
         done.applied.push(*version);
     }
     if done.sealed > 0 {
         // The old text is gone from the tables but not yet from free pages and the WAL:
         // rebuild the file and empty the WAL.
-        sqlx::raw_sql("VACUUM")
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-        sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut *conn)
-            .await
+        conn.execute_batch("VACUUM").map_err(classify)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(classify)?;
     }
     // Whatever was applied, the configured key-encryption key must open every data key.
-    sealed::load(conn, keyring).await?;
+    sealed::load(conn, keyring)?;
     Ok(done)
 }

@@ -1,12 +1,18 @@
-//! The SQLite implementation of the storage port: the embedded default.
+//! The SQLite implementation of the storage port: the embedded default, on rusqlite.
+//!
+//! Reads run on the caller's thread ([`readers`]); writes run on one writer thread that
+//! commits them in groups ([`writer`]). Both kinds of connection are under the
+//! [`authorizer`]; migrations and the operator's key changes use an owner connection
+//! without it.
 
 mod audit;
 pub mod authorizer;
-mod connections;
+mod connect;
 mod errors;
 pub mod migrate;
+mod readers;
 mod sealed;
 mod store;
+mod writer;
 
-pub use connections::Lease;
 pub use store::SqliteStore;

@@ -1,11 +1,13 @@
-use super::connections::{Connections, Lease};
-use super::errors::classify;
+use super::connect;
+use super::errors::{classify, corrupt};
 use super::migrate;
+use super::readers::Readers;
 use super::sealed;
+use super::writer::Writer;
 use crate::Migrated;
 use crate::ids::{BLOCK, IdBlocks, RowTable};
 use crate::rotation::{KeyUsage, ResealBatch, ResealCursor, Resealing};
-use crate::rows::{self, MessageRow, SpaceRow, corrupt, message, permissions, space};
+use crate::rows::{self, MessageRow, SpaceRow, message, permissions, space};
 use crate::sealing::{Keyring, Place};
 use async_trait::async_trait;
 use natterjack_core::clock::{Clock, SystemClock};
@@ -16,51 +18,52 @@ use natterjack_core::ports::{
     MemberRecord, MessagePage, MessageRecord, NO_LOCAL_PASSWORD, SpaceRecord, Store, StoreError,
     UserRecord,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection};
+use rusqlite::{Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The SQLite store: a pool of connections that each run under the authorizer, and the
-/// keyring that seals and opens user content.
+/// The SQLite store: reads on the caller's thread from a few read-only connections, writes
+/// on one writer thread in group-committed transactions (both under the authorizer), and
+/// the keyring that seals and opens user content.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pub(super) conns: Arc<Connections>,
+    pub(super) readers: Arc<Readers>,
+    pub(super) writer: Arc<Writer>,
     keyring: Arc<Keyring>,
     ids: Arc<IdBlocks>,
 }
 
-type UserRow = (i64, String, String, i64);
-
 const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
 
-pub(super) fn options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
+fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn user(row: (i64, String, String, i64)) -> Result<UserRecord, StoreError> {
+    rows::user(row.0, &row.1, row.2, row.3 == 1)
+}
+
+fn space_row(r: &Row<'_>) -> rusqlite::Result<SpaceRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 impl SqliteStore {
     /// Creates the database file if needed and applies pending migrations on a separate
     /// owner connection, sealing plaintext rows with `keyring` on the way to schema 7.
     pub async fn migrate(path: &Path, keyring: &Keyring) -> Result<Migrated, StoreError> {
-        let mut owner = Self::owner(path, true).await?;
-        let done = migrate::run(&mut owner, keyring).await?;
-        owner.close().await.map_err(classify)?;
-        Ok(done)
-    }
-
-    /// A connection without the authorizer, for migrations and the operator's key changes.
-    async fn owner(path: &Path, create: bool) -> Result<SqliteConnection, StoreError> {
-        options(path)
-            .create_if_missing(create)
-            .connect()
-            .await
-            .map_err(classify)
+        let mut owner = connect::owner(path, true)?;
+        migrate::run(&mut owner, keyring)
     }
 
     /// The data keys of the database at `path` (none when it does not exist or predates
@@ -71,34 +74,31 @@ impl SqliteStore {
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let mut conn = Self::owner(path, false).await?;
-        let found: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'data_keys'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(classify)?;
-        let held = if found == 1 {
-            sealed::data_keys(&mut conn).await?
+        let conn = connect::owner(path, false)?;
+        let found: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'data_keys'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(classify)?;
+        if found == 1 {
+            sealed::data_keys(&conn).map_err(classify)
         } else {
-            Vec::new()
-        };
-        conn.close().await.map_err(classify)?;
-        Ok(held)
+            Ok(Vec::new())
+        }
     }
 
     /// Makes a new data key current (new writes use it once each server has reloaded its
     /// keys); the servers then re-seal older rows in the background. Returns its id.
     pub async fn rotate_key(path: &Path, keyring: &Keyring) -> Result<u32, StoreError> {
-        let mut owner = Self::owner(path, false).await?;
-        sealed::load(&mut owner, keyring).await?;
-        let mut tx = owner
-            .begin_with("BEGIN IMMEDIATE")
-            .await
+        let mut owner = connect::owner(path, false)?;
+        sealed::load(&owner, keyring)?;
+        let tx = owner
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(classify)?;
-        let id = sealed::add_current_key(&mut tx, keyring).await?;
-        tx.commit().await.map_err(classify)?;
-        owner.close().await.map_err(classify)?;
+        let id = sealed::add_current_key(&tx, keyring)?;
+        tx.commit().map_err(classify)?;
         Ok(id)
     }
 
@@ -111,20 +111,17 @@ impl SqliteStore {
         let target = target
             .to_str()
             .ok_or_else(|| StoreError::Internal("the backup path is not UTF-8".into()))?;
-        let mut owner = Self::owner(path, false).await?;
-        sqlx::query("VACUUM INTO ?1")
-            .bind(target)
-            .execute(&mut owner)
-            .await
-            .map_err(classify)?;
-        owner.close().await.map_err(classify)
+        let owner = connect::owner(path, false)?;
+        owner
+            .execute("VACUUM INTO ?1", [target])
+            .map(drop)
+            .map_err(classify)
     }
 
     /// Erases a retired data key, refused while any row is sealed under it.
     pub async fn destroy_key(path: &Path, key: u32) -> Result<(), StoreError> {
-        let mut owner = Self::owner(path, false).await?;
-        sealed::destroy_key(&mut owner, key).await?;
-        owner.close().await.map_err(classify)
+        let mut owner = connect::owner(path, false)?;
+        sealed::destroy_key(&mut owner, key)
     }
 
     /// Re-wraps every data key with `next` (rotating the key-encryption key). Returns
@@ -134,16 +131,15 @@ impl SqliteStore {
         keyring: &Keyring,
         next: &crate::sealing::KeyEncryptionKey,
     ) -> Result<usize, StoreError> {
-        let mut owner = Self::owner(path, false).await?;
-        sealed::load(&mut owner, keyring).await?;
-        let done = sealed::rewrap(&mut owner, keyring, next).await?;
-        owner.close().await.map_err(classify)?;
-        Ok(done)
+        let mut owner = connect::owner(path, false)?;
+        sealed::load(&owner, keyring)?;
+        sealed::rewrap(&mut owner, keyring, next)
     }
 
-    /// Opens the server's connection pool. Fails if the schema is not at the version this
-    /// build expects, so a server never runs against a half-migrated database, or if the
-    /// key-encryption key in `keyring` does not open every data key (the error names it).
+    /// Opens the server's connections: `max_connections` readers and one writer. Fails if
+    /// the schema is not at the version this build expects, so a server never runs against
+    /// a half-migrated database, or if the key-encryption key in `keyring` does not open
+    /// every data key (the error names it).
     pub async fn open(
         path: &Path,
         max_connections: u32,
@@ -155,49 +151,60 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        {
-            let mut check: SqliteConnection = options(path).connect().await.map_err(classify)?;
-            let version = migrate::current_version(&mut check)
-                .await
-                .map_err(classify)?;
-            if version != migrate::latest_version() {
-                return Err(StoreError::Internal(format!(
-                    "database schema is at version {version}, this build needs {}: run `natterjack migrate`",
-                    migrate::latest_version()
-                )));
-            }
-            sealed::load(&mut check, &keyring).await?;
-            check.close().await.map_err(classify)?;
-            if keyring.current().is_none() {
-                return Err(StoreError::Internal(
-                    "the database holds no current data key: run `natterjack migrate`".into(),
-                ));
-            }
+        // The writer first: it opens the WAL, which the read-only readers then share.
+        let writer_conn = connect::writer(path)?;
+        let version = migrate::current_version(&writer_conn).map_err(classify)?;
+        if version != migrate::latest_version() {
+            return Err(StoreError::Internal(format!(
+                "database schema is at version {version}, this build needs {}: run `natterjack migrate`",
+                migrate::latest_version()
+            )));
         }
+        sealed::load(&writer_conn, &keyring)?;
+        if keyring.current().is_none() {
+            return Err(StoreError::Internal(
+                "the database holds no current data key: run `natterjack migrate`".into(),
+            ));
+        }
+        let ids = Arc::new(IdBlocks::default());
+        let forget = ids.clone();
         let store = Self {
-            conns: Arc::new(Connections::new(
-                options(path),
-                max_connections,
-                Duration::from_secs(5),
-            )),
+            readers: Arc::new(Readers::new(path.to_owned(), max_connections)),
+            writer: Arc::new(Writer::start(writer_conn, move || forget.forget())?),
             keyring,
-            ids: Arc::new(IdBlocks::default()),
+            ids,
         };
-        // Open the first connection now, authorizer and all, so a database that cannot be
-        // served stops the start-up instead of the first request.
-        drop(store.conns.lease().await?);
+        // Open a reader now, authorizer and all, so a database that cannot be served stops
+        // the start-up instead of the first request.
+        store.ping().await?;
         Ok(store)
     }
 
-    /// One of the server's connections, under the authorizer, for as long as the lease is
-    /// held. Exposed for the least-privilege tests and the benchmarks.
-    pub async fn connection(&self) -> Result<Lease<'_>, StoreError> {
-        self.conns.lease().await
+    /// Runs `f` on the server's writing connection, under the authorizer, inside the
+    /// writer's transaction (rolled back if `f` fails). For the least-privilege tests and
+    /// the benchmarks, which check what a server connection can and cannot do.
+    pub async fn on_server_connection<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.writer.write(move |c| f(c).map_err(classify)).await
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    /// Runs `f` on one of the server's reading connections (read-only, under the
+    /// authorizer). For the least-privilege tests.
+    pub fn on_reading_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.readers.read(f)
+    }
+
+    /// Closes every connection after the queued writes (the last close checkpoints the
+    /// WAL).
     pub async fn close(&self) {
-        self.conns.close().await;
+        self.writer.close().await;
+        self.readers.close();
     }
 
     /// The keyring sealing this store's content.
@@ -205,38 +212,48 @@ impl SqliteStore {
         &self.keyring
     }
 
-    /// The id of the next row of `table`, from this store's reserved block, reserving a
-    /// new block when it is used up.
-    async fn next_id(&self, table: RowTable) -> Result<i64, StoreError> {
-        if let Some(id) = self.ids.take(table) {
-            return Ok(id);
-        }
-        let mut conn = self.conns.lease().await?;
-        let end: i64 = sqlx::query_scalar(
-            "UPDATE row_ids SET next = next + ?2 WHERE name = ?1 RETURNING next",
-        )
-        .bind(table.name())
-        .bind(BLOCK)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        Ok(self.ids.refill(table, end))
-    }
-
     /// Reloads the data keys first if a row names one this process does not hold yet.
-    async fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
+    fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
         if rows::needs_reload(&self.keyring, keys) {
-            self.reload_keys().await?;
+            let keyring = &self.keyring;
+            self.readers.read(|c| Ok(sealed::load(c, keyring)))??;
         }
         Ok(())
     }
 }
 
+/// The id of the next row of `table`, from the store's reserved block, reserving a new
+/// block in the writer's transaction when it is used up. A reservation whose transaction
+/// fails is forgotten by the writer (`IdBlocks::forget`), so its ids are never handed out.
+fn next_id(conn: &Connection, ids: &IdBlocks, table: RowTable) -> Result<i64, StoreError> {
+    if let Some(id) = ids.take(table) {
+        return Ok(id);
+    }
+    let end: i64 = conn
+        .prepare_cached("UPDATE row_ids SET next = next + ?2 WHERE name = ?1 RETURNING next")
+        .and_then(|mut s| s.query_row((table.name(), BLOCK), |r| r.get(0)))
+        .map_err(classify)?;
+    Ok(ids.refill(table, end))
+}
+
+/// Runs `write`; if it fails after reserving ids, forgets them (its savepoint rolls the
+/// reservation back).
+fn forgetting_on_error<T>(
+    ids: &IdBlocks,
+    write: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let done = write();
+    if done.is_err() {
+        ids.forget();
+    }
+    done
+}
+
 #[async_trait]
 impl Resealing for SqliteStore {
     async fn reload_keys(&self) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sealed::load(&mut conn, &self.keyring).await
+        let keyring = &self.keyring;
+        self.readers.read(|c| Ok(sealed::load(c, keyring)))?
     }
 
     async fn reseal_batch(
@@ -244,18 +261,15 @@ impl Resealing for SqliteStore {
         cursor: ResealCursor,
         limit: u32,
     ) -> Result<ResealBatch, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sealed::reseal_batch(&mut conn, &self.keyring, cursor, limit).await
+        let keyring = self.keyring.clone();
+        self.writer
+            .write(move |c| sealed::reseal_batch(c, &keyring, cursor, limit))
+            .await
     }
 
     async fn key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sealed::key_usage(&mut conn).await
+        self.readers.read_blocking(sealed::key_usage).await
     }
-}
-
-fn user(row: UserRow) -> Result<UserRecord, StoreError> {
-    rows::user(row.0, &row.1, row.2, row.3 == 1)
 }
 
 #[async_trait]
@@ -265,52 +279,54 @@ impl Store for SqliteStore {
         username: &Username,
         password_hash: &str,
     ) -> Result<UserRecord, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: UserRow = sqlx::query_as(
-            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?1, ?2, 0, ?3) \
-             RETURNING id, username, password_hash, is_admin",
-        )
-        .bind(username.as_str())
-        .bind(password_hash)
-        .bind(SystemClock.wall().micros())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let name = username.as_str().to_owned();
+        let hash = password_hash.to_owned();
+        let row = self
+            .writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?1, ?2, 0, ?3) \
+                     RETURNING id, username, password_hash, is_admin",
+                )
+                .and_then(|mut s| s.query_row((name, hash, SystemClock.wall().micros()), user_row))
+                .map_err(classify)
+            })
+            .await?;
         user(row)
     }
 
     async fn find_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, username, password_hash, is_admin FROM users WHERE username = ?1",
-        )
-        .bind(username.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let row = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT id, username, password_hash, is_admin FROM users WHERE username = ?1",
+            )?
+            .query_row([username.as_str()], user_row)
+            .optional()
+        })?;
         row.map(user).transpose()
     }
 
     async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sqlx::query("UPDATE users SET password_hash = ?1 WHERE id = ?2")
-            .bind(password_hash)
-            .bind(user.get())
-            .execute(&mut *conn)
+        let hash = password_hash.to_owned();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")
+                    .and_then(|mut s| s.execute((hash, user.get())))
+                    .map(drop)
+                    .map_err(classify)
+            })
             .await
-            .map_err(|e| conn.fail(e))?;
-        Ok(())
     }
 
     async fn set_admin(&self, user: UserId, admin: bool) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sqlx::query("UPDATE users SET is_admin = ?1 WHERE id = ?2")
-            .bind(i64::from(admin))
-            .bind(user.get())
-            .execute(&mut *conn)
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("UPDATE users SET is_admin = ?1 WHERE id = ?2")
+                    .and_then(|mut s| s.execute((i64::from(admin), user.get())))
+                    .map(drop)
+                    .map_err(classify)
+            })
             .await
-            .map_err(|e| conn.fail(e))?;
-        Ok(())
     }
 
     async fn find_linked_user(
@@ -318,16 +334,14 @@ impl Store for SqliteStore {
         source: &str,
         subject: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.username, u.password_hash, u.is_admin FROM external_identities e \
-             JOIN users u ON u.id = e.user_id WHERE e.source = ?1 AND e.subject = ?2",
-        )
-        .bind(source)
-        .bind(subject)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let row = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT u.id, u.username, u.password_hash, u.is_admin FROM external_identities e \
+                 JOIN users u ON u.id = e.user_id WHERE e.source = ?1 AND e.subject = ?2",
+            )?
+            .query_row([source, subject], user_row)
+            .optional()
+        })?;
         row.map(user).transpose()
     }
 
@@ -337,18 +351,19 @@ impl Store for SqliteStore {
         source: &str,
         subject: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sqlx::query(
-            "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(source)
-        .bind(subject)
-        .bind(user.get())
-        .bind(SystemClock.wall().micros())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        Ok(())
+        let (source, subject) = (source.to_owned(), subject.to_owned());
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute((source, subject, user.get(), SystemClock.wall().micros()))
+                })
+                .map(drop)
+                .map_err(classify)
+            })
+            .await
     }
 
     async fn create_linked_user(
@@ -357,30 +372,27 @@ impl Store for SqliteStore {
         source: &str,
         subject: &str,
     ) -> Result<UserRecord, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let now = SystemClock.wall().micros();
-        let mut tx = conn.begin(None).await?;
-        let row: UserRow = sqlx::query_as(
-            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?1, ?2, 0, ?3) \
-             RETURNING id, username, password_hash, is_admin",
-        )
-        .bind(username.as_str())
-        .bind(NO_LOCAL_PASSWORD)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(source)
-        .bind(subject)
-        .bind(row.0)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        let name = username.as_str().to_owned();
+        let (source, subject) = (source.to_owned(), subject.to_owned());
+        let row = self
+            .writer
+            .write(move |c| {
+                let now = SystemClock.wall().micros();
+                let row = c
+                    .prepare_cached(
+                        "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?1, ?2, 0, ?3) \
+                         RETURNING id, username, password_hash, is_admin",
+                    )
+                    .and_then(|mut s| s.query_row((name, NO_LOCAL_PASSWORD, now), user_row))
+                    .map_err(classify)?;
+                c.prepare_cached(
+                    "INSERT INTO external_identities (source, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute((source, subject, row.0, now)))
+                .map_err(classify)?;
+                Ok(row)
+            })
+            .await?;
         user(row)
     }
 
@@ -389,37 +401,36 @@ impl Store for SqliteStore {
         name: &SpaceName,
         owner: UserId,
     ) -> Result<SpaceRecord, StoreError> {
-        // The row id is part of the seal's associated data: take it first, then seal.
-        let id = self.next_id(RowTable::Spaces).await?;
-        let (key, sealed) = rows::seal(&self.keyring, &Place::space_name(id), name.as_str())?;
-        let mut conn = self.conns.lease().await?;
-        let now = SystemClock.wall().micros();
-        let mut tx = conn.begin(None).await?;
-        let owner_name: String = sqlx::query_scalar(
-            "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             RETURNING (SELECT username FROM users WHERE id = ?4)",
-        )
-        .bind(id)
-        .bind(sealed)
-        .bind(key)
-        .bind(owner.get())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
-        )
-        .bind(id)
-        .bind(owner.get())
-        .bind(Permissions::ALL.bits())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        let (keyring, ids) = (self.keyring.clone(), self.ids.clone());
+        let text = name.as_str().to_owned();
+        let (id, owner_name, now) = self
+            .writer
+            .write(move |c| {
+                forgetting_on_error(&ids, || {
+                    // The row id is part of the seal's associated data: take it, then seal.
+                    let id = next_id(c, &ids, RowTable::Spaces)?;
+                    let (key, sealed) = rows::seal(&keyring, &Place::space_name(id), &text)?;
+                    let now = SystemClock.wall().micros();
+                    let owner_name: String = c
+                        .prepare_cached(
+                            "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                             RETURNING (SELECT username FROM users WHERE id = ?4)",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row((id, sealed, key, owner.get(), now), |r| r.get(0))
+                        })
+                        .map_err(classify)?;
+                    c.prepare_cached(
+                        "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
+                    )
+                    .and_then(|mut s| s.execute((id, owner.get(), Permissions::ALL.bits(), now)))
+                    .map_err(classify)?;
+                    Ok((id, owner_name, now))
+                })
+            })
+            .await?;
         Ok(SpaceRecord {
-            id: natterjack_core::domain::SpaceId::from_i64(id).map_err(|_| corrupt("spaces.id"))?,
+            id: SpaceId::from_i64(id).map_err(|_| corrupt("spaces.id"))?,
             name: name.clone(),
             owner: Username::parse(&owner_name).map_err(|_| corrupt("users.username"))?,
             created_at: Timestamp::from_micros(now),
@@ -427,34 +438,30 @@ impl Store for SqliteStore {
     }
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let rows: Vec<SpaceRow> = sqlx::query_as(
+        let rows: Vec<SpaceRow> = self.readers.read(|c| {
             // Driven by the user's memberships (the `memberships_by_user` index, already in
             // order), so the cost follows the user's spaces, not every space there is.
-            "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
-             JOIN spaces s ON s.id = m.space_id \
-             JOIN users u ON u.id = s.owner_id \
-             WHERE m.user_id = ?1 \
-             ORDER BY m.space_id DESC LIMIT 1000",
-        )
-        .bind(user.get())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        drop(conn);
-        self.keys_for(rows.iter().map(|r| r.2)).await?;
+            c.prepare_cached(
+                "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
+                 JOIN spaces s ON s.id = m.space_id \
+                 JOIN users u ON u.id = s.owner_id \
+                 WHERE m.user_id = ?1 \
+                 ORDER BY m.space_id DESC LIMIT 1000",
+            )?
+            .query_map([user.get()], space_row)?
+            .collect()
+        })?;
+        self.keys_for(rows.iter().map(|r| r.2))?;
         rows.into_iter().map(|r| space(&self.keyring, r)).collect()
     }
 
     async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: Option<SpaceRow> = sqlx::query_as(SPACE_BY_ID)
-            .bind(id.get())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| conn.fail(e))?;
-        drop(conn);
-        self.keys_for(row.iter().map(|r| r.2)).await?;
+        let row: Option<SpaceRow> = self.readers.read(|c| {
+            c.prepare_cached(SPACE_BY_ID)?
+                .query_row([id.get()], space_row)
+                .optional()
+        })?;
+        self.keys_for(row.iter().map(|r| r.2))?;
         row.map(|r| space(&self.keyring, r)).transpose()
     }
 
@@ -463,28 +470,25 @@ impl Store for SqliteStore {
         space: SpaceId,
         user: UserId,
     ) -> Result<Permissions, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let bits: Option<i64> = sqlx::query_scalar(
-            "SELECT permissions FROM memberships WHERE space_id = ?1 AND user_id = ?2",
-        )
-        .bind(space.get())
-        .bind(user.get())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let bits: Option<i64> = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT permissions FROM memberships WHERE space_id = ?1 AND user_id = ?2",
+            )?
+            .query_row([space.get(), user.get()], |r| r.get(0))
+            .optional()
+        })?;
         permissions(bits)
     }
 
     async fn members_of(&self, space: SpaceId) -> Result<Vec<MemberRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.space_id = ?1 ORDER BY u.username",
-        )
-        .bind(space.get())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let rows: Vec<(String, i64)> = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.space_id = ?1 ORDER BY u.username",
+            )?
+            .query_map([space.get()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })?;
         rows.into_iter()
             .map(|(name, bits)| {
                 Ok(MemberRecord {
@@ -502,20 +506,23 @@ impl Store for SqliteStore {
         add: Permissions,
         by: UserId,
     ) -> Result<Permissions, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let bits: i64 = sqlx::query_scalar(
-            "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (space_id, user_id) DO UPDATE SET permissions = permissions | excluded.permissions, \
-             granted_by = excluded.granted_by, granted_at = excluded.granted_at RETURNING permissions",
-        )
-        .bind(space.get())
-        .bind(user.get())
-        .bind(add.bits())
-        .bind(by.get())
-        .bind(SystemClock.wall().micros())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let bits: i64 = self
+            .writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (space_id, user_id) DO UPDATE SET permissions = permissions | excluded.permissions, \
+                     granted_by = excluded.granted_by, granted_at = excluded.granted_at RETURNING permissions",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        (space.get(), user.get(), add.bits(), by.get(), SystemClock.wall().micros()),
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(classify)
+            })
+            .await?;
         permissions(Some(bits))
     }
 
@@ -525,26 +532,25 @@ impl Store for SqliteStore {
         user: UserId,
         remove: Permissions,
     ) -> Result<Permissions, StoreError> {
-        let mut conn = self.conns.lease().await?;
         let keep = Permissions::ALL.without(remove).bits();
-        let mut tx = conn.begin(None).await?;
-        sqlx::query("DELETE FROM memberships WHERE space_id = ?1 AND user_id = ?2 AND (permissions & ?3) = 0")
-            .bind(space.get())
-            .bind(user.get())
-            .bind(keep)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let left: Option<i64> = sqlx::query_scalar(
-            "UPDATE memberships SET permissions = permissions & ?3 WHERE space_id = ?1 AND user_id = ?2 RETURNING permissions",
-        )
-        .bind(space.get())
-        .bind(user.get())
-        .bind(keep)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
+        let left: Option<i64> = self
+            .writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "DELETE FROM memberships WHERE space_id = ?1 AND user_id = ?2 AND (permissions & ?3) = 0",
+                )
+                .and_then(|mut s| s.execute((space.get(), user.get(), keep)))
+                .map_err(classify)?;
+                c.prepare_cached(
+                    "UPDATE memberships SET permissions = permissions & ?3 WHERE space_id = ?1 AND user_id = ?2 RETURNING permissions",
+                )
+                .and_then(|mut s| {
+                    s.query_row((space.get(), user.get(), keep), |r| r.get(0))
+                        .optional()
+                })
+                .map_err(classify)
+            })
+            .await?;
         permissions(left)
     }
 
@@ -554,27 +560,30 @@ impl Store for SqliteStore {
         author: UserId,
         body: &MessageText,
     ) -> Result<MessageRecord, StoreError> {
-        // The row id is part of the seal's associated data: take it first, then seal.
-        let id = self.next_id(RowTable::Messages).await?;
-        let (key, sealed) = rows::seal(
-            &self.keyring,
-            &Place::message_body(id, space.get()),
-            body.as_str(),
-        )?;
-        let mut conn = self.conns.lease().await?;
-        let (author_name, created_at): (String, i64) = sqlx::query_as(
-            "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             RETURNING (SELECT username FROM users WHERE id = ?3), created_at",
-        )
-        .bind(id)
-        .bind(space.get())
-        .bind(author.get())
-        .bind(sealed)
-        .bind(key)
-        .bind(SystemClock.wall().micros())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
+        let (keyring, ids) = (self.keyring.clone(), self.ids.clone());
+        let text = body.as_str().to_owned();
+        let (id, author_name, created_at) = self
+            .writer
+            .write(move |c| {
+                forgetting_on_error(&ids, || {
+                    // The row id is part of the seal's associated data: take it, then seal.
+                    let id = next_id(c, &ids, RowTable::Messages)?;
+                    let (key, sealed) =
+                        rows::seal(&keyring, &Place::message_body(id, space.get()), &text)?;
+                    c.prepare_cached(
+                        "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         RETURNING id, (SELECT username FROM users WHERE id = ?3), created_at",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(
+                            (id, space.get(), author.get(), sealed, key, SystemClock.wall().micros()),
+                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                        )
+                    })
+                    .map_err(classify)
+                })
+            })
+            .await?;
         Ok(MessageRecord {
             id: MessageId::from_i64(id).map_err(|_| corrupt("messages.id"))?,
             space,
@@ -589,25 +598,29 @@ impl Store for SqliteStore {
         space: SpaceId,
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        // The cursor is a range bound on the index (`id < ?3`, the largest id when absent),
-        // never an `OR`, which would make every later page scan from the newest message.
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
-             JOIN users u ON u.id = m.author_id \
-             WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
-             AND m.id < coalesce(?3, 9223372036854775807) \
-             ORDER BY m.id DESC LIMIT ?4",
-        )
-        .bind(space.get())
-        .bind(page.since.map(Timestamp::micros))
-        .bind(page.after.map(MessageId::get))
-        .bind(i64::from(page.limit.get()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        drop(conn);
-        self.keys_for(rows.iter().map(|r| r.4)).await?;
+        let rows: Vec<MessageRow> = self.readers.read(|c| {
+            // The cursor is a range bound on the index (`id < ?3`, the largest id when
+            // absent), never an `OR`, which would make every later page scan from the
+            // newest message.
+            c.prepare_cached(
+                "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
+                 JOIN users u ON u.id = m.author_id \
+                 WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
+                 AND m.id < coalesce(?3, 9223372036854775807) \
+                 ORDER BY m.id DESC LIMIT ?4",
+            )?
+            .query_map(
+                (
+                    space.get(),
+                    page.since.map(Timestamp::micros),
+                    page.after.map(MessageId::get),
+                    i64::from(page.limit.get()),
+                ),
+                message_row,
+            )?
+            .collect()
+        })?;
+        self.keys_for(rows.iter().map(|r| r.4))?;
         rows.into_iter()
             .map(|r| message(&self.keyring, r))
             .collect()
@@ -618,38 +631,31 @@ impl Store for SqliteStore {
         space: SpaceId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let row: Option<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
-             JOIN users u ON u.id = m.author_id WHERE m.space_id = ?1 AND m.id = ?2",
-        )
-        .bind(space.get())
-        .bind(id.get())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| conn.fail(e))?;
-        drop(conn);
-        self.keys_for(row.iter().map(|r| r.4)).await?;
+        let row: Option<MessageRow> = self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
+                 JOIN users u ON u.id = m.author_id WHERE m.space_id = ?1 AND m.id = ?2",
+            )?
+            .query_row([space.get(), id.get()], message_row)
+            .optional()
+        })?;
+        self.keys_for(row.iter().map(|r| r.4))?;
         row.map(|r| message(&self.keyring, r)).transpose()
     }
 
     async fn delete_message(&self, space: SpaceId, id: MessageId) -> Result<bool, StoreError> {
-        let mut conn = self.conns.lease().await?;
-        let done = sqlx::query("DELETE FROM messages WHERE space_id = ?1 AND id = ?2")
-            .bind(space.get())
-            .bind(id.get())
-            .execute(&mut *conn)
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM messages WHERE space_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.execute((space.get(), id.get())))
+                    .map(|n| n == 1)
+                    .map_err(classify)
+            })
             .await
-            .map_err(|e| conn.fail(e))?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conns.lease().await?;
-        sqlx::query("SELECT 1")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| conn.fail(e))?;
-        Ok(())
+        self.readers
+            .read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
     }
 }

@@ -11,8 +11,6 @@ use natterjack_core::ports::{MessagePage, Store, StoreError};
 use natterjack_storage::rotation::{ResealCursor, Resealing};
 use natterjack_storage::sealing::{KeyEncryptionKey, Keyring};
 use natterjack_storage::{PgStore, SqliteStore};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,12 +88,9 @@ fn assert_no_plaintext(path: &Path) {
     }
 }
 
-async fn owner_connection(path: &Path) -> sqlx::SqliteConnection {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap()
+/// A connection without the authorizer: what someone holding the file has.
+fn owner_connection(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
 }
 
 #[tokio::test]
@@ -144,18 +139,20 @@ async fn a_ciphertext_moved_altered_truncated_or_relabelled_is_refused_naming_it
         )
         .await
         .unwrap();
-    let mut owner = owner_connection(&path).await;
-    let (sealed_a, key_a): (Vec<u8>, i64) =
-        sqlx::query_as("SELECT body, key_id FROM messages WHERE id = ?1")
-            .bind(message_a)
-            .fetch_one(&mut owner)
-            .await
-            .unwrap();
+    let owner = owner_connection(&path);
+    let (sealed_a, key_a): (Vec<u8>, i64) = owner
+        .query_row(
+            "SELECT body, key_id FROM messages WHERE id = ?1",
+            [message_a],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     // The triggers let an update through only when the key id changes, as a re-seal does;
     // an attacker with the file can drop them, so do that first, as they would.
-    sqlx::raw_sql("DROP TRIGGER messages_are_only_resealed; DROP TRIGGER spaces_are_only_resealed")
-        .execute(&mut owner)
-        .await
+    owner
+        .execute_batch(
+            "DROP TRIGGER messages_are_only_resealed; DROP TRIGGER spaces_are_only_resealed",
+        )
         .unwrap();
     let mut flipped = sealed_a.clone();
     let last = flipped.len() - 1;
@@ -178,12 +175,11 @@ async fn a_ciphertext_moved_altered_truncated_or_relabelled_is_refused_naming_it
         ),
     ];
     for (what, bytes, key, expected) in cases {
-        sqlx::query("UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3")
-            .bind(&bytes)
-            .bind(key)
-            .bind(message_b.id.get())
-            .execute(&mut owner)
-            .await
+        owner
+            .execute(
+                "UPDATE messages SET body = ?1, key_id = ?2 WHERE id = ?3",
+                (&bytes, key, message_b.id.get()),
+            )
             .unwrap();
         let err = store
             .find_message(space_b.id, message_b.id)
@@ -198,25 +194,25 @@ async fn a_ciphertext_moved_altered_truncated_or_relabelled_is_refused_naming_it
         assert!(!detail.contains("PELICAN"), "{what}: {detail}");
     }
     // A space name moved to another space does not open either.
-    let (name_a, name_key): (Vec<u8>, i64) =
-        sqlx::query_as("SELECT name, key_id FROM spaces WHERE id = ?1")
-            .bind(space_a)
-            .fetch_one(&mut owner)
-            .await
-            .unwrap();
-    sqlx::query("UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3")
-        .bind(name_a)
-        .bind(name_key)
-        .bind(space_b.id.get())
-        .execute(&mut owner)
-        .await
+    let (name_a, name_key): (Vec<u8>, i64) = owner
+        .query_row(
+            "SELECT name, key_id FROM spaces WHERE id = ?1",
+            [space_a],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    owner
+        .execute(
+            "UPDATE spaces SET name = ?1, key_id = ?2 WHERE id = ?3",
+            (name_a, name_key, space_b.id.get()),
+        )
         .unwrap();
     let err = store.find_space(space_b.id).await.expect_err("moved name");
     assert!(
         matches!(&err, StoreError::Unreadable(d) if d.contains("spaces.name of row") && d.contains("does not open")),
         "{err:?}"
     );
-    owner.close().await.unwrap();
+    drop(owner);
     // The original row still opens: damage stays with the damaged row.
     let space_a = natterjack_core::domain::SpaceId::from_i64(space_a).unwrap();
     assert_eq!(
@@ -354,10 +350,12 @@ async fn rotating_the_key_encryption_key_re_wraps_the_data_keys_only() {
     let store = sqlite_store(&path).await;
     seed(&store).await;
     store.close().await;
-    let before: Vec<u8> = sqlx::query_scalar("SELECT body FROM messages")
-        .fetch_one(&mut owner_connection(&path).await)
-        .await
-        .unwrap();
+    let body = |path: &Path| -> Vec<u8> {
+        owner_connection(path)
+            .query_row("SELECT body FROM messages", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = body(&path);
     let next = KeyEncryptionKey::generate().unwrap();
     let next_hex = next.to_hex();
     assert_eq!(
@@ -366,10 +364,7 @@ async fn rotating_the_key_encryption_key_re_wraps_the_data_keys_only() {
             .unwrap(),
         1
     );
-    let after: Vec<u8> = sqlx::query_scalar("SELECT body FROM messages")
-        .fetch_one(&mut owner_connection(&path).await)
-        .await
-        .unwrap();
+    let after = body(&path);
     assert_eq!(before, after, "the rows are untouched");
     // The old key-encryption key no longer opens the data keys; the new one does.
     assert!(SqliteStore::open(&path, 1, keyring()).await.is_err());
@@ -393,13 +388,8 @@ async fn rotating_the_key_encryption_key_re_wraps_the_data_keys_only() {
 async fn a_schema_5_database_with_plaintext_rows_is_sealed_by_the_upgrade_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
-    let mut old = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .connect()
-        .await
-        .unwrap();
+    let old = owner_connection(&path);
+    old.pragma_update(None, "journal_mode", "WAL").unwrap();
     for sql in [
         include_str!("../../migrations/sqlite/0001_initial.sql"),
         include_str!("../../migrations/sqlite/0002_audit_log.sql"),
@@ -410,29 +400,26 @@ async fn a_schema_5_database_with_plaintext_rows_is_sealed_by_the_upgrade_withou
          INSERT INTO schema_migrations VALUES (1, 'initial', 0), (2, 'audit_log', 0), (3, 'audit_export', 0), (4, 'audit_summaries', 0), (5, 'external_identities', 0);
          INSERT INTO users (username, password_hash, is_admin, created_at) VALUES ('alice', '$argon2id$x', 0, 0);",
     ] {
-        sqlx::raw_sql(sql).execute(&mut old).await.unwrap();
+        old.execute_batch(sql).unwrap();
     }
-    sqlx::query("INSERT INTO spaces (name, owner_id, created_at) VALUES (?1, 1, 0)")
-        .bind(SECRET_SPACE)
-        .execute(&mut old)
-        .await
-        .unwrap();
+    old.execute(
+        "INSERT INTO spaces (name, owner_id, created_at) VALUES (?1, 1, 0)",
+        [SECRET_SPACE],
+    )
+    .unwrap();
     for i in 0..1500 {
         let body = if i == 700 {
             SECRET_MESSAGE.to_owned()
         } else {
             format!("message {i}")
         };
-        sqlx::query(
+        old.execute(
             "INSERT INTO messages (space_id, author_id, body, created_at) VALUES (1, 1, ?1, ?2)",
+            (body, i),
         )
-        .bind(body)
-        .bind(i)
-        .execute(&mut old)
-        .await
         .unwrap();
     }
-    old.close().await.unwrap();
+    drop(old);
     assert!(contains(&std::fs::read(&path).unwrap(), "PELICAN-7731"));
 
     let done = SqliteStore::migrate(&path, &keyring()).await.unwrap();
@@ -512,7 +499,7 @@ async fn a_pg_dump_holds_no_message_or_space_name_and_moved_ciphertexts_do_not_o
         .insert_message(space, alice.id, &MessageText::parse("another").unwrap())
         .await
         .unwrap();
-    let mut owner = db.owner.connect().await.unwrap();
+    let mut owner = sqlx::ConnectOptions::connect(&db.owner).await.unwrap();
     sqlx::raw_sql("ALTER TABLE messages DISABLE TRIGGER messages_are_only_resealed")
         .execute(&mut owner)
         .await
@@ -525,7 +512,7 @@ async fn a_pg_dump_holds_no_message_or_space_name_and_moved_ciphertexts_do_not_o
     .execute(&mut owner)
     .await
     .unwrap();
-    owner.close().await.unwrap();
+    sqlx::Connection::close(owner).await.unwrap();
     let id = natterjack_core::domain::MessageId::from_i64(message).unwrap();
     let err = db.store.find_message(space, id).await.expect_err("moved");
     assert!(

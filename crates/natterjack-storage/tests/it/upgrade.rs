@@ -4,20 +4,13 @@
 
 use natterjack_core::audit::{AuditStore, Phase};
 use natterjack_storage::sqlite::SqliteStore;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 
 #[tokio::test]
 async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schemas_3_to_7() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natterjack.db");
     // A database exactly as schema 2 left it, with two records.
-    let mut old = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
+    let old = rusqlite::Connection::open(&path).unwrap();
     for sql in [
         include_str!("../../migrations/sqlite/0001_initial.sql"),
         include_str!("../../migrations/sqlite/0002_audit_log.sql"),
@@ -28,13 +21,16 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
            (1, 10, 'r1', 'intent', 'rest', '192.0.2.1', 'alice', 'basic', 'POST /spaces', '', NULL, 'pending', NULL, 5, zeroblob(32)),
            (2, 11, 'r1', 'complete', 'rest', '192.0.2.1', 'alice', 'basic', 'POST /spaces', '', 201, 'allow', 'granted', 9, randomblob(32));",
     ] {
-        sqlx::raw_sql(sql).execute(&mut old).await.unwrap();
+        old.execute_batch(sql).unwrap();
     }
-    let before: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id")
-        .fetch_all(&mut old)
-        .await
+    let before: Vec<(i64, Vec<u8>)> = old
+        .prepare("SELECT id, mac FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    old.close().await.unwrap();
+    drop(old);
 
     assert_eq!(
         SqliteStore::migrate(&path, &crate::support::keyring())
@@ -71,18 +67,9 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
     store.close().await;
 
     // The rebuilt table is as append-only as the old one, even for the owner.
-    let mut owner = SqliteConnectOptions::new()
-        .filename(&path)
-        .connect()
-        .await
-        .unwrap();
+    let owner = rusqlite::Connection::open(&path).unwrap();
     for sql in ["UPDATE audit_log SET status = 500", "DELETE FROM audit_log"] {
-        let err = sqlx::query(sql)
-            .execute(&mut owner)
-            .await
-            .expect_err(sql)
-            .to_string();
+        let err = owner.execute_batch(sql).expect_err(sql).to_string();
         assert!(err.contains("the audit log is append-only"), "{sql}: {err}");
     }
-    owner.close().await.unwrap();
 }

@@ -5,24 +5,54 @@
 use crate::support::{Creds, PASSWORD, TestServer, cli, client_trusting};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{Row, SqlitePool};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-/// A read-only view of a data directory's database.
-async fn db(data_dir: &Path) -> SqlitePool {
-    SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        data_dir.join("natterjack.db").display()
-    ))
-    .await
-    .unwrap()
+/// A read-only view of a data directory's database: each query opens its own connection,
+/// so it sees everything committed before it.
+#[derive(Clone)]
+struct Db(std::path::PathBuf);
+
+impl Db {
+    fn connection(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.0,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap()
+    }
+
+    /// The first column of every row `sql` selects with `params`.
+    fn column<T: rusqlite::types::FromSql>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Vec<T> {
+        self.connection()
+            .prepare(sql)
+            .unwrap()
+            .query_map(params, |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The one value `sql` selects with `params`.
+    fn scalar<T: rusqlite::types::FromSql>(&self, sql: &str, params: impl rusqlite::Params) -> T {
+        self.connection()
+            .query_row(sql, params, |r| r.get(0))
+            .unwrap()
+    }
+}
+
+async fn db(data_dir: &Path) -> Db {
+    Db(data_dir.join("natterjack.db"))
 }
 
 /// The audit rows of one request once its completion record is committed (completions are
 /// queued as the response leaves, so they may land a moment after it).
-async fn records_of(pool: &SqlitePool, request_id: &str) -> Vec<HashMap<String, Value>> {
+async fn records_of(pool: &Db, request_id: &str) -> Vec<HashMap<String, Value>> {
     for _ in 0..250 {
         let records = rows_of(pool, request_id).await;
         if records.iter().any(|r| r["phase"] == "complete") {
@@ -34,37 +64,37 @@ async fn records_of(pool: &SqlitePool, request_id: &str) -> Vec<HashMap<String, 
 }
 
 /// The audit rows of one request, by request id, as committed right now.
-async fn rows_of(pool: &SqlitePool, request_id: &str) -> Vec<HashMap<String, Value>> {
-    let rows = sqlx::query(
-        "SELECT phase, transport, client_ip, principal, auth_method, operation, target, status, decision, reason \
-         FROM audit_log WHERE request_id = ?1 ORDER BY id",
-    )
-    .bind(request_id)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.iter()
-        .map(|r| {
-            let mut m = HashMap::new();
-            for col in [
-                "phase",
-                "transport",
-                "client_ip",
-                "principal",
-                "auth_method",
-                "operation",
-                "target",
-                "decision",
-                "reason",
-            ] {
-                let v: Option<String> = r.get(col);
-                m.insert(col.to_owned(), v.map_or(Value::Null, Value::String));
-            }
-            let status: Option<i64> = r.get("status");
-            m.insert("status".to_owned(), status.map_or(Value::Null, Value::from));
-            m
-        })
-        .collect()
+async fn rows_of(pool: &Db, request_id: &str) -> Vec<HashMap<String, Value>> {
+    let conn = pool.connection();
+    let mut stmt = conn
+        .prepare(
+            "SELECT phase, transport, client_ip, principal, auth_method, operation, target, status, decision, reason \
+             FROM audit_log WHERE request_id = ?1 ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([request_id], |r| {
+        let mut m = HashMap::new();
+        for col in [
+            "phase",
+            "transport",
+            "client_ip",
+            "principal",
+            "auth_method",
+            "operation",
+            "target",
+            "decision",
+            "reason",
+        ] {
+            let v: Option<String> = r.get(col)?;
+            m.insert(col.to_owned(), v.map_or(Value::Null, Value::String));
+        }
+        let status: Option<i64> = r.get("status")?;
+        m.insert("status".to_owned(), status.map_or(Value::Null, Value::from));
+        Ok(m)
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
 }
 
 fn request_id(r: &reqwest::Response) -> String {
@@ -252,13 +282,11 @@ async fn every_outcome_class_leaves_an_exact_record_without_secrets() {
     assert!(saw_503);
 
     // No secret reached the log: no password, no message text, no Authorization header.
-    let dump: Vec<String> = sqlx::query_scalar(
+    let dump: Vec<String> = pool.column(
         "SELECT request_id || phase || transport || client_ip || coalesce(principal,'') || auth_method || operation || \
          target || decision || coalesce(reason,'') FROM audit_log",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+        [],
+    );
     let everything = dump.join("\n");
     for secret in [PASSWORD, secret_message, "not-the-password", "Basic "] {
         assert!(
@@ -277,13 +305,7 @@ async fn n_mixed_requests_from_several_clients_leave_exactly_n_completion_record
     let pool = db(&server.data_dir()).await;
     let count = |phase: &'static str| {
         let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_log WHERE phase = ?1")
-                .bind(phase)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
+        async move { pool.scalar::<i64>("SELECT COUNT(*) FROM audit_log WHERE phase = ?1", [phase]) }
     };
     let (complete_before, intent_before) = (count("complete").await, count("intent").await);
     let ca = server.data_dir().join("ca.pem");
@@ -327,12 +349,10 @@ async fn n_mixed_requests_from_several_clients_leave_exactly_n_completion_record
     // Intents: the authenticated posts only; the anonymous deletes are refused for want of
     // a principal before any intent is written.
     assert_eq!(count("intent").await - intent_before, writes_authenticated);
-    let ips: Vec<String> = sqlx::query_scalar(
+    let ips: Vec<String> = pool.column(
         "SELECT DISTINCT client_ip FROM audit_log WHERE phase = 'complete' ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+        [],
+    );
     assert_eq!(ips, vec!["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
 }
 
@@ -350,17 +370,13 @@ async fn audited_data_dir() -> (tempfile::TempDir, i64) {
     let pool = db(&server.data_dir()).await;
     let head = server.data_dir().join("audit.head");
     for _ in 0..250 {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = pool.scalar("SELECT COUNT(*) FROM audit_log", []);
         let anchored = std::fs::read_to_string(&head).unwrap_or_default();
         if n == expected && anchored.split_whitespace().next() == Some("10") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    pool.close().await;
     (server.stop().await, expected)
 }
 
@@ -377,19 +393,13 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A connection with the file owner's power (no authorizer) on a copy of the log whose
 /// append-only triggers were dropped: what an intruder holding the database file has.
-async fn owner_without_triggers(data: &Path) -> SqlitePool {
-    let owner = SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("natterjack.db").display()
-    ))
-    .await
-    .unwrap();
-    for trigger in ["audit_log_is_never_updated", "audit_log_is_never_deleted"] {
-        sqlx::query(&format!("DROP TRIGGER {trigger}"))
-            .execute(&owner)
-            .await
-            .unwrap();
-    }
+async fn owner_without_triggers(data: &Path) -> rusqlite::Connection {
+    let owner = rusqlite::Connection::open(data.join("natterjack.db")).unwrap();
+    owner
+        .execute_batch(
+            "DROP TRIGGER audit_log_is_never_updated; DROP TRIGGER audit_log_is_never_deleted",
+        )
+        .unwrap();
     owner
 }
 
@@ -402,9 +412,9 @@ async fn tamper_and_verify(source: &Path, sql: &[&str]) -> (bool, String) {
     if !sql.is_empty() {
         let owner = owner_without_triggers(&data).await;
         for statement in sql {
-            sqlx::query(statement).execute(&owner).await.unwrap();
+            owner.execute_batch(statement).unwrap();
         }
-        owner.close().await;
+        drop(owner);
     }
     let (ok, stdout, _) = cli(&data, &["audit", "verify"], "", &[]);
     (ok, stdout)
@@ -477,12 +487,10 @@ async fn a_server_refuses_to_start_on_a_log_whose_tail_was_removed() {
     let (dir, n) = audited_data_dir().await;
     let data = dir.path().join("data");
     let owner = owner_without_triggers(&data).await;
-    sqlx::query("DELETE FROM audit_log WHERE id > ?1")
-        .bind(n - 3)
-        .execute(&owner)
-        .await
+    owner
+        .execute("DELETE FROM audit_log WHERE id > ?1", [n - 3])
         .unwrap();
-    owner.close().await;
+    drop(owner);
     let (ok, _, stderr) = cli(&data, &["serve", "--listen", "127.0.0.1:0"], "", &[]);
     assert!(!ok);
     assert!(

@@ -26,14 +26,11 @@ async fn the_right_password_is_accepted_and_the_stored_hash_is_argon2id_with_owa
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let db = server.data_dir().join("natterjack.db");
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url)
-        .await
-        .expect("open db read-only");
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
-        .fetch_one(&pool)
-        .await
-        .expect("row");
+    let hash: String =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db read-only")
+            .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+            .expect("row");
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"

@@ -5,7 +5,6 @@
 use crate::support::pg::PgDatabase;
 use crate::support::{TestServer, cli};
 use reqwest::StatusCode;
-use sqlx::ConnectOptions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -345,24 +344,17 @@ async fn a_message_whose_ciphertext_was_moved_answers_500_and_its_audit_record_n
         .await;
     // With the database file alone (no key), move one row's ciphertext onto another's,
     // dropping the trigger that would refuse it, as an attacker with the file would.
-    let mut owner = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(server.data_dir().join("natterjack.db"))
-        .connect()
-        .await
+    let owner = rusqlite::Connection::open(server.data_dir().join("natterjack.db")).unwrap();
+    owner
+        .execute_batch("DROP TRIGGER messages_are_only_resealed")
         .unwrap();
-    sqlx::raw_sql("DROP TRIGGER messages_are_only_resealed")
-        .execute(&mut owner)
-        .await
+    owner
+        .execute(
+            "UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?1) WHERE id = ?2",
+            (other, victim),
+        )
         .unwrap();
-    sqlx::query(
-        "UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?1) WHERE id = ?2",
-    )
-    .bind(other)
-    .bind(victim)
-    .execute(&mut owner)
-    .await
-    .unwrap();
-    sqlx::Connection::close(owner).await.unwrap();
+    drop(owner);
     let read = server
         .call(
             Some(&alice),

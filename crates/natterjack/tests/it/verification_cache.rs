@@ -153,11 +153,15 @@ async fn a_hash_made_with_older_parameters_is_upgraded_on_login() {
     let natterjack::storage::Storage::Sqlite(sqlite) = &store else {
         panic!("the default configuration is SQLite");
     };
-    let hash: String =
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'alice'")
-            .fetch_one(&mut *sqlite.connection().await.expect("connection"))
-            .await
-            .expect("hash");
+    let hash: String = sqlite
+        .on_reading_connection(|c| {
+            c.query_row(
+                "SELECT password_hash FROM users WHERE username = 'alice'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("hash");
     assert!(hash.contains("m=19456,t=3,p=1"), "{hash}");
     login(&upgraded, "alice", PASSWORD)
         .await
