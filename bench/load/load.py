@@ -1181,8 +1181,9 @@ def render(r):
         "over the rounds, and ratios are ratios of those means. wrk, the flooder and the servers share the",
         "machine's cores, so absolute numbers are below what a dedicated server would do; the ratios are the",
         "result. Server CPU per request is the server process's CPU time (user + system) during the measured",
-        "run divided by the requests wrk completed (for nginx, its master's and workers' together); in the",
-        "flood cases it includes answering the flood.",
+        "run divided by the requests wrk completed" + ("" if "nginx_apr1" not in c else
+                                                        " (for nginx, its master's and workers' together)")
+        + "; in the flood cases it includes answering the flood.",
         "",
         "- **Baseline** (`bench/load/baseline.rs`, example `load_baseline`): the same TLS stack and",
         "  accept loop as Natterjack (`natterjack::tls::server_config`, `natterjack_api::transport::serve`:",
@@ -1313,14 +1314,15 @@ def render_idle(i, s):
     per_conn = (i["held"]["VmRSS"] - i["before"]["VmRSS"]) / n
     if i["server"] == "natterjack":
         settings = [
-            f"`rest.max_connections` raised to {n + IDLE_HEADROOM:,} (`NATTERJACK_REST__MAX_CONNECTIONS`, from 1,024) and",
-            f"`rest.keep_alive_timeout_secs` to {i['keep_alive_timeout_s']:,} (`NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS`, from 75),",
+            f"`rest.max_connections` raised from 1,024 to {n + IDLE_HEADROOM:,} (`NATTERJACK_REST__MAX_CONNECTIONS`) and",
+            f"`rest.keep_alive_timeout_secs` from 75 to {i['keep_alive_timeout_s']:,} (`NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS`),",
             "so that the held connections are neither evicted at the cap nor closed as idle while they are",
-            "measured: the client sends nothing after its first request on each. The per-client cap stays at",
-            "1,024 as in the cases above;",
+            "measured; the client sends nothing after its first request on each. The per-client cap stays at",
+            "1,024 as in the cases above, so",
         ]
     else:
-        settings = [f"`worker_connections` {n + IDLE_HEADROOM:,} and `keepalive_timeout` {i['keep_alive_timeout_s']:,} s;"]
+        settings = [f"`worker_connections` {n + IDLE_HEADROOM:,} and `keepalive_timeout` {i['keep_alive_timeout_s']:,} s, so that the",
+                    "held connections stay open while they are measured;"]
 
     def row(label, x, target="", ok=""):
         return (f"| {label} | {x['requests_per_s']:.0f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | {x['errors']} |"
@@ -1329,16 +1331,15 @@ def render_idle(i, s):
     return [
         f"Memory with {n:,} idle TLS connections: {server}, with",
         *settings,
-        f"`bench/load/idle.py` spreads the connections over {i['sources']} source addresses from 127.0.1.1",
-        f"({n // i['sources']:,} each), with at most 100 handshakes in flight. Each completes its TLS handshake, sends",
-        "one authenticated `GET /spaces/{id}/messages/{msgId}` (keep-alive) and reads the answer, then stays",
-        f"open and silent. It opened {ready['open']:,} of {n:,} in {ready['seconds_to_open']} s ({failed}; first answers {statuses};",
-        f"{tls}); the server closed {done['closed_by_server']:,} of them in the {done['held_s']} s they were held.",
-        f"The harness raises the open-file limit it hands the server to {i.get('server_open_files_limit') or 0:,}; the client's is",
-        f"{ready['nofile']:,}. An active client,",
-        f"`wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s + {s['seconds']} s), runs before the idle connections are",
-        "opened, while they are held, and after they are closed; its p99 without them is the mean of the",
-        "runs before and after.",
+        f"`bench/load/idle.py` spreads the connections over {i['sources']} source addresses from 127.0.1.1 ({n // i['sources']:,}",
+        "each), with at most 100 handshakes in flight. Each completes its TLS handshake, sends one",
+        "authenticated `GET /spaces/{id}/messages/{msgId}` (keep-alive) and reads the answer, then stays",
+        f"open and silent. It opened {ready['open']:,} of {n:,} in {ready['seconds_to_open']} s ({failed}; first answers",
+        f"{statuses}; {tls}); the server closed {done['closed_by_server']:,} of them in the {done['held_s']} s they were",
+        f"held. The open-file limit is {i.get('server_open_files_limit') or 0:,} for the server (the harness raises it) and",
+        f"{ready['nofile']:,} for the client. An active client, `wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s",
+        f"+ {s['seconds']} s), runs before the idle connections are opened, while they are held, and after",
+        "they are closed; its p99 without them is the mean of the runs before and after.",
         "",
         f"| {i['server']} process | VmHWM | VmRSS | target | met? |",
         "| --- | --- | --- | --- | --- |",
