@@ -76,8 +76,11 @@ NGINX_WORKER_CONNECTIONS = 1024
 # same handshakes (one per wrk connection).
 NGINX_KEEPALIVE_REQUESTS = 1_000_000
 # The idle-connection case: how long a held connection may stay idle, raised on the server
-# from its default (Natterjack's rest.keep_alive_timeout_secs 75, nginx's keepalive_timeout
-# 75 s) so that nothing is closed while the connections are opened and measured.
+# from its default so that nothing is closed while the connections are opened and measured.
+# Natterjack: rest.keep_alive_timeout_secs (75) and rest.header_read_timeout_secs (10), the
+# latter because hyper starts its header-read timer as soon as an HTTP/1.1 connection waits
+# for its next request head, so it closes a keep-alive connection idle for 10 s before the
+# keep-alive timeout would. nginx: keepalive_timeout (75 s).
 IDLE_KEEP_ALIVE_SECS = 3600
 # Connections above the idle ones that the raised cap leaves for the active client.
 IDLE_HEADROOM = 1024
@@ -713,7 +716,8 @@ def idle_phase(a, tmp, logdir, server="natterjack"):
     --idle-active-connections) on the authenticated read before they are opened, while they
     are held, and after they are closed (so that drift of the machine shows). Natterjack
     gets `rest.max_connections` raised to leave room for them and
-    `rest.keep_alive_timeout_secs` raised so that they stay open; the per-client cap stays
+    `rest.keep_alive_timeout_secs` and `rest.header_read_timeout_secs` raised so that they
+    stay open (see IDLE_KEEP_ALIVE_SECS); the per-client cap stays
     as start_natterjack sets it, and the connections come from --idle-sources addresses.
     With server="nginx" the same runs against the nginx peer's apr1 server block (memory
     summed over master and workers), to try the client against a server known to hold
@@ -725,7 +729,8 @@ def idle_phase(a, tmp, logdir, server="natterjack"):
     env = {}
     if server == "natterjack":
         env = {"NATTERJACK_REST__MAX_CONNECTIONS": str(n + IDLE_HEADROOM),
-               "NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS": str(IDLE_KEEP_ALIVE_SECS)}
+               "NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS": str(IDLE_KEEP_ALIVE_SECS),
+               "NATTERJACK_REST__HEADER_READ_TIMEOUT_SECS": str(IDLE_KEEP_ALIVE_SECS)}
         data = tmp / f"{name}-data"
         srv = start_natterjack(a.natterjack, data, logdir, name, env)
 
@@ -1314,11 +1319,14 @@ def render_idle(i, s):
     per_conn = (i["held"]["VmRSS"] - i["before"]["VmRSS"]) / n
     if i["server"] == "natterjack":
         settings = [
-            f"`rest.max_connections` raised from 1,024 to {n + IDLE_HEADROOM:,} (`NATTERJACK_REST__MAX_CONNECTIONS`) and",
-            f"`rest.keep_alive_timeout_secs` from 75 to {i['keep_alive_timeout_s']:,} (`NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS`),",
-            "so that the held connections are neither evicted at the cap nor closed as idle while they are",
-            "measured; the client sends nothing after its first request on each. The per-client cap stays at",
-            "1,024 as in the cases above, so",
+            f"`rest.max_connections` raised from 1,024 to {n + IDLE_HEADROOM:,} (`NATTERJACK_REST__MAX_CONNECTIONS`), and",
+            f"`rest.keep_alive_timeout_secs` (75) and `rest.header_read_timeout_secs` (10) both raised to {i['keep_alive_timeout_s']:,}",
+            "(`NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS`, `NATTERJACK_REST__HEADER_READ_TIMEOUT_SECS`), so that the",
+            "held connections are neither evicted at the cap nor closed as idle while they are measured; the",
+            "client sends nothing after its first request on each. The header-read timeout is raised too",
+            "because hyper (1.x) starts its timer as soon as an HTTP/1.1 connection waits for its next request",
+            "head: with the shipped settings, an idle keep-alive connection is closed after 10 s, before the",
+            "75 s keep-alive timeout applies. The per-client cap stays at 1,024 as in the cases above, so",
         ]
     else:
         settings = [f"`worker_connections` {n + IDLE_HEADROOM:,} and `keepalive_timeout` {i['keep_alive_timeout_s']:,} s, so that the",
@@ -1336,10 +1344,10 @@ def render_idle(i, s):
         "authenticated `GET /spaces/{id}/messages/{msgId}` (keep-alive) and reads the answer, then stays",
         f"open and silent. It opened {ready['open']:,} of {n:,} in {ready['seconds_to_open']} s ({failed}; first answers",
         f"{statuses}; {tls}); the server closed {done['closed_by_server']:,} of them in the {done['held_s']} s they were",
-        f"held. The open-file limit is {i.get('server_open_files_limit') or 0:,} for the server (the harness raises it) and",
-        f"{ready['nofile']:,} for the client. An active client, `wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s",
-        f"+ {s['seconds']} s), runs before the idle connections are opened, while they are held, and after",
-        "they are closed; its p99 without them is the mean of the runs before and after.",
+        f"held. The open-file limit is {i.get('server_open_files_limit') or 0:,} for the server (the harness raises it) and {ready['nofile']:,}",
+        f"for the client. An active client, `wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s + {s['seconds']} s), runs",
+        "before the idle connections are opened, while they are held, and after they are closed; its p99",
+        "without them is the mean of the runs before and after.",
         "",
         f"| {i['server']} process | VmHWM | VmRSS | target | met? |",
         "| --- | --- | --- | --- | --- |",
@@ -1347,6 +1355,7 @@ def render_idle(i, s):
         f"| {ready['open']:,} idle TLS connections held | {mib(i['held']['VmHWM'])} | {mib(i['held']['VmRSS'])} "
         f"({per_conn:.1f} KiB more per connection) | | |",
         f"| the same, after the active client's run | {mib(held['VmHWM'])} | {mib(held['VmRSS'])} | VmHWM ≤ 256 MiB | {mem_met} |",
+        f"| after they were closed and the active client ran again | {mib(i['end']['VmHWM'])} | {mib(i['end']['VmRSS'])} | | |",
         "",
         f"| active client, `wrk -t1 -c{i['active_connections']}` | requests/s | p50 | p99 | errors | target | met? |",
         "| --- | --- | --- | --- | --- | --- | --- |",

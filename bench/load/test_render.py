@@ -105,7 +105,7 @@ class Render(unittest.TestCase):
     def test_the_idle_case_checks_peak_memory_and_the_active_clients_p99(self):
         section = load.render(new_report())
         self.assertIn("Memory with 10,000 idle TLS connections", section)
-        self.assertIn("`rest.keep_alive_timeout_secs` from 75 to 3,600", section)
+        self.assertIn("`rest.keep_alive_timeout_secs` (75) and `rest.header_read_timeout_secs` (10) both raised to 3,600", section)
         self.assertEqual(row(section, "| the same, after the active client's run")[1:],
                          ["300.0 MiB", "180.0 MiB", "VmHWM ≤ 256 MiB", "**no**"])
         self.assertEqual(row(section, "| 10,000 idle TLS connections held")[2], "180.0 MiB (15.4 KiB more per connection)")
