@@ -5,22 +5,33 @@
 Starts the OpenID provider peer (crates/natterjack/tests/peers/oidc/server.mjs, node), the
 release `natterjack` binary trusting it (an `[[auth.oidc]]` table) and the `load_baseline`
 example, each with a fresh data directory, measures every case with wrk in one run, then
-measures the memory of a fresh natterjack process idle and under 256 connections. Prints
-the Markdown section; with --write, replaces it in (or appends it to) BENCHMARKS.md. The raw
-numbers go to --out.
+measures the memory of a fresh natterjack process idle and under 256 connections, and of
+another one holding 10,000 idle TLS connections (bench/load/idle.py). The nginx peer, cases
+(6) to (8), is one nginx process tree with three `server` blocks, started with the others and
+measured in the same rounds. Prints the Markdown section; with --write, replaces it in (or
+appends it to) BENCHMARKS.md. The raw numbers go to --out.
+
+--only nginx measures the nginx cases alone (no natterjack binary needed: a throwaway
+certificate is made with openssl), --only idle the idle-connection case alone (against
+natterjack, or with --idle-server nginx against the nginx peer); either prints a short
+summary and the raw numbers instead of the section.
 """
 
 import argparse
 import base64
 import datetime
+import grp
 import http.client
 import json
 import os
 import pathlib
 import platform
+import pwd
 import re
+import resource
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -55,6 +66,24 @@ BEARER_USER = "svcreports"
 # blocks above 128 KiB (Argon2id's 19 MiB among them) are always mmapped and given back to
 # the kernel when freed. Not how Natterjack ships; it shows where the resident memory goes.
 DIAGNOSTIC_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# The nginx peer, cases (6) to (8): what an operator might deploy instead of Natterjack.
+# One nginx (one master, `worker_processes auto`) with a `server` block per case, each on a
+# port of its own; all three serve the same static file at the path of (3)'s read.
+NGINX_CASES = ("nginx_apr1", "nginx_bcrypt", "nginx_noauth")
+NGINX_WORKER_CONNECTIONS = 1024
+# nginx closes a keep-alive connection after `keepalive_requests` (1,000 by default);
+# Natterjack has no such cap, so the peer gets a cap no run reaches and both pay for the
+# same handshakes (one per wrk connection).
+NGINX_KEEPALIVE_REQUESTS = 1_000_000
+# The idle-connection case: how long a held connection may stay idle, raised on the server
+# from its default so that nothing is closed while the connections are opened and measured.
+# Natterjack: rest.keep_alive_timeout_secs (75) and rest.header_read_timeout_secs (10), the
+# latter because hyper starts its header-read timer as soon as an HTTP/1.1 connection waits
+# for its next request head, so it closes a keep-alive connection idle for 10 s before the
+# keep-alive timeout would. nginx: keepalive_timeout (75 s).
+IDLE_KEEP_ALIVE_SECS = 3600
+# Connections above the idle ones that the raised cap leaves for the active client.
+IDLE_HEADROOM = 1024
 
 
 def log(*a):
@@ -63,8 +92,8 @@ def log(*a):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--natterjack", required=True, help="release natterjack binary")
-    p.add_argument("--baseline", required=True, help="release load_baseline example")
+    p.add_argument("--natterjack", help="release natterjack binary (needed unless --only nginx)")
+    p.add_argument("--baseline", help="release load_baseline example (needed for a full run)")
     p.add_argument("--unsealed", help="release natterjack binary built before encryption at rest "
                    "(adds cases (3u) and (4u))")
     p.add_argument("--unsealed-rev", default="", help="the commit --unsealed was built from")
@@ -77,6 +106,16 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=2, help="rounds over all cases (even: ABBA order)")
     p.add_argument("--flood-connections", type=int, default=8)
     p.add_argument("--mem-connections", type=int, default=256)
+    p.add_argument("--idle-connections", type=int, default=10_000, help="idle TLS connections held")
+    p.add_argument("--idle-sources", type=int, default=20,
+                   help="loopback source addresses the idle connections are spread over (127.0.1.1 on)")
+    p.add_argument("--idle-active-connections", type=int, default=4,
+                   help="wrk connections (one thread) of the active client beside the idle ones")
+    p.add_argument("--only", choices=("nginx", "idle"),
+                   help="measure only the nginx cases, or only the idle-connection case; print a "
+                   "summary, never the section")
+    p.add_argument("--idle-server", choices=("natterjack", "nginx"), default="natterjack",
+                   help="with --only idle: the server that holds the idle connections")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render", metavar="REPORT",
                    help="measure nothing: render an earlier raw report (--out of a run) again")
@@ -101,6 +140,76 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """`pid` and every process descended from it (nginx: the master and its workers)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_cpu_seconds(pid):
+    """CPU time (user + system) of a process and its descendants, in seconds. For a server
+    without child processes (natterjack, the baseline) the same as cpu_seconds."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass  # exited meanwhile
+    return total
+
+
+def tree_status(pid):
+    """VmHWM and VmRSS summed over a process and its descendants, in KiB (for nginx's master
+    and workers; a sum of peaks is an upper bound of the tree's peak)."""
+    total = {"VmHWM": 0, "VmRSS": 0}
+    for p in process_tree(pid):
+        try:
+            for k, v in proc_status(p).items():
+                total[k] += v
+        except OSError:
+            pass
+    total["processes"] = len(process_tree(pid))
+    return total
+
+
+def open_files_limit(pid):
+    """The soft open-file limit of a running process (from /proc/PID/limits)."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return None
+
+
+def raise_nofile(needed):
+    """Raises this process's open-file limit (which the servers and clients it starts
+    inherit) to `needed`, the hard limit too if it is lower and we may; returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+        except (ValueError, OSError):
+            raise SystemExit(f"the open-file limit (hard {hard}) is below the {needed} the idle-connection "
+                             "case needs; raise it (ulimit -Hn) or lower --idle-connections")
+    elif soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def clean_env():
@@ -205,6 +314,156 @@ def oidc_config(path, issuer, ca):
                     f"ca_file = {q(str(ca))}\n"
                     'provisioning = "create"\n')
     return path
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the kernel's choice; nginx needs a number)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_version():
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    return (out.stderr or out.stdout).strip().split(": ", 1)[-1]
+
+
+def htpasswd(path, scheme, user, password):
+    """A password file of one user: apr1 (MD5-crypt, `htpasswd -m`) or bcrypt cost 10
+    (`htpasswd -B -C 10`). The password goes on stdin (-i), not the command line."""
+    flags = {"apr1": ["-m"], "bcrypt": ["-B", "-C", "10"]}[scheme]
+    subprocess.run(["htpasswd", "-c", "-i", *flags, str(path), user], input=password, text=True,
+                   check=True, capture_output=True)
+    return path
+
+
+def synthetic_message_json(space, message):
+    """The read's JSON as Natterjack shapes it (MessageView), for runs without a natterjack
+    to ask (--only nginx)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return json.dumps({"id": message, "space_id": space, "author": "alice", "message": "hello from the load test",
+                       "created_at": now, "uri": f"/spaces/{space}/messages/{message}"}, separators=(",", ":"))
+
+
+def throwaway_certificate(directory):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1, the kind of key Natterjack's
+    development CA issues, for runs without a natterjack to write one (--only nginx)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "server.pem", directory / "server-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+class Nginx:
+    """The nginx peer: one nginx, started as `nginx -p DIR -c DIR/nginx.conf` in the
+    foreground (`daemon off`, master and `worker_processes auto` workers), everything it
+    writes inside DIR, with one `server` block per case of NGINX_CASES on ports of its own:
+    TLS 1.3 with the given certificate, `limit_req` keyed on the client address, and
+    `auth_basic` with an apr1 or a bcrypt password file, or no authentication, in front of
+    `body` served as a static file at /spaces/SPACE/messages/MESSAGE."""
+
+    def __init__(self, directory, logdir, cert, key, body, space, message,
+                 worker_connections=NGINX_WORKER_CONNECTIONS, keepalive_timeout=75):
+        self.dir = directory
+        self.path = f"/spaces/{space}/messages/{message}"
+        www = directory / "www"
+        target = www / self.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+        self.body_bytes = len(body.encode())
+        files = {"nginx_apr1": htpasswd(directory / "apr1.htpasswd", "apr1", "alice", PASSWORD),
+                 "nginx_bcrypt": htpasswd(directory / "bcrypt.htpasswd", "bcrypt", "alice", PASSWORD),
+                 "nginx_noauth": None}
+        self.ports = {case: free_port() for case in NGINX_CASES}
+        (directory / "tmp").mkdir(exist_ok=True)
+        # Run as root (a container), the master would hand its workers to `nobody`, who may
+        # not read this directory: keep them with the current user instead.
+        user = ""
+        if os.geteuid() == 0:
+            user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};\n"
+        servers = []
+        for case in NGINX_CASES:
+            auth = ("    auth_basic off;\n" if files[case] is None else
+                    f'    auth_basic "natterjack-bench";\n    auth_basic_user_file {files[case]};\n')
+            servers.append(
+                f"  # {case}\n"
+                "  server {\n"
+                f"    listen 127.0.0.1:{self.ports[case]} ssl;\n"
+                f"    root {www};\n"
+                f"    limit_req zone=per_address burst={RAISED_BURST} nodelay;\n"
+                f"{auth}"
+                "    location / { try_files $uri =404; }\n"
+                "  }\n")
+        t = directory / "tmp"
+        self.conf = directory / "nginx.conf"
+        self.conf.write_text(
+            "# Written by bench/load/load.py: the nginx peer of cases (6) to (8).\n"
+            "daemon off;\n"
+            "master_process on;\n"
+            "worker_processes auto;\n"
+            f"worker_rlimit_nofile {2 * worker_connections + 64};\n"
+            f"{user}"
+            f"pid {directory / 'nginx.pid'};\n"
+            f"error_log {directory / 'error.log'} warn;\n"
+            f"events {{ worker_connections {worker_connections}; }}\n"
+            "http {\n"
+            "  access_log off;\n"
+            "  types { }\n"
+            "  default_type application/json;\n"
+            "  sendfile on;\n"
+            f"  keepalive_timeout {keepalive_timeout}s;\n"
+            f"  keepalive_requests {NGINX_KEEPALIVE_REQUESTS};\n"
+            # The compiled-in temporary paths are under /var/lib/nginx; keep them here.
+            f"  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n"
+            f"  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n"
+            f"  ssl_certificate {cert};\n"
+            f"  ssl_certificate_key {key};\n"
+            "  ssl_protocols TLSv1.3;\n"
+            # Raised like Natterjack's quotas: all load comes from one address.
+            f"  limit_req_zone $binary_remote_addr zone=per_address:10m rate={RAISED_PER_SECOND}r/s;\n"
+            "  limit_req_status 429;\n"
+            + "".join(servers) +
+            "}\n")
+        self.log = open(logdir / "nginx.log", "w")
+        # -e: the error log before the configuration is read (the compiled-in one is under /var/log).
+        self.proc = subprocess.Popen(["nginx", "-p", str(directory), "-c", str(self.conf),
+                                      "-e", str(directory / "error.log")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=clean_env())
+        deadline = time.monotonic() + 30
+        pending = set(self.ports.values())
+        while pending:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"nginx did not start; see {logdir / 'nginx.log'} and {directory / 'error.log'}")
+            for port in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    pending.discard(port)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        time.sleep(0.5)  # every worker up
+        self.workers = len(process_tree(self.proc.pid)) - 1
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: the workers finish, then the master exits
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                for pid in process_tree(self.proc.pid):  # the workers too, not just the master
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.proc.wait()
+        self.log.close()
 
 
 # ---------------------------------------------------------------------------- setup
@@ -317,7 +576,8 @@ class Flood:
 
 SHORT = {"baseline_read": "(1)", "health": "(2)", "read": "(3)", "read_bearer": "(3b)", "baseline_write": "(1w)",
          "write": "(4)", "read_flooded": "(5)", "baseline_read_flooded": "control",
-         "read_unsealed": "(3u)", "write_unsealed": "(4u)"}
+         "read_unsealed": "(3u)", "write_unsealed": "(4u)",
+         "nginx_apr1": "(6)", "nginx_bcrypt": "(7)", "nginx_noauth": "(8)"}
 
 CASES = [
     # key, server, label
@@ -331,14 +591,22 @@ CASES = [
     ("baseline_read_flooded", "baseline", "control: (1) while 127.0.0.2 floods the baseline"),
     ("read_unsealed", "unsealed", "(3u) (3) on the build before encryption at rest"),
     ("write_unsealed", "unsealed", "(4u) (4) on the build before encryption at rest"),
+    ("nginx_apr1", "nginx", "(6) nginx: the read as a static file, TLS 1.3, `limit_req`, `auth_basic` (apr1, MD5-crypt)"),
+    ("nginx_bcrypt", "nginx", "(7) (6) with a bcrypt password file (cost 10)"),
+    ("nginx_noauth", "nginx", "(8) (6) without `auth_basic`"),
 ]
 
 
 def run_case(key, servers, a, logdir):
-    nj, base = servers["natterjack"], servers["baseline"]
+    nj, base = servers.get("natterjack"), servers.get("baseline")
     auth = basic("alice", PASSWORD)
     server = base if key.startswith("baseline") else servers["unsealed"] if key.endswith("_unsealed") else nj
-    if key == "baseline_read":
+    if key in NGINX_CASES:
+        # The same request as (3): the same path and Basic credentials (sent to (8) too,
+        # which ignores them, so every nginx case parses the same request).
+        server = servers["nginx"]
+        port, path, kw = server.ports[key], server.path, {"auth": auth}
+    elif key == "baseline_read":
         port, path, kw = base.port, f"/spaces/{base.space}/messages/{base.message}", {}
     elif key == "baseline_read_flooded":
         port, path, kw = base.port, f"/spaces/{base.space}/messages/{base.message}", {}
@@ -363,9 +631,9 @@ def run_case(key, servers, a, logdir):
         flood = Flood(port, a.flood_connections, logdir, "flood")
         time.sleep(1)  # connections open; the first failed logins are behind us
     wrk(port, path, a.warmup, a.threads, a.connections, **kw)
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = tree_cpu_seconds(server.pid)
     r = wrk(port, path, a.seconds, a.threads, a.connections, **kw)
-    r["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu_before
+    r["server_cpu_seconds"] = tree_cpu_seconds(server.pid) - cpu_before
     r["server_cpu_us_per_request"] = r["server_cpu_seconds"] / r["requests"] * 1e6
     if flood is not None:
         r["flood"] = flood.stop()
@@ -416,6 +684,169 @@ def memory_phase(a, tmp, logdir, name, extra_env=None):
         nj.stop()
 
 
+class IdleClients:
+    """bench/load/idle.py holding `connections` idle TLS connections to 127.0.0.1:port, spread
+    over `sources` loopback addresses from 127.0.1.1; returns once they are open (its
+    "ready" line)."""
+
+    def __init__(self, port, path, auth, connections, sources, logdir, name):
+        argv = [sys.executable, str(HERE / "idle.py"), "--port", str(port), "--path", path, "--auth", auth,
+                "--connections", str(connections), "--source", "127.0.1.1", "--source-count", str(sources)]
+        self.err = open(logdir / f"{name}.log", "a")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("{"):
+            self.proc.kill()
+            raise SystemExit(f"idle.py printed no ready line; see {logdir / name}.log")
+        self.ready = json.loads(line)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        self.err.close()
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        if not lines:
+            raise SystemExit("idle.py printed no final line")
+        return json.loads(lines[-1])
+
+
+def idle_phase(a, tmp, logdir, server="natterjack"):
+    """A fresh server holding --idle-connections idle TLS connections (bench/load/idle.py):
+    its memory with them held, and an active client's latency (wrk, one thread,
+    --idle-active-connections) on the authenticated read before they are opened, while they
+    are held, and after they are closed (so that drift of the machine shows). Natterjack
+    gets `rest.max_connections` raised to leave room for them and
+    `rest.keep_alive_timeout_secs` and `rest.header_read_timeout_secs` raised so that they
+    stay open (see IDLE_KEEP_ALIVE_SECS); the per-client cap stays
+    as start_natterjack sets it, and the connections come from --idle-sources addresses.
+    With server="nginx" the same runs against the nginx peer's apr1 server block (memory
+    summed over master and workers), to try the client against a server known to hold
+    that many connections."""
+    n = a.idle_connections
+    raise_nofile(n + IDLE_HEADROOM + 256)
+    auth = basic("alice", PASSWORD)
+    name = f"{server}-idle"
+    env = {}
+    if server == "natterjack":
+        env = {"NATTERJACK_REST__MAX_CONNECTIONS": str(n + IDLE_HEADROOM),
+               "NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS": str(IDLE_KEEP_ALIVE_SECS),
+               "NATTERJACK_REST__HEADER_READ_TIMEOUT_SECS": str(IDLE_KEEP_ALIVE_SECS)}
+        data = tmp / f"{name}-data"
+        srv = start_natterjack(a.natterjack, data, logdir, name, env)
+
+        def status():
+            return proc_status(srv.pid)
+    else:
+        cert, key = throwaway_certificate(tmp / f"{name}-tls")
+        srv = Nginx(tmp / name, logdir, cert, key, synthetic_message_json(1, 1), 1, 1,
+                    worker_connections=n + IDLE_HEADROOM, keepalive_timeout=IDLE_KEEP_ALIVE_SECS)
+
+        def status():
+            return tree_status(srv.pid)
+    try:
+        if server == "natterjack":
+            space, msg = natterjack_fixtures(srv.port, data / "ca.pem")
+            port, path = srv.port, f"/spaces/{space}/messages/{msg}"
+        else:
+            port, path = srv.ports["nginx_apr1"], srv.path
+        time.sleep(1)
+        t = a.idle_active_connections
+
+        def active(when):
+            log(f"load:   active client (wrk -t1 -c{t}) {when}")
+            wrk(port, path, a.warmup, 1, t, auth=auth)
+            r = wrk(port, path, a.seconds, 1, t, auth=auth)
+            log(f"load:   {r['requests_per_s']:.0f} req/s, p50 {r['p50_us']} us, p99 {r['p99_us']} us, errors {r['errors']}")
+            return r
+
+        before_status = status()
+        before = active("without idle connections")
+        log(f"load:   opening {n} idle connections")
+        clients = IdleClients(port, path, auth, n, a.idle_sources, logdir, f"{name}-clients")
+        log(f"load:   idle.py: {json.dumps(clients.ready)}")
+        time.sleep(1)
+        held = status()
+        log(f"load:   server with them held: {held}")
+        during = active(f"with {clients.ready['open']} idle connections held")
+        held_after = status()
+        done = clients.stop()
+        log(f"load:   idle.py: {json.dumps(done)}")
+        time.sleep(2)
+        after = active("after the idle connections closed")
+        return {"server": server, "env": env, "connections": n, "sources": a.idle_sources,
+                "keep_alive_timeout_s": IDLE_KEEP_ALIVE_SECS, "active_connections": t,
+                "server_open_files_limit": open_files_limit(srv.pid),
+                "before": before_status, "held": held, "held_after_active": held_after, "end": status(),
+                "active_before": before, "active_during": during, "active_after": after,
+                "clients_ready": clients.ready, "clients_done": done}
+    finally:
+        srv.stop()
+
+
+def settings(a):
+    return {k: getattr(a, k) for k in ("seconds", "warmup", "threads", "connections", "rounds", "flood_connections",
+                                       "mem_connections", "idle_connections", "idle_sources",
+                                       "idle_active_connections")}
+
+
+def nginx_report(n):
+    """What the report keeps of the nginx peer: version, workers, the file it served, its
+    configuration (the paths in it are the run's temporary directory)."""
+    return {"version": nginx_version(), "workers": n.workers, "body_bytes": n.body_bytes,
+            "keepalive_requests": NGINX_KEEPALIVE_REQUESTS, "conf": n.conf.read_text()}
+
+
+def only(a):
+    """--only nginx / --only idle: one part of the run, with a summary on stdout and the raw
+    numbers in --out; BENCHMARKS.md is not touched."""
+    if a.write:
+        raise SystemExit("--only measures part of the run: it never writes BENCHMARKS.md")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="natterjack-load-"))
+    logdir = tmp / "logs"
+    logdir.mkdir()
+    log(f"load: working in {tmp}")
+    report = {"date": str(datetime.date.today()), "cores": os.cpu_count(),
+              "loadavg_at_start": open("/proc/loadavg").read().split()[:3], "settings": settings(a), "only": a.only}
+    try:
+        if a.only == "nginx":
+            cert, key = throwaway_certificate(tmp / "tls")
+            n = Nginx(tmp / "nginx", logdir, cert, key, synthetic_message_json(1, 1), 1, 1)
+            cases = [case for case in CASES if case[0] in NGINX_CASES]
+            results = {k: [] for k, _, _ in cases}
+            try:
+                for rnd in range(a.rounds):
+                    for key, _, _ in (cases if rnd % 2 == 0 else list(reversed(cases))):
+                        log(f"load: round {rnd + 1}/{a.rounds}: {key}")
+                        r = run_case(key, {"nginx": n}, a, logdir)
+                        log(f"load:   {r['requests_per_s']:.0f} req/s, p50 {r['p50_us']} us, p99 {r['p99_us']} us, "
+                            f"CPU {r['server_cpu_us_per_request']:.0f} us/request, errors {r['errors']}")
+                        results[key].append(r)
+                report["nginx"] = nginx_report(n)
+            finally:
+                n.stop()
+            report["cases"] = results
+            print("| case | requests/s | p50 | p99 | server CPU per request | errors |")
+            print("| --- | --- | --- | --- | --- | --- |")
+            for key, _, label in cases:
+                v = results[key]
+                errs = {e: sum(x[e] for x in v) for e in ("connect_errors", "read_errors", "write_errors",
+                                                          "non_2xx_3xx", "timeouts")}
+                print(f"| {label} | {mean([x['requests_per_s'] for x in v]):.1f} | {ms(mean([x['p50_us'] for x in v]))} | "
+                      f"{ms(mean([x['p99_us'] for x in v]))} | {mean([x['server_cpu_us_per_request'] for x in v]):.0f} µs | "
+                      + (", ".join(f"{e} {c}" for e, c in errs.items() if c) or "none") + " |")
+        else:
+            if a.idle_server == "natterjack" and not a.natterjack:
+                raise SystemExit("--only idle needs --natterjack (or --idle-server nginx)")
+            report["idle"] = idle_phase(a, tmp, logdir, a.idle_server)
+            print("\n".join(render_idle(report["idle"], report["settings"])))
+    finally:
+        pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(a.out).write_text(json.dumps(report, indent=2))
+        log(f"load: raw numbers in {a.out}")
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_section(section):
     sys.path.insert(0, str(ROOT / "bench"))
     import benchmarks_md
@@ -426,13 +857,21 @@ def write_section(section):
 def main():
     a = parse_args()
     if a.render:
-        section = render(json.loads(pathlib.Path(a.render).read_text()))
+        report = json.loads(pathlib.Path(a.render).read_text())
+        if "only" in report:
+            raise SystemExit(f"{a.render} is from --only {report['only']}: part of a run, no section to render")
+        section = render(report)
         print(section)
         if a.write:
             write_section(section)
         return
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed")
+    for tool in ("wrk", "nginx", "htpasswd", "openssl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (bench/load/run installs wrk, nginx and apache2-utils)")
+    if a.only:
+        return only(a)
+    if not (a.natterjack and a.baseline):
+        raise SystemExit("a full run needs --natterjack and --baseline")
     node = shutil.which("node")
     if node is None:
         raise SystemExit("node is not installed (the OpenID provider peer of case (3b) needs it)")
@@ -444,6 +883,7 @@ def main():
     log(f"load: working in {tmp}")
     loadavg = open("/proc/loadavg").read().split()[:3]
     servers = {}
+    raise_nofile(a.idle_connections + IDLE_HEADROOM + 256)  # for the idle-connection case, inherited
     cases = [case for case in CASES if a.unsealed or not case[0].endswith("_unsealed")]
     results = {k: [] for k, _, _ in cases}
     # The token must outlive the run: every case, with a margin for start-up and slow rounds.
@@ -472,6 +912,14 @@ def main():
             raise SystemExit(f"the peer issued a token for {claims['exp'] - claims['iat']} s, not {token_ttl} s")
         nj.bearer_space, nj.bearer_message = bearer_fixtures(nj.port, tmp / "natterjack-data" / "ca.pem", nj.token)
         servers["baseline"] = start_baseline(a.baseline, tmp / "baseline-data", tmp / "natterjack-data", logdir)
+        # The nginx peer serves, as a static file at the same path, the JSON natterjack
+        # answers for (3), with the certificate and key the baseline uses.
+        read_json = https_call(nj.port, tmp / "natterjack-data" / "ca.pem", "GET",
+                               f"/spaces/{nj.space}/messages/{nj.message}",
+                               headers={"Authorization": basic("alice", PASSWORD)})
+        servers["nginx"] = Nginx(tmp / "nginx", logdir, tmp / "natterjack-data" / "server.pem",
+                                 tmp / "natterjack-data" / "server-key.pem",
+                                 json.dumps(read_json, separators=(",", ":")), nj.space, nj.message)
         if a.unsealed:
             unsealed = start_natterjack(a.unsealed, tmp / "unsealed-data", logdir, "unsealed")
             servers["unsealed"] = unsealed
@@ -486,6 +934,7 @@ def main():
                 results[key].append(r)
         nj_after = proc_status(nj.pid)
         base_after = proc_status(servers["baseline"].pid)
+        nginx_info = nginx_report(servers["nginx"])
         jwks_after = peer_control(peer, pki / "ca.pem", "GET", "/_test/jwks_fetches")["count"]
         token_used_for = time.monotonic() - token_issued
     finally:
@@ -495,13 +944,15 @@ def main():
     memory = memory_phase(a, tmp, logdir, "natterjack-mem")
     log("load: memory, glibc's dynamic mmap threshold off (diagnostic)")
     memory_fixed = memory_phase(a, tmp, logdir, "natterjack-mem-mmap", DIAGNOSTIC_MALLOC_ENV)
+    log(f"load: memory with {a.idle_connections:,} idle TLS connections")
+    idle = idle_phase(a, tmp, logdir)
     report = {
         "date": str(datetime.date.today()),
         "cores": os.cpu_count(),
         "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine()),
         "loadavg_at_start": loadavg,
         "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" [")[0].strip(),
-        "settings": {k: getattr(a, k) for k in ("seconds", "warmup", "threads", "connections", "rounds", "flood_connections", "mem_connections")},
+        "settings": settings(a),
         "raised_quotas": {q: {"burst": RAISED_BURST, "per_second": RAISED_PER_SECOND} for q in RAISED_QUOTAS},
         "unsealed_rev": a.unsealed_rev,
         "cases": results,
@@ -521,6 +972,8 @@ def main():
         "baseline_after_cases": base_after,
         "memory": memory,
         "memory_mmap_threshold_fixed": memory_fixed,
+        "nginx": nginx_info,
+        "idle": idle,
     }
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(a.out).write_text(json.dumps(report, indent=2))
@@ -580,6 +1033,12 @@ def render(r):
         ("baseline_read_flooded", f"{ratio('baseline_read_flooded', 'baseline_read'):.3f} of (1)", "none (shows the flooder's cost to the machine)", ""),
         *([("read_unsealed", f"{ratio('read_unsealed', 'read'):.3f} of (3)", "none", ""),
            ("write_unsealed", f"{ratio('write_unsealed', 'write'):.3f} of (4)", "none", "")] if "read_unsealed" in c else []),
+        # The nginx peer (reports from before it existed render without these rows).
+        *([("nginx_apr1", f"(3) is {ratio('read', 'nginx_apr1'):.2f}× (6)", "(3) ≥ 2× (6)", met(ratio('read', 'nginx_apr1'), 2)),
+           ("nginx_bcrypt", f"(3) is {ratio('read', 'nginx_bcrypt'):.0f}× (7)", "(3) ≥ 200× (7)",
+            met(ratio('read', 'nginx_bcrypt'), 200)),
+           ("nginx_noauth", f"{ratio('nginx_noauth', 'baseline_read'):.3f} of (1); (3) is {ratio('read', 'nginx_noauth'):.2f}× (8)",
+            "none", "")] if "nginx_apr1" in c else []),
     ]
     labels = {k: label for k, _, label in cases}
     cpu = {k: mean([x["server_cpu_us_per_request"] for x in v]) for k, v in c.items()}
@@ -595,7 +1054,11 @@ def render(r):
                     "| --- | " + " | ".join("---" for _ in range(rounds)) + " | --- | --- |"]
     for k, _, label in cases:
         vals = " | ".join(f"{x['requests_per_s']:.0f}" for x in c[k])
-        if k in refs:
+        if k in NGINX_CASES:
+            # Like the table: how many times the peer's rate (3) does, per round.
+            pr = ", ".join(f"{x:.1f}" for x in per_round("read", k))
+            to = f"(3) ÷ {SHORT[k]}"
+        elif k in refs:
             pr = ", ".join(f"{x:.2f}" for x in per_round(k, refs[k]))
             to = SHORT[refs[k]]
         else:
@@ -621,6 +1084,38 @@ def render(r):
     else:
         error_text = "Errors (non-2xx answers, socket errors, timeouts) over all rounds: " + ", ".join(
             f"{SHORT[k]} {n}" for k, n in errors.items() if n) + "."
+    nginx_lines = []
+    if "nginx_apr1" in c:
+        n = r["nginx"]
+
+        def kinds(k):
+            counts = {e: sum(x[e] for x in c[k]) for e in ("connect_errors", "read_errors", "write_errors",
+                                                            "non_2xx_3xx", "timeouts")}
+            return ", ".join(f"{v:,} {e.replace('_', ' ')}" for e, v in counts.items() if v) or "none"
+
+        error_text += (" wrk's errors in the nginx cases by kind (socket connect, read and write errors, non-2xx"
+                       " answers, requests without an answer within wrk's 5 s timeout), all rounds: "
+                       + "; ".join(f"{SHORT[k]} {kinds(k)}" for k in NGINX_CASES) + ".")
+        nginx_lines = [
+            f"- **nginx peer** (6) to (8): what an operator might deploy instead: {n['version']} (Debian's package),",
+            f"  one process tree started by the harness (`nginx -p DIR -c DIR/nginx.conf`, `daemon off`, `master_process",
+            f"  on`, `worker_processes auto`: {n['workers']} workers; pid file, error log and temporary files in the run's",
+            "  temporary directory, `access_log off`), with a `server` block per case on a loopback port of its own.",
+            "  Each terminates TLS 1.3 only (`ssl_protocols TLSv1.3`) with the certificate and key Natterjack wrote",
+            "  and the baseline uses, keeps HTTP/1.1 connections alive (`keepalive_timeout` 75 s, as Natterjack;",
+            f"  `keepalive_requests` raised from 1,000 to {n['keepalive_requests']:,} because Natterjack closes no connection",
+            "  after a number of requests, so both pay for the same handshakes), applies `limit_req` with a zone",
+            f"  keyed on `$binary_remote_addr` at {RAISED_PER_SECOND:,} r/s with burst {RAISED_BURST:,} `nodelay` (raised like",
+            "  Natterjack's quotas, so that it never refuses the benchmark's one address, while it still runs",
+            "  on every request), and serves, as a static file at the path of (3), the JSON Natterjack answered",
+            f"  for (3) ({n['body_bytes']} bytes). (6) and (7) put `auth_basic` in front of it with a password file for",
+            "  `alice` made by `htpasswd -m` (apr1, MD5-crypt: 1,000 rounds of MD5) or `htpasswd -B -C 10`",
+            "  (bcrypt, cost 10); (8) has no authentication. wrk sends the same request as in (3), Basic",
+            "  credentials included, to all three. nginx keeps no verification cache: it runs the password",
+            "  file's hash on every request, where Natterjack verifies Argon2id once and then checks an",
+            "  HMAC-SHA-256 of the credentials against its cache. The targets: (3) at least twice (6) and at",
+            "  least 200 times (7).",
+        ]
 
     def times(n):
         return f"{n} time" if n == 1 else f"{n} times"
@@ -691,7 +1186,9 @@ def render(r):
         "over the rounds, and ratios are ratios of those means. wrk, the flooder and the servers share the",
         "machine's cores, so absolute numbers are below what a dedicated server would do; the ratios are the",
         "result. Server CPU per request is the server process's CPU time (user + system) during the measured",
-        "run divided by the requests wrk completed; in the flood cases it includes answering the flood.",
+        "run divided by the requests wrk completed" + ("" if "nginx_apr1" not in c else
+                                                        " (for nginx, its master's and workers' together)")
+        + "; in the flood cases it includes answering the flood.",
         "",
         "- **Baseline** (`bench/load/baseline.rs`, example `load_baseline`): the same TLS stack and",
         "  accept loop as Natterjack (`natterjack::tls::server_config`, `natterjack_api::transport::serve`:",
@@ -718,6 +1215,7 @@ def render(r):
         "  quotas apply to 127.0.0.2 too, the flood reaches authentication, where `failed_logins` refuses",
         "  it (429) after a burst of wrong guesses (see below); in production the per-address quotas would refuse it earlier",
         "  and more cheaply. The control row floods the baseline the same way (it answers 404).",
+        *nginx_lines,
         "",
         *table,
         "",
@@ -797,8 +1295,75 @@ def render(r):
         f"process stood at VmHWM {mib(r['natterjack_after_cases']['VmHWM'])}, VmRSS {mib(r['natterjack_after_cases']['VmRSS'])}, and the baseline at VmHWM",
         f"{mib(r['baseline_after_cases']['VmHWM'])}, VmRSS {mib(r['baseline_after_cases']['VmRSS'])}.",
         "",
+        # Reports from before the idle-connection case render without it.
+        *(render_idle(r["idle"], s) + [""] if "idle" in r else []),
     ]
     return "\n".join(lines)
+
+
+def render_idle(i, s):
+    """The idle-connection case: prose and two tables (Markdown lines)."""
+    n, ready, done = i["connections"], i["clients_ready"], i["clients_done"]
+    held = i["held_after_active"]
+    before, during, after = i["active_before"], i["active_during"], i["active_after"]
+    # The latency without the idle connections: the mean of the runs before and after them,
+    # so that drift of the machine during the case affects both sides alike.
+    p99_without = (before["p99_us"] + after["p99_us"]) / 2
+    mem_met = "yes" if held["VmHWM"] <= 256 * 1024 else "**no**"
+    lat_met = "yes" if during["p99_us"] <= 2 * p99_without else "**no**"
+    server = ("a fresh `natterjack serve` process (same configuration as above)" if i["server"] == "natterjack"
+              else "the nginx peer (memory summed over master and workers)")
+    failed = ", ".join(f"{v:,} {k}" for k, v in ready["failed"].items()) or "none failed"
+    statuses = ", ".join(f"{v:,} × {k}" for k, v in sorted(ready["statuses"].items()))
+    tls = ", ".join(f"{k} {v:,}" for k, v in ready["tls_versions"].items())
+    per_conn = (i["held"]["VmRSS"] - i["before"]["VmRSS"]) / n
+    if i["server"] == "natterjack":
+        settings = [
+            f"`rest.max_connections` raised from 1,024 to {n + IDLE_HEADROOM:,} (`NATTERJACK_REST__MAX_CONNECTIONS`), and",
+            f"`rest.keep_alive_timeout_secs` (75) and `rest.header_read_timeout_secs` (10) both raised to {i['keep_alive_timeout_s']:,}",
+            "(`NATTERJACK_REST__KEEP_ALIVE_TIMEOUT_SECS`, `NATTERJACK_REST__HEADER_READ_TIMEOUT_SECS`), so that the",
+            "held connections are neither evicted at the cap nor closed as idle while they are measured; the",
+            "client sends nothing after its first request on each. The header-read timeout is raised too",
+            "because hyper (1.x) starts its timer as soon as an HTTP/1.1 connection waits for its next request",
+            "head: with the shipped settings, an idle keep-alive connection is closed after 10 s, before the",
+            "75 s keep-alive timeout applies. The per-client cap stays at 1,024 as in the cases above, so",
+        ]
+    else:
+        settings = [f"`worker_connections` {n + IDLE_HEADROOM:,} and `keepalive_timeout` {i['keep_alive_timeout_s']:,} s, so that the",
+                    "held connections stay open while they are measured;"]
+
+    def row(label, x, target="", ok=""):
+        return (f"| {label} | {x['requests_per_s']:.0f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | {x['errors']} |"
+                f" {target} | {ok} |")
+
+    return [
+        f"Memory with {n:,} idle TLS connections: {server}, with",
+        *settings,
+        f"`bench/load/idle.py` spreads the connections over {i['sources']} source addresses from 127.0.1.1 ({n // i['sources']:,}",
+        "each), with at most 100 handshakes in flight. Each completes its TLS handshake, sends one",
+        "authenticated `GET /spaces/{id}/messages/{msgId}` (keep-alive) and reads the answer, then stays",
+        f"open and silent. It opened {ready['open']:,} of {n:,} in {ready['seconds_to_open']} s ({failed}; first answers",
+        f"{statuses}; {tls}); the server closed {done['closed_by_server']:,} of them in the {done['held_s']} s they were",
+        f"held. The open-file limit is {i.get('server_open_files_limit') or 0:,} for the server (the harness raises it) and {ready['nofile']:,}",
+        f"for the client. An active client, `wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s + {s['seconds']} s), runs",
+        "before the idle connections are opened, while they are held, and after they are closed; its p99",
+        "without them is the mean of the runs before and after.",
+        "",
+        f"| {i['server']} process | VmHWM | VmRSS | target | met? |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {'after the fixtures, ' if i['server'] == 'natterjack' else ''}before the idle connections | {mib(i['before']['VmHWM'])} | {mib(i['before']['VmRSS'])} | | |",
+        f"| {ready['open']:,} idle TLS connections held | {mib(i['held']['VmHWM'])} | {mib(i['held']['VmRSS'])} "
+        f"({per_conn:.1f} KiB more per connection) | | |",
+        f"| the same, after the active client's run | {mib(held['VmHWM'])} | {mib(held['VmRSS'])} | VmHWM ≤ 256 MiB | {mem_met} |",
+        f"| after they were closed and the active client ran again | {mib(i['end']['VmHWM'])} | {mib(i['end']['VmRSS'])} | | |",
+        "",
+        f"| active client, `wrk -t1 -c{i['active_connections']}` | requests/s | p50 | p99 | errors | target | met? |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        row("before the idle connections", before),
+        row(f"with {ready['open']:,} idle connections held", during,
+            f"p99 ≤ 2× without ({ms(2 * p99_without)})", lat_met),
+        row("after they were closed", after),
+    ]
 
 
 if __name__ == "__main__":
