@@ -44,6 +44,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sealed_content",
         include_str!("../../migrations/sqlite/0007_sealed_content.sql"),
     ),
+    (
+        8,
+        "cache_invalidation",
+        include_str!("../../migrations/sqlite/0008_cache_invalidation.sql"),
+    ),
+    (
+        9,
+        "messages_by_time",
+        include_str!("../../migrations/sqlite/0009_messages_by_time.sql"),
+    ),
 ];
 
 /// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).

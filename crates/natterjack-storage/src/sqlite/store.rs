@@ -35,6 +35,31 @@ pub struct SqliteStore {
 
 const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
 
+/// A page of a space's messages, newest first, walking `messages_by_space`. The cursor is a
+/// range bound on the index (`id < ?3`, the largest id when absent), never an `OR`, which
+/// would make every later page scan from the newest message.
+const PAGE_BY_ID: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
+     JOIN users u ON u.id = m.author_id \
+     WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
+     AND m.id < coalesce(?3, 9223372036854775807) \
+     ORDER BY m.id DESC LIMIT ?4";
+
+/// The same page read through `messages_by_time`: every message since `?2`, then sorted.
+const PAGE_BY_TIME: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at \
+     FROM messages m INDEXED BY messages_by_time \
+     JOIN users u ON u.id = m.author_id \
+     WHERE m.space_id = ?1 AND m.created_at >= ?2 \
+     AND m.id < coalesce(?3, 9223372036854775807) \
+     ORDER BY m.id DESC LIMIT ?4";
+
+/// How many messages (up to `?4`) a `since` matches, counted on `messages_by_time`.
+const FEW_SINCE: &str = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_by_time \
+     WHERE space_id = ?1 AND created_at >= ?2 AND id < coalesce(?3, 9223372036854775807) LIMIT ?4)";
+
+/// Below this many matches a `since` page is read through the time index. With more, the
+/// newest-first walk finds a page among the newest messages at once.
+const FEW: i64 = 1000;
+
 fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
@@ -598,27 +623,23 @@ impl Store for SqliteStore {
         space: SpaceId,
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
+        let since = page.since.map(Timestamp::micros);
+        let after = page.after.map(MessageId::get);
+        let params = (space.get(), since, after, i64::from(page.limit.get()));
         let rows: Vec<MessageRow> = self.readers.read(|c| {
-            // The cursor is a range bound on the index (`id < ?3`, the largest id when
-            // absent), never an `OR`, which would make every later page scan from the
-            // newest message.
-            c.prepare_cached(
-                "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
-                 JOIN users u ON u.id = m.author_id \
-                 WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
-                 AND m.id < coalesce(?3, 9223372036854775807) \
-                 ORDER BY m.id DESC LIMIT ?4",
-            )?
-            .query_map(
-                (
-                    space.get(),
-                    page.since.map(Timestamp::micros),
-                    page.after.map(MessageId::get),
-                    i64::from(page.limit.get()),
-                ),
-                message_row,
-            )?
-            .collect()
+            // A `since` that few messages match is answered from the time index: reading
+            // those few and sorting them beats walking the whole space newest first.
+            let by_time = match since {
+                Some(since) => {
+                    c.prepare_cached(FEW_SINCE)?
+                        .query_row((space.get(), since, after, FEW), |r| r.get::<_, i64>(0))?
+                        < FEW
+                }
+                None => false,
+            };
+            c.prepare_cached(if by_time { PAGE_BY_TIME } else { PAGE_BY_ID })?
+                .query_map(params, message_row)?
+                .collect()
         })?;
         self.keys_for(rows.iter().map(|r| r.4))?;
         rows.into_iter()

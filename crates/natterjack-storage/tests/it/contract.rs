@@ -442,6 +442,49 @@ mod cases {
         );
     }
 
+    pub async fn a_since_page_is_the_same_whether_few_or_most_messages_match(
+        store: &(impl Store + AuditStore),
+    ) {
+        let alice = user(store, "alice").await;
+        let space = store
+            .create_space(&SpaceName::parse("busy").unwrap(), alice)
+            .await
+            .unwrap();
+        // More messages than the store's threshold for reading a `since` by time.
+        let mut posted = Vec::new();
+        for n in 0..1100 {
+            let text = MessageText::parse(&format!("m{n}")).unwrap();
+            posted.push(store.insert_message(space.id, alice, &text).await.unwrap());
+        }
+        let read = |since: Timestamp, after: Option<MessageId>, n: u8| {
+            let page = MessagePage {
+                since: Some(since),
+                after,
+                limit: limit(n),
+            };
+            async move {
+                let found = store.messages_in(space.id, page).await.unwrap();
+                found.iter().map(|m| m.id).collect::<Vec<_>>()
+            }
+        };
+        let expected = |since: Timestamp, after: Option<MessageId>, n: usize| {
+            posted
+                .iter()
+                .rev()
+                .filter(|m| m.created_at >= since && after.is_none_or(|a| m.id < a))
+                .take(n)
+                .map(|m| m.id)
+                .collect::<Vec<_>>()
+        };
+        for since in [posted[1090].created_at, posted[20].created_at] {
+            assert_eq!(read(since, None, 100).await, expected(since, None, 100));
+            let cursor = Some(posted[1095].id);
+            assert_eq!(read(since, cursor, 7).await, expected(since, cursor, 7));
+        }
+        let later = Timestamp::from_micros(posted[1099].created_at.micros() + 1);
+        assert_eq!(read(later, None, 100).await, Vec::<MessageId>::new());
+    }
+
     pub async fn a_message_is_out_of_reach_through_another_spaces_id(
         store: &(impl Store + AuditStore),
     ) {
@@ -704,6 +747,7 @@ contract!(
     grants_accumulate_and_list_members_by_name,
     a_partial_revoke_keeps_the_rest_and_a_full_revoke_ends_the_membership,
     messages_come_newest_first_paged_by_since_after_and_limit,
+    a_since_page_is_the_same_whether_few_or_most_messages_match,
     a_message_is_out_of_reach_through_another_spaces_id,
     an_audit_batch_reads_back_by_head_in_order_and_filtered_pages,
     an_audit_batch_repeating_a_stored_id_conflicts_and_stores_nothing,

@@ -61,6 +61,7 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "DELETE FROM audit_log",
         "DROP TRIGGER audit_log_is_never_deleted",
         "DELETE FROM audit_export_cursor",
+        "DELETE FROM cache_epoch",
         "UPDATE audit_export_cursor SET sink = 'other'",
         "DROP TRIGGER audit_export_cursor_only_moves_forward",
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'evil', 0)",
@@ -251,6 +252,14 @@ async fn triggers_refuse_changes_to_immutable_rows_even_on_a_connection_without_
         (
             "DELETE FROM audit_export_cursor",
             "export cursors are never deleted",
+        ),
+        (
+            "UPDATE cache_epoch SET n = 0",
+            "the cache epoch only moves forward",
+        ),
+        (
+            "DELETE FROM cache_epoch",
+            "the cache epoch is never deleted",
         ),
     ] {
         let err = owner.execute_batch(sql).expect_err(sql).to_string();
