@@ -28,6 +28,7 @@ mod openapi;
 mod peers;
 mod pipeline_order;
 mod postgres;
+mod read_cache;
 mod rate_limiting;
 mod readme;
 mod safe_output;
