@@ -6,9 +6,7 @@
 use super::entries::{Entries, Key, Lookup, Value, copy_user};
 use super::invalidation::{Invalidation, InvalidationSink};
 use crate::clock::SharedClock;
-use crate::domain::{
-    MessageId, MessageText, Permissions, SpaceId, SpaceName, UserId, Username,
-};
+use crate::domain::{MessageId, MessageText, Permissions, SpaceId, SpaceName, UserId, Username};
 use crate::ports::{
     MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store, StoreError, UserRecord,
 };

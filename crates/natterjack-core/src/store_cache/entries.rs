@@ -238,8 +238,14 @@ mod tests {
         put(&mut entries, membership(2), later);
         let expired = start + Duration::from_secs(6);
         put(&mut entries, membership(3), expired);
-        assert!(matches!(entries.lookup(&membership(2), expired), Lookup::Hit(_)));
-        assert!(matches!(entries.lookup(&membership(3), expired), Lookup::Hit(_)));
+        assert!(matches!(
+            entries.lookup(&membership(2), expired),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            entries.lookup(&membership(3), expired),
+            Lookup::Hit(_)
+        ));
     }
 
     #[test]

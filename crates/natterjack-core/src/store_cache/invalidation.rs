@@ -100,7 +100,9 @@ mod tests {
 
     #[test]
     fn a_payload_the_cache_does_not_understand_drops_everything() {
-        for odd in ["", "*", "u:", "u:0", "u:-1", "u:x", "m:1", "m:1:2:3", "x:1", "u:1:2"] {
+        for odd in [
+            "", "*", "u:", "u:0", "u:-1", "u:x", "m:1", "m:1:2:3", "x:1", "u:1:2",
+        ] {
             assert_eq!(
                 Invalidation::from_payload(odd),
                 Invalidation::Everything,

@@ -98,7 +98,12 @@ impl Store for MemoryStore {
             return Err(StoreError::Conflict);
         }
         let id = data.users.len() as i64 + 1;
-        let row = (id, username.as_str().to_owned(), password_hash.to_owned(), false);
+        let row = (
+            id,
+            username.as_str().to_owned(),
+            password_hash.to_owned(),
+            false,
+        );
         data.users.push(row.clone());
         Ok(Self::record(&row))
     }

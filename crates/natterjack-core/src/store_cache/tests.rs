@@ -64,7 +64,11 @@ impl Fixture {
     async fn read_bob(&self) -> (UserRecord, Permissions, usize) {
         let before = self.memory.reads();
         let user = self.cache.find_user(&name("bob")).await.unwrap().unwrap();
-        let held = self.cache.permissions_of(self.space, self.bob.id).await.unwrap();
+        let held = self
+            .cache
+            .permissions_of(self.space, self.bob.id)
+            .await
+            .unwrap();
         (user, held, self.memory.reads() - before)
     }
 }
@@ -93,13 +97,19 @@ async fn users_are_cached_by_name_whatever_its_case() {
 async fn a_password_change_or_an_admin_flag_is_read_at_once_after_the_write() {
     let f = fixture().await;
     f.read_bob().await;
-    f.cache.set_password_hash(f.bob.id, "hash-b2").await.unwrap();
+    f.cache
+        .set_password_hash(f.bob.id, "hash-b2")
+        .await
+        .unwrap();
     let (user, _, reads) = f.read_bob().await;
     assert_eq!((user.password_hash.as_str(), reads), ("hash-b2", 1));
     f.cache.set_admin(f.bob.id, true).await.unwrap();
     let (user, _, reads) = f.read_bob().await;
     assert!(user.admin);
-    assert_eq!(reads, 1, "only the user row was dropped, not the membership");
+    assert_eq!(
+        reads, 1,
+        "only the user row was dropped, not the membership"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +122,10 @@ async fn a_grant_or_a_revocation_is_read_at_once_after_the_write() {
         .unwrap();
     let (_, held, reads) = f.read_bob().await;
     assert_eq!(held, Permissions::READ.union(Permissions::WRITE));
-    assert_eq!(reads, 1, "only the membership was dropped, not the user row");
+    assert_eq!(
+        reads, 1,
+        "only the membership was dropped, not the user row"
+    );
     f.cache
         .revoke(f.space, f.bob.id, Permissions::ALL)
         .await
@@ -224,7 +237,8 @@ async fn a_read_in_flight_during_a_reported_change_of_another_process_is_not_cac
         .revoke(f.space, f.bob.id, Permissions::READ)
         .await
         .unwrap();
-    f.cache.invalidate(Invalidation::Membership(f.space, f.bob.id));
+    f.cache
+        .invalidate(Invalidation::Membership(f.space, f.bob.id));
     gate.release.notify_one();
     assert_eq!(slow.await.unwrap().unwrap(), Permissions::READ);
     assert_eq!(f.read_bob().await.1, Permissions::NONE);

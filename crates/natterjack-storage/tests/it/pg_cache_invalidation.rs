@@ -99,9 +99,15 @@ async fn every_change_the_app_role_makes_to_users_and_memberships_is_announced()
         .revoke(space, bob.id, Permissions::WRITE)
         .await
         .unwrap();
-    store.revoke(space, bob.id, Permissions::READ).await.unwrap();
+    store
+        .revoke(space, bob.id, Permissions::READ)
+        .await
+        .unwrap();
     store.set_admin(bob.id, true).await.unwrap();
-    store.set_password_hash(bob.id, "$argon2id$b2").await.unwrap();
+    store
+        .set_password_hash(bob.id, "$argon2id$b2")
+        .await
+        .unwrap();
     let mut heard = Vec::new();
     for _ in 0..7 {
         let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())

@@ -77,11 +77,17 @@ async fn warm(server: &TestServer, who: &Creds, path: &str, reads: f64) -> Statu
     loop {
         server.call(Some(who), Method::GET, path, None).await;
         let before = hits(server).await;
-        let status = server.call(Some(who), Method::GET, path, None).await.status();
+        let status = server
+            .call(Some(who), Method::GET, path, None)
+            .await
+            .status();
         if hits(server).await - before >= reads {
             return status;
         }
-        assert!(Instant::now() < deadline, "the cache of {path} never warmed");
+        assert!(
+            Instant::now() < deadline,
+            "the cache of {path} never warmed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -96,7 +102,10 @@ async fn until_status(
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let status = server.call(Some(who), Method::GET, path, None).await.status();
+        let status = server
+            .call(Some(who), Method::GET, path, None)
+            .await
+            .status();
         if expected.contains(&status) {
             return started.elapsed();
         }
@@ -109,8 +118,7 @@ async fn until_status(
 }
 
 #[tokio::test]
-async fn a_revocation_on_one_node_refuses_the_member_on_the_other_within_the_notification_bound()
-{
+async fn a_revocation_on_one_node_refuses_the_member_on_the_other_within_the_notification_bound() {
     let Some(nodes) = Nodes::start("read_cache_revocation", LONG_MAX_AGE_MS).await else {
         return;
     };
@@ -118,7 +126,10 @@ async fn a_revocation_on_one_node_refuses_the_member_on_the_other_within_the_not
     let alice = a.user("alice").await;
     let bob = a.user("bob").await;
     let space = a.space(&alice, "shared").await;
-    assert_eq!(a.grant(&alice, space, "bob", "r").await, StatusCode::CREATED);
+    assert_eq!(
+        a.grant(&alice, space, "bob", "r").await,
+        StatusCode::CREATED
+    );
     let path = format!("/spaces/{space}");
     assert_eq!(warm(b, &bob, &path, 2.0).await, StatusCode::OK);
 
@@ -158,7 +169,14 @@ async fn a_password_change_and_an_admin_role_from_the_cli_reach_a_running_node_w
     assert_eq!(warm(b, &bob, "/audit", 1.0).await, StatusCode::FORBIDDEN);
 
     nodes.cli(&["user", "admin", "bob", "--grant"], "");
-    let delay = until_status(b, &bob, "/audit", &[StatusCode::OK], Duration::from_secs(40)).await;
+    let delay = until_status(
+        b,
+        &bob,
+        "/audit",
+        &[StatusCode::OK],
+        Duration::from_secs(40),
+    )
+    .await;
     println!("admin role granted by the CLI honoured on node B after {delay:?}");
     assert!(delay < NOTIFIED_WITHIN, "took {delay:?}");
 
@@ -192,7 +210,10 @@ async fn a_change_whose_notification_is_lost_is_seen_once_the_maximum_age_expire
     let alice = a.user("alice").await;
     let bob = a.user("bob").await;
     let space = a.space(&alice, "shared").await;
-    assert_eq!(a.grant(&alice, space, "bob", "r").await, StatusCode::CREATED);
+    assert_eq!(
+        a.grant(&alice, space, "bob", "r").await,
+        StatusCode::CREATED
+    );
     let path = format!("/spaces/{space}");
     assert_eq!(warm(b, &bob, &path, 2.0).await, StatusCode::OK);
 
@@ -227,6 +248,9 @@ async fn a_change_whose_notification_is_lost_is_seen_once_the_maximum_age_expire
     );
     // The entry was read before the change, so it expires at most MAX_AGE after it; the
     // slack covers one request's round trip.
-    assert!(delay <= MAX_AGE + Duration::from_millis(500), "took {delay:?}");
+    assert!(
+        delay <= MAX_AGE + Duration::from_millis(500),
+        "took {delay:?}"
+    );
     nodes.finish().await;
 }
