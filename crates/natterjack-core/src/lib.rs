@@ -26,5 +26,6 @@ pub mod ports;
 pub mod principal;
 pub mod rate;
 pub mod service;
+pub mod store_cache;
 
 pub use error::ServiceError;

@@ -16,6 +16,7 @@ pub mod disk_space;
 pub mod encryption_key;
 pub mod export;
 mod operator;
+pub mod read_cache;
 pub mod resealer;
 pub mod runtime;
 pub mod start_error;

@@ -120,6 +120,8 @@ pub struct Assembled {
     pub state: AppState,
     /// The store, to close on shutdown.
     pub store: Storage,
+    /// The read cache's invalidation listener (PostgreSQL), stopped when this is dropped.
+    pub cache_listener: Option<crate::read_cache::Listening>,
     /// TLS configuration of the REST listener.
     pub tls: Arc<rustls::ServerConfig>,
     /// The CA file clients should trust, when the development CA is in use.
@@ -196,7 +198,8 @@ pub fn grpc_transport(cfg: &Config) -> GrpcTransport {
     }
 }
 
-/// Migrates, opens storage, builds the service and loads (or creates) certificates.
+/// Migrates, opens storage (behind the read cache where the backend announces changes),
+/// builds the service and loads (or creates) certificates.
 pub async fn assemble(cfg: &Config) -> Result<Assembled, StartError> {
     assemble_with_clock(cfg, natterjack_core::clock::system()).await
 }
@@ -208,7 +211,8 @@ pub async fn assemble_with_clock(
     clock: SharedClock,
 ) -> Result<Assembled, StartError> {
     let store = crate::storage::prepare(cfg).await?;
-    let service = service(cfg, store.store()).await?;
+    let cache = crate::read_cache::start(cfg, &store, clock.clone());
+    let service = service(cfg, cache.store.clone()).await?;
     let (cert, key, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(cert), Some(key)) => {
             dev_ca::check_private(key).map_err(StartError::Other)?;
@@ -252,7 +256,7 @@ pub async fn assemble_with_clock(
         .map_err(|e| StartError::Config(ConfigError(e)))?;
     let bearer = BearerLogins::start(
         &cfg.auth.oidc,
-        LinkedAccounts::new(store.store()),
+        LinkedAccounts::new(cache.store.clone()),
         limits.login_budgets(),
         clock.clone(),
     )
@@ -281,6 +285,7 @@ pub async fn assemble_with_clock(
         export_gate,
         space_gate,
         store,
+        cache_listener: cache.listener,
         tls,
         dev_ca,
         pipeline,

@@ -18,8 +18,10 @@ use zeroize::Zeroizing;
 /// read the live process's memory gets the key as well and could test guesses against
 /// cached accounts at HMAC speed instead of Argon2 speed; such an attacker also sees
 /// passwords as requests arrive, so the cache adds little. The stored hash is part of the
-/// key, so a password change (a new hash) misses the cache at once, on every node, because
-/// the stored hash is read on every request; in-process changes also drop the user's entries.
+/// key, so a password change (a new hash) misses the cache as soon as the stored hash is
+/// read again: at once in this process (its own write also drops the user's entries), and on
+/// other nodes as soon as the storage read cache drops the user row
+/// ([`crate::store_cache`]: the database's change notification, or its maximum age).
 /// What remains is the usual cost of any cache: memory (bounded by `capacity`) and one
 /// keyed hash per request. Operators who want Argon2 on every request set
 /// `auth.cache_ttl_secs = 0`, which switches the cache off.

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sealed_content",
         include_str!("../../migrations/postgres/0007_sealed_content.sql"),
     ),
+    (
+        8,
+        "cache_invalidation",
+        include_str!("../../migrations/postgres/0008_cache_invalidation.sql"),
+    ),
 ];
 
 /// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).

@@ -14,7 +14,10 @@
 //!   holds anything more ([`check_least_privilege`]) or the schema is not current.
 //!
 //! Triggers refuse UPDATE/DELETE where the SQLite backend's do, and UPDATE, DELETE and
-//! TRUNCATE on the audit log for every role, the owner included.
+//! TRUNCATE on the audit log for every role, the owner included. Other triggers announce
+//! every change to users, memberships and linked identities on a channel that each server
+//! `LISTEN`s on ([`PgInvalidations`]), so that its read cache drops what another process
+//! changed.
 
 mod audit;
 mod database;
@@ -22,6 +25,7 @@ mod ddl;
 mod errors;
 mod grants;
 mod identifier;
+mod invalidations;
 mod lifecycle;
 mod migrate;
 mod options;
@@ -31,6 +35,7 @@ mod scram;
 mod sealed;
 mod store;
 
+pub use invalidations::{INVALIDATION_CHANNEL, PgInvalidations};
 pub use lifecycle::PgStore;
 pub use options::connect_options;
 pub use privileges::check_least_privilege;

@@ -10,6 +10,7 @@ mod audit_writers;
 mod contract;
 mod escalation_rule;
 mod least_privilege;
+mod pg_cache_invalidation;
 mod pg_least_privilege;
 mod sealed_content;
 mod upgrade;

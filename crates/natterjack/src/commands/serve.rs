@@ -6,6 +6,9 @@ use tokio::net::TcpListener;
 
 /// Starts the REST listener and serves until SIGINT or SIGTERM.
 pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
+    // Before assembly, so that what the background tasks it starts record (the read
+    // cache's listener saying it is connected) is counted.
+    natterjack_api::metrics::install();
     let assembled = assemble(cfg).await?;
     assembled
         .state
@@ -27,7 +30,6 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         },
     ));
     let app = assembled.app(|routes| routes);
-    natterjack_api::metrics::install();
     let bind = |addr: std::net::SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await
@@ -140,6 +142,8 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     // resumes the pass.
     resealer.abort();
     let _ = resealer.await;
+    // The read cache's listener holds a connection of its own: stop it with the pool.
+    drop(assembled.cache_listener);
     assembled.store.close().await;
     tracing::info!("stopped");
     Ok(())

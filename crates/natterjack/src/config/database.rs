@@ -1,5 +1,5 @@
-//! `[database]`: which backend, the URLs of its roles (secrets, possibly read from files) and
-//! the pool. Resolving the settings into a [`DatabaseTarget`] lives here too, so the rules
+//! `[database]`: which backend, the URLs of its roles (secrets, possibly read from files), the
+//! pool and the read cache in front of it. Resolving the settings into a [`DatabaseTarget`] lives here too, so the rules
 //! that refuse a mixed or malformed database configuration sit beside the settings they read.
 
 use super::error::ConfigError;
@@ -30,6 +30,14 @@ pub struct DatabaseConfig {
     /// PostgreSQL only: how long a request waits for a connection before it gets 503, in
     /// milliseconds. Default 2000.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL only: the longest `serve` answers a user row or a membership from memory
+    /// after reading it, in milliseconds; the bound on staleness should a change
+    /// notification be lost on a connection that looks alive. 0 switches the read cache
+    /// off. Default 5000.
+    pub cache_max_age_ms: u64,
+    /// Entries in the read cache (user rows, linked identities and memberships together).
+    /// Default 10000.
+    pub cache_capacity: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -42,6 +50,8 @@ impl Default for DatabaseConfig {
             ca_file: None,
             max_connections: 8,
             acquire_timeout_ms: 2000,
+            cache_max_age_ms: 5000,
+            cache_capacity: 10_000,
         }
     }
 }
@@ -90,6 +100,7 @@ impl DatabaseConfig {
         vec![
             ("database.max_connections", u64::from(self.max_connections)),
             ("database.acquire_timeout_ms", self.acquire_timeout_ms),
+            ("database.cache_capacity", self.cache_capacity as u64),
         ]
     }
 

@@ -29,6 +29,7 @@ mod peers;
 mod pipeline_order;
 mod postgres;
 mod rate_limiting;
+mod read_cache;
 mod readme;
 mod safe_output;
 mod siem;

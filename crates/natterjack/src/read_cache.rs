@@ -1,0 +1,71 @@
+//! The storage read cache of `serve`: the user row and the membership that every
+//! authenticated request reads, answered from memory (`natterjack_core::store_cache`) on
+//! PostgreSQL, where the database announces every change (schema 8's triggers) on a
+//! connection this module keeps listening.
+//!
+//! SQLite gets no cache yet: the operator CLI changes passwords and admin roles from another
+//! process, and nothing announces those writes to the server (a polled generation row will),
+//! so caching would let an old password or a revoked admin role work for up to
+//! `database.cache_max_age_ms` where today it stops at once. The one-shot CLI commands never
+//! cache: they build their service on the plain store.
+
+use crate::config::Config;
+use crate::storage::Storage;
+use natterjack_core::clock::SharedClock;
+use natterjack_core::ports::Store;
+use natterjack_core::store_cache::{
+    CachedStore, InvalidationSink, InvalidationSource, StoreCacheSettings,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The store `serve` builds its service on, and the task that keeps its cache exact.
+pub struct ReadCache {
+    /// The storage port: the cache in front of the store, or the store itself.
+    pub store: Arc<dyn Store>,
+    /// The invalidation listener; `None` when nothing is cached.
+    pub listener: Option<Listening>,
+}
+
+/// The invalidation listener's task, stopped when this is dropped, so that it ends with the
+/// server (or the failed start-up) that owns it.
+pub struct Listening(JoinHandle<()>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Puts the read cache in front of `storage` where the backend announces changes and
+/// `database.cache_max_age_ms` is not 0, and starts listening for the announcements. The
+/// cache answers nothing from memory until the listener is connected.
+pub fn start(cfg: &Config, storage: &Storage, clock: SharedClock) -> ReadCache {
+    let plain = || ReadCache {
+        store: storage.store(),
+        listener: None,
+    };
+    let max_age = Duration::from_millis(cfg.database.cache_max_age_ms);
+    if max_age.is_zero() {
+        return plain();
+    }
+    let source: Arc<dyn InvalidationSource> = match storage {
+        Storage::Postgres(pg) => Arc::new(pg.invalidations()),
+        Storage::Sqlite(_) => return plain(),
+    };
+    let cache = Arc::new(CachedStore::new(
+        storage.store(),
+        StoreCacheSettings {
+            max_age,
+            capacity: cfg.database.cache_capacity,
+        },
+        clock,
+    ));
+    let sink: Arc<dyn InvalidationSink> = cache.clone();
+    let listener = tokio::spawn(async move { source.run(sink).await });
+    ReadCache {
+        store: cache,
+        listener: Some(Listening(listener)),
+    }
+}
