@@ -1,13 +1,9 @@
 //! The storage read cache of `serve`: the user row and the membership that every
-//! authenticated request reads, answered from memory (`natterjack_core::store_cache`) on
-//! PostgreSQL, where the database announces every change (schema 8's triggers) on a
-//! connection this module keeps listening.
-//!
-//! SQLite gets no cache yet: the operator CLI changes passwords and admin roles from another
-//! process, and nothing announces those writes to the server (a polled generation row will),
-//! so caching would let an old password or a revoked admin role work for up to
-//! `database.cache_max_age_ms` where today it stops at once. The one-shot CLI commands never
-//! cache: they build their service on the plain store.
+//! authenticated request reads, answered from memory (`natterjack_core::store_cache`).
+//! Schema 8's triggers announce every change, whichever process makes it: on PostgreSQL as
+//! a notification on a connection this module keeps listening, on SQLite by moving a counter
+//! this module polls every `database.cache_poll_ms`. The one-shot CLI commands never cache:
+//! they build their service on the plain store.
 
 use crate::config::Config;
 use crate::storage::Storage;
@@ -52,7 +48,9 @@ pub fn start(cfg: &Config, storage: &Storage, clock: SharedClock) -> ReadCache {
     }
     let source: Arc<dyn InvalidationSource> = match storage {
         Storage::Postgres(pg) => Arc::new(pg.invalidations()),
-        Storage::Sqlite(_) => return plain(),
+        Storage::Sqlite(sqlite) => {
+            Arc::new(sqlite.invalidations(Duration::from_millis(cfg.database.cache_poll_ms)))
+        }
     };
     let cache = Arc::new(CachedStore::new(
         storage.store(),

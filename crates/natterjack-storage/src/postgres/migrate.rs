@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cache_invalidation",
         include_str!("../../migrations/postgres/0008_cache_invalidation.sql"),
     ),
+    (
+        9,
+        "messages_by_time",
+        include_str!("../../migrations/postgres/0009_messages_by_time.sql"),
+    ),
 ];
 
 /// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).

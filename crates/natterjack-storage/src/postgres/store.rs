@@ -76,6 +76,25 @@ impl Resealing for PgStore {
     }
 }
 
+/// A page of a space's messages, newest first, walking `messages_by_space`. The cursor is a
+/// range bound on the index (the largest id when absent), never an `OR`.
+const PAGE_BY_ID: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
+     JOIN users u ON u.id = m.author_id \
+     WHERE m.space_id = $1 AND ($2::bigint IS NULL OR m.created_at >= $2) \
+     AND m.id < coalesce($3::bigint, 9223372036854775807) \
+     ORDER BY m.id DESC LIMIT $4";
+
+/// The same page through `messages_by_time`: every message since `$2`, then sorted (the
+/// `+ 0` keeps the planner from walking `messages_by_space` for the order instead).
+const PAGE_BY_TIME: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
+     JOIN users u ON u.id = m.author_id \
+     WHERE m.space_id = $1 AND m.created_at >= $2 \
+     AND m.id < coalesce($3::bigint, 9223372036854775807) \
+     ORDER BY m.id + 0 DESC LIMIT $4";
+
+/// Below this many matches a `since` page is read through the time index.
+const FEW: i64 = 1000;
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(
@@ -396,20 +415,36 @@ impl Store for PgStore {
         space: SpaceId,
         page: MessagePage,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
-             JOIN users u ON u.id = m.author_id \
-             WHERE m.space_id = $1 AND ($2::bigint IS NULL OR m.created_at >= $2) \
-             AND m.id < coalesce($3::bigint, 9223372036854775807) \
-             ORDER BY m.id DESC LIMIT $4",
-        )
-        .bind(space.get())
-        .bind(page.since.map(Timestamp::micros))
-        .bind(page.after.map(MessageId::get))
-        .bind(i64::from(page.limit.get()))
-        .fetch_all(self.pool())
-        .await
-        .map_err(classify)?;
+        let since = page.since.map(Timestamp::micros);
+        let after = page.after.map(MessageId::get);
+        // A `since` that few messages match is answered from the time index: reading those
+        // few and sorting them beats walking the whole space newest first.
+        let by_time = match since {
+            Some(since) => {
+                let few: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE space_id = $1 \
+                     AND created_at >= $2 AND id < coalesce($3::bigint, 9223372036854775807) \
+                     LIMIT $4) AS matching",
+                )
+                .bind(space.get())
+                .bind(since)
+                .bind(after)
+                .bind(FEW)
+                .fetch_one(self.pool())
+                .await
+                .map_err(classify)?;
+                few < FEW
+            }
+            None => false,
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(if by_time { PAGE_BY_TIME } else { PAGE_BY_ID })
+            .bind(space.get())
+            .bind(since)
+            .bind(after)
+            .bind(i64::from(page.limit.get()))
+            .fetch_all(self.pool())
+            .await
+            .map_err(classify)?;
         self.keys_for(rows.iter().map(|r| r.4)).await?;
         rows.into_iter()
             .map(|r| message(self.keyring(), r))

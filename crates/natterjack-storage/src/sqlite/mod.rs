@@ -9,10 +9,12 @@ mod audit;
 pub mod authorizer;
 mod connect;
 mod errors;
+mod invalidations;
 pub mod migrate;
 mod readers;
 mod sealed;
 mod store;
 mod writer;
 
+pub use invalidations::SqliteInvalidations;
 pub use store::SqliteStore;

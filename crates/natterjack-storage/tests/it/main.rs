@@ -7,10 +7,10 @@
 mod support;
 
 mod audit_writers;
+mod cache_invalidation;
 mod contract;
 mod escalation_rule;
 mod least_privilege;
-mod pg_cache_invalidation;
 mod pg_least_privilege;
 mod sealed_content;
 mod upgrade;

@@ -89,6 +89,14 @@ pub(super) async fn run(cfg: &Config, command: UserCommand) -> Result<(), StartE
                 .map(|()| println!("{source} {subject:?} now logs in as {name}"))
         }
     };
+    if outcome.is_ok() && matches!(store, crate::storage::Storage::Sqlite(_)) {
+        // A running server learns of this change when it next polls the cache epoch: wait
+        // for two of its polls, so that when this command returns the change is in force.
+        tokio::time::sleep(std::time::Duration::from_millis(
+            cfg.database.cache_poll_ms.saturating_mul(2),
+        ))
+        .await;
+    }
     store.close().await;
     outcome.map_err(|e| StartError::Other(e.to_string()))
 }

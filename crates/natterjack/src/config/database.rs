@@ -30,11 +30,15 @@ pub struct DatabaseConfig {
     /// PostgreSQL only: how long a request waits for a connection before it gets 503, in
     /// milliseconds. Default 2000.
     pub acquire_timeout_ms: u64,
-    /// PostgreSQL only: the longest `serve` answers a user row or a membership from memory
-    /// after reading it, in milliseconds; the bound on staleness should a change
-    /// notification be lost on a connection that looks alive. 0 switches the read cache
-    /// off. Default 5000.
+    /// The longest `serve` answers a user row or a membership from memory after reading
+    /// it, in milliseconds; the bound on staleness should a change notification be lost on
+    /// a PostgreSQL connection that looks alive. 0 switches the read cache off. Default
+    /// 5000.
     pub cache_max_age_ms: u64,
+    /// SQLite only: how often `serve` reads the counter that every change to users and
+    /// memberships moves, in milliseconds: the bound on how long a change made by another
+    /// process (the operator's CLI) takes to reach the server's read cache. Default 10.
+    pub cache_poll_ms: u64,
     /// Entries in the read cache (user rows, linked identities and memberships together).
     /// Default 10000.
     pub cache_capacity: usize,
@@ -51,6 +55,7 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             acquire_timeout_ms: 2000,
             cache_max_age_ms: 5000,
+            cache_poll_ms: 10,
             cache_capacity: 10_000,
         }
     }
@@ -101,6 +106,7 @@ impl DatabaseConfig {
             ("database.max_connections", u64::from(self.max_connections)),
             ("database.acquire_timeout_ms", self.acquire_timeout_ms),
             ("database.cache_capacity", self.cache_capacity as u64),
+            ("database.cache_poll_ms", self.cache_poll_ms),
         ]
     }
 

@@ -1,7 +1,8 @@
-//! The PostgreSQL side of the read cache's invalidation: the schema-8 triggers announce
+//! The read cache's invalidation sources. On PostgreSQL the schema-8 triggers announce
 //! every change the app role makes to users and memberships (the role needs no extra grant
 //! for that), and `PgInvalidations` relays them, says when it is connected, and notices a
-//! lost connection.
+//! lost connection. On SQLite the triggers move a counter that `SqliteInvalidations` polls,
+//! so a change made by another process (the operator's CLI) reaches the cache too.
 
 use crate::support::pg::TestDb;
 use natterjack_core::domain::{Permissions, SpaceName, Username};
@@ -179,4 +180,52 @@ async fn the_source_reports_each_change_and_reconnects_after_its_connection_is_k
     let _ = task.await;
     admin.close().await.unwrap();
     db.drop_all().await;
+}
+
+#[tokio::test]
+async fn on_sqlite_a_change_made_by_another_process_drops_the_cache_within_a_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natterjack.db");
+    natterjack_storage::SqliteStore::migrate(&path, &crate::support::keyring())
+        .await
+        .unwrap();
+    let store = natterjack_storage::SqliteStore::open(&path, 2, crate::support::keyring())
+        .await
+        .unwrap();
+    let alice = store
+        .create_user(&Username::parse("alice").unwrap(), "$argon2id$x")
+        .await
+        .unwrap();
+    let space = store
+        .create_space(&SpaceName::parse("s").unwrap(), alice.id)
+        .await
+        .unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let source = store.invalidations(Duration::from_millis(5));
+    let running = {
+        let sink: Arc<dyn InvalidationSink> = sink.clone();
+        tokio::spawn(async move { source.run(sink).await })
+    };
+    sink.wait_for(&Told::Connected).await;
+    // What the operator's CLI does, on a connection of its own (no authorizer, no cache).
+    let other = rusqlite::Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE users SET is_admin = 1",
+        "UPDATE users SET password_hash = 'changed'",
+        "UPDATE memberships SET permissions = 1",
+        "DELETE FROM memberships",
+    ] {
+        other.execute_batch(sql).unwrap();
+        sink.wait_for(&Told::Changed(Invalidation::Everything))
+            .await;
+    }
+    // The server's own writes move it too (their entries are dropped at once besides).
+    store
+        .grant(space.id, alice.id, Permissions::READ, alice.id)
+        .await
+        .unwrap();
+    sink.wait_for(&Told::Changed(Invalidation::Everything))
+        .await;
+    running.abort();
+    store.close().await;
 }
