@@ -77,7 +77,7 @@ impl AuditStore for SqliteStore {
                     concat!(
                         "SELECT ",
                         audit_columns!(),
-                        " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2"
+                        " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT +?2"
                     ),
                     (after_id, limit),
                 )
@@ -103,7 +103,7 @@ impl AuditStore for SqliteStore {
                         " FROM audit_log \
                          WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
                          AND (?3 IS NULL OR principal = ?3 COLLATE NOCASE) AND (?4 IS NULL OR id < ?4) \
-                         ORDER BY id DESC LIMIT ?5"
+                         ORDER BY id DESC LIMIT +?5"
                     ),
                     params,
                 )

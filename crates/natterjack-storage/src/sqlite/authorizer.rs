@@ -59,7 +59,15 @@ pub(crate) fn decide(action: &AuthAction<'_>) -> bool {
     }
 }
 
+/// How often the authorizer was consulted: once per action of each statement compiled, so
+/// the tests can tell a statement taken from the cache from one compiled again.
+#[cfg(test)]
+pub(crate) static CONSULTED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 fn callback(context: AuthContext<'_>) -> Authorization {
+    #[cfg(test)]
+    CONSULTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if decide(&context.action) {
         Authorization::Allow
     } else {

@@ -33,28 +33,35 @@ pub struct SqliteStore {
     ids: Arc<IdBlocks>,
 }
 
-const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = ?1";
+const SPACE_BY_ID: &str = "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM spaces s JOIN users u ON u.id = s.owner_id WHERE s.id = +?1";
+
+// Parameters are written `+?N` where SQLite's planner would otherwise look at their bound
+// values: a bare `?N` compared with a column in a join (constant propagation), or a `LIMIT
+// ?N`. A statement planned with a bound value is compiled again whenever its bindings
+// change, which is on every call; the unary `+` hides the value from the planner, keeps the
+// same plan (the same indexes) and lets the cached statement be reused. A test counts the
+// compilations.
 
 /// A page of a space's messages, newest first, walking `messages_by_space`. The cursor is a
 /// range bound on the index (`id < ?3`, the largest id when absent), never an `OR`, which
 /// would make every later page scan from the newest message.
 const PAGE_BY_ID: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
      JOIN users u ON u.id = m.author_id \
-     WHERE m.space_id = ?1 AND (?2 IS NULL OR m.created_at >= ?2) \
-     AND m.id < coalesce(?3, 9223372036854775807) \
-     ORDER BY m.id DESC LIMIT ?4";
+     WHERE m.space_id = +?1 AND (+?2 IS NULL OR m.created_at >= +?2) \
+     AND m.id < coalesce(+?3, 9223372036854775807) \
+     ORDER BY m.id DESC LIMIT +?4";
 
 /// The same page read through `messages_by_time`: every message since `?2`, then sorted.
 const PAGE_BY_TIME: &str = "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at \
      FROM messages m INDEXED BY messages_by_time \
      JOIN users u ON u.id = m.author_id \
-     WHERE m.space_id = ?1 AND m.created_at >= ?2 \
-     AND m.id < coalesce(?3, 9223372036854775807) \
-     ORDER BY m.id DESC LIMIT ?4";
+     WHERE m.space_id = +?1 AND m.created_at >= +?2 \
+     AND m.id < coalesce(+?3, 9223372036854775807) \
+     ORDER BY m.id DESC LIMIT +?4";
 
 /// How many messages (up to `?4`) a `since` matches, counted on `messages_by_time`.
 const FEW_SINCE: &str = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_by_time \
-     WHERE space_id = ?1 AND created_at >= ?2 AND id < coalesce(?3, 9223372036854775807) LIMIT ?4)";
+     WHERE space_id = +?1 AND created_at >= +?2 AND id < coalesce(+?3, 9223372036854775807) LIMIT +?4)";
 
 /// Below this many matches a `since` page is read through the time index. With more, the
 /// newest-first walk finds a page among the newest messages at once.
@@ -362,7 +369,7 @@ impl Store for SqliteStore {
         let row = self.readers.read(|c| {
             c.prepare_cached(
                 "SELECT u.id, u.username, u.password_hash, u.is_admin FROM external_identities e \
-                 JOIN users u ON u.id = e.user_id WHERE e.source = ?1 AND e.subject = ?2",
+                 JOIN users u ON u.id = e.user_id WHERE e.source = +?1 AND e.subject = +?2",
             )?
             .query_row([source, subject], user_row)
             .optional()
@@ -470,7 +477,7 @@ impl Store for SqliteStore {
                 "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
                  JOIN spaces s ON s.id = m.space_id \
                  JOIN users u ON u.id = s.owner_id \
-                 WHERE m.user_id = ?1 \
+                 WHERE m.user_id = +?1 \
                  ORDER BY m.space_id DESC LIMIT 1000",
             )?
             .query_map([user.get()], space_row)?
@@ -509,7 +516,7 @@ impl Store for SqliteStore {
         let rows: Vec<(String, i64)> = self.readers.read(|c| {
             c.prepare_cached(
                 "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
-                 WHERE m.space_id = ?1 ORDER BY u.username",
+                 WHERE m.space_id = +?1 ORDER BY u.username",
             )?
             .query_map([space.get()], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
@@ -655,7 +662,7 @@ impl Store for SqliteStore {
         let row: Option<MessageRow> = self.readers.read(|c| {
             c.prepare_cached(
                 "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
-                 JOIN users u ON u.id = m.author_id WHERE m.space_id = ?1 AND m.id = ?2",
+                 JOIN users u ON u.id = m.author_id WHERE m.space_id = +?1 AND m.id = +?2",
             )?
             .query_row([space.get(), id.get()], message_row)
             .optional()
@@ -678,5 +685,71 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers
             .read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sealing::KeyEncryptionKey;
+    use std::sync::atomic::Ordering;
+
+    fn consulted() -> usize {
+        super::super::authorizer::CONSULTED.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn after_their_first_call_the_hot_statements_are_never_compiled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("natterjack.db");
+        let keyring = Arc::new(Keyring::new(KeyEncryptionKey::generate().unwrap()));
+        SqliteStore::migrate(&path, &keyring).await.unwrap();
+        // One reader, so that every read takes the same connection and its statement cache.
+        let store = SqliteStore::open(&path, 1, keyring).await.unwrap();
+        let alice = store
+            .create_user(&Username::parse("alice").unwrap(), "h")
+            .await
+            .unwrap();
+        let space = store
+            .create_space(&SpaceName::parse("s").unwrap(), alice.id)
+            .await
+            .unwrap();
+        let page = MessagePage {
+            since: Some(Timestamp::from_micros(0)),
+            after: None,
+            limit: natterjack_core::domain::Limit::parse("50").unwrap(),
+        };
+        let mut compiled = Vec::new();
+        for _ in 0..3 {
+            let before = consulted();
+            let text = MessageText::parse("hello").unwrap();
+            let m = store
+                .insert_message(space.id, alice.id, &text)
+                .await
+                .unwrap();
+            store.find_message(space.id, m.id).await.unwrap().unwrap();
+            store.messages_in(space.id, page).await.unwrap();
+            store
+                .messages_in(
+                    space.id,
+                    MessagePage {
+                        since: None,
+                        ..page
+                    },
+                )
+                .await
+                .unwrap();
+            store.find_space(space.id).await.unwrap().unwrap();
+            store.spaces_of(alice.id).await.unwrap();
+            store.members_of(space.id).await.unwrap();
+            store.permissions_of(space.id, alice.id).await.unwrap();
+            store.find_user(&alice.username).await.unwrap().unwrap();
+            store.find_linked_user("issuer", "subject").await.unwrap();
+            compiled.push(consulted() - before);
+        }
+        // The authorizer is consulted while a statement compiles, never when it runs.
+        assert!(compiled[0] > 0, "{compiled:?}");
+        assert_eq!(compiled[1..], [0, 0], "{compiled:?}");
+        store.close().await;
     }
 }
