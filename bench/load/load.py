@@ -554,6 +554,20 @@ def wrk(port, path, seconds, threads, connections, method="GET", body="", auth="
     return r
 
 
+def flood_alone_cost(server, a, logdir):
+    """Runs the wrong-password flood alone against `server` for the measured seconds (after
+    the warm-up) and returns its answers and the server CPU per answer."""
+    flood = Flood(server.port, a.flood_connections, logdir, f"flood-alone-{server.pid}")
+    time.sleep(a.warmup)
+    cpu0, t0 = tree_cpu_seconds(server.pid), time.monotonic()
+    time.sleep(a.seconds)
+    cpu1, t1 = tree_cpu_seconds(server.pid), time.monotonic()
+    f = flood.stop()
+    answers = f["requests_per_s"] * (t1 - t0)
+    return {"flood": f, "server_cpu_s": cpu1 - cpu0, "seconds": t1 - t0,
+            "server_cpu_us_per_answer": (cpu1 - cpu0) / max(answers, 1) * 1e6}
+
+
 class Flood:
     def __init__(self, port, connections, logdir, name):
         argv = [sys.executable, str(HERE / "flood.py"), "--port", str(port), "--source", "127.0.0.2",
@@ -932,6 +946,12 @@ def main():
                 log(f"load:   {r['requests_per_s']:.0f} req/s, p50 {r['p50_us']} us, p99 {r['p99_us']} us, errors {r['errors']}"
                     + (f", flood {r['flood']['requests_per_s']:.0f} req/s {r['flood']['statuses']}" if "flood" in r else ""))
                 results[key].append(r)
+        # The flood alone, no other load: the server CPU each refused guess (Natterjack's 429)
+        # and each baseline 404 costs.
+        flood_alone = {}
+        for name in ("natterjack", "baseline"):
+            log(f"load: the flood alone against {name}")
+            flood_alone[name] = flood_alone_cost(servers[name], a, logdir)
         nj_after = proc_status(nj.pid)
         base_after = proc_status(servers["baseline"].pid)
         nginx_info = nginx_report(servers["nginx"])
@@ -956,6 +976,7 @@ def main():
         "raised_quotas": {q: {"burst": RAISED_BURST, "per_second": RAISED_PER_SECOND} for q in RAISED_QUOTAS},
         "unsealed_rev": a.unsealed_rev,
         "cases": results,
+        "flood_alone": flood_alone,
         "oidc": {
             "peer": f"oidc-provider {json.loads((OIDC_PEER / 'node_modules' / 'oidc-provider' / 'package.json').read_text())['version']}",
             "node": subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip(),
@@ -1018,18 +1039,20 @@ def render(r):
         return "yes" if value >= target else "**no**"
 
     r3, r4, r5 = ratio("read", "baseline_read"), ratio("write", "baseline_write"), ratio("read_flooded", "read")
+    r2, control = ratio("health", "baseline_read"), ratio("baseline_read_flooded", "baseline_read")
     # Reports from before case (3b) existed render without it.
     bearer = "read_bearer" in c
     cases = [case for case in CASES if case[0] in c]
     rows = [
         ("baseline_read", "1.000", "reference for (2), (3)" + (", (3b)" if bearer else ""), ""),
-        ("health", f"{ratio('health', 'baseline_read'):.3f} of (1)", "none", ""),
+        ("health", f"{r2:.3f} of (1)", "≥ 0.90 of (1)", met(r2, 0.9)),
         ("read", f"{r3:.3f} of (1)", "≥ 0.80 of (1)", met(r3, 0.8)),
         *([("read_bearer", f"{ratio('read_bearer', 'baseline_read'):.3f} of (1); {ratio('read_bearer', 'read'):.3f} of (3)",
             "none", "")] if bearer else []),
         ("baseline_write", "1.000", "reference for (4)", ""),
-        ("write", f"{r4:.3f} of (1w)", "≥ 0.50 of (1w)", met(r4, 0.5)),
-        ("read_flooded", f"{r5:.3f} of (3); {ratio('read_flooded', 'baseline_read'):.3f} of (1)", "≥ 0.90 of (3)", met(r5, 0.9)),
+        ("write", f"{r4:.3f} of (1w)", "≥ 0.80 of (1w)", met(r4, 0.8)),
+        ("read_flooded", f"{r5:.3f} of (3); {ratio('read_flooded', 'baseline_read'):.3f} of (1)",
+         f"≥ the control's share of (1), {control:.3f}", met(r5, control)),
         ("baseline_read_flooded", f"{ratio('baseline_read_flooded', 'baseline_read'):.3f} of (1)", "none (shows the flooder's cost to the machine)", ""),
         *([("read_unsealed", f"{ratio('read_unsealed', 'read'):.3f} of (3)", "none", ""),
            ("write_unsealed", f"{ratio('write_unsealed', 'write'):.3f} of (4)", "none", "")] if "read_unsealed" in c else []),
@@ -1078,6 +1101,20 @@ def render(r):
     f_rate, f_sts, f_cpu = flood_summary("read_flooded")
     first_401 = c["read_flooded"][0]["flood"]["statuses"].get("401", 0)
     b_rate, b_sts, b_cpu = flood_summary("baseline_read_flooded")
+    flood_alone_lines = []
+    if "flood_alone" in r:
+        fa = r["flood_alone"]
+        n_us, b_us = fa["natterjack"]["server_cpu_us_per_answer"], fa["baseline"]["server_cpu_us_per_answer"]
+        n_sts = ", ".join(f"{k} × {v}" for k, v in sorted(fa["natterjack"]["flood"]["statuses"].items()))
+        flood_alone_lines = [
+            f"Refusals: the same flood alone, {s['warmup']} s warm-up and {s['seconds']} s measured, no other load. Natterjack",
+            f"answered {fa['natterjack']['flood']['requests_per_s']:,.0f}/s ({n_sts}) at {n_us:.1f} µs of server CPU per answer;",
+            f"the baseline answered {fa['baseline']['flood']['requests_per_s']:,.0f}/s (404) at {b_us:.1f} µs. Natterjack / baseline:",
+            f"{n_us / b_us:.2f} (target ≤ 1.00: {'met' if n_us <= b_us else '**not met**'}). The 429s are audited as every rate-limit",
+            "refusal is: the first few of each key, policy and window one by one, the rest counted into one",
+            "summary record (`crates/natterjack-core/src/audit/coalesce.rs`).",
+            "",
+        ]
     all_errors = sum(errors.values())
     if all_errors == 0:
         error_text = "Every measured request was answered 2xx; wrk saw no socket errors or timeouts."
@@ -1221,42 +1258,39 @@ def render(r):
         "",
         error_text,
         "",
-        "Where the difference comes from: per authenticated read Natterjack makes three storage calls (the",
-        "user lookup behind the cached verification, the membership read of the access check, the",
-        "message) and queues an audit record; `GET /health` makes one (`ping`) and queues an audit record;",
-        "the baseline makes one call and nothing else. The control row shows what the flooder alone costs",
-        "on this machine (its CPU and the answers the server sends), so (5) against (3) measures that as",
-        "well as Natterjack's handling of wrong passwords.",
+        *flood_alone_lines,
+        "Where the difference comes from: per authenticated read Natterjack answers the user row behind",
+        "the cached verification and the membership of the access check from its read cache, reads the",
+        "message (one SQLite read on the request's own thread, as the baseline does) and queues an audit",
+        "record; `GET /health` makes one read (`ping`) and queues an audit record; the baseline makes one",
+        "read and nothing else. The control row shows what the flooder alone costs on this machine (its",
+        "CPU and the answers the server sends), so (5) against (3) measures that as well as Natterjack's",
+        "handling of wrong passwords.",
         "",
         *bearer_cost_lines,
         *sealing_lines,
-        f"What reaching the targets would take (not done): (3) spends {cpu['read'] - cpu['baseline_read']:.0f} µs of server CPU per request",
-        f"more than (1). `GET /health` alone, with one storage call like the baseline, is at {ratio('health', 'baseline_read'):.2f} of (1):",
-        "the pipeline's fixed cost per request (the audit record and its share of a group-commit insert, the",
-        f"layers, headers, request id and metrics) is about {cpu['health'] - cpu['baseline_read']:.0f} µs. The two extra storage calls of (3)",
-        f"are most of the rest ({cpu['read'] - cpu['health']:.0f} µs: sqlx hands each SQLite call to a worker thread and back, and",
-        "on two cores those thread switches cost more than the query). They could only go by caching user rows",
-        "and memberships in the process, which would delay a password change or a revocation made on another",
-        "node by the cache's lifetime. That is a trade-off for the design, not a benchmark fix, and it would",
-        f"not reach the target either: (3) would at best cost what (2) costs, {ratio('health', 'baseline_read'):.2f} of (1). Reaching 0.80 would",
-        f"need the audit record and the pipeline together to add at most a quarter of the baseline's {cpu['baseline_read']:.0f} µs",
-        f"per request ({cpu['baseline_read'] / 4:.0f} µs), while every request, reads included, must leave an audit record. For (5), the",
-        f"control row shows the flooder alone costing the baseline {1 - ratio('baseline_read_flooded', 'baseline_read'):.0%} on this 2-core machine,",
-        "where wrk, the flooder and the servers share the cores. Natterjack also answers every refused guess",
-        f"with a 429 and an audit record (every refusal is audited), {flood_summary('read_flooded')[0]:,.0f} a second here, so the cheaper",
-        "(3) becomes, the larger the flood's share of the two cores.",
+        f"Where the remaining time goes: (3) spends {cpu['read'] - cpu['baseline_read']:.0f} µs of server CPU per request more than (1),",
+        f"(2) {cpu['health'] - cpu['baseline_read']:.0f} µs more. With no storage call left to save, the difference is the pipeline",
+        "itself: the audit record (built, linked into the chain with HMAC-SHA-256, queued, and inserted by",
+        "the writer thread, whose wake-ups show up as scheduler time in a profile), the tower layers and",
+        "their boxed futures, the security headers, the request id, the metrics, the Basic parsing and",
+        "the verification cache's HMAC, and the problem or JSON body. `perf record` of the server under",
+        "(3) shows no single hot spot: the kernel's scheduling and wake-up paths, malloc and free, then",
+        "each layer at 0.3–1% (the profile is described in the text after this table). Reaching 0.80 of (1)",
+        f"would need all of that to cost at most a quarter of the baseline's {cpu['baseline_read']:.0f} µs per request",
+        f"({cpu['baseline_read'] / 4:.0f} µs), while every request, reads included, must leave an audit record.",
+        f"A write (4) waits for two commits in turn, its intent record's and then its own, where (1w) waits",
+        "for one; with 16 clients throughput follows that latency.",
         "",
-        "Changes measured by this harness: on 2026-12-03 SQLite connections began to be lent by a pool",
-        "of Natterjack's own (`crates/natterjack-storage/src/sqlite/connections.rs`) instead of sqlx's,",
-        "which pinged each connection when it was taken and again when it was given back: two more round",
-        "trips to the connection's worker thread per storage call. The baseline uses the same store, so it",
-        "gained too, and the absolute rates show the change better than the ratios. In the run",
-        "before (2026-11-28, same kind of machine), (1) did 12,274 requests/s, (2) 7,485, (3) 3,567 and",
-        f"(4) 1,951; in this run {rps['baseline_read']:,.0f}, {rps['health']:,.0f}, {rps['read']:,.0f} and {rps['write']:,.0f}. On 2026-11-28 the audit writer",
-        "began gathering each batch after one pass of the scheduler (batches under this load grew from",
-        "about 5 to about 15 records) and rewriting the head anchor at most every 20 ms instead of after",
-        "every batch. Under the flood, (3) now keeps "
-        f"{r5:.2f} of itself, the baseline {ratio('baseline_read_flooded', 'baseline_read'):.2f}.",
+        "Changes measured by this harness: on 2026-12-04 SQLite moved from sqlx to rusqlite, with reads",
+        "on the request's own thread and every write (audit records included) group-committed by one",
+        "writer thread; the user row and the membership of every request moved into a read cache. The",
+        "baseline uses the same store, so it gained too, and the absolute rates show the change better",
+        "than the ratios. In the run before (2026-12-04, sqlx, same kind of machine), (1) did 30,134",
+        "requests/s, (2) 15,494, (3) 7,992, (1w) 4,390 and (4) 3,306; in this run "
+        f"{rps['baseline_read']:,.0f}, {rps['health']:,.0f}, {rps['read']:,.0f}, {rps['baseline_write']:,.0f} and {rps['write']:,.0f}.",
+        "Under the flood, (3) now keeps "
+        f"{r5:.2f} of itself, the baseline {control:.2f}.",
         "",
         f"Flood against Natterjack: {f_rate:.0f} answers/s ({f_sts}, all rounds); the flooder itself used",
         f"{f_cpu:.2f} CPU-seconds per second. Against the baseline: {b_rate:.0f} answers/s ({b_sts}), {b_cpu:.2f} CPU-s/s.",
