@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Concurrency levels: one where latency still limits the clients, one that saturates the
-/// server (throughput is what a saturated server sustains).
-const CLIENTS: [usize; 2] = [16, 64];
+/// Concurrency levels: one client (latency alone), one where latency still limits the
+/// clients, one that saturates the server (throughput is what a saturated server sustains).
+const CLIENTS: [usize; 3] = [1, 16, 64];
 /// Measured seconds per run, after a warm-up that opens the connections.
 const SECONDS: u64 = 4;
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -34,6 +34,9 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
         ..Config::default()
     };
     cfg.rate_limit.enabled = false;
+    // Every client connects from loopback: let them have the whole listener, as the load
+    // harness does (64 clients and the one that made the fixtures are over the default 64).
+    cfg.rest.max_connections_per_client = cfg.rest.max_connections;
     let mut assembled = natterjack::runtime::assemble(&cfg).await.unwrap();
     if !audited {
         assembled.state.audit = Arc::new(AuditLog::unaudited_baseline(&assembled.state.audit));
@@ -51,7 +54,8 @@ async fn start(audited: bool) -> (String, std::path::PathBuf, tempfile::TempDir)
     (format!("https://{addr}"), cfg.data_dir.join("ca.pem"), dir)
 }
 
-async fn run(audited: bool, clients: usize) -> f64 {
+/// One run: the requests per second, and the latency of every request in the measured part.
+async fn run(audited: bool, clients: usize) -> (f64, Vec<Duration>) {
     let (base, ca, _dir) = start(audited).await;
     let pem = std::fs::read(&ca).unwrap();
     // Each simulated client has its own TLS connection, as separate clients would.
@@ -83,12 +87,16 @@ async fn run(audited: bool, clients: usize) -> f64 {
         .unwrap();
     let url = format!("{base}/spaces/{space}/messages");
     let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (client, url, stop, done) = (new_client(), url.clone(), stop.clone(), done.clone());
+            let measuring = measuring.clone();
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
                     let r = client
                         .post(&url)
                         .basic_auth("alice", Some(PASSWORD))
@@ -97,20 +105,33 @@ async fn run(audited: bool, clients: usize) -> f64 {
                         .await
                         .unwrap();
                     assert_eq!(r.status(), 201);
+                    if measuring.load(Ordering::Relaxed) {
+                        latencies.push(sent.elapsed());
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
+                latencies
             })
         })
         .collect();
     tokio::time::sleep(WARM_UP).await;
+    measuring.store(true, Ordering::Relaxed);
     let (started, before) = (Instant::now(), done.load(Ordering::Relaxed));
     tokio::time::sleep(Duration::from_secs(SECONDS)).await;
     let rate = (done.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
+    measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        latencies.extend(t.await.unwrap());
     }
-    rate
+    (rate, latencies)
+}
+
+/// The `q` quantile of `sorted`, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
 }
 
 fn main() {
@@ -127,14 +148,19 @@ fn main() {
         .iter()
         .map(|&clients| {
             let (mut discarded, mut audited, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut discarded_lat, mut audited_lat) = (Vec::new(), Vec::new());
             for _ in 0..PAIRS {
-                let d = rt.block_on(run(false, clients));
-                let a = rt.block_on(run(true, clients));
+                let (d, dl) = rt.block_on(run(false, clients));
+                let (a, al) = rt.block_on(run(true, clients));
                 discarded.push(d);
                 audited.push(a);
                 ratios.push(a / d);
+                discarded_lat.extend(dl);
+                audited_lat.extend(al);
             }
             ratios.sort_by(f64::total_cmp);
+            discarded_lat.sort();
+            audited_lat.sort();
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             json!({
                 "clients": clients,
@@ -142,6 +168,10 @@ fn main() {
                 "audited_requests_per_s": mean(&audited),
                 "median_pair_ratio": ratios[ratios.len() / 2],
                 "pair_ratios": ratios,
+                "unaudited_p50_ms": quantile_ms(&discarded_lat, 0.5),
+                "unaudited_p99_ms": quantile_ms(&discarded_lat, 0.99),
+                "audited_p50_ms": quantile_ms(&audited_lat, 0.5),
+                "audited_p99_ms": quantile_ms(&audited_lat, 0.99),
             })
         })
         .collect();
