@@ -14,11 +14,14 @@ use rusqlite::{Connection, OptionalExtension, Params};
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<Option<ChainHead>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = self.readers.read(|c| {
-            c.prepare_cached("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })?;
+        let row: Option<(i64, Vec<u8>)> = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .await?;
         row.map(|(id, mac)| {
             Ok(ChainHead {
                 id,
@@ -112,11 +115,14 @@ impl AuditStore for SqliteStore {
     }
 
     async fn export_cursor(&self, sink: &str) -> Result<i64, StoreError> {
-        let delivered: Option<i64> = self.readers.read(|c| {
-            c.prepare_cached("SELECT delivered_id FROM audit_export_cursor WHERE sink = ?1")?
-                .query_row([sink], |r| r.get(0))
-                .optional()
-        })?;
+        let delivered: Option<i64> = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached("SELECT delivered_id FROM audit_export_cursor WHERE sink = ?1")?
+                    .query_row([sink], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
         Ok(delivered.unwrap_or(0))
     }
 

@@ -61,6 +61,18 @@ impl Readers {
         result
     }
 
+    /// [`Readers::read`] from async code: first a unit of the task's cooperative budget
+    /// (Tokio's, which yields to the scheduler once it is spent), since the read itself never
+    /// yields: a task reading in a loop would otherwise keep its worker thread, and the
+    /// timers and tasks queued behind it, forever.
+    pub(crate) async fn read_async<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        tokio::task::consume_budget().await;
+        self.read(f)
+    }
+
     /// [`Readers::read`] on the blocking pool, for a read that may take long.
     pub(crate) async fn read_blocking<T: Send + 'static>(
         self: &Arc<Self>,

@@ -285,7 +285,9 @@ fn forgetting_on_error<T>(
 impl Resealing for SqliteStore {
     async fn reload_keys(&self) -> Result<(), StoreError> {
         let keyring = &self.keyring;
-        self.readers.read(|c| Ok(sealed::load(c, keyring)))?
+        self.readers
+            .read_async(|c| Ok(sealed::load(c, keyring)))
+            .await?
     }
 
     async fn reseal_batch(
@@ -328,13 +330,16 @@ impl Store for SqliteStore {
     }
 
     async fn find_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        let row = self.readers.read(|c| {
-            c.prepare_cached(
-                "SELECT id, username, password_hash, is_admin FROM users WHERE username = ?1",
-            )?
-            .query_row([username.as_str()], user_row)
-            .optional()
-        })?;
+        let row = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached(
+                    "SELECT id, username, password_hash, is_admin FROM users WHERE username = ?1",
+                )?
+                .query_row([username.as_str()], user_row)
+                .optional()
+            })
+            .await?;
         row.map(user).transpose()
     }
 
@@ -366,14 +371,17 @@ impl Store for SqliteStore {
         source: &str,
         subject: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let row = self.readers.read(|c| {
-            c.prepare_cached(
+        let row = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached(
                 "SELECT u.id, u.username, u.password_hash, u.is_admin FROM external_identities e \
                  JOIN users u ON u.id = e.user_id WHERE e.source = +?1 AND e.subject = +?2",
             )?
             .query_row([source, subject], user_row)
             .optional()
-        })?;
+            })
+            .await?;
         row.map(user).transpose()
     }
 
@@ -470,29 +478,35 @@ impl Store for SqliteStore {
     }
 
     async fn spaces_of(&self, user: UserId) -> Result<Vec<SpaceRecord>, StoreError> {
-        let rows: Vec<SpaceRow> = self.readers.read(|c| {
-            // Driven by the user's memberships (the `memberships_by_user` index, already in
-            // order), so the cost follows the user's spaces, not every space there is.
-            c.prepare_cached(
-                "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
+        let rows: Vec<SpaceRow> = self
+            .readers
+            .read_async(|c| {
+                // Driven by the user's memberships (the `memberships_by_user` index, already in
+                // order), so the cost follows the user's spaces, not every space there is.
+                c.prepare_cached(
+                    "SELECT s.id, s.name, s.key_id, u.username, s.created_at FROM memberships m \
                  JOIN spaces s ON s.id = m.space_id \
                  JOIN users u ON u.id = s.owner_id \
                  WHERE m.user_id = +?1 \
                  ORDER BY m.space_id DESC LIMIT 1000",
-            )?
-            .query_map([user.get()], space_row)?
-            .collect()
-        })?;
+                )?
+                .query_map([user.get()], space_row)?
+                .collect()
+            })
+            .await?;
         self.keys_for(rows.iter().map(|r| r.2))?;
         rows.into_iter().map(|r| space(&self.keyring, r)).collect()
     }
 
     async fn find_space(&self, id: SpaceId) -> Result<Option<SpaceRecord>, StoreError> {
-        let row: Option<SpaceRow> = self.readers.read(|c| {
-            c.prepare_cached(SPACE_BY_ID)?
-                .query_row([id.get()], space_row)
-                .optional()
-        })?;
+        let row: Option<SpaceRow> = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached(SPACE_BY_ID)?
+                    .query_row([id.get()], space_row)
+                    .optional()
+            })
+            .await?;
         self.keys_for(row.iter().map(|r| r.2))?;
         row.map(|r| space(&self.keyring, r)).transpose()
     }
@@ -502,25 +516,28 @@ impl Store for SqliteStore {
         space: SpaceId,
         user: UserId,
     ) -> Result<Permissions, StoreError> {
-        let bits: Option<i64> = self.readers.read(|c| {
-            c.prepare_cached(
-                "SELECT permissions FROM memberships WHERE space_id = ?1 AND user_id = ?2",
-            )?
-            .query_row([space.get(), user.get()], |r| r.get(0))
-            .optional()
-        })?;
+        let bits: Option<i64> = self
+            .readers
+            .read_async(|c| {
+                c.prepare_cached(
+                    "SELECT permissions FROM memberships WHERE space_id = ?1 AND user_id = ?2",
+                )?
+                .query_row([space.get(), user.get()], |r| r.get(0))
+                .optional()
+            })
+            .await?;
         permissions(bits)
     }
 
     async fn members_of(&self, space: SpaceId) -> Result<Vec<MemberRecord>, StoreError> {
-        let rows: Vec<(String, i64)> = self.readers.read(|c| {
+        let rows: Vec<(String, i64)> = self.readers.read_async(|c| {
             c.prepare_cached(
                 "SELECT u.username, m.permissions FROM memberships m JOIN users u ON u.id = m.user_id \
                  WHERE m.space_id = +?1 ORDER BY u.username",
             )?
             .query_map([space.get()], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
-        })?;
+        }).await?;
         rows.into_iter()
             .map(|(name, bits)| {
                 Ok(MemberRecord {
@@ -633,21 +650,24 @@ impl Store for SqliteStore {
         let since = page.since.map(Timestamp::micros);
         let after = page.after.map(MessageId::get);
         let params = (space.get(), since, after, i64::from(page.limit.get()));
-        let rows: Vec<MessageRow> = self.readers.read(|c| {
-            // A `since` that few messages match is answered from the time index: reading
-            // those few and sorting them beats walking the whole space newest first.
-            let by_time = match since {
-                Some(since) => {
-                    c.prepare_cached(FEW_SINCE)?
-                        .query_row((space.get(), since, after, FEW), |r| r.get::<_, i64>(0))?
-                        < FEW
-                }
-                None => false,
-            };
-            c.prepare_cached(if by_time { PAGE_BY_TIME } else { PAGE_BY_ID })?
-                .query_map(params, message_row)?
-                .collect()
-        })?;
+        let rows: Vec<MessageRow> = self
+            .readers
+            .read_async(|c| {
+                // A `since` that few messages match is answered from the time index: reading
+                // those few and sorting them beats walking the whole space newest first.
+                let by_time = match since {
+                    Some(since) => {
+                        c.prepare_cached(FEW_SINCE)?
+                            .query_row((space.get(), since, after, FEW), |r| r.get::<_, i64>(0))?
+                            < FEW
+                    }
+                    None => false,
+                };
+                c.prepare_cached(if by_time { PAGE_BY_TIME } else { PAGE_BY_ID })?
+                    .query_map(params, message_row)?
+                    .collect()
+            })
+            .await?;
         self.keys_for(rows.iter().map(|r| r.4))?;
         rows.into_iter()
             .map(|r| message(&self.keyring, r))
@@ -659,14 +679,14 @@ impl Store for SqliteStore {
         space: SpaceId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let row: Option<MessageRow> = self.readers.read(|c| {
+        let row: Option<MessageRow> = self.readers.read_async(|c| {
             c.prepare_cached(
                 "SELECT m.id, m.space_id, u.username, m.body, m.key_id, m.created_at FROM messages m \
                  JOIN users u ON u.id = m.author_id WHERE m.space_id = +?1 AND m.id = +?2",
             )?
             .query_row([space.get(), id.get()], message_row)
             .optional()
-        })?;
+        }).await?;
         self.keys_for(row.iter().map(|r| r.4))?;
         row.map(|r| message(&self.keyring, r)).transpose()
     }
@@ -684,7 +704,8 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers
-            .read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
+            .read_async(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
+            .await
     }
 }
 
@@ -696,6 +717,33 @@ mod tests {
 
     fn consulted() -> usize {
         super::super::authorizer::CONSULTED.load(Ordering::Relaxed)
+    }
+
+    /// Reads never wait for anything, so without the cooperative budget a task reading in a
+    /// loop would hold its worker thread for good: this test's timer would never fire.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_reading_in_a_loop_still_lets_the_timers_and_other_tasks_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("natterjack.db");
+        let keyring = Arc::new(Keyring::new(KeyEncryptionKey::generate().unwrap()));
+        SqliteStore::migrate(&path, &keyring).await.unwrap();
+        let store = SqliteStore::open(&path, 1, keyring).await.unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = tokio::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            async move {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    store.ping().await.unwrap();
+                    reads += 1;
+                }
+                reads
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.await.unwrap() > 0);
+        store.close().await;
     }
 
     #[tokio::test]
