@@ -247,6 +247,17 @@ fn page(after: Option<MessageId>) -> MessagePage {
     }
 }
 
+/// The access check every request on a space makes first: the probe user's membership.
+async fn access_check(store: &SqliteStore, probe: Probe) {
+    assert!(
+        !store
+            .permissions_of(probe.space, probe.user)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// The storage work of one request of `kind`.
 async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
     match kind {
@@ -254,13 +265,7 @@ async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
             assert!(!store.spaces_of(probe.user).await.unwrap().is_empty());
         }
         "list_messages" => {
-            assert!(
-                !store
-                    .permissions_of(probe.space, probe.user)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
+            access_check(store, probe).await;
             assert_eq!(
                 store
                     .messages_in(probe.space, page(None))
@@ -271,13 +276,7 @@ async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
             );
         }
         "deep_page" => {
-            assert!(
-                !store
-                    .permissions_of(probe.space, probe.user)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
+            access_check(store, probe).await;
             let got = store
                 .messages_in(probe.space, page(Some(probe.middle)))
                 .await
@@ -285,13 +284,7 @@ async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
             assert_eq!(got.len(), PAGE as usize);
         }
         "since_few" => {
-            assert!(
-                !store
-                    .permissions_of(probe.space, probe.user)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
+            access_check(store, probe).await;
             let since = MessagePage {
                 since: Some(probe.recent),
                 ..page(None)
@@ -300,13 +293,7 @@ async fn request(store: &SqliteStore, probe: Probe, kind: &str) {
             assert_eq!(got.len(), 10);
         }
         "read_message" => {
-            assert!(
-                !store
-                    .permissions_of(probe.space, probe.user)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
+            access_check(store, probe).await;
             assert!(
                 store
                     .find_message(probe.space, probe.middle)
