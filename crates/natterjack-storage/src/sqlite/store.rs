@@ -198,6 +198,8 @@ impl SqliteStore {
                 "the database holds no current data key: run `natterjack migrate`".into(),
             ));
         }
+        // A block of ids reserved by a write that was rolled back may be reserved again by
+        // another process: forget it.
         let ids = Arc::new(IdBlocks::default());
         let forget = ids.clone();
         let store = Self {
@@ -245,18 +247,17 @@ impl SqliteStore {
     }
 
     /// Reloads the data keys first if a row names one this process does not hold yet.
-    fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
+    async fn keys_for(&self, keys: impl IntoIterator<Item = i64>) -> Result<(), StoreError> {
         if rows::needs_reload(&self.keyring, keys) {
-            let keyring = &self.keyring;
-            self.readers.read(|c| Ok(sealed::load(c, keyring)))??;
+            self.reload_keys().await?;
         }
         Ok(())
     }
 }
 
 /// The id of the next row of `table`, from the store's reserved block, reserving a new
-/// block in the writer's transaction when it is used up. A reservation whose transaction
-/// fails is forgotten by the writer (`IdBlocks::forget`), so its ids are never handed out.
+/// block in the writer's transaction when it is used up. A reservation that is rolled back
+/// is forgotten by the writer (`IdBlocks::forget`), so its ids are never handed out.
 fn next_id(conn: &Connection, ids: &IdBlocks, table: RowTable) -> Result<i64, StoreError> {
     if let Some(id) = ids.take(table) {
         return Ok(id);
@@ -266,19 +267,6 @@ fn next_id(conn: &Connection, ids: &IdBlocks, table: RowTable) -> Result<i64, St
         .and_then(|mut s| s.query_row((table.name(), BLOCK), |r| r.get(0)))
         .map_err(classify)?;
     Ok(ids.refill(table, end))
-}
-
-/// Runs `write`; if it fails after reserving ids, forgets them (its savepoint rolls the
-/// reservation back).
-fn forgetting_on_error<T>(
-    ids: &IdBlocks,
-    write: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let done = write();
-    if done.is_err() {
-        ids.forget();
-    }
-    done
 }
 
 #[async_trait]
@@ -446,27 +434,25 @@ impl Store for SqliteStore {
         let (id, owner_name, now) = self
             .writer
             .write(move |c| {
-                forgetting_on_error(&ids, || {
-                    // The row id is part of the seal's associated data: take it, then seal.
-                    let id = next_id(c, &ids, RowTable::Spaces)?;
-                    let (key, sealed) = rows::seal(&keyring, &Place::space_name(id), &text)?;
-                    let now = SystemClock.wall().micros();
-                    let owner_name: String = c
-                        .prepare_cached(
-                            "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                             RETURNING (SELECT username FROM users WHERE id = ?4)",
-                        )
-                        .and_then(|mut s| {
-                            s.query_row((id, sealed, key, owner.get(), now), |r| r.get(0))
-                        })
-                        .map_err(classify)?;
-                    c.prepare_cached(
-                        "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
+                // The row id is part of the seal's associated data: take it, then seal.
+                let id = next_id(c, &ids, RowTable::Spaces)?;
+                let (key, sealed) = rows::seal(&keyring, &Place::space_name(id), &text)?;
+                let now = SystemClock.wall().micros();
+                let owner_name: String = c
+                    .prepare_cached(
+                        "INSERT INTO spaces (id, name, key_id, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                         RETURNING (SELECT username FROM users WHERE id = ?4)",
                     )
-                    .and_then(|mut s| s.execute((id, owner.get(), Permissions::ALL.bits(), now)))
+                    .and_then(|mut s| {
+                        s.query_row((id, sealed, key, owner.get(), now), |r| r.get(0))
+                    })
                     .map_err(classify)?;
-                    Ok((id, owner_name, now))
-                })
+                c.prepare_cached(
+                    "INSERT INTO memberships (space_id, user_id, permissions, granted_by, granted_at) VALUES (?1, ?2, ?3, ?2, ?4)",
+                )
+                .and_then(|mut s| s.execute((id, owner.get(), Permissions::ALL.bits(), now)))
+                .map_err(classify)?;
+                Ok((id, owner_name, now))
             })
             .await?;
         Ok(SpaceRecord {
@@ -494,7 +480,7 @@ impl Store for SqliteStore {
                 .collect()
             })
             .await?;
-        self.keys_for(rows.iter().map(|r| r.2))?;
+        self.keys_for(rows.iter().map(|r| r.2)).await?;
         rows.into_iter().map(|r| space(&self.keyring, r)).collect()
     }
 
@@ -507,7 +493,7 @@ impl Store for SqliteStore {
                     .optional()
             })
             .await?;
-        self.keys_for(row.iter().map(|r| r.2))?;
+        self.keys_for(row.iter().map(|r| r.2)).await?;
         row.map(|r| space(&self.keyring, r)).transpose()
     }
 
@@ -614,23 +600,21 @@ impl Store for SqliteStore {
         let (id, author_name, created_at) = self
             .writer
             .write(move |c| {
-                forgetting_on_error(&ids, || {
-                    // The row id is part of the seal's associated data: take it, then seal.
-                    let id = next_id(c, &ids, RowTable::Messages)?;
-                    let (key, sealed) =
-                        rows::seal(&keyring, &Place::message_body(id, space.get()), &text)?;
-                    c.prepare_cached(
-                        "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                         RETURNING id, (SELECT username FROM users WHERE id = ?3), created_at",
+                // The row id is part of the seal's associated data: take it, then seal.
+                let id = next_id(c, &ids, RowTable::Messages)?;
+                let (key, sealed) =
+                    rows::seal(&keyring, &Place::message_body(id, space.get()), &text)?;
+                c.prepare_cached(
+                    "INSERT INTO messages (id, space_id, author_id, body, key_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     RETURNING id, (SELECT username FROM users WHERE id = ?3), created_at",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        (id, space.get(), author.get(), sealed, key, SystemClock.wall().micros()),
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
                     )
-                    .and_then(|mut s| {
-                        s.query_row(
-                            (id, space.get(), author.get(), sealed, key, SystemClock.wall().micros()),
-                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-                        )
-                    })
-                    .map_err(classify)
                 })
+                .map_err(classify)
             })
             .await?;
         Ok(MessageRecord {
@@ -668,7 +652,7 @@ impl Store for SqliteStore {
                     .collect()
             })
             .await?;
-        self.keys_for(rows.iter().map(|r| r.4))?;
+        self.keys_for(rows.iter().map(|r| r.4)).await?;
         rows.into_iter()
             .map(|r| message(&self.keyring, r))
             .collect()
@@ -687,7 +671,7 @@ impl Store for SqliteStore {
             .query_row([space.get(), id.get()], message_row)
             .optional()
         }).await?;
-        self.keys_for(row.iter().map(|r| r.4))?;
+        self.keys_for(row.iter().map(|r| r.4)).await?;
         row.map(|r| message(&self.keyring, r)).transpose()
     }
 

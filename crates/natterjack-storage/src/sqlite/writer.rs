@@ -93,16 +93,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. `on_abort` runs on that thread after a group
-    /// failed to commit (so that state reserved by its jobs can be forgotten).
+    /// Starts the writer thread on `conn`. `on_rollback` runs on that thread whenever
+    /// anything a job wrote is rolled back (a failed job's savepoint, or a group that failed
+    /// to commit), so that state reserved by such a job outside the database can be
+    /// forgotten.
     pub(crate) fn start(
         conn: Connection,
-        on_abort: impl Fn() + Send + 'static,
+        on_rollback: impl Fn() + Send + 'static,
     ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(&conn, &queue, &on_abort))
+            .spawn(move || write_loop(&conn, &queue, &on_rollback))
             .map_err(|e| StoreError::Internal(format!("cannot start the database writer: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
@@ -146,7 +148,7 @@ impl Writer {
     }
 }
 
-fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, on_abort: &dyn Fn()) {
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, on_rollback: &dyn Fn()) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -164,12 +166,12 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, on_abort:
         }
         let ran: Vec<Box<dyn Ran>> = group
             .into_iter()
-            .map(|job| in_savepoint(conn, job))
+            .map(|job| in_savepoint(conn, job, on_rollback))
             .collect();
         let commit = exec(conn, "COMMIT").map_err(classify);
         if commit.is_err() {
             let _ = exec(conn, "ROLLBACK");
-            on_abort();
+            on_rollback();
         }
         for done in ran {
             done.answer(commit.clone());
@@ -179,7 +181,7 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, on_abort:
 
 /// Runs one job in a savepoint, rolled back if the job failed, so that a failed job leaves
 /// nothing behind and the rest of its group still commits.
-fn in_savepoint(conn: &Connection, job: Box<dyn Job>) -> Box<dyn Ran> {
+fn in_savepoint(conn: &Connection, job: Box<dyn Job>, on_rollback: &dyn Fn()) -> Box<dyn Ran> {
     if let Err(e) = exec(conn, "SAVEPOINT job") {
         job.refuse(classify(e));
         return Box::new(Refused);
@@ -187,6 +189,7 @@ fn in_savepoint(conn: &Connection, job: Box<dyn Job>) -> Box<dyn Ran> {
     let done = job.run(conn);
     if !done.succeeded() {
         let _ = exec(conn, "ROLLBACK TO job");
+        on_rollback();
     }
     let _ = exec(conn, "RELEASE job");
     done
@@ -201,15 +204,25 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn writer() -> (tempfile::TempDir, Writer) {
+        writer_counting(Arc::default())
+    }
+
+    /// A writer whose rollbacks are counted in `rollbacks`.
+    fn writer_counting(rollbacks: Arc<AtomicUsize>) -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY) STRICT",
         )
         .unwrap();
-        (dir, Writer::start(conn, || {}).unwrap())
+        let on_rollback = move || {
+            rollbacks.fetch_add(1, Ordering::Relaxed);
+        };
+        (dir, Writer::start(conn, on_rollback).unwrap())
     }
 
     fn insert(x: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send {
@@ -227,7 +240,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_panicking_write_is_undone_alone_and_the_rest_of_its_group_commits() {
-        let (_dir, writer) = writer();
+        let rollbacks = Arc::new(AtomicUsize::new(0));
+        let (_dir, writer) = writer_counting(rollbacks.clone());
         writer.write(insert(1)).await.unwrap();
         // Queued together (mostly one group; each job has its own savepoint either way).
         let (a, b, c, d) = tokio::join!(
@@ -243,6 +257,11 @@ mod tests {
         assert!(matches!(b, Err(StoreError::Conflict)), "{b:?}");
         assert!(matches!(c, Err(StoreError::Internal(_))), "{c:?}");
         assert_eq!(writer.write(count).await.unwrap(), 3, "rows 1, 2 and 4");
+        assert_eq!(
+            rollbacks.load(Ordering::Relaxed),
+            2,
+            "each failed job reported"
+        );
     }
 
     #[tokio::test]
