@@ -39,18 +39,14 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit_exclusive(&self, link: &mut Linker<'_>) -> Result<(), StoreError> {
-        // The writer's transaction began with IMMEDIATE, so it holds the write lock before
-        // this read: no other process can append between reading the head and committing.
-        // The linker runs here, on this task, between the two writer jobs' reads and
-        // inserts, so it need not be sent to the writer thread.
-        let newest = self
-            .writer
-            .write(|c| records(c, NEWEST_TWO_AUDIT, []).map_err(classify)?)
-            .await?;
-        // A head read in one group and an insert in the next could let another process in
-        // between; the insert checks that the head is still the one linked to, so such an
-        // append fails with `Conflict` and the audit writer retries.
-        let mut ascending = newest;
+        // The head is read here and the linker runs on this task; the insert then runs on
+        // the writer, whose transaction holds the write lock, and first checks that the
+        // head is still the one linked to. Another process that appended in between makes
+        // this append fail with `Conflict`, and the audit writer links again and retries.
+        let mut ascending = self
+            .readers
+            .read_async(|c| records(c, NEWEST_TWO_AUDIT, []))
+            .await??;
         ascending.reverse();
         let batch = link(&ascending).map_err(StoreError::Internal)?;
         let expected = ascending.last().map(|r| r.id);
