@@ -27,6 +27,20 @@ fn remaining_with(data: &Path, env: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
+/// Polls [`remaining_with`] every 500 ms, at most `tries` times, until no row is left under a
+/// retired key; returns what was left at the last look.
+async fn resealed_within(data: &Path, env: &[(&str, &str)], tries: u32) -> u64 {
+    let mut left = remaining_with(data, env);
+    for _ in 1..tries {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = remaining_with(data, env);
+    }
+    left
+}
+
 #[tokio::test]
 async fn a_key_file_other_users_can_read_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,14 +201,7 @@ async fn rotation_under_concurrent_reads_and_writes_fails_no_request_and_leaves_
     );
     // Writes made before the server re-read the keys were sealed under key 1; its resealer
     // moves them within a poll or two.
-    let mut left = remaining(&data);
-    for _ in 0..40 {
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        left = remaining(&data);
-    }
+    let left = resealed_within(&data, &[], 41).await;
     assert_eq!(left, 0, "rows still under the retired key");
     let listed = server
         .call(
@@ -246,14 +253,7 @@ async fn a_server_killed_in_the_middle_of_re_sealing_finishes_the_pass_after_a_r
         "killed at {left_at_kill} of {total}"
     );
     let server = TestServer::start_in(dir, &[("NATTERJACK_ENCRYPTION__KEY_POLL_SECS", "1")]).await;
-    let mut left = left_at_kill;
-    for _ in 0..60 {
-        left = remaining(&data);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let left = resealed_within(&data, &[], 60).await;
     assert_eq!(left, 0, "the restarted server did not finish the pass");
     let listed = server
         .call(
@@ -459,13 +459,7 @@ async fn on_postgres_rotation_under_traffic_survives_a_killed_server_and_finishe
         .chain([("NATTERJACK_ENCRYPTION__KEY_POLL_SECS", "1")])
         .collect();
     let server = TestServer::start_in(dir, &fast).await;
-    for _ in 0..60 {
-        left = remaining_with(&data, &base);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let left = resealed_within(&data, &base, 60).await;
     assert_eq!(left, 0, "the restarted server did not finish the pass");
     let page = server
         .call(
