@@ -307,7 +307,18 @@ async fn n_mixed_requests_from_several_clients_leave_exactly_n_completion_record
         let pool = pool.clone();
         async move { pool.scalar::<i64>("SELECT COUNT(*) FROM audit_log WHERE phase = ?1", [phase]) }
     };
-    let (complete_before, intent_before) = (count("complete").await, count("intent").await);
+    // The set-up's own completion records are queued as its responses leave: count from
+    // once they are all written (the count stays put for 100 ms).
+    let mut complete_before = count("complete").await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = count("complete").await;
+        if now == complete_before {
+            break;
+        }
+        complete_before = now;
+    }
+    let intent_before = count("intent").await;
     let ca = server.data_dir().join("ca.pem");
     let clients: Vec<Client> = (1..=3)
         .map(|i| client_trusting(&ca, |b| b.local_address(IpAddr::from([127, 0, 0, i]))))
