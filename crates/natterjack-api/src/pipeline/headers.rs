@@ -3,7 +3,8 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::LazyLock;
 
 /// The header set, as (name, value). One table, so tests and docs refer to the same list.
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -29,19 +30,36 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 /// Headers that identify the software; removed from every response.
 const IDENTIFYING: &[&str] = &["server", "x-powered-by"];
 
-/// Overrides each security header on the way out (a handler cannot weaken one by setting
-/// its own value) and strips identifying headers.
-pub async fn stamp(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+/// [`SECURITY_HEADERS`] parsed once: every response gets them, and parsing a name (its
+/// check and its lookup among the standard names) on every response was a visible share of
+/// a small answer's cost.
+static PARSED: LazyLock<Vec<(HeaderName, HeaderValue)>> = LazyLock::new(|| {
+    SECURITY_HEADERS
+        .iter()
+        .map(|(name, value)| {
+            (
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            )
+        })
+        .collect()
+});
+
+/// Overrides each security header (a handler cannot weaken one by setting its own value)
+/// and strips identifying headers.
+pub fn apply(headers: &mut HeaderMap) {
+    headers.reserve(SECURITY_HEADERS.len());
+    for (name, value) in PARSED.iter() {
+        headers.insert(name.clone(), value.clone());
     }
     for name in IDENTIFYING {
         headers.remove(*name);
     }
+}
+
+/// [`apply`] as middleware, for routers outside the REST pipeline (the internal listener).
+pub async fn stamp(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    apply(response.headers_mut());
     response
 }

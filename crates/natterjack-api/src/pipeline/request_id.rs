@@ -1,9 +1,5 @@
 //! A random id per request, available to every error body and log line of that request.
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use http::HeaderValue;
 use rand::RngCore;
 
 tokio::task_local! {
@@ -34,21 +30,10 @@ pub fn fresh() -> String {
     id
 }
 
-/// Assigns a fresh id (never one chosen by the client, which could forge log entries),
-/// scopes it over the rest of the pipeline, and returns it in `x-request-id`.
-pub async fn assign(req: Request, next: Next) -> Response {
-    let id = fresh();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = REQUEST_ID
-        .scope(
-            id.clone(),
-            tracing::Instrument::instrument(next.run(req), span),
-        )
-        .await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
-    response
+/// Runs `fut` with `id` as the request's id (see [`current`]). The id is always a fresh
+/// one, never chosen by the client, which could forge log entries with it.
+pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
 }
 
 #[cfg(test)]

@@ -1,17 +1,15 @@
 //! A panic in a handler becomes a generic 500 problem, logged with the request id.
 
 use crate::problem::Problem;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use http::StatusCode;
 use std::panic::AssertUnwindSafe;
 
-/// Runs the rest of the pipeline, catching a panic. The payload is logged (it is our own
-/// code's message) but never sent to the client.
-pub async fn catch(req: Request, next: Next) -> Response {
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+/// Runs the handler, catching a panic. The payload is logged (it is our own code's message)
+/// but never sent to the client.
+pub async fn catching(handler: impl Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(handler).catch_unwind().await {
         Ok(response) => response,
         Err(payload) => {
             let message = payload

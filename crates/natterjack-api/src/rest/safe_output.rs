@@ -2,16 +2,13 @@
 
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::rest::error::ApiError;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
 /// Gives any error response without a problem body (a 405 from the router, a 408 from the
 /// timeout, a 413 from the body limit) the problem body of its status, keeping headers such
 /// as `Allow`. Nothing a lower layer wrote in its body is passed on.
-pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+pub fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     let is_problem = response
         .headers()

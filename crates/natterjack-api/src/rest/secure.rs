@@ -16,18 +16,21 @@ use crate::transport::PeerAddr;
 use axum::RequestExt;
 use axum::Router;
 use axum::body::HttpBody as _;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::extract::{MatchedPath, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use http::request::Parts;
-use http::{Method, header};
+use http::{HeaderValue, Method, header};
 use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{Status, Transport};
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::SpaceId;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::time::timeout_at;
-use tower::ServiceBuilder;
+use tower::{Layer, Service, ServiceExt};
 
 /// Wraps `routes` in the security pipeline. Every route of every REST router goes through
 /// here; there is no other way to build the application, so no handler can opt out.
@@ -36,20 +39,110 @@ pub fn secure_pipeline(
     state: AppState,
     limits: PipelineLimits,
 ) -> Router {
-    let controls = ServiceBuilder::new()
-        // Safe output on every response, errors included: the security headers, then the
-        // request id for logs and problem bodies.
-        .layer(from_fn(headers::stamp))
-        .layer(from_fn(request_id::assign))
-        // The pipeline's steps, its deadline and every request's `complete` record.
-        .layer(from_fn_with_state((state.clone(), limits), run))
-        // A panic becomes a 500 problem; errors made by the router (405) get a problem body.
-        .layer(from_fn(panic::catch))
-        .layer(from_fn(safe_output::problem_for_bare_errors));
+    let controls = Secure(Arc::new(Controls {
+        state: state.clone(),
+        limits,
+    }));
     routes
         .fallback(safe_output::no_such_route)
         .layer(controls)
         .with_state(state)
+}
+
+/// What the pipeline's layer holds for every request: the application state and the
+/// pipeline's limits, behind one pointer.
+struct Controls {
+    state: AppState,
+    limits: PipelineLimits,
+}
+
+/// The pipeline as one tower layer around each route (the route must be matched first: the
+/// pipeline reads the route template and its path parameters). One layer rather than a
+/// stack of middleware functions, because each of those clones the services below it and
+/// boxes a future and a service on every request.
+#[derive(Clone)]
+struct Secure(Arc<Controls>);
+
+impl<S> Layer<S> for Secure {
+    type Service = Secured<S>;
+
+    fn layer(&self, inner: S) -> Secured<S> {
+        Secured {
+            inner,
+            controls: self.0.clone(),
+        }
+    }
+}
+
+/// A route behind the pipeline.
+#[derive(Clone)]
+struct Secured<S> {
+    inner: S,
+    controls: Arc<Controls>,
+}
+
+impl<S> Service<Request> for Secured<S>
+where
+    S: Service<Request, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The service that was polled ready serves this request; a clone stays behind.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let controls = self.controls.clone();
+        Box::pin(async move { Ok(secured(&controls, ready, req).await) })
+    }
+}
+
+/// One request through the pipeline. Outside in: the security headers and the request id on
+/// every response, errors included; the id scoped over the rest for logs and problem
+/// bodies; then the pipeline's steps, its deadline and the `complete` record ([`run`]).
+async fn secured<S>(controls: &Controls, handler: S, req: Request) -> Response
+where
+    S: Service<Request, Error = Infallible> + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let id = request_id::fresh();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = request_id::scope(
+        id.clone(),
+        tracing::Instrument::instrument(run(controls, req, handler, id.clone()), span),
+    )
+    .await;
+    headers::apply(response.headers_mut());
+    if let Ok(value) = HeaderValue::try_from(id) {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+    response
+}
+
+/// The handler behind the pipeline: a panic becomes a 500 problem, and an error response
+/// without a problem body (a 405 from the router) gets one.
+async fn handle<S>(handler: S, req: Request) -> Response
+where
+    S: Service<Request, Error = Infallible> + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let answered = async move {
+        let response = match handler.oneshot(req).await {
+            Ok(response) => response.into_response(),
+            Err(never) => match never {},
+        };
+        safe_output::problem_for_bare_errors(response)
+    };
+    panic::catching(answered).await
 }
 
 /// What the pipeline reads from an HTTP request, each part when its step asks for it.
@@ -107,16 +200,15 @@ fn class_of(req: &Request) -> Class {
     }
 }
 
-async fn run(
-    State((state, limits)): State<(AppState, PipelineLimits)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+async fn run<S>(controls: &Controls, mut req: Request, handler: S, request_id: String) -> Response
+where
+    S: Service<Request, Error = Infallible> + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let (state, limits) = (&controls.state, controls.limits);
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let (target, space) = match req.extract_parts::<RawPathParams>().await {
         Ok(params) => (
             params
@@ -134,11 +226,11 @@ async fn run(
     let label = format!(
         "{} {}",
         req.method(),
-        route.as_deref().unwrap_or("(no route)")
+        route.as_ref().map_or("(no route)", MatchedPath::as_str)
     );
     let mut draft = Draft::new(
         Transport::Rest,
-        request_id::current(),
+        request_id,
         &label,
         &target,
         state.clock.clone(),
@@ -149,8 +241,8 @@ async fn run(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
     let call = Call {
         operation: route
-            .as_deref()
-            .and_then(|route| declared(req.method(), route)),
+            .as_ref()
+            .and_then(|route| declared(req.method(), route.as_str())),
         class: class_of(&req),
         client_ip: Some(client_ip(
             peer,
@@ -165,7 +257,7 @@ async fn run(
         body_is_empty,
         space,
     };
-    let admitted = timeout_at(deadline, admit(&state, &call, &mut head, &mut draft)).await;
+    let admitted = timeout_at(deadline, admit(state, &call, &mut head, &mut draft)).await;
     let mut req = Request::from_parts(parts, body);
     let response = match admitted {
         Ok(Ok(admitted)) => {
@@ -175,7 +267,7 @@ async fn run(
                     req.extensions_mut().insert(access);
                 }
             }
-            timeout_at(deadline, next.run(limit_body(req)))
+            timeout_at(deadline, handle(handler, limit_body(req)))
                 .await
                 .unwrap_or_else(|_| ApiError::TimedOut.into_response())
         }
@@ -187,7 +279,7 @@ async fn run(
         .get::<AuditReason>()
         .map(|r| r.0.clone());
     complete(
-        &state,
+        state,
         draft,
         Status::Http(response.status().as_u16()),
         reason,
