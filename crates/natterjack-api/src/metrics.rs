@@ -3,7 +3,11 @@
 //! never ids, names or addresses, so their number stays bounded.
 
 use axum::response::IntoResponse;
+use metrics::Counter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use natterjack_core::audit::Status;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -32,15 +36,48 @@ pub(crate) async fn render() -> axum::response::Response {
     }
 }
 
-/// A request answered by `transport` (`rest` or `grpc`): operation and status.
-pub(crate) fn request(transport: &'static str, operation: &str, status: String) {
-    metrics::counter!(
-        "natterjack_requests_total",
-        "transport" => transport,
-        "operation" => operation.to_owned(),
-        "status" => status,
-    )
-    .increment(1);
+/// The request counters this thread has used, by transport, status and operation. Every
+/// request is counted, and building its counter's key (the labels as owned strings, hashed
+/// and looked up in the registry) cost more than the rest of counting; the labels are
+/// bounded (route templates and status codes), and so is this cache.
+type RequestCounters = HashMap<(&'static str, Status), HashMap<String, Counter>>;
+
+thread_local! {
+    static REQUESTS: RefCell<RequestCounters> = RefCell::new(HashMap::new());
+}
+
+/// A request answered by `transport` (`rest` or `grpc`): operation and status (an HTTP
+/// code, or a gRPC code's name).
+pub(crate) fn request(transport: &'static str, operation: &str, status: Status) {
+    let counter = || {
+        let label = match status {
+            Status::Http(code) => code.to_string(),
+            Status::Grpc(code) => format!("{:?}", tonic::Code::from_i32(i32::from(code))),
+        };
+        metrics::counter!(
+            "natterjack_requests_total",
+            "transport" => transport,
+            "operation" => operation.to_owned(),
+            "status" => label,
+        )
+    };
+    // Until this process's recorder is installed, a counter handle may be a no-op one:
+    // nothing is kept then.
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        counter().increment(1);
+        return;
+    }
+    REQUESTS.with_borrow_mut(|cache| {
+        let by_operation = cache.entry((transport, status)).or_default();
+        match by_operation.get(operation) {
+            Some(counter) => counter.increment(1),
+            None => {
+                let made = counter();
+                made.increment(1);
+                by_operation.insert(operation.to_owned(), made);
+            }
+        }
+    });
 }
 
 /// A request refused by a rate-limit policy.

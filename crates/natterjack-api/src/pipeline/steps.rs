@@ -236,11 +236,7 @@ async fn authenticate(
 /// for the group-commit writer; anything that changed state already has its intent on
 /// disk), and the request counted in the metrics.
 pub async fn complete(state: &AppState, draft: Draft, status: Status, reason: Option<String>) {
-    let label = match status {
-        Status::Http(code) => code.to_string(),
-        Status::Grpc(code) => format!("{:?}", tonic::Code::from_i32(i32::from(code))),
-    };
-    crate::metrics::request(draft.transport().as_str(), draft.metric_label(), label);
+    crate::metrics::request(draft.transport().as_str(), draft.metric_label(), status);
     let reason = if status.decision() == natterjack_core::audit::Decision::Allow {
         None
     } else {
