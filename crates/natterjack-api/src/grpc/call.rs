@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::pipeline::rate_limit::Class;
 use crate::pipeline::{Admitted, Call, CredentialError, Draft, Need, admit, complete, request_id};
 use crate::schemes;
+use crate::transport::PeerName;
 use natterjack_core::ServiceError;
 use natterjack_core::audit::Transport;
 use natterjack_core::auth::Credential;
@@ -90,6 +91,8 @@ impl Op {
 /// token in the `authorization` metadata, and the space the message addresses.
 struct Inbound<'a> {
     certs: Option<&'a [tonic::transport::CertificateDer<'static>]>,
+    /// The connection's memo of the name its certificate gives.
+    peer_name: Option<&'a PeerName>,
     authorization: Option<&'a tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     /// The client certificate's name once a token or password came beside it.
     via: Option<String>,
@@ -114,7 +117,11 @@ impl crate::pipeline::Inbound for Inbound<'_> {
             .certs
             .and_then(<[_]>::first)
             .ok_or(CredentialError::Unsupported("no client certificate"))?;
-        let name = principal_name(leaf).map_err(CredentialError::Malformed)?;
+        let name = match self.peer_name {
+            Some(memo) => memo.get_or_init(|| principal_name(leaf)),
+            None => principal_name(leaf),
+        }
+        .map_err(CredentialError::Malformed)?;
         // A token or password acts for its holder; the certificate still names the
         // calling service.
         let Some(value) = self.authorization else {
@@ -222,6 +229,7 @@ impl GrpcState {
         let certs = req.peer_certs();
         let mut inbound = Inbound {
             certs: certs.as_deref().map(Vec::as_slice),
+            peer_name: req.extensions().get::<PeerName>(),
             authorization: req.metadata().get("authorization"),
             via: None,
             operator: operation.need() == Need::Operator,

@@ -5,7 +5,8 @@ use super::activity::{Activity, Tracked};
 use super::refused::{Refusals, ReportRefusedStreams, Watched};
 use super::table::{ConnectionTable, Slot};
 use super::{
-    ListenerSpec, MAX_TRANSPORT_HEADER_BYTES, MAX_TRANSPORT_HEADER_FIELDS, PeerAddr, Protocol,
+    ListenerSpec, MAX_TRANSPORT_HEADER_BYTES, MAX_TRANSPORT_HEADER_FIELDS, PeerAddr, PeerName,
+    Protocol,
 };
 use axum::Router;
 use axum::body::Body;
@@ -225,11 +226,13 @@ impl Shared {
         // The peer's certificates for tonic's `Request::peer_certs`, and its address.
         let info = tls.connect_info();
         let peer_certs = info.peer_certs();
+        let peer_name = PeerName::default();
         let app = self.app.clone();
         let tracked = activity.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             req.extensions_mut().insert(info.clone());
+            req.extensions_mut().insert(peer_name.clone());
             let busy = tracked.begin();
             let response = app.clone().oneshot(req.map(Body::new));
             async move {

@@ -28,6 +28,7 @@ pub mod table;
 use crate::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use ipnet::IpNet;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use listener::{serve, serve_reporting};
@@ -52,6 +53,23 @@ pub const MAX_TRANSPORT_HEADER_BYTES: usize = 4 * MAX_HEADER_LIST_BYTES;
 /// The peer's socket address, attached to every request (rate limiting keys on it).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The name the connection's client certificate gives its holder, attached to every request
+/// of the connection and worked out by the first one that asks. A TLS connection's
+/// certificate cannot change, so parsing it again for every call (as mutual-TLS gRPC
+/// calls would) only costs time.
+#[derive(Debug, Clone, Default)]
+pub struct PeerName(Arc<OnceLock<Result<String, &'static str>>>);
+
+impl PeerName {
+    /// The name, from `name_of` the first time and from memory after.
+    pub fn get_or_init(
+        &self,
+        name_of: impl FnOnce() -> Result<String, &'static str>,
+    ) -> Result<String, &'static str> {
+        self.0.get_or_init(name_of).clone()
+    }
+}
 
 /// What a listener speaks over TLS.
 #[derive(Debug, Clone, Copy)]
@@ -124,4 +142,30 @@ pub struct ListenerSpec {
     pub protocol: Protocol,
     /// Its limits.
     pub limits: TransportLimits,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerName;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_connection_s_certificate_name_is_worked_out_once_and_shared_by_its_requests() {
+        let memo = PeerName::default();
+        let per_request = memo.clone();
+        let parsed = Cell::new(0);
+        let name_of = || {
+            parsed.set(parsed.get() + 1);
+            Ok("alice".to_owned())
+        };
+        assert_eq!(memo.get_or_init(name_of), Ok("alice".to_owned()));
+        assert_eq!(per_request.get_or_init(name_of), Ok("alice".to_owned()));
+        assert_eq!(parsed.get(), 1);
+        // Another connection has a memo of its own.
+        let other = PeerName::default();
+        assert_eq!(
+            other.get_or_init(|| Err("the certificate names no user")),
+            Err("the certificate names no user")
+        );
+    }
 }
