@@ -95,6 +95,16 @@ impl Activity {
         )
     }
 
+    /// What is left of `header_read` for the next request head. hyper runs its header-read
+    /// timer from the moment an HTTP/1.1 connection waits for a head, that is from the
+    /// moment it became idle; a hyper connection built later, for a connection that was
+    /// parked in between, gets only the rest. All of it while a request is in flight.
+    pub(crate) fn head_time_left(&self, header_read: Duration) -> Duration {
+        self.idle_since().map_or(header_read, |since| {
+            (since + header_read).saturating_duration_since(SystemClock.now())
+        })
+    }
+
     /// Asks the connection's driver to close it (eviction or shutdown).
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);

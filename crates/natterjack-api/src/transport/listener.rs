@@ -2,6 +2,7 @@
 //! TLS handshake, HTTP/1.1 or HTTP/2 by ALPN, and the deadlines that close it.
 
 use super::activity::{Activity, Tracked};
+use super::park::{Quiet, Resumable};
 use super::refused::{Refusals, ReportRefusedStreams, Watched};
 use super::table::{ConnectionTable, Slot};
 use super::{
@@ -9,7 +10,7 @@ use super::{
     Protocol,
 };
 use axum::Router;
-use axum::body::Body;
+use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,13 +18,17 @@ use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tonic::transport::server::Connected;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tower::ServiceExt;
 
 /// How long a connection closed for idleness or eviction gets to take its GOAWAY (HTTP/2)
@@ -190,15 +195,20 @@ impl Shared {
     }
 
     /// One connection, from its TLS handshake until it closes.
+    ///
+    /// The handshake and hyper's connection are boxed, so that the task of an idle
+    /// connection holds neither (the task's future is as large as its largest state, for
+    /// the connection's whole life), and an idle HTTP/1.1 connection is parked (see
+    /// [`super::park`]).
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let name = self.spec.name;
         let activity = slot.activity().clone();
         // Small responses and RPC frames should not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let handshake = tokio::time::timeout(
+        let handshake = Box::pin(tokio::time::timeout(
             self.spec.limits.handshake_timeout,
             self.acceptor.accept(stream),
-        );
+        ));
         let tls = tokio::select! {
             done = handshake => match done {
                 Ok(Ok(tls)) => tls,
@@ -219,6 +229,8 @@ impl Shared {
             }
         };
         activity.handshake_done();
+        let limits = &self.spec.limits;
+        let aged = limits.max_connection_age.map(|age| Instant::now() + age);
         let http2 = match self.spec.protocol {
             Protocol::Grpc { .. } => true,
             Protocol::Http => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
@@ -226,27 +238,22 @@ impl Shared {
         // The peer's certificates for tonic's `Request::peer_certs`, and its address.
         let info = tls.connect_info();
         let peer_certs = info.peer_certs();
-        let peer_name = PeerName::default();
-        let app = self.app.clone();
-        let tracked = activity.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            req.extensions_mut().insert(info.clone());
-            req.extensions_mut().insert(peer_name.clone());
-            let busy = tracked.begin();
-            let response = app.clone().oneshot(req.map(Body::new));
-            async move {
-                let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
-            }
-        });
-        let limits = &self.spec.limits;
+        let quiet = Arc::new(Quiet::default());
+        let service = ConnService {
+            app: self.app.clone(),
+            info,
+            peer_name: PeerName::default(),
+            activity: activity.clone(),
+            quiet: quiet.clone(),
+            peer,
+        };
         if http2 {
             // Streams refused over the cap never reach `service`: they are seen here.
             let refusals = Arc::new(Refusals::default());
             let io = TokioIo::new(Watched::new(tls, name, refusals.clone()));
-            let conn = self.http2.serve_connection(io, service);
-            self.drive(conn, &activity, limits.http2_idle_timeout, peer)
+            let mut conn = Box::pin(self.http2.serve_connection(io, service));
+            let idle = limits.http2_idle_timeout;
+            self.drive(conn.as_mut(), &activity, idle, peer, aged, None)
                 .await;
             if let Some(report) = &self.report_refused
                 && let Some(refused) =
@@ -255,11 +262,114 @@ impl Shared {
                 report(refused).await;
             }
         } else {
-            let io = TokioIo::new(tls);
-            let conn = self.http1.serve_connection(io, service);
-            self.drive(conn, &activity, limits.keep_alive_timeout, peer)
+            let io = Resumable::new(tls, quiet.clone());
+            self.serve_http1(io, service, &activity, &quiet, peer, aged)
                 .await;
         }
+    }
+
+    /// Serves HTTP/1.1 on `io`, parking it between requests: hyper is built when a request
+    /// begins to arrive, and taken apart again once it is settled (see [`super::park`]).
+    async fn serve_http1(
+        &self,
+        mut io: Resumable<TlsStream<TcpStream>>,
+        mut service: ConnService,
+        activity: &Activity,
+        quiet: &Quiet,
+        peer: SocketAddr,
+        aged: Option<Instant>,
+    ) {
+        let limits = &self.spec.limits;
+        loop {
+            if !io.has_replay() {
+                match self.park(&mut io, activity, peer, aged).await {
+                    Some(first) => io.replay(&[first]),
+                    None => return,
+                }
+            }
+            // hyper's header-read timer would have run since the connection went idle:
+            // only what is left of it is given to the new one.
+            let mut http1 = self.http1.clone();
+            http1.header_read_timeout(activity.head_time_left(limits.header_read_timeout));
+            quiet.built(activity.requests());
+            let mut conn = Box::pin(http1.serve_connection(TokioIo::new(io), service));
+            let idle = limits.keep_alive_timeout;
+            match self
+                .drive(conn.as_mut(), activity, idle, peer, aged, Some(quiet))
+                .await
+            {
+                Driven::Ended => return,
+                Driven::Settled => {
+                    let parts = Pin::into_inner(conn).into_parts();
+                    io = parts.io.into_inner();
+                    if !parts.read_buf.is_empty() {
+                        io.replay(&parts.read_buf);
+                    }
+                    service = parts.service;
+                }
+            }
+        }
+    }
+
+    /// Waits, holding nothing but the TLS stream, for the first byte of the next request
+    /// head, and returns it; or closes the connection when it is asked to close or one of
+    /// its deadlines passes (the same as [`Shared::drive`]'s, with hyper's header-read
+    /// timeout among them), and returns `None`, as it does when the client closes it.
+    async fn park(
+        &self,
+        io: &mut Resumable<TlsStream<TcpStream>>,
+        activity: &Activity,
+        peer: SocketAddr,
+        aged: Option<Instant>,
+    ) -> Option<u8> {
+        let limits = &self.spec.limits;
+        let close = loop {
+            let changed = activity.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if activity.is_closing() {
+                break self.asked();
+            }
+            let idle_until = activity
+                .idle_deadline(
+                    limits.header_read_timeout,
+                    limits.keep_alive_timeout.min(limits.header_read_timeout),
+                )
+                .map(Instant::from_std);
+            let deadline = [idle_until, aged].into_iter().flatten().min();
+            let sleep = tokio::time::sleep_until(
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+            );
+            let mut first = [0u8; 1];
+            tokio::select! {
+                read = io.read(&mut first) => match read {
+                    Ok(0) => {
+                        // Closed by the client: close our side too, as hyper would.
+                        let _ = tokio::time::timeout(IDLE_DRAIN, io.shutdown()).await;
+                        return None;
+                    }
+                    Ok(_) => return Some(first[0]),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        return None;
+                    }
+                },
+                () = &mut changed => {}
+                () = sleep, if deadline.is_some() => {
+                    let now = Instant::now();
+                    if aged.is_some_and(|at| now >= at) {
+                        break Close::Age;
+                    }
+                    if idle_until.is_some_and(|at| now >= at) {
+                        break Self::idle_close(activity);
+                    }
+                }
+            }
+        };
+        crate::metrics::connection_closed(self.spec.name, close.label());
+        tracing::debug!(%peer, reason = close.label(), "closing connection");
+        let _ = tokio::time::timeout(IDLE_DRAIN, io.shutdown()).await;
+        None
     }
 
     /// Why an idle connection is closed: it never began a request, or it went quiet after one.
@@ -272,16 +382,23 @@ impl Shared {
     }
 
     /// Serves `conn` until it ends by itself or one of its deadlines passes: no first
-    /// request within `header_read_timeout`, idle for `idle`, its maximum age, or a request
-    /// to close (eviction, shutdown). Then shuts it down gracefully (HTTP/2: GOAWAY) and
-    /// drops it once it has drained, or its drain time is up.
-    async fn drive<C>(&self, conn: C, activity: &Activity, idle: Duration, peer: SocketAddr)
+    /// request within `header_read_timeout`, idle for `idle`, its maximum age `aged`, or a
+    /// request to close (eviction, shutdown). Then shuts it down gracefully (HTTP/2: GOAWAY)
+    /// and drops it once it has drained, or its drain time is up. With `park` (HTTP/1.1),
+    /// it returns [`Driven::Settled`] instead as soon as hyper may be taken apart.
+    async fn drive<C>(
+        &self,
+        mut conn: Pin<&mut C>,
+        activity: &Activity,
+        idle: Duration,
+        peer: SocketAddr,
+        aged: Option<Instant>,
+        park: Option<&Quiet>,
+    ) -> Driven
     where
         C: GracefulConnection<Error = hyper::Error>,
     {
-        tokio::pin!(conn);
         let limits = &self.spec.limits;
-        let aged = limits.max_connection_age.map(|age| Instant::now() + age);
         let close = loop {
             let changed = activity.changed();
             tokio::pin!(changed);
@@ -296,8 +413,18 @@ impl Shared {
             let sleep = tokio::time::sleep_until(
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
             );
+            let served = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+                Poll::Ready(ended) => Poll::Ready(Some(ended)),
+                Poll::Pending if park.is_some_and(|quiet| quiet.settled(activity)) => {
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            });
             tokio::select! {
-                ended = conn.as_mut() => {
+                served = served => {
+                    let Some(ended) = served else {
+                        return Driven::Settled;
+                    };
                     if let Err(e) = ended {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                         // hyper's own deadline (an HTTP/1.1 head, an unanswered HTTP/2
@@ -310,7 +437,7 @@ impl Shared {
                             );
                         }
                     }
-                    return;
+                    return Driven::Ended;
                 }
                 () = &mut changed => {}
                 () = sleep, if deadline.is_some() => {
@@ -335,5 +462,49 @@ impl Shared {
             Close::FirstRequest | Close::Idle | Close::Evicted => IDLE_DRAIN,
         };
         let _ = tokio::time::timeout(drain, conn).await;
+        Driven::Ended
     }
+}
+
+/// What serves the requests of one connection: the app, with the peer's address,
+/// certificates and certificate name attached to every request, the connection kept busy until each response
+/// has been sent, and (HTTP/1.1) the request bodies watched for [`Quiet`].
+#[derive(Clone)]
+struct ConnService {
+    app: Router,
+    info: TlsConnectInfo<TcpConnectInfo>,
+    /// One per connection: its requests share the name worked out from its certificate.
+    peer_name: PeerName,
+    activity: Arc<Activity>,
+    quiet: Arc<Quiet>,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
+    type Response = hyper::Response<Tracked>;
+    type Error = Infallible;
+    /// Boxed: hyper keeps room for this future for the connection's whole life (656 bytes
+    /// unboxed), while a box lives only as long as its request.
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(PeerAddr(self.peer));
+        req.extensions_mut().insert(self.info.clone());
+        req.extensions_mut().insert(self.peer_name.clone());
+        let busy = self.activity.begin();
+        let req = req.map(|body| self.quiet.request_body(body));
+        let response = self.app.clone().oneshot(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| Tracked::new(body, busy)))
+        })
+    }
+}
+
+/// How [`Shared::drive`] gave a connection back.
+enum Driven {
+    /// It is closed, or closing by itself.
+    Ended,
+    /// HTTP/1.1 only: hyper is settled between requests and may be taken apart.
+    Settled,
 }
