@@ -84,6 +84,11 @@ NGINX_KEEPALIVE_REQUESTS = 1_000_000
 IDLE_KEEP_ALIVE_SECS = 3600
 # Connections above the idle ones that the raised cap leaves for the active client.
 IDLE_HEADROOM = 1024
+# How long the idle connections are left alone, once all are open, before the server's memory
+# is sampled: longer than the half second after which Natterjack parks an idle HTTP/1.1
+# connection without hyper's buffers (PARK_AFTER in transport/listener.rs), so that every one
+# of them is measured parked, as a connection an attacker holds would be.
+IDLE_SETTLE_SECS = 1
 
 
 def log(*a):
@@ -728,7 +733,8 @@ def idle_phase(a, tmp, logdir, server="natterjack"):
     """A fresh server holding --idle-connections idle TLS connections (bench/load/idle.py):
     its memory with them held, and an active client's latency (wrk, one thread,
     --idle-active-connections) on the authenticated read before they are opened, while they
-    are held, and after they are closed (so that drift of the machine shows). Natterjack
+    are held, and after they are closed (so that drift of the machine shows); the memory
+    is sampled IDLE_SETTLE_SECS after the last of them was opened. Natterjack
     gets `rest.max_connections` raised to leave room for them and
     `rest.keep_alive_timeout_secs` and `rest.header_read_timeout_secs` raised so that they
     stay open (see IDLE_KEEP_ALIVE_SECS); the per-client cap stays
@@ -778,7 +784,7 @@ def idle_phase(a, tmp, logdir, server="natterjack"):
         log(f"load:   opening {n} idle connections")
         clients = IdleClients(port, path, auth, n, a.idle_sources, logdir, f"{name}-clients")
         log(f"load:   idle.py: {json.dumps(clients.ready)}")
-        time.sleep(1)
+        time.sleep(IDLE_SETTLE_SECS)
         held = status()
         log(f"load:   server with them held: {held}")
         during = active(f"with {clients.ready['open']} idle connections held")

@@ -35,6 +35,19 @@ use tower::ServiceExt;
 /// or to finish a request head it has begun, before it is dropped.
 const IDLE_DRAIN: Duration = Duration::from_secs(1);
 
+/// How long an HTTP/1.1 connection must have been idle (from the end of its last response)
+/// before it is parked (see [`super::park`]).
+///
+/// Parking frees hyper's buffers, but building hyper again costs the next request new
+/// buffers, a new header map and a new dispatcher: parking between every two requests made
+/// a busy keep-alive client measurably slower. A client that keeps its connection busy
+/// sends its next request within milliseconds, so half a second spares it that cost
+/// entirely; a connection quiet for longer pays one rebuild after a wait that dwarfs it.
+/// Idle connections are what an attacker holds for free, and they are parked after half a
+/// second; to keep one from being parked the attacker must send it a request twice a
+/// second, which is load like any other client's, seen and rate limited as such.
+const PARK_AFTER: Duration = Duration::from_millis(500);
+
 /// Why the server closes a connection (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
@@ -292,6 +305,8 @@ impl Shared {
             let mut http1 = self.http1.clone();
             http1.header_read_timeout(activity.head_time_left(limits.header_read_timeout));
             quiet.built(activity.requests());
+            #[cfg(test)]
+            tests::count(peer, |c| c.built += 1);
             let mut conn = Box::pin(http1.serve_connection(TokioIo::new(io), service));
             let idle = limits.keep_alive_timeout;
             match self
@@ -300,6 +315,8 @@ impl Shared {
             {
                 Driven::Ended => return,
                 Driven::Settled => {
+                    #[cfg(test)]
+                    tests::count(peer, |c| c.parked += 1);
                     let parts = Pin::into_inner(conn).into_parts();
                     io = parts.io.into_inner();
                     if !parts.read_buf.is_empty() {
@@ -372,6 +389,14 @@ impl Shared {
         None
     }
 
+    /// When an idle HTTP/1.1 connection is due to be parked: [`PARK_AFTER`] after its last
+    /// response; `None` while a request is in flight.
+    fn park_at(activity: &Activity) -> Option<Instant> {
+        activity
+            .idle_since()
+            .map(|since| Instant::from_std(since + PARK_AFTER))
+    }
+
     /// Why an idle connection is closed: it never began a request, or it went quiet after one.
     fn idle_close(activity: &Activity) -> Close {
         if activity.requests() == 0 {
@@ -385,7 +410,8 @@ impl Shared {
     /// request within `header_read_timeout`, idle for `idle`, its maximum age `aged`, or a
     /// request to close (eviction, shutdown). Then shuts it down gracefully (HTTP/2: GOAWAY)
     /// and drops it once it has drained, or its drain time is up. With `park` (HTTP/1.1),
-    /// it returns [`Driven::Settled`] instead as soon as hyper may be taken apart.
+    /// it returns [`Driven::Settled`] instead once the connection has been idle for
+    /// [`PARK_AFTER`] and hyper may be taken apart.
     async fn drive<C>(
         &self,
         mut conn: Pin<&mut C>,
@@ -409,15 +435,26 @@ impl Shared {
             let idle_until = activity
                 .idle_deadline(limits.header_read_timeout, idle)
                 .map(Instant::from_std);
-            let deadline = [idle_until, aged].into_iter().flatten().min();
+            // An idle HTTP/1.1 connection wakes up to be parked once it has been idle for
+            // PARK_AFTER. Once that moment has passed it is no longer a deadline: hyper is
+            // then taken apart the next time it returns `Pending` settled (for instance once
+            // its last write is flushed), which happens only when something wakes it.
+            let park_at = park
+                .and_then(|_| Self::park_at(activity))
+                .filter(|at| *at > Instant::now());
+            let deadline = [idle_until, aged, park_at].into_iter().flatten().min();
             let sleep = tokio::time::sleep_until(
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
             );
+            // Whether hyper may be taken apart, asked afresh at every poll: a request may
+            // have begun and ended since `park_at` was worked out.
+            let parkable = || {
+                park.is_some_and(|quiet| quiet.settled(activity))
+                    && Self::park_at(activity).is_some_and(|at| Instant::now() >= at)
+            };
             let served = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
                 Poll::Ready(ended) => Poll::Ready(Some(ended)),
-                Poll::Pending if park.is_some_and(|quiet| quiet.settled(activity)) => {
-                    Poll::Ready(None)
-                }
+                Poll::Pending if parkable() => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             });
             tokio::select! {
@@ -467,8 +504,9 @@ impl Shared {
 }
 
 /// What serves the requests of one connection: the app, with the peer's address,
-/// certificates and certificate name attached to every request, the connection kept busy until each response
-/// has been sent, and (HTTP/1.1) the request bodies watched for [`Quiet`].
+/// certificates and certificate name attached to every request, the connection kept busy
+/// until each response has been sent, and (HTTP/1.1) the request bodies watched for
+/// [`Quiet`].
 #[derive(Clone)]
 struct ConnService {
     app: Router,
@@ -507,4 +545,207 @@ enum Driven {
     Ended,
     /// HTTP/1.1 only: hyper is settled between requests and may be taken apart.
     Settled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportLimits;
+    use axum::body::Bytes;
+    use axum::routing::{get, post};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream as ClientTls;
+
+    /// What happened to one HTTP/1.1 connection's hyper, by the client's address.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct Counts {
+        /// hyper connections built (the first request's, and one after each park).
+        pub(super) built: u32,
+        /// Times hyper was taken apart and the connection parked.
+        pub(super) parked: u32,
+    }
+
+    /// By peer address, so that tests running at the same time do not see each other's.
+    static COUNTS: Mutex<Option<HashMap<SocketAddr, Counts>>> = Mutex::new(None);
+
+    pub(super) fn count(peer: SocketAddr, f: impl FnOnce(&mut Counts)) {
+        let mut counts = COUNTS.lock().unwrap();
+        f(counts.get_or_insert_default().entry(peer).or_default());
+    }
+
+    fn counts(peer: SocketAddr) -> Counts {
+        let mut counts = COUNTS.lock().unwrap();
+        *counts.get_or_insert_default().entry(peer).or_default()
+    }
+
+    /// A listener on 127.0.0.1 with a self-signed certificate, and a client config trusting it.
+    async fn listen() -> (SocketAddr, TlsConnector) {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = key.cert.der().clone();
+        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()),
+        );
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], private)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route("/echo", post(|body: Bytes| async move { body }));
+        let spec = ListenerSpec {
+            name: "rest",
+            protocol: Protocol::Http,
+            limits: TransportLimits::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            Arc::new(server),
+            app,
+            spec,
+            std::future::pending(),
+        ));
+        (addr, TlsConnector::from(Arc::new(client)))
+    }
+
+    /// Reads one response and returns its body.
+    async fn response(tls: &mut ClientTls<TcpStream>, pending: &mut Vec<u8>) -> String {
+        loop {
+            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(pending[..end].to_vec()).unwrap();
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if pending.len() >= end + 4 + length {
+                    let body =
+                        String::from_utf8(pending[end + 4..end + 4 + length].to_vec()).unwrap();
+                    pending.drain(..end + 4 + length);
+                    return body;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed by the server");
+            pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n";
+
+    /// Parking must cost a busy client nothing (no new hyper between back-to-back
+    /// requests) and lose nothing for an idle one (requests after a park, pipelined or
+    /// with a late body, are served as before).
+    #[tokio::test]
+    async fn a_busy_connection_keeps_its_hyper_and_an_idle_one_is_parked_and_still_served() {
+        let (addr, connector) = listen().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let peer = tcp.local_addr().unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut pending = Vec::new();
+
+        // Back to back: one hyper for all of them.
+        for _ in 0..20 {
+            tls.write_all(GET).await.unwrap();
+            assert_eq!(response(&mut tls, &mut pending).await, "ok");
+        }
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 1,
+                parked: 0
+            }
+        );
+
+        // Idle past the delay: parked.
+        tokio::time::sleep(PARK_AFTER + Duration::from_millis(300)).await;
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 1,
+                parked: 1
+            }
+        );
+
+        // Two requests in one write: one new hyper serves both, the second from what it
+        // read ahead.
+        tls.write_all(&[GET, GET].concat()).await.unwrap();
+        assert_eq!(response(&mut tls, &mut pending).await, "ok");
+        assert_eq!(response(&mut tls, &mut pending).await, "ok");
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 2,
+                parked: 1
+            }
+        );
+
+        // Parked again; then a request whose body comes after its head.
+        tokio::time::sleep(PARK_AFTER + Duration::from_millis(300)).await;
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 2,
+                parked: 2
+            }
+        );
+        tls.write_all(b"POST /echo HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\n\r\n")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tls.write_all(b"hello").await.unwrap();
+        assert_eq!(response(&mut tls, &mut pending).await, "hello");
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 3,
+                parked: 2
+            }
+        );
+
+        // Taken apart with the second of two pipelined requests half sent: what hyper had
+        // read of it goes at once to a new hyper, which waits for the rest.
+        tls.write_all(&[GET, &GET[..7]].concat()).await.unwrap();
+        assert_eq!(response(&mut tls, &mut pending).await, "ok");
+        tokio::time::sleep(PARK_AFTER + Duration::from_millis(300)).await;
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 4,
+                parked: 3
+            }
+        );
+        tls.write_all(&GET[7..]).await.unwrap();
+        assert_eq!(response(&mut tls, &mut pending).await, "ok");
+        assert_eq!(
+            counts(peer),
+            Counts {
+                built: 4,
+                parked: 3
+            }
+        );
+        assert!(pending.is_empty());
+    }
 }

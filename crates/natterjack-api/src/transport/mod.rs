@@ -12,7 +12,7 @@
 //!   its deadline, a first request within `header_read_timeout`, an idle HTTP/1.1 keep-alive
 //!   connection or an HTTP/2 connection with no open stream closed (HTTP/2: GOAWAY), a
 //!   maximum age, graceful shutdown.
-//! - [`park`]: an idle HTTP/1.1 connection holds only its TLS stream between requests;
+//! - [`park`]: an HTTP/1.1 connection idle for half a second holds only its TLS stream;
 //!   hyper, with its buffers, is built again when the next request begins to arrive.
 //! - [`refused`]: streams HTTP/2 refuses over the concurrent-stream cap, which no service
 //!   sees, counted from the connection's outgoing frames.
