@@ -1014,6 +1014,11 @@ def main():
 
 # ---------------------------------------------------------------------------- report
 
+def more_or_less(us):
+    """A difference of server CPU in words: `12 µs more`, `91 µs less`."""
+    return f"{abs(us):.0f} µs {'more' if us >= 0 else 'less'}"
+
+
 def mean(xs):
     return sum(xs) / len(xs)
 
@@ -1118,7 +1123,17 @@ def render(r):
             f"the baseline answered {fa['baseline']['flood']['requests_per_s']:,.0f}/s (404) at {b_us:.1f} µs. Natterjack / baseline:",
             f"{n_us / b_us:.2f} (target ≤ 1.00: {'met' if n_us <= b_us else '**not met**'}). The 429s are audited as every rate-limit",
             "refusal is: the first few of each key, policy and window one by one, the rest counted into one",
-            "summary record (`crates/natterjack-core/src/audit/coalesce.rs`).",
+            "summary record (`crates/natterjack-core/src/audit/coalesce.rs`). Where a refusal's time goes",
+            "(`perf record --call-graph dwarf` of the server under the flood alone, 2026-12-04): each of these",
+            "429s passes rate limiting, the form checks, the Basic header and the `failed_logins` check before",
+            "it is refused, and then gets a problem body (5% of the server's CPU), the anomaly monitor's look",
+            "(2.5%), a log span (2.7%), the metrics (3%) and its security headers; the rest is what the 404",
+            "costs the baseline: TLS, hyper's parsing (7%, of which half is hyper preparing room for the",
+            "transport's 400 header fields on every request) and the scheduler's wake-ups. A refusal by the",
+            "per-address quota, the first step, would skip the credential checks; the harness raises that",
+            "quota for every address (the measured client is one address too), so the flood reaches",
+            "`failed_logins`. Equal cost would need a refusal to do no more than the 404 does: no problem",
+            "body, no security headers, no count.",
             "",
         ]
     all_errors = sum(errors.values())
@@ -1204,7 +1219,8 @@ def render(r):
             f"`{r.get('unsealed_rev') or 'unknown'}`, the last before message text and space names were sealed, in a data directory",
             "of its own (`bench/load/run` builds it once, in a target directory of its own). Sealed, (3) runs at",
             f"{ratio('read', 'read_unsealed'):.3f} of (3u) and (4) at {ratio('write', 'write_unsealed'):.3f} of (4u); per request the server spends",
-            f"{cpu['read'] - cpu['read_unsealed']:+.0f} µs of CPU on a read and {cpu['write'] - cpu['write_unsealed']:+.0f} µs on a write. A read opens one",
+            f"{more_or_less(cpu['read'] - cpu['read_unsealed'])} of CPU on a read and {more_or_less(cpu['write'] - cpu['write_unsealed'])} on a write",
+            "(everything else that changed since that commit included, the move to rusqlite among it). A read opens one",
             "sealed value (AES-256-GCM-SIV on aws-lc-rs); a write seals one, with a row id taken from a block",
             "the store reserved ahead (one `UPDATE row_ids` per 32 writes), since the id is part of the",
             "associated data. The baseline (1) and (1w) use the sealed store too.",
@@ -1277,27 +1293,32 @@ def render(r):
         *sealing_lines,
         f"Where the remaining time goes: (3) spends {cpu['read'] - cpu['baseline_read']:.0f} µs of server CPU per request more than (1),",
         f"(2) {cpu['health'] - cpu['baseline_read']:.0f} µs more. With no storage call left to save, the difference is the pipeline",
-        "itself: the audit record (built, linked into the chain with HMAC-SHA-256, queued, and inserted by",
-        "the writer thread, whose wake-ups show up as scheduler time in a profile), the tower layers and",
-        "their boxed futures, the security headers, the request id, the metrics, the Basic parsing and",
-        "the verification cache's HMAC, and the problem or JSON body. A `perf record --call-graph dwarf`",
-        "of the server under (3) (2026-12-04, this harness's build) found no single hot spot: of the",
-        "server's CPU, the TLS write path took 17% and parsing the request 7% (both as in the baseline),",
-        "the message read 12% (of which beginning SQLite's read transaction 5%), the writer thread 9%",
-        "(the audit inserts 5%), malloc and free 11%, and each step of the pipeline at most a few per",
-        "cent. Under the flood alone, the request id took 6% (a `getrandom` call per request, since",
-        "replaced by the thread's CSPRNG), the completion's audit step 7%, the problem body 5%, the",
-        "anomaly monitor 3%. Reaching 0.80 of (1)",
+        "itself. A `perf record --call-graph dwarf` of the server under (3) (2026-12-04, this harness's",
+        "build) found no single hot spot: of the server's CPU, the TLS stream took 27% and parsing the",
+        "request 4% (both as in the baseline), the message read 11% (SQLite's own step 5%, as in the",
+        "baseline), the audit trail 14% (the writer thread's inserts of audit rows 6%, its commits 3%,",
+        "linking into the chain 1%), authentication 6% (the Basic header, the verification cache's",
+        "HMAC, the user row from the read cache), the log span 2.5%, the security headers 2%, malloc and",
+        "free 5%, the scheduler's wake-ups 13%, and each other step at most a per cent or two. Reaching",
+        "0.80 of (1)",
         f"would need all of that to cost at most a quarter of the baseline's {cpu['baseline_read']:.0f} µs per request",
         f"({cpu['baseline_read'] / 4:.0f} µs), while every request, reads included, must leave an audit record.",
-        f"A write (4) waits for two commits in turn, its intent record's and then its own, where (1w) waits",
-        "for one; with 16 clients throughput follows that latency.",
+        "A write (4) waits for two commits in turn, its intent record's and then its own, where (1w) waits",
+        "for one; in a profile of (4) the audit writer and the SQLite writer thread took 42% of the",
+        "server's CPU (commits 10%, audit inserts 8%) and the scheduler's wake-ups 12%. Writing the intent",
+        "in the change's own transaction would save one commit and one round trip to the writer thread",
+        "per write; it needs the chain's linking, now done by the audit writer before it hands a batch",
+        "to the store, to happen inside that transaction instead.",
         "",
         "Changes measured by this harness: on 2026-12-04 SQLite moved from sqlx to rusqlite, with reads",
         "on the request's own thread and every write (audit records included) group-committed by one",
         "writer thread; the user row and the membership of every request moved into a read cache. The",
         "baseline uses the same store, so it gained too, and the absolute rates show the change better",
-        "than the ratios. In the run before (2026-12-04, sqlx, same kind of machine), (1) did 30,134",
+        "than the ratios. Later the same day the REST pipeline became one tower layer instead of five",
+        "middleware functions, the request counter kept its handles, the security headers were parsed",
+        "once, the audit writer began to wait up to 2 ms to fill a batch of records nobody waits for, a",
+        "gRPC connection's certificate name was worked out once, and idle HTTP/1.1 connections began to be",
+        "parked without hyper's buffers. In the run before all of this (2026-12-04, sqlx, same kind of machine), (1) did 30,134",
         "requests/s, (2) 15,494, (3) 7,992, (1w) 4,390 and (4) 3,306; in this run "
         f"{rps['baseline_read']:,.0f}, {rps['health']:,.0f}, {rps['read']:,.0f}, {rps['baseline_write']:,.0f} and {rps['write']:,.0f}.",
         "Under the flood, (3) now keeps "
@@ -1392,7 +1413,12 @@ def render_idle(i, s):
         f"held. The open-file limit is {i.get('server_open_files_limit') or 0:,} for the server (the harness raises it) and {ready['nofile']:,}",
         f"for the client. An active client, `wrk -t1 -c{i['active_connections']}` on the same read ({s['warmup']} s + {s['seconds']} s), runs",
         "before the idle connections are opened, while they are held, and after they are closed; its p99",
-        "without them is the mean of the runs before and after.",
+        "without them is the mean of the runs before and after. The memory is sampled",
+        *([f"{IDLE_SETTLE_SECS} s after the last connection opened: Natterjack parks an HTTP/1.1 connection idle",
+           "for half a second, keeping its TLS stream without hyper's buffers",
+           "(`crates/natterjack-api/src/transport/park.rs`), so every one is measured as an attacker would",
+           "hold it."] if i['server'] == 'natterjack' else
+          [f"{IDLE_SETTLE_SECS} s after the last connection opened."]),
         "",
         f"| {i['server']} process | VmHWM | VmRSS | target | met? |",
         "| --- | --- | --- | --- | --- |",
