@@ -25,6 +25,8 @@ import ssl
 import sys
 import time
 
+from http1 import exchange
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,21 +54,7 @@ async def worker(args, request, ctx, stats, stop):
         stats["connections_opened"] += 1
         try:
             while not stop.is_set():
-                writer.write(request)
-                await writer.drain()
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.split(b"\r\n")
-                status = lines[0].split(b" ", 2)[1].decode()
-                length, close = 0, False
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value.strip())
-                    elif name == b"connection" and value.strip().lower() == b"close":
-                        close = True
-                if length:
-                    await reader.readexactly(length)
+                status, close = await exchange(reader, writer, request)
                 stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
                 stats["requests"] += 1
                 if close:
