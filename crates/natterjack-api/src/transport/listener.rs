@@ -340,6 +340,8 @@ impl Shared {
         aged: Option<Instant>,
     ) -> Option<u8> {
         let limits = &self.spec.limits;
+        // hyper's header-read timer would have run during the wait too.
+        let idle = limits.keep_alive_timeout.min(limits.header_read_timeout);
         let close = loop {
             let changed = activity.changed();
             tokio::pin!(changed);
@@ -347,16 +349,7 @@ impl Shared {
             if activity.is_closing() {
                 break self.asked();
             }
-            let idle_until = activity
-                .idle_deadline(
-                    limits.header_read_timeout,
-                    limits.keep_alive_timeout.min(limits.header_read_timeout),
-                )
-                .map(Instant::from_std);
-            let deadline = [idle_until, aged].into_iter().flatten().min();
-            let sleep = tokio::time::sleep_until(
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
-            );
+            let (due, sleep) = first_of([self.idle_until(activity, idle), aged]);
             let mut first = [0u8; 1];
             tokio::select! {
                 read = io.read(&mut first) => match read {
@@ -372,19 +365,14 @@ impl Shared {
                     }
                 },
                 () = &mut changed => {}
-                () = sleep, if deadline.is_some() => {
-                    let now = Instant::now();
-                    if aged.is_some_and(|at| now >= at) {
-                        break Close::Age;
-                    }
-                    if idle_until.is_some_and(|at| now >= at) {
-                        break Self::idle_close(activity);
+                () = sleep, if due => {
+                    if let Some(close) = self.passed(activity, idle, aged) {
+                        break close;
                     }
                 }
             }
         };
-        crate::metrics::connection_closed(self.spec.name, close.label());
-        tracing::debug!(%peer, reason = close.label(), "closing connection");
+        self.closing(peer, close);
         let _ = tokio::time::timeout(IDLE_DRAIN, io.shutdown()).await;
         None
     }
@@ -404,6 +392,31 @@ impl Shared {
         } else {
             Close::Idle
         }
+    }
+
+    /// When an idle connection is due to close: `header_read_timeout` after its handshake
+    /// if it has served nothing yet, else `idle` after its last response; `None` while busy.
+    fn idle_until(&self, activity: &Activity, idle: Duration) -> Option<Instant> {
+        activity
+            .idle_deadline(self.spec.limits.header_read_timeout, idle)
+            .map(Instant::from_std)
+    }
+
+    /// The deadline that has passed, if any: the maximum age `aged`, then idleness.
+    fn passed(&self, activity: &Activity, idle: Duration, aged: Option<Instant>) -> Option<Close> {
+        let now = Instant::now();
+        if aged.is_some_and(|at| now >= at) {
+            return Some(Close::Age);
+        }
+        self.idle_until(activity, idle)
+            .is_some_and(|at| now >= at)
+            .then(|| Self::idle_close(activity))
+    }
+
+    /// Counts and logs the server's close of a connection.
+    fn closing(&self, peer: SocketAddr, close: Close) {
+        crate::metrics::connection_closed(self.spec.name, close.label());
+        tracing::debug!(%peer, reason = close.label(), "closing connection");
     }
 
     /// Serves `conn` until it ends by itself or one of its deadlines passes: no first
@@ -432,9 +445,6 @@ impl Shared {
             if activity.is_closing() {
                 break self.asked();
             }
-            let idle_until = activity
-                .idle_deadline(limits.header_read_timeout, idle)
-                .map(Instant::from_std);
             // An idle HTTP/1.1 connection wakes up to be parked once it has been idle for
             // PARK_AFTER. Once that moment has passed it is no longer a deadline: hyper is
             // then taken apart the next time it returns `Pending` settled (for instance once
@@ -442,10 +452,7 @@ impl Shared {
             let park_at = park
                 .and_then(|_| Self::park_at(activity))
                 .filter(|at| *at > Instant::now());
-            let deadline = [idle_until, aged, park_at].into_iter().flatten().min();
-            let sleep = tokio::time::sleep_until(
-                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
-            );
+            let (due, sleep) = first_of([self.idle_until(activity, idle), aged, park_at]);
             // Whether hyper may be taken apart, asked afresh at every poll: a request may
             // have begun and ended since `park_at` was worked out.
             let parkable = || {
@@ -477,22 +484,14 @@ impl Shared {
                     return Driven::Ended;
                 }
                 () = &mut changed => {}
-                () = sleep, if deadline.is_some() => {
-                    let now = Instant::now();
-                    if aged.is_some_and(|at| now >= at) {
-                        break Close::Age;
-                    }
-                    let due = activity
-                        .idle_deadline(limits.header_read_timeout, idle)
-                        .is_some_and(|at| now >= Instant::from_std(at));
-                    if due {
-                        break Self::idle_close(activity);
+                () = sleep, if due => {
+                    if let Some(close) = self.passed(activity, idle, aged) {
+                        break close;
                     }
                 }
             }
         };
-        crate::metrics::connection_closed(self.spec.name, close.label());
-        tracing::debug!(%peer, reason = close.label(), "closing connection");
+        self.closing(peer, close);
         conn.as_mut().graceful_shutdown();
         let drain = match close {
             Close::Shutdown | Close::Age => limits.shutdown_grace,
@@ -501,6 +500,14 @@ impl Shared {
         let _ = tokio::time::timeout(drain, conn).await;
         Driven::Ended
     }
+}
+
+/// A timer for the earliest of `deadlines`, and whether there is one (without one, the
+/// timer is a day away and is not to be polled).
+fn first_of<const N: usize>(deadlines: [Option<Instant>; N]) -> (bool, tokio::time::Sleep) {
+    let first = deadlines.into_iter().flatten().min();
+    let at = first.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+    (first.is_some(), tokio::time::sleep_until(at))
 }
 
 /// What serves the requests of one connection: the app, with the peer's address,
