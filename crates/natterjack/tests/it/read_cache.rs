@@ -42,6 +42,26 @@ impl Nodes {
         Some(Self { db, a, b, env })
     }
 
+    /// Alice's space `shared`, created on A, which bob may read: B has answered bob's read
+    /// of it with his user row and his membership both warm in its cache.
+    async fn shared_with_bob(&self) -> Shared {
+        let alice = self.a.user("alice").await;
+        let bob = self.a.user("bob").await;
+        let space = self.a.space(&alice, "shared").await;
+        assert_eq!(
+            self.a.grant(&alice, space, "bob", "r").await,
+            StatusCode::CREATED
+        );
+        let path = format!("/spaces/{space}");
+        assert_eq!(warm(&self.b, &bob, &path, 2.0).await, StatusCode::OK);
+        Shared {
+            alice,
+            bob,
+            space,
+            path,
+        }
+    }
+
     /// Runs the operator CLI against the shared database (from A's data directory).
     fn cli(&self, args: &[&str], stdin: &str) {
         let (ok, out, err) = cli(&self.a.data_dir(), args, stdin, &pairs(&self.env));
@@ -53,6 +73,15 @@ impl Nodes {
         drop(self.b);
         self.db.drop_all().await;
     }
+}
+
+/// What [`Nodes::shared_with_bob`] set up.
+struct Shared {
+    alice: Creds,
+    bob: Creds,
+    space: i64,
+    /// The space's own path, which bob reads.
+    path: String,
 }
 
 fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -123,15 +152,12 @@ async fn a_revocation_on_one_node_refuses_the_member_on_the_other_within_the_not
         return;
     };
     let (a, b) = (&nodes.a, &nodes.b);
-    let alice = a.user("alice").await;
-    let bob = a.user("bob").await;
-    let space = a.space(&alice, "shared").await;
-    assert_eq!(
-        a.grant(&alice, space, "bob", "r").await,
-        StatusCode::CREATED
-    );
-    let path = format!("/spaces/{space}");
-    assert_eq!(warm(b, &bob, &path, 2.0).await, StatusCode::OK);
+    let Shared {
+        alice,
+        bob,
+        space,
+        path,
+    } = nodes.shared_with_bob().await;
 
     let revoked = a
         .call(
@@ -206,16 +232,8 @@ async fn a_change_whose_notification_is_lost_is_seen_once_the_maximum_age_expire
     let Some(nodes) = Nodes::start("read_cache_max_age", "1500").await else {
         return;
     };
-    let (a, b) = (&nodes.a, &nodes.b);
-    let alice = a.user("alice").await;
-    let bob = a.user("bob").await;
-    let space = a.space(&alice, "shared").await;
-    assert_eq!(
-        a.grant(&alice, space, "bob", "r").await,
-        StatusCode::CREATED
-    );
-    let path = format!("/spaces/{space}");
-    assert_eq!(warm(b, &bob, &path, 2.0).await, StatusCode::OK);
+    let b = &nodes.b;
+    let Shared { bob, path, .. } = nodes.shared_with_bob().await;
 
     // The owner removes bob's membership with the announcing trigger switched off for that
     // one transaction: a notification lost on a connection that looks alive.
