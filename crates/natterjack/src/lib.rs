@@ -19,6 +19,7 @@ mod operator;
 pub mod read_cache;
 pub mod resealer;
 pub mod runtime;
+pub mod shared_limits;
 pub mod start_error;
 pub mod storage;
 pub mod syslog_facility;

@@ -252,7 +252,12 @@ pub async fn assemble_with_clock(
         clock.clone(),
     )
     .await?;
-    let limits = RateLimits::with_clock(&cfg.rate_limit, clock.clone())
+    let shared_limits = crate::shared_limits::from_config(&cfg.rate_limit)
+        .map_err(|e| StartError::Config(ConfigError(e)))?;
+    if let Some(shared) = &shared_limits {
+        crate::shared_limits::record_changes(shared, audit.clone(), clock.clone());
+    }
+    let limits = RateLimits::with_clock(&cfg.rate_limit, clock.clone(), shared_limits)
         .map_err(|e| StartError::Config(ConfigError(e)))?;
     let bearer = BearerLogins::start(
         &cfg.auth.oidc,

@@ -249,7 +249,7 @@ async fn record_unrecorded(
     }
     call.request_id = request_id::fresh();
     if let Some(ip) = call.client_ip
-        && let Err(refusal) = shared.state.app.limits.admit(ip, Class::Credentials)
+        && let Err(refusal) = shared.state.app.limits.admit(ip, Class::Credentials).await
     {
         let by = limited_by(&refusal, ip, None);
         let status = GrpcError::RateLimited(refusal).to_status(&call.request_id);

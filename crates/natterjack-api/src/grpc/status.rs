@@ -4,7 +4,7 @@
 use crate::pipeline::{CredentialError, Refusal as PipelineRefusal};
 use natterjack_core::ServiceError;
 use natterjack_core::audit::{ChangesPaused, Status as AuditStatus};
-use natterjack_core::rate::gcra::Refusal;
+use natterjack_core::rate::gcra::{Cause, Refusal};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -111,6 +111,13 @@ impl GrpcError {
             GrpcError::Service(ServiceError::Internal | ServiceError::Unreadable(_)) => {
                 Status::internal(format!("internal error (request id {request_id})"))
             }
+            GrpcError::RateLimited(refusal) if refusal.cause == Cause::StoreDown => with_metadata(
+                Status::unavailable(format!(
+                    "rate limiting is unavailable for {}; retry shortly",
+                    refusal.policy
+                )),
+                &[("retry-after", refusal.retry_after_secs().to_string())],
+            ),
             GrpcError::RateLimited(refusal) => with_metadata(
                 Status::resource_exhausted(format!("rate limit {} exceeded", refusal.policy)),
                 &[

@@ -98,7 +98,7 @@ pub async fn admit<I: Inbound>(
     // 1
     if let Some(client) = call.client_ip {
         draft.client_ip(client);
-        if let Err(refusal) = state.limits.admit(client, call.class) {
+        if let Err(refusal) = state.limits.admit(client, call.class).await {
             draft.limited_by = Some(limited_by(&refusal, client, None));
             crate::metrics::rate_limit_refusal(transport, refusal.policy);
             return Err(Refusal::RateLimited(refusal).into());
@@ -194,7 +194,7 @@ async fn authenticate(
     match state.authentication.authenticate(credential, ip).await {
         Ok(principal) => {
             draft.principal = Some(principal.username().as_str().to_owned());
-            if let Err(refusal) = state.limits.admit_principal(principal.id()) {
+            if let Err(refusal) = state.limits.admit_principal(principal.id()).await {
                 draft.limited_by = Some(limited_by(
                     &refusal,
                     ip,

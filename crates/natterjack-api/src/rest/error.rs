@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use natterjack_core::ServiceError;
 use natterjack_core::audit::ChangesPaused;
 use natterjack_core::domain::FieldError;
-use natterjack_core::rate::gcra::Refusal;
+use natterjack_core::rate::gcra::{Cause, Refusal};
 
 /// Why a request was refused, attached to error responses for the audit record.
 #[derive(Debug, Clone)]
@@ -133,9 +133,19 @@ fn retry_after(mut r: Response, secs: u32) -> Response {
 
 /// 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields
 /// (draft-ietf-httpapi-ratelimit-headers): the refusing policy's quota `q` per window `w`,
-/// nothing remaining (`r=0`), and `t` seconds until a retry can succeed.
+/// nothing remaining (`r=0`), and `t` seconds until a retry can succeed. A policy that
+/// fails closed while its shared store is down answers 503 instead: the client spent
+/// nothing, and its budget cannot be told.
 fn rate_limited(refusal: &Refusal) -> Response {
     let secs = refusal.retry_after_secs();
+    if refusal.cause == Cause::StoreDown {
+        let detail = format!(
+            "rate limiting is unavailable for `{}`; retry after {secs} s",
+            refusal.policy
+        );
+        let r = Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(detail)).into_response();
+        return retry_after(r, u32::try_from(secs).unwrap_or(u32::MAX));
+    }
     let detail = format!(
         "rate limit `{}` exceeded; retry after {secs} s",
         refusal.policy
@@ -191,6 +201,10 @@ impl ApiError {
             ApiError::MalformedJson(d) | ApiError::MalformedQuery(d) => d.clone(),
             ApiError::InvalidPath => "undecodable path".to_owned(),
             ApiError::NoSuchRoute => "no such route".to_owned(),
+            ApiError::RateLimited(r) if r.cause == Cause::StoreDown => format!(
+                "rate limit {} unavailable: the shared store does not answer (fails closed)",
+                r.policy
+            ),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
             ApiError::NotReady => "not ready: storage unavailable".to_owned(),
             ApiError::TimedOut => "request took too long".to_owned(),

@@ -127,6 +127,7 @@ impl Authenticator {
         if let Some(budgets) = budgets {
             budgets
                 .allowed(username, from)
+                .await
                 .map_err(|r| limited(r, from, username))?;
         }
         let pending = match self.begin(username, password).await {
@@ -138,7 +139,7 @@ impl Authenticator {
             Err(ServiceError::Unauthenticated) => {
                 // Refused or not, the answer stays "wrong": the guess is counted either way.
                 if let Some(budgets) = budgets {
-                    let _ = budgets.take(username, from);
+                    let _ = budgets.take(username, from).await;
                 }
                 return Err(AuthFailure::Wrong);
             }
@@ -157,24 +158,25 @@ impl Authenticator {
             Some(budgets) => Some(
                 budgets
                     .take(username, from)
+                    .await
                     .map_err(|r| limited(r, from, username))?,
             ),
             None => None,
         };
-        let give_back = || {
+        let give_back = || async {
             if let (Some(budgets), Some(guess)) = (budgets, guess) {
-                budgets.give_back(username, from, guess);
+                budgets.give_back(username, from, guess).await;
             }
         };
         match pending.verify().await {
             Ok(principal) => {
-                give_back();
+                give_back().await;
                 succeeded();
                 Ok(principal)
             }
             Err(ServiceError::Unauthenticated) => Err(AuthFailure::Wrong),
             Err(e) => {
-                give_back();
+                give_back().await;
                 Err(AuthFailure::Unavailable(e))
             }
         }

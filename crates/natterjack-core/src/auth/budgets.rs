@@ -14,10 +14,11 @@
 
 use crate::clock::SharedClock;
 use crate::rate::gcra::{Limiter, Quota, Refusal};
+use crate::rate::shared::{At, Bucket, Op, SharedLimits, decide};
 use crate::rate::{account_key as account, limit_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which budgets a guess taken by [`LoginBudgets::take`] drew from, so that giving it back
@@ -39,6 +40,7 @@ pub struct LoginBudgets {
     known_for: Duration,
     max_keys: usize,
     clock: SharedClock,
+    shared: Option<Arc<SharedLimits>>,
 }
 
 impl LoginBudgets {
@@ -57,7 +59,16 @@ impl LoginBudgets {
             known_for,
             max_keys: max_keys.max(1),
             clock: crate::clock::system(),
+            shared: None,
         }
+    }
+
+    /// The same budgets, kept in `shared` so that every node sharing it counts the same
+    /// guesses (the memory of known addresses stays with each node).
+    #[must_use]
+    pub fn with_shared(mut self, shared: Arc<SharedLimits>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// The same budgets, reading time from `clock`.
@@ -87,54 +98,57 @@ impl LoginBudgets {
     /// tokens are counted per address under a name no account can have, so they share no
     /// budget with any password account, and a flood of bad tokens from elsewhere does not
     /// lock anyone out.
-    pub fn token_allowed(&self, ip: IpAddr) -> Result<(), Refusal> {
-        self.per_address
-            .peek(&(BEARER.to_owned(), limit_key(ip)))
-            .map(|_| ())
+    pub async fn token_allowed(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let bucket = At(&self.per_address, (BEARER.to_owned(), limit_key(ip)));
+        decide(self.shared.as_deref(), Op::Peek, &[&bucket]).await
     }
 
     /// Counts a refused bearer token from `ip`. Checking a token is cheap, so a guess is
     /// counted after the check, not before it.
-    pub fn token_refused(&self, ip: IpAddr) {
-        let _ = self.per_address.check(&(BEARER.to_owned(), limit_key(ip)));
+    pub async fn token_refused(&self, ip: IpAddr) {
+        let bucket = At(&self.per_address, (BEARER.to_owned(), limit_key(ip)));
+        let _ = decide(self.shared.as_deref(), Op::Take, &[&bucket]).await;
     }
 
     /// Whether `username` may be tried from `ip` now (counts nothing).
-    pub fn allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
-        let name = account(username);
-        self.per_address.peek(&(name.clone(), limit_key(ip)))?;
-        if !self.is_known(username, ip) {
-            self.per_account.peek(&name)?;
-        }
-        Ok(())
+    pub async fn allowed(&self, username: &str, ip: IpAddr) -> Result<(), Refusal> {
+        self.guess(Op::Peek, username, ip).await.map(drop)
     }
 
     /// Takes one guess before the password is hashed: from the (account, address) budget,
     /// and, for an address the account has not logged in from, from the account's shared
     /// budget too. Refused when either is spent; nothing is taken then.
-    pub fn take(&self, username: &str, ip: IpAddr) -> Result<Guess, Refusal> {
-        let name = account(username);
-        let pair = (name.clone(), limit_key(ip));
-        self.per_address.check(&pair)?;
-        if self.is_known(username, ip) {
-            return Ok(Guess {
-                from_account: false,
-            });
-        }
-        if let Err(refusal) = self.per_account.check(&name) {
-            self.per_address.give_back(&pair);
-            return Err(refusal);
-        }
-        Ok(Guess { from_account: true })
+    pub async fn take(&self, username: &str, ip: IpAddr) -> Result<Guess, Refusal> {
+        self.guess(Op::Take, username, ip).await
     }
 
     /// Returns a guess that was not wrong: the password was right, or it was never checked.
-    pub fn give_back(&self, username: &str, ip: IpAddr, guess: Guess) {
+    pub async fn give_back(&self, username: &str, ip: IpAddr, guess: Guess) {
         let name = account(username);
-        self.per_address.give_back(&(name.clone(), limit_key(ip)));
-        if guess.from_account {
-            self.per_account.give_back(&name);
-        }
+        let pair = At(&self.per_address, (name.clone(), limit_key(ip)));
+        let whole = At(&self.per_account, name);
+        let buckets: &[&dyn Bucket] = if guess.from_account {
+            &[&pair, &whole]
+        } else {
+            &[&pair]
+        };
+        let _ = decide(self.shared.as_deref(), Op::GiveBack, buckets).await;
+    }
+
+    /// `op` on the budgets a guess at `username` from `ip` draws from: the pair's, and the
+    /// account's unless the address is known to it.
+    async fn guess(&self, op: Op, username: &str, ip: IpAddr) -> Result<Guess, Refusal> {
+        let name = account(username);
+        let from_account = !self.is_known(username, ip);
+        let pair = At(&self.per_address, (name.clone(), limit_key(ip)));
+        let whole = At(&self.per_account, name);
+        let buckets: &[&dyn Bucket] = if from_account {
+            &[&pair, &whole]
+        } else {
+            &[&pair]
+        };
+        decide(self.shared.as_deref(), op, buckets).await?;
+        Ok(Guess { from_account })
     }
 
     /// Remembers that `ip` logged in as `username`: from now on it keeps a budget of its
@@ -198,74 +212,77 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
     }
 
-    #[test]
-    fn guesses_from_many_addresses_share_one_budget_per_account() {
+    #[tokio::test]
+    async fn guesses_from_many_addresses_share_one_budget_per_account() {
         let b = budgets(20);
         let mut taken = 0;
         for n in 1..=200u8 {
             for _ in 0..5 {
-                if b.take("victim", ip(n)).is_ok() {
+                if b.take("victim", ip(n)).await.is_ok() {
                     taken += 1;
                 }
             }
         }
         assert_eq!(taken, 20, "200 addresses × 5 guesses got through");
-        let refusal = b.allowed("VICTIM", ip(201)).unwrap_err();
+        let refusal = b.allowed("VICTIM", ip(201)).await.unwrap_err();
         assert_eq!(refusal.policy, "account-guesses");
-        assert!(b.allowed("someone-else", ip(201)).is_ok());
+        assert!(b.allowed("someone-else", ip(201)).await.is_ok());
     }
 
-    #[test]
-    fn an_address_that_logged_in_keeps_its_own_budget_while_the_account_budget_is_spent() {
+    #[tokio::test]
+    async fn an_address_that_logged_in_keeps_its_own_budget_while_the_account_budget_is_spent() {
         let b = budgets(3);
         b.succeeded("victim", ip(9));
         for n in 1..=10u8 {
-            let _ = b.take("victim", ip(n));
+            let _ = b.take("victim", ip(n)).await;
         }
-        assert!(b.allowed("victim", ip(11)).is_err(), "a new address waits");
         assert!(
-            b.allowed("Victim", ip(9)).is_ok(),
+            b.allowed("victim", ip(11)).await.is_err(),
+            "a new address waits"
+        );
+        assert!(
+            b.allowed("Victim", ip(9)).await.is_ok(),
             "the owner's address does not"
         );
-        let guess = b.take("victim", ip(9)).unwrap();
-        b.give_back("victim", ip(9), guess);
+        let guess = b.take("victim", ip(9)).await.unwrap();
+        b.give_back("victim", ip(9), guess).await;
         // Its own budget still counts its own wrong guesses.
         for _ in 0..5 {
-            let _ = b.take("victim", ip(9));
+            let _ = b.take("victim", ip(9)).await;
         }
         assert_eq!(
-            b.allowed("victim", ip(9)).unwrap_err().policy,
+            b.allowed("victim", ip(9)).await.unwrap_err().policy,
             "failed-logins"
         );
     }
 
-    #[test]
-    fn a_refused_account_guess_takes_nothing_from_the_address_budget() {
+    #[tokio::test]
+    async fn a_refused_account_guess_takes_nothing_from_the_address_budget() {
         let b = budgets(1);
-        let _ = b.take("victim", ip(1));
+        let _ = b.take("victim", ip(1)).await;
         for _ in 0..10 {
-            assert!(b.take("victim", ip(2)).is_err());
+            assert!(b.take("victim", ip(2)).await.is_err());
         }
         b.succeeded("victim", ip(2));
         for _ in 0..5 {
             assert!(
-                b.take("victim", ip(2)).is_ok(),
+                b.take("victim", ip(2)).await.is_ok(),
                 "the address budget is untouched"
             );
         }
     }
 
-    #[test]
-    fn a_guess_given_back_returns_the_tokens_it_took() {
+    #[tokio::test]
+    async fn a_guess_given_back_returns_the_tokens_it_took() {
         let b = budgets(1);
-        let guess = b.take("victim", ip(1)).unwrap();
-        assert!(b.allowed("victim", ip(2)).is_err());
-        b.give_back("victim", ip(1), guess);
-        assert!(b.allowed("victim", ip(2)).is_ok());
+        let guess = b.take("victim", ip(1)).await.unwrap();
+        assert!(b.allowed("victim", ip(2)).await.is_err());
+        b.give_back("victim", ip(1), guess).await;
+        assert!(b.allowed("victim", ip(2)).await.is_ok());
     }
 
-    #[test]
-    fn ipv6_addresses_are_known_by_their_slash_64() {
+    #[tokio::test]
+    async fn ipv6_addresses_are_known_by_their_slash_64() {
         let b = budgets(1);
         b.succeeded("victim", "2001:db8::1".parse().unwrap());
         assert!(b.is_known("victim", "2001:db8::2".parse().unwrap()));

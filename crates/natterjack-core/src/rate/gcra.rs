@@ -61,7 +61,8 @@ pub enum Decision {
     },
 }
 
-/// What a refused request reports: which policy, its quota and when to retry.
+/// What a refused request reports: which policy, its quota, when to retry, and whether
+/// the budget was spent or could not be read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Refusal {
     /// The policy's name, as in the `RateLimit-Policy` header.
@@ -70,6 +71,18 @@ pub struct Refusal {
     pub quota: Quota,
     /// When a retry may succeed.
     pub retry_after: Duration,
+    /// Why: the client spent the budget (429), or the budget lives in a shared store that
+    /// does not answer and the policy fails closed (503: the client did nothing wrong).
+    pub cause: Cause,
+}
+
+/// Why a [`Refusal`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The budget is spent.
+    Spent,
+    /// The shared store holding the budget does not answer, and the policy fails closed.
+    StoreDown,
 }
 
 impl Refusal {
@@ -130,6 +143,17 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     /// The quota.
     pub fn quota(&self) -> Quota {
         self.quota
+    }
+
+    /// The emission interval `T` in nanoseconds: what a shared store needs, besides the
+    /// tolerance, to make this limiter's decisions for several processes.
+    pub fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// The tolerance `τ` in nanoseconds.
+    pub fn tolerance_nanos(&self) -> u64 {
+        self.tolerance
     }
 
     fn decide(&self, tat: Option<u64>, now: u64) -> (Decision, u64) {
@@ -195,6 +219,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 policy: self.name,
                 quota: self.quota,
                 retry_after,
+                cause: Cause::Spent,
             }),
         }
     }
@@ -343,6 +368,7 @@ mod tests {
                 per_second: 1.0,
             },
             retry_after: Duration::from_millis(1001),
+            cause: Cause::Spent,
         };
         assert_eq!(r.retry_after_secs(), 2);
         let r = Refusal {

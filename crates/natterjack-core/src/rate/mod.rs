@@ -6,6 +6,7 @@
 //! because they count guesses, which only the login flow can tell apart from successes.
 
 pub mod gcra;
+pub mod shared;
 
 use crate::audit::LimitedBy;
 use gcra::Refusal;

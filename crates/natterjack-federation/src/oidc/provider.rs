@@ -129,7 +129,7 @@ impl IdentityProvider for BearerLogins {
             return None;
         };
         if let Some(budgets) = &self.budgets
-            && let Err(refusal) = budgets.token_allowed(from)
+            && let Err(refusal) = budgets.token_allowed(from).await
         {
             let limited_by = limited_by(&refusal, from, None);
             return Some(Err(AuthFailure::Limited {
@@ -139,7 +139,7 @@ impl IdentityProvider for BearerLogins {
         }
         let answer = self.principal(token.expose_secret()).await;
         if let (Err(AuthFailure::Refused(_)), Some(budgets)) = (&answer, &self.budgets) {
-            budgets.token_refused(from);
+            budgets.token_refused(from).await;
         }
         Some(answer)
     }

@@ -32,6 +32,7 @@ mod rate_limiting;
 mod read_cache;
 mod readme;
 mod safe_output;
+mod shared_limits;
 mod siem;
 mod transport;
 mod transport_responses;

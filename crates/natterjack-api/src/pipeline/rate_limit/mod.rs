@@ -28,8 +28,11 @@ use natterjack_core::clock::SharedClock;
 use natterjack_core::domain::UserId;
 use natterjack_core::rate::gcra::{Limiter, Quota, Refusal};
 use natterjack_core::rate::limit_key;
+use natterjack_core::rate::shared::{At, Op, SharedLimits, decide};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +67,56 @@ pub struct RateLimitConfig {
     /// How long, in days, an address that logged in as a user keeps its own budget of
     /// guesses for that user. Default 30.
     pub known_address_days: u32,
+    /// A Redis server holding every budget, so that several nodes behind one load balancer
+    /// enforce one quota: `redis://HOST:PORT/DB`, or `rediss://` for TLS, with
+    /// `USER:PASSWORD@` for AUTH. Default none: each process keeps its own budgets.
+    pub redis_url: Option<SecretString>,
+    /// CA certificates (PEM) trusted for `rediss://`, in place of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// What every key this server writes to Redis starts with. Default `natterjack:rl:`.
+    pub redis_key_prefix: String,
+    /// Longest wait for Redis's answer, in milliseconds, before it counts as down. Default 100.
+    pub redis_timeout_ms: u64,
+    /// How often Redis is asked whether it answers again while it is down, in
+    /// milliseconds. Default 1000.
+    pub redis_retry_ms: u64,
+    /// The policies (as named in this table) that refuse requests, with 503, while Redis
+    /// is down; the others fall back to this process's own budgets. Default the two that
+    /// bound password guessing and `credentials`: a login budget kept per node would
+    /// multiply the guesses an attacker gets by the number of nodes.
+    pub fail_closed: Vec<String>,
+}
+
+/// The names `fail_closed` takes, and the policies they stand for.
+const POLICY_NAMES: [(&str, &str); 7] = [
+    ("per_ip", "per-ip"),
+    ("credentials", "credentials"),
+    ("registration", "registration"),
+    ("global", "global"),
+    ("per_principal", "per-principal"),
+    ("failed_logins", "failed-logins"),
+    ("account_guesses", "account-guesses"),
+];
+
+impl RateLimitConfig {
+    /// The policies of `fail_closed`, refusing a name that is not a policy.
+    pub fn fail_closed_policies(&self) -> Result<Vec<&'static str>, String> {
+        self.fail_closed
+            .iter()
+            .map(|name| {
+                POLICY_NAMES
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, policy)| *policy)
+                    .ok_or_else(|| {
+                        format!(
+                            "rate_limit.fail_closed: unknown policy {name:?} (known: {})",
+                            POLICY_NAMES.map(|(key, _)| key).join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -101,6 +154,14 @@ impl Default for RateLimitConfig {
                 per_second: 20.0 / 3600.0,
             },
             known_address_days: 30,
+            redis_url: None,
+            redis_ca_file: None,
+            redis_key_prefix: "natterjack:rl:".to_owned(),
+            redis_timeout_ms: 100,
+            redis_retry_ms: 1000,
+            fail_closed: ["failed_logins", "account_guesses", "credentials"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -126,17 +187,23 @@ pub struct RateLimits {
     global: Limiter<()>,
     per_principal: Limiter<UserId>,
     logins: Arc<LoginBudgets>,
+    shared: Option<Arc<SharedLimits>>,
 }
 
 impl RateLimits {
     /// Builds the policies on the system clock, refusing quotas that could never admit a
     /// request.
     pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
-        Self::with_clock(cfg, natterjack_core::clock::system())
+        Self::with_clock(cfg, natterjack_core::clock::system(), None)
     }
 
-    /// Builds the policies reading time from `clock`.
-    pub fn with_clock(cfg: &RateLimitConfig, clock: SharedClock) -> Result<Self, String> {
+    /// Builds the policies reading time from `clock`; with `shared`, every budget is kept
+    /// there (on the store's clock), so that every node sharing it enforces one quota.
+    pub fn with_clock(
+        cfg: &RateLimitConfig,
+        clock: SharedClock,
+        shared: Option<Arc<SharedLimits>>,
+    ) -> Result<Self, String> {
         for (name, quota) in [
             ("per_ip", cfg.per_ip),
             ("credentials", cfg.credentials),
@@ -148,6 +215,7 @@ impl RateLimits {
         ] {
             quota.check(name)?;
         }
+        cfg.fail_closed_policies()?;
         if cfg.max_keys == 0 {
             return Err("rate_limit.max_keys must be at least 1".into());
         }
@@ -163,36 +231,45 @@ impl RateLimits {
             global: Limiter::new("global", cfg.global, 1).with_clock(clock.clone()),
             per_principal: Limiter::new("per-principal", cfg.per_principal, keys)
                 .with_clock(clock.clone()),
-            logins: Arc::new(
-                LoginBudgets::new(
+            logins: Arc::new({
+                let budgets = LoginBudgets::new(
                     cfg.failed_logins,
                     cfg.account_guesses,
                     Duration::from_secs(u64::from(cfg.known_address_days) * 86_400),
                     keys,
                 )
-                .with_clock(clock),
-            ),
+                .with_clock(clock);
+                match &shared {
+                    Some(shared) => budgets.with_shared(shared.clone()),
+                    None => budgets,
+                }
+            }),
+            shared,
         })
     }
 
     /// Admits a request from `ip` of class `class`: per address, then the class, then the
-    /// global budget, so one flooding address cannot spend the global budget.
-    pub fn admit(&self, ip: IpAddr, class: Class) -> Result<(), Refusal> {
+    /// global budget, so one flooding address cannot spend the global budget. It takes
+    /// from all three or from none.
+    pub async fn admit(&self, ip: IpAddr, class: Class) -> Result<(), Refusal> {
         if !self.enabled {
             return Ok(());
         }
         let key = limit_key(ip);
-        self.per_ip.check(&key)?;
+        let per_ip = At(&self.per_ip, key);
+        let global = At(&self.global, ());
+        let shared = self.shared.as_deref();
         match class {
-            Class::Plain => {}
+            Class::Plain => decide(shared, Op::Take, &[&per_ip, &global]).await,
             Class::Credentials => {
-                self.credentials.check(&key)?;
+                let class = At(&self.credentials, key);
+                decide(shared, Op::Take, &[&per_ip, &class, &global]).await
             }
             Class::Registration => {
-                self.registration.check(&key)?;
+                let class = At(&self.registration, key);
+                decide(shared, Op::Take, &[&per_ip, &class, &global]).await
             }
         }
-        self.global.check(&()).map(drop)
     }
 
     /// The proxies whose `X-Forwarded-For` is believed.
@@ -201,11 +278,12 @@ impl RateLimits {
     }
 
     /// The second limit, per authenticated user.
-    pub fn admit_principal(&self, user: UserId) -> Result<(), Refusal> {
+    pub async fn admit_principal(&self, user: UserId) -> Result<(), Refusal> {
         if !self.enabled {
             return Ok(());
         }
-        self.per_principal.check(&user).map(drop)
+        let bucket = At(&self.per_principal, user);
+        decide(self.shared.as_deref(), Op::Take, &[&bucket]).await
     }
 
     /// The login budgets (`failed-logins`, `account-guesses`), which authentication counts

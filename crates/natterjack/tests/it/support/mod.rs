@@ -7,6 +7,7 @@ pub mod oidc;
 pub mod pg;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod rsyslog;
 pub mod slapd;
 
