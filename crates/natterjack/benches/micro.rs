@@ -11,6 +11,9 @@
 //!   call, with 10,000 other clients in the table), the same decision refusing a flooding
 //!   address, the per-principal decision after authentication, and the failed-login check
 //!   made before any password is hashed.
+//! - `micro_rate_limit_redis`: the address decision with every budget in Redis (several
+//!   nodes sharing one quota), admitting and refusing, beside the in-memory decision driven
+//!   the same way: what a round trip to Redis adds to every request.
 //! - `micro_acl`: the permission check every space route makes. The pure decisions (the
 //!   held-versus-needed check and the escalation rule `policy::may_change`) and the whole
 //!   `Service::authorize` over SQLite, which adds the membership read that dominates.
@@ -159,6 +162,76 @@ fn rate_limit(c: &mut Criterion, w: &World) {
     group.bench_function("login_allowed", |b| {
         b.iter(|| {
             now(budgets.allowed(black_box("alice"), black_box(client))).unwrap();
+        });
+    });
+    group.finish();
+}
+
+/// The same decisions with every budget in Redis (the machine's server on 127.0.0.1:6379,
+/// under a key prefix of this run's own), beside the in-memory decisions driven the same way
+/// (`block_on` per call), so that the ratio is the round trip and the script alone.
+fn shared_rate_limit(c: &mut Criterion, w: &World) {
+    let url = std::env::var("NATTERJACK_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!(
+        "natterjack-bench:{}:",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let timeout = Duration::from_secs(1);
+    let store =
+        natterjack::shared_limits::RedisBuckets::connect(&url, None, &prefix, timeout).unwrap();
+    let store: Arc<dyn natterjack_core::rate::shared::SharedBuckets> = Arc::new(store);
+    if w.rt.block_on(store.ping()).is_err() {
+        eprintln!("SKIPPED: micro_rate_limit_redis: Redis not reachable at {url}");
+        return;
+    }
+    let shared = || {
+        let _entered = w.rt.enter();
+        natterjack_core::rate::shared::SharedLimits::start(
+            store.clone(),
+            timeout,
+            timeout,
+            Vec::new(),
+        )
+    };
+    let clock = natterjack_core::clock::system();
+    let in_memory = RateLimits::new(&generous()).unwrap();
+    let admitting = RateLimits::with_clock(&generous(), clock.clone(), Some(shared())).unwrap();
+    let refusing_quota = RateLimitConfig {
+        per_ip: Quota {
+            burst: 10,
+            per_second: 1e-6,
+        },
+        ..RateLimitConfig::default()
+    };
+    let refusing = RateLimits::with_clock(&refusing_quota, clock, Some(shared())).unwrap();
+    let client = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    while w
+        .rt
+        .block_on(refusing.admit(client, Class::Credentials))
+        .is_ok()
+    {}
+
+    let mut group = c.benchmark_group("micro_rate_limit_redis");
+    group.bench_function("address_admitted_in_memory", |b| {
+        b.iter(|| {
+            w.rt.block_on(in_memory.admit(black_box(client), Class::Credentials))
+                .unwrap()
+        });
+    });
+    group.bench_function("address_admitted", |b| {
+        b.iter(|| {
+            w.rt.block_on(admitting.admit(black_box(client), Class::Credentials))
+                .unwrap()
+        });
+    });
+    group.bench_function("address_refused", |b| {
+        b.iter(|| {
+            w.rt.block_on(refusing.admit(black_box(client), Class::Credentials))
+                .unwrap_err()
         });
     });
     group.finish();
@@ -362,6 +435,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let w = world();
     rate_limit(&mut criterion, &w);
+    shared_rate_limit(&mut criterion, &w);
     acl(&mut criterion, &w);
     audit(&mut criterion);
     basic(&mut criterion);

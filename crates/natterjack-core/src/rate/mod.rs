@@ -1,4 +1,5 @@
-//! Rate limiting that every transport shares: the GCRA limiter ([`gcra`]), the key a client
+//! Rate limiting that every transport shares: the GCRA limiter ([`gcra`]), the port through
+//! which several nodes keep their budgets in one store ([`shared`]), the key a client
 //! address counts under, and how a refusal is named in the audit trail.
 //!
 //! The policies themselves are configured and applied by the pipeline (per address, per
