@@ -4,6 +4,7 @@
 //! them.
 
 pub mod pair;
+pub mod reload;
 pub mod served;
 
 pub use pair::{Pair, PairError, PairFiles, Summary};
