@@ -83,18 +83,21 @@ pub fn spawn(
 fn attempt(served: &ServedCertificate, bytes: &PairBytes, trigger: Trigger, clock: &SharedClock) {
     let now = clock.wall().to_date_time();
     match bytes.check(served.files(), now) {
+        // Counted and swapped before the log line, so whoever reads the line sees both.
         Ok(pair) => {
+            metrics::counter!("natterjack_tls_reloads_total", "outcome" => "ok").increment(1);
+            let summary = pair.summary.clone();
+            served.replace(pair, bytes.fingerprint());
             tracing::info!(
                 trigger = trigger.name(),
-                subject = %pair.summary.subject,
-                serial = %pair.summary.serial,
-                not_after = %pair.summary.not_after,
+                subject = %summary.subject,
+                serial = %summary.serial,
+                not_after = %summary.not_after,
                 "tls certificate reloaded"
             );
-            served.replace(pair, bytes.fingerprint());
-            metrics::counter!("natterjack_tls_reloads_total", "outcome" => "ok").increment(1);
         }
         Err(e) => {
+            metrics::counter!("natterjack_tls_reloads_total", "outcome" => "refused").increment(1);
             let kept = served.summary();
             tracing::error!(
                 trigger = trigger.name(),
@@ -104,7 +107,6 @@ fn attempt(served: &ServedCertificate, bytes: &PairBytes, trigger: Trigger, cloc
                 kept_not_after = %kept.not_after,
                 "tls certificate reload refused: the old certificate stays in use"
             );
-            metrics::counter!("natterjack_tls_reloads_total", "outcome" => "refused").increment(1);
         }
     }
 }
