@@ -148,7 +148,14 @@ fn main() {
             )
             .await
             .unwrap();
-        let tls = natterjack::tls::server_config(&args.cert, &args.key).unwrap();
+        let files = natterjack::tls::PairFiles {
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+        };
+        let now = natterjack_core::clock::Clock::wall(&natterjack_core::clock::SystemClock);
+        let certificate =
+            natterjack::tls::ServedCertificate::load(files, now.to_date_time()).unwrap();
+        let tls = natterjack::tls::server_config(Arc::new(certificate));
         // The transport limits `natterjack serve` derives from the same (default) settings.
         let mut transport = natterjack::runtime::rest_listener(&cfg);
         // All load comes from one address, as for Natterjack (bench/load/load.py raises its

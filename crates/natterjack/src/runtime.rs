@@ -6,6 +6,7 @@ use crate::config::{Config, ConfigError};
 use crate::dev_ca;
 use crate::start_error::StartError;
 use crate::storage::Storage;
+use crate::tls::{PairFiles, ServedCertificate};
 use axum::Router;
 use natterjack_api::AppState;
 use natterjack_api::grpc::{GrpcLimits, GrpcState, GrpcTransport};
@@ -124,6 +125,9 @@ pub struct Assembled {
     pub cache_listener: Option<crate::read_cache::Listening>,
     /// TLS configuration of the REST listener.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The certificate both public listeners present, which `serve` reloads when its files
+    /// change.
+    pub certificate: Arc<ServedCertificate>,
     /// The CA file clients should trust, when the development CA is in use.
     pub dev_ca: Option<std::path::PathBuf>,
     /// Limits inside the pipeline.
@@ -213,17 +217,31 @@ pub async fn assemble_with_clock(
     let store = crate::storage::prepare(cfg).await?;
     let cache = crate::read_cache::start(cfg, &store, clock.clone());
     let service = service(cfg, cache.store.clone()).await?;
-    let (cert, key, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(cert), Some(key)) => {
-            dev_ca::check_private(key).map_err(StartError::Other)?;
-            (cert.clone(), key.clone(), None)
-        }
+    let (files, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) => (
+            PairFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        ),
         _ => {
             let pki = dev_ca::ensure(&cfg.data_dir).map_err(StartError::Other)?;
-            (pki.server_cert, pki.server_key, Some(pki.ca_cert))
+            (
+                PairFiles {
+                    cert: pki.server_cert,
+                    key: pki.server_key,
+                },
+                Some(pki.ca_cert),
+            )
         }
     };
-    let tls = crate::tls::server_config(&cert, &key).map_err(StartError::Other)?;
+    let now = natterjack_core::clock::Clock::wall(clock.as_ref()).to_date_time();
+    let certificate = Arc::new(
+        ServedCertificate::load(files, now)
+            .map_err(|e| StartError::Other(format!("cannot use the TLS certificate: {e}")))?,
+    );
+    let tls = crate::tls::server_config(certificate.clone());
     let grpc_tls = if cfg.grpc.enabled {
         let client_ca = cfg
             .grpc
@@ -231,7 +249,10 @@ pub async fn assemble_with_clock(
             .clone()
             .or_else(|| dev_ca.clone())
             .ok_or_else(|| StartError::Other("grpc.client_ca is not set".into()))?;
-        Some(crate::tls::grpc_server_config(&cert, &key, &client_ca).map_err(StartError::Other)?)
+        Some(
+            crate::tls::grpc_server_config(certificate.clone(), &client_ca)
+                .map_err(StartError::Other)?,
+        )
     } else {
         None
     };
@@ -292,6 +313,7 @@ pub async fn assemble_with_clock(
         store,
         cache_listener: cache.listener,
         tls,
+        certificate,
         dev_ca,
         pipeline,
         transport,

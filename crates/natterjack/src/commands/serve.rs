@@ -4,7 +4,8 @@ use crate::start_error::StartError;
 use std::io::Write;
 use tokio::net::TcpListener;
 
-/// Starts the REST listener and serves until SIGINT or SIGTERM.
+/// Starts the REST listener and serves until SIGINT or SIGTERM; SIGHUP reloads the
+/// certificate.
 pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     // Before assembly, so that what the background tasks it starts record (the read
     // cache's listener saying it is connected) is counted.
@@ -29,6 +30,14 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
             poll: std::time::Duration::from_secs(cfg.encryption.key_poll_secs),
         },
     ));
+    // Before the listeners are announced: from here on SIGHUP reloads the certificate
+    // instead of ending the process.
+    crate::tls::reload::spawn(
+        assembled.certificate.clone(),
+        std::time::Duration::from_secs(cfg.tls.reload_check_secs),
+        natterjack_core::clock::system(),
+    )
+    .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
     let app = assembled.app(|routes| routes);
     let bind = |addr: std::net::SocketAddr| async move {
         let listener = TcpListener::bind(addr)

@@ -188,6 +188,7 @@ impl Config {
             .chain(self.auth.positive())
             .chain(self.grpc.positive())
             .chain(self.encryption.positive())
+            .chain(self.tls.positive())
             .find(|(_, v)| *v == 0)
         {
             return Err(ConfigError(format!("{key} must be at least 1")));

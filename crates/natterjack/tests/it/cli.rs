@@ -570,6 +570,7 @@ fn zero_timeouts_and_zero_sized_limits_are_refused_naming_the_key() {
             "NATTERJACK_AUTH__MAX_CONCURRENT_HASHES",
             "auth.max_concurrent_hashes",
         ),
+        ("NATTERJACK_TLS__RELOAD_CHECK_SECS", "tls.reload_check_secs"),
     ] {
         let (ok, _, stderr) = cli(&data, &["migrate"], "", &[(env, "0")]);
         assert!(!ok, "{env}=0 must be refused");

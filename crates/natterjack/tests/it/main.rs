@@ -14,6 +14,7 @@ mod audit_export;
 mod audit_volume;
 mod authentication;
 mod bearer_tokens;
+mod certificate_reload;
 mod cli;
 mod connections;
 mod directory_logins;

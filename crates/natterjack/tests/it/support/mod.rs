@@ -1,6 +1,7 @@
 //! Test support: start the real `natterjack` binary on port 0 with a fresh data directory,
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
 
+pub mod certs;
 pub mod grpc_client;
 pub mod in_process;
 pub mod oidc;
@@ -347,6 +348,16 @@ impl TestServer {
         )
         .await
         .status()
+    }
+
+    /// Sends the server SIGHUP, as an operator's `kill -HUP` does.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid}");
     }
 
     /// Stops the server (SIGKILL) and hands back its data directory.

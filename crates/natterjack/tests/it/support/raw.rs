@@ -41,6 +41,15 @@ pub async fn tcp_from(local: IpAddr, server: SocketAddr) -> std::io::Result<TcpS
 /// A TLS client trusting the CA in `ca`, offering `alpn`, presenting `identity` (cert, key)
 /// when given.
 pub fn connector(ca: &Path, alpn: &[&[u8]], identity: Option<(&Path, &Path)>) -> TlsConnector {
+    TlsConnector::from(Arc::new(client_config(ca, alpn, identity)))
+}
+
+/// The configuration of [`connector`], for tests that change more of it.
+pub fn client_config(
+    ca: &Path,
+    alpn: &[&[u8]],
+    identity: Option<(&Path, &Path)>,
+) -> rustls::ClientConfig {
     super::install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -60,7 +69,7 @@ pub fn connector(ca: &Path, alpn: &[&[u8]], identity: Option<(&Path, &Path)>) ->
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
+    config
 }
 
 /// Completes a TLS handshake with `server` from `local`; an error means the server closed

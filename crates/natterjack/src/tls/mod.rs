@@ -1,21 +1,20 @@
 //! The public listeners' rustls configurations: TLS 1.3 and 1.2 only, the server's cipher
 //! order; ALPN h2 and http/1.1 for REST, h2 with a required client certificate for gRPC.
+//! Both present the one [`ServedCertificate`], which a reload replaces without rebuilding
+//! them.
+
+pub mod pair;
+pub mod reload;
+pub mod served;
+
+pub use pair::{Pair, PairError, PairFiles, Summary};
+pub use served::ServedCertificate;
 
 use rustls::ServerConfig;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
-
-fn read_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
-    }
-    Ok(chain)
-}
 
 /// The TLS settings both public listeners share, around their choice of client
 /// authentication: versions 1.3 and 1.2 only, and the server's own order of cipher suites.
@@ -24,19 +23,13 @@ fn read_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// that prefers a weaker suite still gets the strongest both support.
 fn finish(
     builder: rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>,
-    cert: &Path,
-    key: &Path,
+    certificate: Arc<ServedCertificate>,
     alpn: &[&[u8]],
-) -> Result<Arc<ServerConfig>, String> {
-    let chain = read_chain(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+) -> Arc<ServerConfig> {
+    let mut config = builder.with_cert_resolver(certificate);
     config.ignore_client_order = true;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 fn versions() -> rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier> {
@@ -46,33 +39,32 @@ fn versions() -> rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier> {
     ])
 }
 
-/// The REST listener's configuration: no client certificates, ALPN `h2` and `http/1.1`.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// The REST listener's configuration: no client certificates, ALPN `h2` and `http/1.1`,
+/// presenting whatever `certificate` holds at each handshake.
+pub fn server_config(certificate: Arc<ServedCertificate>) -> Arc<ServerConfig> {
     finish(
         versions().with_no_client_auth(),
-        cert,
-        key,
+        certificate,
         &[b"h2", b"http/1.1"],
     )
 }
 
 /// The public gRPC listener's configuration: a client certificate chained to `client_ca`
-/// is required in the handshake (mutual TLS), and ALPN offers `h2` only.
+/// is required in the handshake (mutual TLS), and ALPN offers `h2` only. It presents the
+/// REST listener's `certificate`, so one reload serves both.
 pub fn grpc_server_config(
-    cert: &Path,
-    key: &Path,
+    certificate: Arc<ServedCertificate>,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, String> {
     let verifier =
         rustls::server::WebPkiClientVerifier::builder(Arc::new(client_roots(client_ca)?))
             .build()
             .map_err(|e| format!("grpc.client_ca {}: {e}", client_ca.display()))?;
-    finish(
+    Ok(finish(
         versions().with_client_cert_verifier(verifier),
-        cert,
-        key,
+        certificate,
         &[b"h2"],
-    )
+    ))
 }
 
 /// The certificates in `path` that can anchor client certificates, refused when there is
