@@ -21,6 +21,7 @@ pub mod auth;
 pub mod clock;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod policy;
 pub mod ports;
 pub mod principal;

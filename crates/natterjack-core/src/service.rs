@@ -10,7 +10,8 @@ use crate::policy::{GrantPolicy, may_change};
 use crate::ports::{MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store};
 use crate::principal::{AdminAccess, Caller, Principal};
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
@@ -28,13 +29,21 @@ pub struct Service {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
     settings: ServiceSettings,
-    /// Messages posted through this process, for watchers (`WatchMessages`).
+    /// Messages posted through this process, and those other nodes posted, for watchers
+    /// (`WatchMessages`).
     posted: broadcast::Sender<MessageRecord>,
+    /// The ids of the latest messages posted through this process, so that their
+    /// announcement by the database (see [`crate::feed`]) does not hand them on twice.
+    posted_here: Mutex<VecDeque<MessageId>>,
 }
 
 /// Messages the feed holds for its slowest watcher; one that falls further behind is told
 /// it lagged (and the gRPC adapter cuts it off).
 const FEED_CAPACITY: usize = 1024;
+
+/// How many of its own latest messages a node remembers, to skip when the database
+/// announces them: far more than are posted in the milliseconds an announcement takes.
+const POSTED_HERE: usize = 4 * FEED_CAPACITY;
 
 impl Service {
     /// Assembles the service from its ports.
@@ -44,6 +53,7 @@ impl Service {
             auth: Arc::new(auth),
             settings,
             posted: broadcast::channel(FEED_CAPACITY).0,
+            posted_here: Mutex::new(VecDeque::with_capacity(POSTED_HERE)),
         }
     }
 
@@ -240,6 +250,16 @@ impl Service {
             .store
             .insert_message(access.space(), access.principal().id(), &body)
             .await?;
+        {
+            let mut here = self
+                .posted_here
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if here.len() == POSTED_HERE {
+                here.pop_front();
+            }
+            here.push_back(posted.id);
+        }
         // Nobody watching is not an error.
         let _ = self.posted.send(posted.clone());
         Ok(posted)
@@ -356,5 +376,31 @@ impl Service {
             ));
         }
         Ok(self.store.revoke(access.space(), user.id, removing).await?)
+    }
+}
+
+/// Messages other nodes posted reach this node's watchers: each announced message that
+/// was not posted here is read (it must still exist, in the space it was announced in)
+/// and handed on.
+#[async_trait::async_trait]
+impl crate::feed::PostedSink for Service {
+    async fn posted(&self, space: SpaceId, message: MessageId) {
+        let mine = self
+            .posted_here
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&message);
+        if mine || self.posted.receiver_count() == 0 {
+            return;
+        }
+        match self.store.find_message(space, message).await {
+            Ok(Some(record)) => {
+                let _ = self.posted.send(record);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a message posted on another node could not be read for its watchers")
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! Schema 8's triggers announce every change, whichever process makes it: on PostgreSQL as
 //! a notification on a connection this module keeps listening, on SQLite by moving a counter
 //! this module polls every `database.cache_poll_ms`. The one-shot CLI commands never cache:
-//! they build their service on the plain store.
+//! they build their service on the plain store. On PostgreSQL a second listener brings the
+//! messages other nodes post to this node's watchers ([`feed`]).
 
 use crate::config::Config;
 use crate::storage::Storage;
@@ -24,8 +25,9 @@ pub struct ReadCache {
     pub listener: Option<Listening>,
 }
 
-/// The invalidation listener's task, stopped when this is dropped, so that it ends with the
-/// server (or the failed start-up) that owns it.
+/// A database listener's task (the read cache's invalidations, the message feed), stopped
+/// when this is dropped, so that it ends with the server (or the failed start-up) that owns
+/// it.
 pub struct Listening(JoinHandle<()>);
 
 impl Drop for Listening {
@@ -66,4 +68,21 @@ pub fn start(cfg: &Config, storage: &Storage, clock: SharedClock) -> ReadCache {
         store: cache,
         listener: Some(Listening(listener)),
     }
+}
+
+/// Starts handing the messages other nodes post to `service`'s watchers, where the backend
+/// announces new messages (PostgreSQL); `None` on SQLite, whose one process posts every
+/// message its watchers see.
+pub fn feed(
+    storage: &Storage,
+    service: Arc<natterjack_core::service::Service>,
+) -> Option<Listening> {
+    let Storage::Postgres(pg) = storage else {
+        return None;
+    };
+    let source = pg.posted();
+    let sink: Arc<dyn natterjack_core::feed::PostedSink> = service;
+    Some(Listening(tokio::spawn(async move {
+        natterjack_core::feed::PostedSource::run(&source, sink).await;
+    })))
 }

@@ -123,6 +123,9 @@ pub struct Assembled {
     pub store: Storage,
     /// The read cache's invalidation listener (PostgreSQL), stopped when this is dropped.
     pub cache_listener: Option<crate::read_cache::Listening>,
+    /// The listener that brings messages posted on other nodes to this node's watchers
+    /// (PostgreSQL only); stops when dropped.
+    pub feed_listener: Option<crate::read_cache::Listening>,
     /// TLS configuration of the REST listener.
     pub tls: Arc<rustls::ServerConfig>,
     /// The certificate both public listeners present, which `serve` reloads when its files
@@ -217,6 +220,7 @@ pub async fn assemble_with_clock(
     let store = crate::storage::prepare(cfg).await?;
     let cache = crate::read_cache::start(cfg, &store, clock.clone());
     let service = service(cfg, cache.store.clone()).await?;
+    let feed_listener = crate::read_cache::feed(&store, service.clone());
     let (files, dev_ca) = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(cert), Some(key)) => (
             PairFiles {
@@ -312,6 +316,7 @@ pub async fn assemble_with_clock(
         space_gate,
         store,
         cache_listener: cache.listener,
+        feed_listener,
         tls,
         certificate,
         dev_ca,

@@ -8,9 +8,10 @@
 //! covered by the cache's maximum age, not here.
 
 use super::PgStore;
+use super::listen::{Handler, listen_forever};
 use async_trait::async_trait;
 use natterjack_core::store_cache::{Invalidation, InvalidationSink, InvalidationSource};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,76 +26,44 @@ const RETRY: Duration = Duration::from_secs(1);
 /// per server than `database.max_connections`).
 pub struct PgInvalidations {
     options: PgConnectOptions,
-    retry: Duration,
 }
 
 impl PgInvalidations {
     /// A listener connecting with `options` (the app role's: `LISTEN` needs no grant).
     pub fn new(options: PgConnectOptions) -> Self {
-        Self {
-            options,
-            retry: RETRY,
-        }
+        Self { options }
+    }
+}
+
+/// The read cache, as the listener's handler.
+struct ToCache(Arc<dyn InvalidationSink>);
+
+#[async_trait]
+impl Handler for ToCache {
+    fn connected(&self) {
+        self.0.connected();
     }
 
-    /// Connects and subscribes; the listener reconnects only when this source says so.
-    async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.eager_reconnect(false);
-        listener.ignore_pool_close_event(true);
-        listener.listen(INVALIDATION_CHANNEL).await?;
-        Ok(listener)
+    fn disconnected(&self) {
+        self.0.disconnected();
     }
 
-    /// Reports every notification until the connection is lost or fails.
-    async fn relay(listener: &mut PgListener, sink: &dyn InvalidationSink) -> String {
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    sink.invalidate(Invalidation::from_payload(notification.payload()));
-                }
-                Ok(None) => return "connection lost".to_owned(),
-                Err(e) => return e.to_string(),
-            }
-        }
+    async fn notified(&self, payload: &str) {
+        self.0.invalidate(Invalidation::from_payload(payload));
     }
 }
 
 #[async_trait]
 impl InvalidationSource for PgInvalidations {
     async fn run(&self, sink: Arc<dyn InvalidationSink>) {
-        // A pool of one, so that a lost connection is replaced by a fresh one.
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(true)
-            .connect_lazy_with(self.options.clone());
-        let mut failing = false;
-        loop {
-            match Self::listen(&pool).await {
-                Ok(mut listener) => {
-                    sink.connected();
-                    if failing {
-                        tracing::info!("cache invalidation listener connected again");
-                    }
-                    failing = false;
-                    let why = Self::relay(&mut listener, sink.as_ref()).await;
-                    sink.disconnected();
-                    tracing::warn!(reason = %why, "cache invalidation listener disconnected: reads bypass the cache until it reconnects");
-                }
-                Err(e) => {
-                    sink.disconnected();
-                    if !failing {
-                        tracing::warn!(error = %e, "cache invalidation listener cannot connect: reads bypass the cache until it does");
-                    }
-                    failing = true;
-                }
-            }
-            tokio::time::sleep(self.retry).await;
-        }
+        listen_forever(
+            self.options.clone(),
+            INVALIDATION_CHANNEL,
+            RETRY,
+            "cache invalidation (reads bypass the cache while it is disconnected)",
+            &ToCache(sink),
+        )
+        .await;
     }
 }
 

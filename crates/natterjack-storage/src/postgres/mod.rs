@@ -17,7 +17,8 @@
 //! TRUNCATE on the audit log for every role, the owner included. Other triggers announce
 //! every change to users, memberships and linked identities on a channel that each server
 //! `LISTEN`s on ([`PgInvalidations`]), so that its read cache drops what another process
-//! changed.
+//! changed, and another announces every new message ([`PgPosted`]), so that watchers on
+//! every node see what any node posts.
 
 mod audit;
 mod database;
@@ -27,8 +28,10 @@ mod grants;
 mod identifier;
 mod invalidations;
 mod lifecycle;
+mod listen;
 mod migrate;
 mod options;
+mod posted;
 mod privileges;
 mod roles;
 mod scram;
@@ -38,6 +41,7 @@ mod store;
 pub use invalidations::{INVALIDATION_CHANNEL, PgInvalidations};
 pub use lifecycle::PgStore;
 pub use options::connect_options;
+pub use posted::{POSTED_CHANNEL, PgPosted};
 pub use privileges::check_least_privilege;
 /// sqlx's connection options, re-exported so that callers need no direct sqlx dependency to
 /// hold the three sets of options `init`, `migrate` and `open` take.

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "messages_by_time",
         include_str!("../../migrations/sqlite/0009_messages_by_time.sql"),
     ),
+    (
+        10,
+        "message_feed",
+        include_str!("../../migrations/sqlite/0010_message_feed.sql"),
+    ),
 ];
 
 /// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).

@@ -3,8 +3,8 @@
 //! by the operator CLI reaches B through the database's notifications, within the bound
 //! docs/CONFIGURATION.md documents. Each test prints the delay it measured.
 
-use crate::support::pg::PgDatabase;
-use crate::support::{Creds, PASSWORD, TestServer, cli};
+use crate::support::nodes::Nodes;
+use crate::support::{Creds, PASSWORD, TestServer};
 use reqwest::{Method, StatusCode};
 use sqlx::Connection;
 use std::time::{Duration, Instant};
@@ -17,31 +17,7 @@ const NOTIFIED_WITHIN: Duration = Duration::from_secs(3);
 /// B's maximum age when the notification is what is measured.
 const LONG_MAX_AGE_MS: &str = "30000";
 
-/// Two nodes on one fresh database, sharing the audit key and the key-encryption key.
-struct Nodes {
-    db: PgDatabase,
-    a: TestServer,
-    b: TestServer,
-    /// The environment of a process that acts on the database (the operator CLI).
-    env: Vec<(&'static str, String)>,
-}
-
 impl Nodes {
-    async fn start(test: &str, b_max_age_ms: &str) -> Option<Self> {
-        let db = PgDatabase::fresh(test).await?;
-        let a_dir = tempfile::tempdir().unwrap();
-        db.prepare(&a_dir.path().join("data"));
-        let mut env = db.env();
-        let a = TestServer::start_in(a_dir, &pairs(&env)).await;
-        let path = |file: &str| a.data_dir().join(file).to_str().unwrap().to_owned();
-        env.push(("NATTERJACK_AUDIT__KEY_FILE", path("audit.key")));
-        env.push(("NATTERJACK_ENCRYPTION__KEY_FILE", path("encryption.key")));
-        let mut b_env = pairs(&env);
-        b_env.push(("NATTERJACK_DATABASE__CACHE_MAX_AGE_MS", b_max_age_ms));
-        let b = TestServer::start_with(&b_env).await;
-        Some(Self { db, a, b, env })
-    }
-
     /// Alice's space `shared`, created on A, which bob may read: B has answered bob's read
     /// of it with his user row and his membership both warm in its cache.
     async fn shared_with_bob(&self) -> Shared {
@@ -61,18 +37,6 @@ impl Nodes {
             path,
         }
     }
-
-    /// Runs the operator CLI against the shared database (from A's data directory).
-    fn cli(&self, args: &[&str], stdin: &str) {
-        let (ok, out, err) = cli(&self.a.data_dir(), args, stdin, &pairs(&self.env));
-        assert!(ok, "{args:?}: {out}{err}");
-    }
-
-    async fn finish(self) {
-        drop(self.a);
-        drop(self.b);
-        self.db.drop_all().await;
-    }
 }
 
 /// What [`Nodes::shared_with_bob`] set up.
@@ -82,10 +46,6 @@ struct Shared {
     space: i64,
     /// The space's own path, which bob reads.
     path: String,
-}
-
-fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// Reads B's count of reads the cache answered from memory.

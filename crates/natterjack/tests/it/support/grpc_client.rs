@@ -7,7 +7,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 /// Issues a client certificate for `name` from the CA of `data_dir` with the CLI (which
 /// refuses names of users that do not exist).
 pub fn issue(data_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (ok, out, err) = cli(data_dir, &["certs", "issue-client", name], "", &[]);
+    issue_with(data_dir, name, &[])
+}
+
+/// [`issue`] with the environment `env` (a database other than the data directory's).
+pub fn issue_with(data_dir: &Path, name: &str, env: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+    let (ok, out, err) = cli(data_dir, &["certs", "issue-client", name], "", env);
     assert!(ok, "{out}{err}");
     let dir = data_dir.join("clients");
     (

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod grpc_client;
 pub mod in_process;
+pub mod nodes;
 pub mod oidc;
 pub mod pg;
 pub mod proxy;
