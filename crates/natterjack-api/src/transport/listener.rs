@@ -3,6 +3,7 @@
 
 use super::activity::{Activity, Tracked};
 use super::park::{Quiet, Resumable};
+use super::proxy_protocol;
 use super::refused::{Refusals, ReportRefusedStreams, Watched};
 use super::table::{ConnectionTable, Slot};
 use super::{
@@ -213,11 +214,30 @@ impl Shared {
     /// connection holds neither (the task's future is as large as its largest state, for
     /// the connection's whole life), and an idle HTTP/1.1 connection is parked (see
     /// [`super::park`]).
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+    async fn connection(&self, mut stream: TcpStream, mut peer: SocketAddr, slot: Slot) {
         let name = self.spec.name;
         let activity = slot.activity().clone();
         // Small responses and RPC frames should not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
+        if self.spec.limits.proxy_protocol && self.spec.limits.exempts(peer.ip()) {
+            let header = tokio::time::timeout(
+                self.spec.limits.handshake_timeout,
+                proxy_protocol::read_header(&mut stream),
+            );
+            match header.await {
+                Ok(Ok(client)) => peer = client.unwrap_or(peer),
+                Ok(Err(bad)) => {
+                    tracing::debug!(%peer, reason = bad.label(), "PROXY header refused");
+                    crate::metrics::tls_handshake_failure(name, bad.label());
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "PROXY header timed out");
+                    crate::metrics::tls_handshake_failure(name, "timeout");
+                    return;
+                }
+            }
+        }
         let handshake = Box::pin(tokio::time::timeout(
             self.spec.limits.handshake_timeout,
             self.acceptor.accept(stream),

@@ -25,12 +25,13 @@
 pub mod activity;
 pub mod listener;
 pub(crate) mod park;
+pub mod proxy_protocol;
 pub mod refused;
 pub mod table;
 
 use crate::pipeline::{MAX_HEADER_FIELDS, MAX_HEADER_LIST_BYTES};
 use ipnet::IpNet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -101,6 +102,9 @@ pub struct TransportLimits {
     /// Peers exempt from the per-client cap: the trusted proxies, whose connections carry
     /// many clients.
     pub exempt: Vec<IpNet>,
+    /// Whether a connection from one of the `exempt` peers must begin with a PROXY protocol
+    /// version 2 header naming the client ([`proxy_protocol`]); other peers never send one.
+    pub proxy_protocol: bool,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time allowed, after the handshake, to complete the first request head; and, over
@@ -119,12 +123,29 @@ pub struct TransportLimits {
     pub shutdown_grace: Duration,
 }
 
+impl TransportLimits {
+    /// Whether `peer` is one of the `exempt` peers: the address itself (a proxy listed as
+    /// one IPv6 address is not its /64), or its IPv4 form when it came IPv4-mapped.
+    pub fn exempts(&self, peer: IpAddr) -> bool {
+        exempted(&self.exempt, peer)
+    }
+}
+
+/// [`TransportLimits::exempts`] over a list of its own.
+pub(crate) fn exempted(exempt: &[IpNet], peer: IpAddr) -> bool {
+    let client = natterjack_core::rate::limit_key(peer);
+    exempt
+        .iter()
+        .any(|net| net.contains(&peer) || net.contains(&client))
+}
+
 impl Default for TransportLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
             max_connections_per_client: 64,
             exempt: Vec::new(),
+            proxy_protocol: false,
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(75),

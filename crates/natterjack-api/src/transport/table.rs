@@ -161,12 +161,7 @@ impl ConnectionTable {
     /// idlest connection and waits up to [`ADMISSION_WAIT`] for a slot.
     pub async fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
         let client = limit_key(peer);
-        // The peer itself (a proxy listed as one IPv6 address is not its /64), or its IPv4
-        // form when it came as an IPv4-mapped IPv6 address.
-        let exempt = self
-            .exempt
-            .iter()
-            .any(|net| net.contains(&peer) || net.contains(&client));
+        let exempt = super::exempted(&self.exempt, peer);
         let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
         let mut waiting = None;
         loop {

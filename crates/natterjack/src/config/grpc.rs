@@ -28,6 +28,10 @@ pub struct GrpcConfig {
     pub max_message_bytes: usize,
     /// Concurrent streams per connection. Default 100.
     pub max_concurrent_streams: u32,
+    /// Whether connections from `rate_limit.trusted_proxies` begin with a PROXY protocol
+    /// version 2 header naming the client (a load balancer passing TLS through). Default
+    /// false.
+    pub proxy_protocol: bool,
     /// HTTP/2 keepalive ping interval, seconds. Default 30.
     pub keepalive_interval_secs: u64,
     /// Seconds to wait for a keepalive answer before closing. Default 10.
@@ -60,6 +64,7 @@ impl Default for GrpcConfig {
             idle_timeout_secs: 180,
             max_message_bytes: 64 * 1024,
             max_concurrent_streams: 100,
+            proxy_protocol: false,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             max_connection_age_secs: 3600,

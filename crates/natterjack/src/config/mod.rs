@@ -175,6 +175,16 @@ impl Config {
         }
         natterjack_api::pipeline::rate_limit::RateLimits::new(&self.rate_limit)
             .map_err(ConfigError)?;
+        for (key, on) in [
+            ("rest.proxy_protocol", self.rest.proxy_protocol),
+            ("grpc.proxy_protocol", self.grpc.proxy_protocol),
+        ] {
+            if on && self.rate_limit.trusted_proxies.is_empty() {
+                return Err(ConfigError(format!(
+                    "{key} needs rate_limit.trusted_proxies: a PROXY header is read only from those peers"
+                )));
+            }
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError(
                 "tls.cert and tls.key must be given together".into(),

@@ -28,6 +28,10 @@ pub struct RestConfig {
     pub http2_idle_timeout_secs: u64,
     /// Concurrent HTTP/2 streams per connection. Default 100.
     pub max_concurrent_streams: u32,
+    /// Whether connections from `rate_limit.trusted_proxies` begin with a PROXY protocol
+    /// version 2 header naming the client (a load balancer passing TLS through). Default
+    /// false.
+    pub proxy_protocol: bool,
 }
 
 impl Default for RestConfig {
@@ -42,6 +46,7 @@ impl Default for RestConfig {
             keep_alive_timeout_secs: 75,
             http2_idle_timeout_secs: 180,
             max_concurrent_streams: 100,
+            proxy_protocol: false,
         }
     }
 }

@@ -24,6 +24,7 @@ mod grpc;
 mod grpc_python;
 mod grpc_refusals;
 mod ldap_directory;
+mod load_balancer;
 mod message_feed;
 mod metrics;
 mod openapi;

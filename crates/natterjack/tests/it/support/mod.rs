@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod grpc_client;
+pub mod haproxy;
 pub mod in_process;
 pub mod nodes;
 pub mod oidc;
