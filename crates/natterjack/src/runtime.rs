@@ -63,16 +63,17 @@ pub async fn service(cfg: &Config, store: Arc<dyn Store>) -> Result<Arc<Service>
 }
 
 /// Starts the audit writer over `store`, with the chain key and head anchor from the
-/// configuration (the key is created on first start), the anomaly monitor, the coalescing
-/// of rate-limit refusals, the export gate that `audit.fail_closed` closes, and the
-/// disk-space gate.
+/// configuration (the key is created on first start), the anomaly monitor (its windows in
+/// Redis when `shared` says so), the coalescing of rate-limit refusals, the export gate
+/// that `audit.fail_closed` closes, and the disk-space gate.
 pub async fn audit_log(
     cfg: &Config,
     store: &Storage,
-    gate: Arc<ExportGate>,
-    space: Arc<SpaceGate>,
+    gates: (Arc<ExportGate>, Arc<SpaceGate>),
+    shared: Option<&crate::shared_limits::Shared>,
     clock: SharedClock,
 ) -> Result<Arc<AuditLog>, StartError> {
+    let (gate, space) = gates;
     let store = store.audit_store();
     let head = store
         .audit_head()
@@ -89,6 +90,10 @@ pub async fn audit_log(
         .with_coalescing(cfg.audit.coalescing())
         .with_export_gate(gate)
         .with_space_gate(space);
+    let log = match shared {
+        Some(shared) => log.with_shared_windows(shared.windows.clone(), shared.timeout),
+        None => log,
+    };
     Ok(Arc::new(log))
 }
 
@@ -271,21 +276,25 @@ pub async fn assemble_with_clock(
         cfg.audit.fail_closed.then_some(cfg.audit.max_backlog),
     ));
     let space_gate = Arc::new(SpaceGate::new(cfg.audit.min_free_bytes()));
+    let shared = crate::shared_limits::from_config(&cfg.rate_limit)
+        .map_err(|e| StartError::Config(ConfigError(e)))?;
     let audit = audit_log(
         cfg,
         &store,
-        export_gate.clone(),
-        space_gate.clone(),
+        (export_gate.clone(), space_gate.clone()),
+        shared.as_ref(),
         clock.clone(),
     )
     .await?;
-    let shared_limits = crate::shared_limits::from_config(&cfg.rate_limit)
-        .map_err(|e| StartError::Config(ConfigError(e)))?;
-    if let Some(shared) = &shared_limits {
-        crate::shared_limits::record_changes(shared, audit.clone(), clock.clone());
+    if let Some(shared) = &shared {
+        crate::shared_limits::record_changes(&shared.limits, audit.clone(), clock.clone());
     }
-    let limits = RateLimits::with_clock(&cfg.rate_limit, clock.clone(), shared_limits)
-        .map_err(|e| StartError::Config(ConfigError(e)))?;
+    let limits = RateLimits::with_clock(
+        &cfg.rate_limit,
+        clock.clone(),
+        shared.map(|shared| shared.limits),
+    )
+    .map_err(|e| StartError::Config(ConfigError(e)))?;
     let bearer = BearerLogins::start(
         &cfg.auth.oidc,
         LinkedAccounts::new(cache.store.clone()),

@@ -166,6 +166,24 @@ impl Guesses {
     }
 }
 
+/// One window a refusal counts in when the windows are shared by several nodes
+/// ([`super::shared_windows`]): which alert it feeds, the window's key, what it counts (the
+/// request id; for distributed guessing the client address, so that the window counts
+/// distinct addresses) and the threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The alert kind, e.g. `unauthenticated` or `distributed_guessing`.
+    pub kind: &'static str,
+    /// What the alert concerns, e.g. `principal=alice`.
+    pub target: String,
+    /// The counted item.
+    pub member: String,
+    /// Members within the window that raise the alert.
+    pub threshold: u32,
+    /// The account the alert names, if any.
+    pub principal: Option<String>,
+}
+
 /// The monitor: thread-safe, cheap per record (one map lookup per subject).
 pub struct AnomalyMonitor {
     thresholds: AlertThresholds,
@@ -181,6 +199,59 @@ impl AnomalyMonitor {
             windows: Mutex::new(HashMap::new()),
             guesses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The thresholds, with the window.
+    pub fn thresholds(&self) -> AlertThresholds {
+        self.thresholds
+    }
+
+    /// The windows `record` counts in, as [`AnomalyMonitor::observe`] would count it: per
+    /// subject (principal or claimed account, and client address) for its kind of refusal,
+    /// and for a failed login by the addresses guessing at the account.
+    pub fn sightings(&self, record: &AuditRecord, claimed: Option<&str>) -> Vec<Sighting> {
+        let Some(kind) = Refusal::of(record) else {
+            return Vec::new();
+        };
+        let mut sightings = Vec::with_capacity(3);
+        let threshold = self.thresholds.for_kind(kind);
+        if threshold > 0 {
+            let mut subjects = Vec::with_capacity(2);
+            if let Some(name) = record.principal.as_deref().or(claimed) {
+                subjects.push(Subject::Principal(name.to_owned()));
+            }
+            if !record.client_ip.is_empty() {
+                subjects.push(Subject::ClientIp(record.client_ip.clone()));
+            }
+            for subject in subjects {
+                sightings.push(Sighting {
+                    kind: kind.as_str(),
+                    target: subject.target(),
+                    member: record.request_id.clone(),
+                    threshold,
+                    principal: match &subject {
+                        Subject::Principal(name) => Some(name.clone()),
+                        Subject::ClientIp(_) => record.principal.clone(),
+                    },
+                });
+            }
+        }
+        let distributed = self.thresholds.distributed_addresses;
+        if let Some(account) = claimed.filter(|_| {
+            distributed > 0
+                && !record.client_ip.is_empty()
+                && record.principal.is_none()
+                && matches!(kind, Refusal::Unauthenticated | Refusal::RateLimited)
+        }) {
+            sightings.push(Sighting {
+                kind: "distributed_guessing",
+                target: Subject::Principal(account.to_owned()).target(),
+                member: record.client_ip.clone(),
+                threshold: distributed,
+                principal: Some(account.to_owned()),
+            });
+        }
+        sightings
     }
 
     /// Counts `record` if it is a refusal, under its principal (or, for a failed login, the

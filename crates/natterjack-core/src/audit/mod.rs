@@ -7,6 +7,7 @@
 //! - `linking`: how the writer links each batch after the chain head (ids and MACs), and
 //!   checks that a head it resumes from was made with its key.
 //! - [`alerts`]: sliding-window anomaly flags, written as `alert` records.
+//! - [`shared_windows`]: the same windows counted in one store for several nodes.
 //! - [`coalesce`]: rate-limit refusals beyond the first few of a window, counted into one
 //!   `summary` record.
 //! - [`export_gate`]: the SIEM export backlog, and the fail-closed switch it drives.
@@ -19,6 +20,7 @@ pub mod coalesce;
 pub mod export_gate;
 mod linking;
 pub mod record;
+pub mod shared_windows;
 pub mod space_gate;
 pub mod vocabulary;
 pub mod writer;

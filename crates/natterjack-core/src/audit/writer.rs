@@ -94,6 +94,8 @@ pub struct AuditLog {
     gate: Option<Arc<ExportGate>>,
     space: Option<Arc<SpaceGate>>,
     coalescer: Option<Arc<Coalescer>>,
+    /// Where refusals go to be counted in windows shared by several nodes, when they are.
+    shared_windows: Option<mpsc::Sender<super::shared_windows::Observed>>,
     clock: SharedClock,
 }
 
@@ -176,6 +178,7 @@ impl AuditLog {
             gate: None,
             space: None,
             coalescer: None,
+            shared_windows: None,
             clock: crate::clock::system(),
         })
     }
@@ -192,6 +195,35 @@ impl AuditLog {
     /// when one crosses its threshold.
     pub fn with_monitor(mut self, monitor: Arc<AnomalyMonitor>) -> Self {
         self.monitor = Some(monitor);
+        self
+    }
+
+    /// Counts refusals in `windows`, shared by every node, instead of this process's own
+    /// (see [`super::shared_windows`]); a call that takes longer than `timeout` falls back to
+    /// this process's windows for its batch. Needs [`AuditLog::with_monitor`] first.
+    #[must_use]
+    pub fn with_shared_windows(
+        mut self,
+        windows: Arc<dyn super::shared_windows::SharedWindows>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        if let (Some(monitor), Some(sender)) = (&self.monitor, &self.sender) {
+            let sender = sender.clone();
+            let raise = move |alert: AuditRecord| {
+                announce(&alert);
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    let (ack, _) = oneshot::channel();
+                    let _ = sender.send((Some(alert), ack)).await;
+                });
+            };
+            self.shared_windows = Some(super::shared_windows::start(
+                windows,
+                monitor.clone(),
+                (timeout, self.clock.clone()),
+                raise,
+            ));
+        }
         self
     }
 
@@ -276,6 +308,7 @@ impl AuditLog {
             gate: None,
             space: None,
             coalescer: None,
+            shared_windows: None,
             clock: crate::clock::system(),
         }
     }
@@ -325,9 +358,20 @@ impl AuditLog {
         observed: Observed<'_>,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
-        let alerts = match &self.monitor {
-            Some(monitor) => monitor.observe(&record, observed.claimed, now),
-            None => Vec::new(),
+        let alerts = match (&self.monitor, &self.shared_windows) {
+            (Some(monitor), Some(shared)) => {
+                let queued = super::alerts::Refusal::of(&record).is_none()
+                    || shared
+                        .try_send((record.clone(), observed.claimed.map(str::to_owned)))
+                        .is_ok();
+                if queued {
+                    Vec::new()
+                } else {
+                    monitor.observe(&record, observed.claimed, now)
+                }
+            }
+            (Some(monitor), None) => monitor.observe(&record, observed.claimed, now),
+            (None, _) => Vec::new(),
         };
         let (verdict, summaries) = match (&self.coalescer, &observed.limited_by) {
             (Some(coalescer), Some(by)) => coalescer.admit(&record, by, now),
@@ -343,17 +387,7 @@ impl AuditLog {
             }
         }
         for alert in alerts {
-            metrics::counter!(
-                "natterjack_alerts_total",
-                "kind" => alert.operation.trim_start_matches("alert ").to_owned()
-            )
-            .increment(1);
-            tracing::warn!(
-                alert = %alert.operation,
-                target = %alert.target,
-                "anomaly: {}",
-                alert.reason.as_deref().unwrap_or_default()
-            );
+            announce(&alert);
             self.queue(alert).await?;
         }
         Ok(())
@@ -388,6 +422,21 @@ impl AuditLog {
     ) -> Result<Vec<StoredAuditRecord>, ServiceError> {
         Ok(self.store.audit_page(query).await?)
     }
+}
+
+/// Counts and logs an alert the moment it is raised.
+fn announce(alert: &AuditRecord) {
+    metrics::counter!(
+        "natterjack_alerts_total",
+        "kind" => alert.operation.trim_start_matches("alert ").to_owned()
+    )
+    .increment(1);
+    tracing::warn!(
+        alert = %alert.operation,
+        target = %alert.target,
+        "anomaly: {}",
+        alert.reason.as_deref().unwrap_or_default()
+    );
 }
 
 async fn write_loop(

@@ -13,8 +13,10 @@
 //! policies, which a cluster would spread over slots.
 
 mod audit;
+mod windows;
 
 pub use audit::record_changes;
+pub use windows::RedisWindows;
 
 use async_trait::async_trait;
 use natterjack_api::pipeline::rate_limit::RateLimitConfig;
@@ -76,6 +78,13 @@ impl RedisBuckets {
     }
 }
 
+impl RedisBuckets {
+    /// The anomaly monitor's windows in the same Redis, over the same connection.
+    pub fn windows(&self) -> RedisWindows {
+        RedisWindows::new(self.connection.clone(), &self.prefix)
+    }
+}
+
 /// Microseconds, as the script reads them (decimals kept: a quota of a million per second
 /// has an interval of one microsecond).
 fn micros(nanos: u64) -> f64 {
@@ -121,9 +130,19 @@ impl SharedBuckets for RedisBuckets {
     }
 }
 
-/// The shared budgets `cfg` asks for: `None` without `redis_url` (each process keeps its
-/// own, as a single node should).
-pub fn from_config(cfg: &RateLimitConfig) -> Result<Option<Arc<SharedLimits>>, String> {
+/// What several nodes share through Redis: the budgets, and the anomaly monitor's windows.
+pub struct Shared {
+    /// The budgets, with their fail modes.
+    pub limits: Arc<SharedLimits>,
+    /// The anomaly monitor's windows.
+    pub windows: Arc<RedisWindows>,
+    /// The longest wait for Redis's answer.
+    pub timeout: Duration,
+}
+
+/// What `cfg` asks to share: `None` without `redis_url` (each process keeps its own, as a
+/// single node should).
+pub fn from_config(cfg: &RateLimitConfig) -> Result<Option<Shared>, String> {
     let Some(url) = &cfg.redis_url else {
         return Ok(None);
     };
@@ -137,10 +156,16 @@ pub fn from_config(cfg: &RateLimitConfig) -> Result<Option<Arc<SharedLimits>>, S
         &cfg.redis_key_prefix,
         timeout,
     )?;
-    Ok(Some(SharedLimits::start(
+    let windows = Arc::new(store.windows());
+    let limits = SharedLimits::start(
         Arc::new(store),
         timeout,
         Duration::from_millis(cfg.redis_retry_ms),
         cfg.fail_closed_policies()?,
-    )))
+    );
+    Ok(Some(Shared {
+        limits,
+        windows,
+        timeout,
+    }))
 }

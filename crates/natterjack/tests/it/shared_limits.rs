@@ -257,3 +257,77 @@ async fn when_redis_dies_credentials_fail_closed_the_rest_falls_back_and_both_re
     let (ok, out, err) = cli(&dir.path().join("data"), &["audit", "verify"], "", &[]);
     assert!(ok, "{out}{err}");
 }
+
+#[tokio::test]
+async fn an_attack_spread_over_three_nodes_raises_one_alert_per_window_from_the_shared_windows() {
+    let Some(url) = shared("shared_limits::windows").await else {
+        return;
+    };
+    let prefix = fresh_prefix("windows");
+    let env: Vec<(&str, &str)> = vec![
+        ("NATTERJACK_RATE_LIMIT__REDIS_URL", &url),
+        ("NATTERJACK_RATE_LIMIT__REDIS_KEY_PREFIX", &prefix),
+        ("NATTERJACK_AUDIT__ALERTS__UNAUTHENTICATED", "6"),
+        ("NATTERJACK_AUDIT__ALERTS__DISTRIBUTED_ADDRESSES", "3"),
+    ];
+    let nodes = [
+        TestServer::start_with(&env).await,
+        TestServer::start_with(&env).await,
+        TestServer::start_with(&env).await,
+    ];
+    // Two wrong passwords for alice on each node, each node from an address of its own:
+    // no node alone sees more than two failures or one address.
+    for (i, node) in nodes.iter().enumerate() {
+        let from = IpAddr::from([127, 0, 0, 11 + u8::try_from(i).unwrap()]);
+        let client = client_trusting(&node.data_dir().join("ca.pem"), |b| b.local_address(from));
+        for _ in 0..2 {
+            let r = client
+                .get(node.url("/spaces"))
+                .basic_auth("alice", Some("not her password"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    // Every node's alerts, once the queued ones are committed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alerts = loop {
+        let mut alerts = Vec::new();
+        for node in &nodes {
+            alerts.extend(
+                node.audit_records()
+                    .await
+                    .into_iter()
+                    .filter(|r| r.record.operation.starts_with("alert "))
+                    .map(|r| (r.record.operation, r.record.target, r.record.reason)),
+            );
+        }
+        if alerts.len() >= 2 || Instant::now() > deadline {
+            break alerts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut kinds: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|(op, target, _)| (op.as_str(), target.as_str()))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            ("alert distributed_guessing", "principal=alice"),
+            ("alert unauthenticated", "principal=alice"),
+        ],
+        "one alert of each kind across the three nodes, none per address: {alerts:?}"
+    );
+    let evidence = alerts
+        .iter()
+        .find(|(op, _, _)| op == "alert unauthenticated")
+        .and_then(|(_, _, reason)| reason.clone())
+        .unwrap();
+    assert!(
+        evidence.starts_with("6 unauthenticated refusals within 60 s on every node"),
+        "{evidence}"
+    );
+}
