@@ -17,12 +17,14 @@
 //! TRUNCATE on the audit log for every role, the owner included. Other triggers announce
 //! every change to users, memberships and linked identities on a channel that each server
 //! `LISTEN`s on ([`PgInvalidations`]), so that its read cache drops what another process
-//! changed.
+//! changed. Each sink's exporter holds a session-level advisory lock on a connection of
+//! its own ([`PgExportLeases`]), so that one server of a deployment exports it.
 
 mod audit;
 mod database;
 mod ddl;
 mod errors;
+mod export_lease;
 mod grants;
 mod identifier;
 mod invalidations;
@@ -35,6 +37,7 @@ mod scram;
 mod sealed;
 mod store;
 
+pub use export_lease::PgExportLeases;
 pub use invalidations::{INVALIDATION_CHANNEL, PgInvalidations};
 pub use lifecycle::PgStore;
 pub use options::connect_options;
