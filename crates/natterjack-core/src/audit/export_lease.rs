@@ -20,7 +20,7 @@ pub trait ExportLeases: Send + Sync + 'static {
 
 /// One sink's lease, as seen by one process.
 #[async_trait]
-pub trait ExportLease: Send + 'static {
+pub trait ExportLease: Send + Sync + 'static {
     /// Takes the lease if it is free, or confirms that this process still holds it:
     /// `Ok(true)` while this process holds it, `Ok(false)` while another one does. An `Err`
     /// means that whatever carried the lease is gone (a lease held until then is lost, and

@@ -360,6 +360,11 @@ impl TestServer {
         assert!(status.success(), "kill -HUP {pid}");
     }
 
+    /// The server's process id (what its syslog messages carry as PROCID).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
     /// Stops the server (SIGKILL) and hands back its data directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill().await;
