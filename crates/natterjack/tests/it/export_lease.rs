@@ -507,3 +507,101 @@ async fn a_holder_whose_lease_connection_is_cut_stops_exporting_and_another_node
     admin.close().await.unwrap();
     deployment.finish().await;
 }
+
+/// The audit ids in a JSON-lines sink's file (none while it does not exist).
+fn file_ids(path: &std::path::Path) -> Vec<i64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["event"]["sequence"].as_i64())
+        .collect()
+}
+
+/// Waits until the files together hold every id from 1 to `head`; the arrivals per id.
+async fn files_have_all(files: &[std::path::PathBuf], head: i64) -> BTreeMap<i64, usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut by_id: BTreeMap<i64, usize> = BTreeMap::new();
+        for file in files {
+            for id in file_ids(file) {
+                *by_id.entry(id).or_default() += 1;
+            }
+        }
+        if (1..=head).all(|id| by_id.contains_key(&id)) {
+            return by_id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {head} records",
+            by_id.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_servers_on_one_sqlite_file_export_once_and_the_survivor_takes_over_a_kill() {
+    // Each server writes the shared sink to a file of its own, so the files show who sent.
+    let sink = |out: &std::path::Path| {
+        format!(
+            "[audit]\nexport_lease_retry_ms = {}\n\n[[audit.sinks]]\nname = \"{SINK}\"\nkind = \"json-file\"\npath = \"{}\"\n",
+            LEASE_RETRY.as_millis(),
+            out.display()
+        )
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let outs = [a_dir.path().join("a.jsonl"), b_dir.path().join("b.jsonl")];
+    let a = TestServer::start_configured(a_dir, &sink(&outs[0]), &[]).await;
+    let shared = a.data_dir();
+    let file = |name: &str| shared.join(name).to_str().unwrap().to_owned();
+    let url = format!("sqlite:{}", file("natterjack.db"));
+    let b_env = [
+        ("NATTERJACK_DATABASE__URL", url.as_str()),
+        ("NATTERJACK_AUDIT__KEY_FILE", &file("audit.key")),
+        ("NATTERJACK_ENCRYPTION__KEY_FILE", &file("encryption.key")),
+    ];
+    let b = TestServer::start_configured(b_dir, &sink(&outs[1]), &b_env).await;
+    let mut nodes = vec![a, b];
+    let refs: Vec<&TestServer> = nodes.iter().collect();
+    let (leader, _) = the_leader(&refs, Duration::from_secs(20)).await;
+
+    let alice = refs[1].user("alice").await;
+    let space = refs[0].space(&alice, "shared file").await;
+    for i in 0..10 {
+        refs[i % 2].message(&alice, space, &format!("m{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = crate::support::audit_records_in(&shared).await.len() as i64;
+    let by_id = files_have_all(&outs, head).await;
+    assert!(
+        by_id.range(..=head).all(|(_, n)| *n == 1),
+        "each record once"
+    );
+    assert!(
+        file_ids(&outs[1 - leader]).is_empty(),
+        "the server without the lease sent nothing"
+    );
+
+    // kill -9 of the holder: the kernel drops its lock with the process.
+    let dead = nodes.remove(leader);
+    let _dead_dir = dead.stop().await;
+    let killed_at = Instant::now();
+    let survivor = &nodes[0];
+    the_leader(&[survivor], LEASE_RETRY + TAKE_OVER_SLACK).await;
+    let took_over = killed_at.elapsed();
+    for i in 0..10 {
+        survivor.message(&alice, space, &format!("after {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = crate::support::audit_records_in(&shared).await.len() as i64;
+    let by_id = files_have_all(&outs, head).await;
+    // A file sink confirms on fdatasync, so at most the batch written before the cursor
+    // was saved is sent again.
+    assert!(by_id.values().all(|n| *n <= 2));
+    let twice = by_id.values().filter(|n| **n == 2).count();
+    assert!(twice <= 256, "{twice} re-sends: more than one batch");
+    eprintln!(
+        "sqlite: the survivor took over {took_over:?} after the kill; {head} records, none missing, {twice} re-sent"
+    );
+}
