@@ -4,11 +4,12 @@
 use crate::config::{Config, ConfigError, DatabaseTarget};
 use crate::data_dir::ensure_data_dir;
 use crate::start_error::StartError;
-use natterjack_core::audit::AuditStore;
+use natterjack_core::audit::{AuditStore, ExportLeases};
 use natterjack_core::ports::Store;
 use natterjack_storage::postgres::{self, PgConnectOptions};
 use natterjack_storage::rotation::Resealing;
 use natterjack_storage::sealing::{DataKeyRow, Keyring};
+use natterjack_storage::sqlite::SqliteExportLeases;
 use natterjack_storage::{Migrated, PgStore, SqliteStore};
 use secrecy::ExposeSecret;
 use std::fs;
@@ -48,6 +49,22 @@ impl Storage {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),
         }
+    }
+
+    /// The export leases of the database, which let one server of several export each
+    /// sink: advisory locks on PostgreSQL, lock files beside the database on SQLite.
+    pub fn export_leases(&self, cfg: &Config) -> Result<Arc<dyn ExportLeases>, StartError> {
+        Ok(match (self, cfg.database()?) {
+            (Self::Postgres(pg), _) => Arc::new(pg.export_leases()),
+            (Self::Sqlite(_), DatabaseTarget::Sqlite(path)) => {
+                Arc::new(SqliteExportLeases::beside(&path))
+            }
+            (Self::Sqlite(_), DatabaseTarget::Postgres { .. }) => {
+                return Err(StartError::Other(
+                    "the store is SQLite but the configuration names PostgreSQL".into(),
+                ));
+            }
+        })
     }
 
     /// The keyring sealing the store's content.

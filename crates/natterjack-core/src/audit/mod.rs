@@ -11,6 +11,8 @@
 //! - [`coalesce`]: rate-limit refusals beyond the first few of a window, counted into one
 //!   `summary` record.
 //! - [`export_gate`]: the SIEM export backlog, and the fail-closed switch it drives.
+//! - [`export_lease`]: the port of the lease that lets one process of a deployment export
+//!   each sink.
 //! - [`space_gate`]: the disk-space guard, which pauses state changes on a nearly full disk.
 //! - [`vocabulary`]: the closed sets of transports, auth methods, decisions and statuses.
 
@@ -18,6 +20,7 @@ pub mod alerts;
 pub mod chain;
 pub mod coalesce;
 pub mod export_gate;
+pub mod export_lease;
 mod linking;
 pub mod record;
 pub mod shared_windows;
@@ -29,6 +32,7 @@ pub use alerts::{AlertThresholds, AnomalyMonitor};
 pub use chain::{AuditKey, ChainHead, VerifyReport, verify};
 pub use coalesce::{CoalescePolicy, Coalescer, LimitedBy};
 pub use export_gate::ExportGate;
+pub use export_lease::{ExportLease, ExportLeases};
 pub use record::{AuditRecord, Phase, StoredAuditRecord};
 pub use space_gate::SpaceGate;
 pub use vocabulary::{AuthMethod, Decision, Status, Transport};

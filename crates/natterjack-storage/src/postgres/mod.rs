@@ -19,11 +19,14 @@
 //! `LISTEN`s on ([`PgInvalidations`]), so that its read cache drops what another process
 //! changed, and another announces every new message ([`PgPosted`]), so that watchers on
 //! every node see what any node posts.
+//! Each sink's exporter holds a session-level advisory lock on a connection of
+//! its own ([`PgExportLeases`]), so that one server of a deployment exports it.
 
 mod audit;
 mod database;
 mod ddl;
 mod errors;
+mod export_lease;
 mod grants;
 mod identifier;
 mod invalidations;
@@ -38,6 +41,7 @@ mod scram;
 mod sealed;
 mod store;
 
+pub use export_lease::PgExportLeases;
 pub use invalidations::{INVALIDATION_CHANNEL, PgInvalidations};
 pub use lifecycle::PgStore;
 pub use options::connect_options;

@@ -10,6 +10,7 @@ mod audit_writers;
 mod cache_invalidation;
 mod contract;
 mod escalation_rule;
+mod export_lease;
 mod least_privilege;
 mod pg_least_privilege;
 mod sealed_content;

@@ -73,6 +73,8 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         &cfg.audit.sinks,
         &assembled.state.audit,
         assembled.export_gate.clone(),
+        assembled.store.export_leases(cfg)?.as_ref(),
+        std::time::Duration::from_millis(cfg.audit.export_lease_retry_ms),
         export_stopped,
     )
     .map_err(StartError::Other)?;

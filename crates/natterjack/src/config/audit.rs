@@ -33,6 +33,10 @@ pub struct AuditConfig {
     pub min_free_mb: u64,
     /// Seconds between two measurements of the free space. Default 5.
     pub disk_check_secs: u64,
+    /// How often, in milliseconds, a server that does not hold a sink's export lease tries
+    /// to take it: with several servers on one database only the holder exports, and this
+    /// bounds how long the others take to notice that its lease was freed. Default 1000.
+    pub export_lease_retry_ms: u64,
     /// Anomaly alerts.
     pub alerts: AlertsConfig,
     /// Where audit records are shipped; none by default.
@@ -50,6 +54,7 @@ impl Default for AuditConfig {
             refusal_window_secs: 60,
             min_free_mb: 256,
             disk_check_secs: 5,
+            export_lease_retry_ms: 1000,
             alerts: AlertsConfig::default(),
             sinks: Vec::new(),
         }
@@ -235,6 +240,7 @@ impl AuditConfig {
             ("audit.alerts.window_secs", self.alerts.window_secs),
             ("audit.refusal_window_secs", self.refusal_window_secs),
             ("audit.disk_check_secs", self.disk_check_secs),
+            ("audit.export_lease_retry_ms", self.export_lease_retry_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{key} must be at least 1")));

@@ -1,10 +1,16 @@
-//! The loop of one sink: read the records after its cursor, send them, confirm them, and
-//! move the cursor. After any failure everything unconfirmed is sent again from the cursor,
-//! so a record may arrive twice (with the same id) but never goes missing.
+//! The loop of one sink: wait for the sink's lease, then read the records after its cursor,
+//! send them, confirm them, and move the cursor. After any failure everything unconfirmed is
+//! sent again from the cursor, so a record may arrive twice (with the same id) but never goes
+//! missing.
+//!
+//! Only the process holding the sink's lease sends (one per deployment), and it confirms the
+//! lease before every step: the moment it cannot, it stops sending and waits like the others.
+//! A process that waits follows the shared cursor instead, so that its backlog, and with it
+//! `audit.fail_closed`, measures what the deployment has delivered.
 
 use super::format::{SyslogHeader, ecs_line, octet_counted, syslog_message};
 use super::sink::Sink;
-use natterjack_core::audit::{AuditStore, ExportGate, StoredAuditRecord};
+use natterjack_core::audit::{AuditStore, ExportGate, ExportLease, StoredAuditRecord};
 use natterjack_core::clock::{Clock, SystemClock};
 use natterjack_core::domain::Timestamp;
 use std::collections::VecDeque;
@@ -55,6 +61,9 @@ pub(crate) struct SinkTask {
     pub(crate) store: Arc<dyn AuditStore>,
     pub(crate) commits: Arc<Notify>,
     pub(crate) gate: Arc<ExportGate>,
+    pub(crate) lease: Box<dyn ExportLease>,
+    /// How often a process without the lease tries to take it.
+    pub(crate) lease_retry: Duration,
 }
 
 /// Batches written but not yet confirmed: when they were written, the newest id in each,
@@ -63,17 +72,77 @@ struct InFlight(VecDeque<(Instant, i64, Timestamp)>);
 
 impl SinkTask {
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.leader(false);
+        while !*shutdown.borrow() {
+            if !self.wait_for_lease(&mut shutdown).await {
+                break;
+            }
+            self.leader(true);
+            tracing::info!(sink = %self.name, "audit export lease taken: this server exports the sink");
+            let lost = self.export(&mut shutdown).await;
+            self.sink.close();
+            self.leader(false);
+            match lost {
+                Some(why) => {
+                    tracing::warn!(sink = %self.name, reason = %why, "audit export lease lost: stopped exporting; waiting to take it again");
+                }
+                None => break,
+            }
+        }
+        self.lease.release().await;
+        self.leader(false);
+    }
+
+    /// Publishes whether this process exports the sink.
+    fn leader(&self, holds: bool) {
+        metrics::gauge!("natterjack_audit_export_leader", "sink" => self.name.clone())
+            .set(if holds { 1.0 } else { 0.0 });
+    }
+
+    /// Tries the lease every `lease_retry` until it is taken (true) or shutdown (false).
+    /// Meanwhile follows the shared cursor, so that the gate and the backlog gauge show what
+    /// the holder has delivered rather than this idle exporter's nothing.
+    async fn wait_for_lease(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut said = false;
+        loop {
+            match self.lease.hold().await {
+                Ok(true) => return true,
+                Ok(false) if !said => {
+                    said = true;
+                    tracing::info!(sink = %self.name, "audit export lease held by another server: waiting to take over");
+                }
+                Ok(false) => {}
+                Err(e) if !said => {
+                    said = true;
+                    tracing::warn!(sink = %self.name, error = %e, "cannot reach the audit export lease; retrying");
+                }
+                Err(_) => {}
+            }
+            if let Ok(cursor) = self.store.export_cursor(&self.name).await {
+                self.gate.set_confirmed(self.index, cursor);
+                self.measure(cursor, &InFlight(VecDeque::new())).await;
+            }
+            if wait(shutdown, self.lease_retry).await {
+                return false;
+            }
+        }
+    }
+
+    /// Exports while the lease is held: `None` at shutdown, or why the lease was lost.
+    async fn export(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<String> {
+        // Read after taking the lease: the previous holder's confirmations are in it.
         let mut confirmed = loop {
             match self.store.export_cursor(&self.name).await {
                 Ok(cursor) => break cursor,
                 Err(e) => {
                     tracing::warn!(sink = %self.name, error = %e, "cannot read the export cursor; retrying");
-                    if wait(&mut shutdown, MAX_BACKOFF).await {
-                        return;
+                    if wait(shutdown, MAX_BACKOFF).await {
+                        return None;
                     }
                 }
             }
         };
+        tracing::info!(sink = %self.name, resumes_after = confirmed, "audit export resumes from the shared cursor");
         self.gate.set_confirmed(self.index, confirmed);
         let mut persisted = confirmed;
         let mut sent = confirmed;
@@ -86,6 +155,13 @@ impl SinkTask {
             self.confirm_after
         };
         while !*shutdown.borrow() {
+            // Before anything is sent or confirmed: a lease that cannot be confirmed may be
+            // another server's already.
+            match self.lease.hold().await {
+                Ok(true) => {}
+                Ok(false) => return Some("another server holds it".to_owned()),
+                Err(e) => return Some(e.to_string()),
+            }
             let failure = match self.sink.open().await {
                 Err(e) => Some(e.to_string()),
                 Ok(()) if !self.sink.alive().await => {
@@ -98,8 +174,8 @@ impl SinkTask {
                 sent = confirmed;
                 in_flight.0.clear();
                 self.measure(confirmed, &in_flight).await;
-                if wait(&mut shutdown, backoff).await {
-                    break;
+                if wait(shutdown, backoff).await {
+                    return None;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
@@ -133,8 +209,8 @@ impl SinkTask {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(sink = %self.name, error = %e, "cannot read the audit log for export");
-                    if wait(&mut shutdown, MAX_BACKOFF).await {
-                        break;
+                    if wait(shutdown, MAX_BACKOFF).await {
+                        return None;
                     }
                     continue;
                 }
@@ -176,6 +252,7 @@ impl SinkTask {
                 }
             }
         }
+        None
     }
 
     /// Counts a failure; says so in the log once per outage, not once per retry.

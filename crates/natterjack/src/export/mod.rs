@@ -4,28 +4,34 @@
 //! newest record it confirmed) and its own task, so a slow or absent collector holds back
 //! only itself, and a restart resumes where the sink left off. Records leave as RFC 5424
 //! syslog with octet-counting framing (over TCP or TLS) or as ECS JSON lines, always with
-//! their id and chain MAC so that the SIEM side can check that none is missing.
+//! their id and chain MAC so that the SIEM side can check that none is missing. When several
+//! servers share the database, each sink's lease lets one of them export it (the others
+//! wait, and take over when the holder dies), so the collector gets each record once.
 //!
 //! - [`format`]: the wire formats.
 //! - `sink`: the destinations and their I/O.
-//! - `exporter`: the per-sink loop: read, send, confirm, advance the cursor.
+//! - `exporter`: the per-sink loop: take the lease; read, send, confirm, advance the cursor.
 
 mod exporter;
 pub mod format;
 mod sink;
 
 use crate::config::{SinkConfig, SinkKind};
-use natterjack_core::audit::{AuditLog, ExportGate};
+use natterjack_core::audit::{AuditLog, ExportGate, ExportLeases};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts one export task per sink; they stop when `shutdown` turns true. Fails before
-/// starting anything if a sink cannot be built (an unreadable CA file, say).
+/// Starts one export task per sink; each exports while it holds its sink's lease from
+/// `leases`, trying every `lease_retry` while another server does, and they stop (giving
+/// their leases up) when `shutdown` turns true. Fails before starting anything if a sink
+/// cannot be built (an unreadable CA file, say).
 pub fn start(
     sinks: &[SinkConfig],
     log: &AuditLog,
     gate: Arc<ExportGate>,
+    leases: &dyn ExportLeases,
+    lease_retry: std::time::Duration,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let mut tasks = Vec::with_capacity(sinks.len());
@@ -52,6 +58,8 @@ pub fn start(
             store: log.store(),
             commits: log.commits(),
             gate: gate.clone(),
+            lease: leases.lease(&cfg.name),
+            lease_retry,
         };
         tasks.push(tokio::spawn(task.run(shutdown.clone())));
     }

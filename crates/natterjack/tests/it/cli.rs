@@ -465,6 +465,10 @@ fn audit_sinks_that_could_not_work_are_refused_before_anything_starts() {
             "[audit]\nfail_closed = true\n",
             "audit.fail_closed needs at least one [[audit.sinks]]",
         ),
+        (
+            "[audit]\nexport_lease_retry_ms = 0\n",
+            "audit.export_lease_retry_ms must be at least 1",
+        ),
     ];
     for (toml, expected) in cases {
         let (dir, data) = fresh_dir();

@@ -20,6 +20,7 @@ mod connections;
 mod directory_logins;
 mod docs_examples;
 mod encryption_at_rest;
+mod export_lease;
 mod grpc;
 mod grpc_python;
 mod grpc_refusals;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// The development PKI in `dir/data`, made before the server starts so that rsyslog can
 /// serve TLS with a certificate the exporter verifies against the development CA.
-fn pki(dir: &Path) -> TlsFiles {
+pub(crate) fn pki(dir: &Path) -> TlsFiles {
     natterjack::data_dir::ensure_data_dir(&dir.join("data")).unwrap();
     let pki = natterjack::dev_ca::ensure(&dir.join("data")).expect("development PKI");
     TlsFiles {
@@ -117,7 +117,7 @@ confirm_after_ms = 500
     )
 }
 
-fn metric(text: &str, name: &str, sink: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, sink: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("sink=\"{sink}\"")))
         .and_then(|l| l.rsplit(' ').next())

@@ -166,28 +166,7 @@ impl TestServer {
     /// Every record of the server's audit table, oldest first, read through the storage
     /// crate as `natterjack audit verify` reads it.
     pub async fn audit_records(&self) -> Vec<natterjack_core::audit::StoredAuditRecord> {
-        use natterjack_core::audit::AuditStore;
-        let kek =
-            natterjack::encryption_key::from_file(&self.data_dir().join("encryption.key"), &[])
-                .expect("the server's key-encryption key");
-        let store = natterjack_storage::sqlite::SqliteStore::open(
-            &self.data_dir().join("natterjack.db"),
-            1,
-            std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek)),
-        )
-        .await
-        .expect("open the audit table");
-        let mut all: Vec<natterjack_core::audit::StoredAuditRecord> = Vec::new();
-        loop {
-            let after = all.last().map_or(0, |r| r.id);
-            let page = store.audit_in_order(after, 1000).await.expect("read");
-            if page.is_empty() {
-                break;
-            }
-            all.extend(page);
-        }
-        store.close().await;
-        all
+        audit_records_in(&self.data_dir()).await
     }
 
     /// The completion record of `request_id` once it is committed (completions are queued
@@ -362,11 +341,43 @@ impl TestServer {
         assert!(status.success(), "kill -HUP {pid}");
     }
 
+    /// The server's process id (what its syslog messages carry as PROCID).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
     /// Stops the server (SIGKILL) and hands back its data directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill().await;
         self.dir
     }
+}
+
+/// Every record of the audit table of the SQLite database in `data_dir` (with its
+/// key-encryption key), oldest first: what [`TestServer::audit_records`] reads, for a server
+/// that is gone or that uses another server's file.
+pub async fn audit_records_in(data_dir: &Path) -> Vec<natterjack_core::audit::StoredAuditRecord> {
+    use natterjack_core::audit::AuditStore;
+    let kek = natterjack::encryption_key::from_file(&data_dir.join("encryption.key"), &[])
+        .expect("the server's key-encryption key");
+    let store = natterjack_storage::sqlite::SqliteStore::open(
+        &data_dir.join("natterjack.db"),
+        1,
+        std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek)),
+    )
+    .await
+    .expect("open the audit table");
+    let mut all: Vec<natterjack_core::audit::StoredAuditRecord> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |r| r.id);
+        let page = store.audit_in_order(after, 1000).await.expect("read");
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    store.close().await;
+    all
 }
 
 /// A client trusting exactly the CA in `ca_file`, further configured by `tweak`.
