@@ -161,6 +161,11 @@ pub struct SinkConfig {
     /// Syslog over TLS: the name in the collector's certificate; default the host of
     /// `address`.
     pub server_name: Option<String>,
+    /// Syslog over TLS: the certificate (PEM chain) this server presents to a collector
+    /// that authenticates its senders (RFC 5425 mutual authentication); with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Syslog over TLS: the private key (PEM) of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// Syslog: the facility. Default `authpriv`.
     pub facility: Option<Facility>,
     /// Syslog: APP-NAME. Default `natterjack`.
@@ -196,6 +201,8 @@ impl SinkConfig {
             ("address", self.address.is_some(), syslog, syslog),
             ("ca_file", self.ca_file.is_some(), tls, tls),
             ("server_name", self.server_name.is_some(), tls, false),
+            ("client_cert", self.client_cert.is_some(), tls, false),
+            ("client_key", self.client_key.is_some(), tls, false),
             ("facility", self.facility.is_some(), syslog, false),
             ("app_name", self.app_name.is_some(), syslog, false),
             ("hostname", self.hostname.is_some(), syslog, false),
@@ -225,6 +232,9 @@ impl SinkConfig {
             if !matches!(port, Some(Ok(p)) if p > 0) {
                 return Err(format!("address must be host:port, not {address:?}"));
             }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err("client_cert and client_key must be given together".into());
         }
         if self.max_bytes == Some(0) || self.keep == Some(0) {
             return Err("max_bytes and keep must be at least 1".into());

@@ -51,9 +51,12 @@ impl Sink {
             SinkKind::SyslogTcp | SinkKind::SyslogTls => {
                 let address = cfg.address.clone().unwrap_or_default();
                 let tls = match (cfg.kind, &cfg.ca_file) {
-                    (SinkKind::SyslogTls, Some(ca_file)) => {
-                        Some(tls_client(ca_file, &address, cfg.server_name.as_deref())?)
-                    }
+                    (SinkKind::SyslogTls, Some(ca_file)) => Some(tls_client(
+                        ca_file,
+                        &address,
+                        cfg.server_name.as_deref(),
+                        cfg.client_cert.as_deref().zip(cfg.client_key.as_deref()),
+                    )?),
                     (SinkKind::SyslogTls, None) => return Err("ca_file is required".into()),
                     _ => None,
                 };
@@ -211,6 +214,7 @@ fn tls_client(
     ca_file: &std::path::Path,
     address: &str,
     server_name: Option<&str>,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Result<(TlsConnector, ServerName<'static>), String> {
     let mut roots = rustls::RootCertStore::empty();
     let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
@@ -224,9 +228,23 @@ fn tls_client(
     if roots.is_empty() {
         return Err(format!("no CA certificate in {}", ca_file.display()));
     }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read client_cert {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!("no certificate in client_cert {}", cert.display()));
+            }
+            let private = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read client_key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| format!("client_cert and client_key do not form a pair: {e}"))?
+        }
+    };
     let host = match server_name {
         Some(name) => name,
         None => address

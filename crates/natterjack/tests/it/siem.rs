@@ -4,7 +4,7 @@
 //! audit table; a collector outage under load loses nothing; `audit.fail_closed` pauses
 //! changes while the backlog is over its bound.
 
-use crate::support::rsyslog::{Received, Rsyslog, TlsFiles};
+use crate::support::rsyslog::{PERMITTED_PEER, Received, Rsyslog, TlsFiles};
 use crate::support::{Creds, TestServer};
 use natterjack_core::audit::StoredAuditRecord;
 use reqwest::{Method, StatusCode};
@@ -447,4 +447,75 @@ async fn fail_closed_pauses_changes_while_the_collector_is_behind_and_resumes_af
             })
         })
         .await;
+}
+
+#[tokio::test]
+async fn a_collector_that_requires_a_client_certificate_receives_only_from_the_sink_presenting_one()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let tls = pki(dir.path());
+    let Some(rsyslog) = Rsyslog::start("siem_mutual_tls", &dir.path().join("rsyslog"), &tls).await
+    else {
+        return;
+    };
+    // The sender's certificate, from the CA the collector trusts, naming the one peer the
+    // collector permits.
+    let issued = natterjack::dev_ca::issue_client(
+        &dir.path().join("data"),
+        PERMITTED_PEER,
+        &dir.path().join("exporter"),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+[[audit.sinks]]
+name = "with-certificate"
+kind = "syslog-tls"
+address = "{mtls}"
+ca_file = "{ca}"
+server_name = "localhost"
+client_cert = "{cert}"
+client_key = "{key}"
+confirm_after_ms = 500
+
+[[audit.sinks]]
+name = "without-certificate"
+kind = "syslog-tls"
+address = "{mtls}"
+ca_file = "{ca}"
+server_name = "localhost"
+confirm_after_ms = 500
+"#,
+        mtls = rsyslog.mtls_address(),
+        ca = tls.ca.display(),
+        cert = issued.cert.display(),
+        key = issued.key.display(),
+    );
+    let server = TestServer::start_configured(dir, &toml, &[]).await;
+    some_traffic(&server).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let table = server.audit_records().await;
+    let head = table.last().unwrap().id;
+    rsyslog
+        .wait_for(Duration::from_secs(30), all_ids_arrived(head, "mtls"))
+        .await;
+    let received = rsyslog.received();
+    let mine: Vec<&Received> = received.iter().filter(|r| r.listener == "mtls").collect();
+    // Each record once: only the sink with the certificate got through.
+    matches_table(&table, &mine, "mtls");
+    let text = server.metrics().await;
+    assert_eq!(
+        metric(&text, "natterjack_audit_export_backlog", "with-certificate"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "natterjack_audit_export_backlog",
+            "without-certificate"
+        )
+        .is_some_and(|backlog| backlog >= head as f64),
+        "the sink without a certificate delivered nothing: {text}"
+    );
 }

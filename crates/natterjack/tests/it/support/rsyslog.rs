@@ -1,7 +1,7 @@
 //! A real rsyslog collector for the audit-export tests: `rsyslogd` runs in the foreground as
 //! a child process from the operator example `docs/rsyslog/natterjack.conf`, with its
-//! placeholders filled in, listening on 127.0.0.1 with one plain TCP and one TLS input
-//! (octet-counted RFC 5424). It writes every message it receives as one JSON object per
+//! placeholders filled in, listening on 127.0.0.1 with one plain TCP input, one TLS input and
+//! one TLS input that requires a client certificate (octet-counted RFC 5424). It writes every message it receives as one JSON object per
 //! line built from its own RFC 5424 parse; [`Rsyslog::received`] reads that file back.
 //!
 //! Everything rsyslogd touches lives in a private work directory under the test's
@@ -32,7 +32,7 @@ pub const SD_ID: &str = "natterjack@32473";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The TLS input's certificate files (e.g. from `natterjack::dev_ca::ensure`).
+/// The TLS inputs' certificate files (e.g. from `natterjack::dev_ca::ensure`).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     /// The CA certificate (PEM).
@@ -53,11 +53,15 @@ pub struct Rsyslog {
     tls: TlsFiles,
     tcp_port: u16,
     tls_port: u16,
+    mtls_port: u16,
 }
+
+/// The name the mutual-TLS input requires in the sender's certificate.
+pub const PERMITTED_PEER: &str = "exporter";
 
 impl Rsyslog {
     /// Starts rsyslogd from `docs/rsyslog/natterjack.conf` in `dir/rsyslog`, listening on
-    /// 127.0.0.1 with TCP and TLS on free ports; returns once both ports accept
+    /// 127.0.0.1 with TCP, TLS and mutual TLS on free ports; returns once every port accepts
     /// connections. Returns `None` after printing `SKIPPED: {test}: rsyslogd is not
     /// installed` when rsyslogd is missing and `CI` is unset; panics when it is missing in CI.
     pub async fn start(test: &str, dir: &Path, tls: &TlsFiles) -> Option<Rsyslog> {
@@ -91,6 +95,7 @@ impl Rsyslog {
             },
             tcp_port: 0,
             tls_port: 0,
+            mtls_port: 0,
         };
         rsyslog.launch().await;
         Some(rsyslog)
@@ -104,6 +109,12 @@ impl Rsyslog {
     /// `127.0.0.1:PORT` of the TLS input.
     pub fn tls_address(&self) -> String {
         format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// `127.0.0.1:PORT` of the TLS input that requires a client certificate naming
+    /// [`PERMITTED_PEER`] and chained to the TLS files' CA.
+    pub fn mtls_address(&self) -> String {
+        format!("127.0.0.1:{}", self.mtls_port)
     }
 
     /// The JSON-lines file rsyslog writes.
@@ -221,7 +232,8 @@ impl Rsyslog {
         assert!(self.child.is_none(), "rsyslogd is already running");
         let tcp_port_file = self.dir.join("tcp.port");
         let tls_port_file = self.dir.join("tls.port");
-        for f in [&tcp_port_file, &tls_port_file] {
+        let mtls_port_file = self.dir.join("mtls.port");
+        for f in [&tcp_port_file, &tls_port_file, &mtls_port_file] {
             let _ = fs::remove_file(f);
         }
         let substitutions = [
@@ -231,6 +243,9 @@ impl Rsyslog {
             ("@TLS_PORT@", self.tls_port.to_string()),
             ("@TCP_PORT_FILE@", path_value(&tcp_port_file)),
             ("@TLS_PORT_FILE@", path_value(&tls_port_file)),
+            ("@MTLS_PORT@", self.mtls_port.to_string()),
+            ("@MTLS_PORT_FILE@", path_value(&mtls_port_file)),
+            ("@PEER@", PERMITTED_PEER.to_owned()),
             ("@CA@", path_value(&self.tls.ca)),
             ("@CERT@", path_value(&self.tls.cert)),
             ("@KEY@", path_value(&self.tls.key)),
@@ -263,7 +278,7 @@ impl Rsyslog {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
 
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut ports = (None, None);
+        let mut ports = (None, None, None);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("rsyslogd exited at start with {status}\n{}", self.log());
@@ -274,15 +289,19 @@ impl Rsyslog {
             if ports.1.is_none() {
                 ports.1 = listening(&tls_port_file, self.tls_port).await;
             }
-            if let (Some(tcp), Some(tls)) = ports {
+            if ports.2.is_none() {
+                ports.2 = listening(&mtls_port_file, self.mtls_port).await;
+            }
+            if let (Some(tcp), Some(tls), Some(mtls)) = ports {
                 self.tcp_port = tcp;
                 self.tls_port = tls;
+                self.mtls_port = mtls;
                 break;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill().await;
                 panic!(
-                    "rsyslogd is not listening on TCP and TLS after {START_TIMEOUT:?} \
+                    "rsyslogd is not listening on TCP, TLS and mutual TLS after {START_TIMEOUT:?} \
                      (is rsyslog-gnutls installed? is a port taken?)\n{}",
                     self.log()
                 );
