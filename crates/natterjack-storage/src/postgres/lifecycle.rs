@@ -20,7 +20,7 @@ pub struct PgStore {
     pool: PgPool,
     /// The way the pool connects, kept for the listeners and leases (and so that a TLS
     /// forwarder lives as long as the store).
-    target: PgTarget,
+    target: Arc<PgTarget>,
     keyring: Arc<Keyring>,
     ids: Arc<crate::ids::IdBlocks>,
 }
@@ -259,7 +259,7 @@ impl PgStore {
         }
         Ok(Self {
             pool,
-            target: app.clone(),
+            target: Arc::new(app.clone()),
             keyring,
             ids: Arc::new(crate::ids::IdBlocks::default()),
         })
