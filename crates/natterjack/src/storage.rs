@@ -6,7 +6,7 @@ use crate::data_dir::ensure_data_dir;
 use crate::start_error::StartError;
 use natterjack_core::audit::{AuditStore, ExportLeases};
 use natterjack_core::ports::Store;
-use natterjack_storage::postgres::{self, PgConnectOptions};
+use natterjack_storage::postgres::{self, PgTarget};
 use natterjack_storage::rotation::Resealing;
 use natterjack_storage::sealing::{DataKeyRow, Keyring};
 use natterjack_storage::sqlite::SqliteExportLeases;
@@ -91,7 +91,7 @@ fn other(e: impl std::fmt::Display) -> StartError {
 fn options(
     url: &secrecy::SecretString,
     ca_file: Option<&std::path::Path>,
-) -> Result<PgConnectOptions, StartError> {
+) -> Result<PgTarget, StartError> {
     postgres::connect_options(url.expose_secret(), ca_file).map_err(other)
 }
 
@@ -100,7 +100,7 @@ fn owner_options(
     owner_url: Option<&secrecy::SecretString>,
     ca_file: Option<&std::path::Path>,
     command: &str,
-) -> Result<PgConnectOptions, StartError> {
+) -> Result<PgTarget, StartError> {
     let owner_url = owner_url.ok_or_else(|| {
         StartError::Config(ConfigError(format!(
             "`{command}` on PostgreSQL connects as the schema owner: set database.owner_url \
@@ -229,7 +229,7 @@ pub async fn open(cfg: &Config, keyring: Arc<Keyring>) -> Result<Storage, StartE
 /// PostgreSQL as the owner role.
 enum KeyAdmin {
     Sqlite(std::path::PathBuf),
-    Postgres(Box<PgConnectOptions>),
+    Postgres(Box<PgTarget>),
 }
 
 fn key_admin(cfg: &Config, command: &str) -> Result<KeyAdmin, StartError> {

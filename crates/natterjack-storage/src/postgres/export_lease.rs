@@ -19,11 +19,12 @@
 
 use super::errors::classify;
 use super::lifecycle::PgStore;
+use super::target::PgTarget;
 use async_trait::async_trait;
 use natterjack_core::audit::{ExportLease, ExportLeases};
 use natterjack_core::ports::StoreError;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 
@@ -51,17 +52,19 @@ const APPLICATION_NAME: &str = "natterjack export lease";
 /// The leases of one PostgreSQL database: each lease opens its own connection as the app
 /// role (one more connection per sink per server than `database.max_connections`).
 pub struct PgExportLeases {
-    options: PgConnectOptions,
+    target: PgTarget,
 }
 
 impl PgExportLeases {
-    /// Leases connecting with `options` (the app role's), with the keepalive settings that
-    /// bound how long a dead holder keeps its lease.
-    pub fn new(options: PgConnectOptions) -> Self {
+    /// Leases connecting through `target` (the app role's), with the keepalive settings
+    /// that bound how long a dead holder keeps its lease.
+    pub fn new(target: PgTarget) -> Self {
         Self {
-            options: options
-                .application_name(APPLICATION_NAME)
-                .options(KEEPALIVES),
+            target: target.map(|options| {
+                options
+                    .application_name(APPLICATION_NAME)
+                    .options(KEEPALIVES)
+            }),
         }
     }
 }
@@ -69,7 +72,7 @@ impl PgExportLeases {
 impl ExportLeases for PgExportLeases {
     fn lease(&self, sink: &str) -> Box<dyn ExportLease> {
         Box::new(PgExportLease {
-            options: self.options.clone(),
+            target: self.target.clone(),
             key: lock_key(sink),
             conn: None,
             held: false,
@@ -80,7 +83,7 @@ impl ExportLeases for PgExportLeases {
 impl PgStore {
     /// The export leases of this store's database, connecting as this store's role.
     pub fn export_leases(&self) -> PgExportLeases {
-        PgExportLeases::new(self.pool().connect_options().as_ref().clone())
+        PgExportLeases::new(self.target().clone())
     }
 }
 
@@ -102,7 +105,7 @@ pub(crate) fn lock_key(sink: &str) -> i64 {
 
 /// One sink's lease: the connection that holds (or tries to take) its lock.
 struct PgExportLease {
-    options: PgConnectOptions,
+    target: PgTarget,
     key: i64,
     conn: Option<PgConnection>,
     held: bool,
@@ -114,7 +117,7 @@ impl PgExportLease {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let conn = self.options.connect().await.map_err(classify)?;
+                let conn = self.target.connect().await.map_err(classify)?;
                 self.conn.insert(conn)
             }
         };

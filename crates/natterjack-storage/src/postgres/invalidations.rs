@@ -9,9 +9,9 @@
 
 use super::PgStore;
 use super::listen::{Handler, listen_forever};
+use super::target::PgTarget;
 use async_trait::async_trait;
 use natterjack_core::store_cache::{Invalidation, InvalidationSink, InvalidationSource};
-use sqlx::postgres::PgConnectOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,13 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Listens for the triggers' notifications on a connection of its own (one more connection
 /// per server than `database.max_connections`).
 pub struct PgInvalidations {
-    options: PgConnectOptions,
+    target: PgTarget,
 }
 
 impl PgInvalidations {
-    /// A listener connecting with `options` (the app role's: `LISTEN` needs no grant).
-    pub fn new(options: PgConnectOptions) -> Self {
-        Self { options }
+    /// A listener connecting through `target` (the app role's: `LISTEN` needs no grant).
+    pub fn new(target: PgTarget) -> Self {
+        Self { target }
     }
 }
 
@@ -57,7 +57,7 @@ impl Handler for ToCache {
 impl InvalidationSource for PgInvalidations {
     async fn run(&self, sink: Arc<dyn InvalidationSink>) {
         listen_forever(
-            self.options.clone(),
+            self.target.clone(),
             INVALIDATION_CHANNEL,
             RETRY,
             "cache invalidation (reads bypass the cache while it is disconnected)",
@@ -70,6 +70,6 @@ impl InvalidationSource for PgInvalidations {
 impl PgStore {
     /// The invalidation source of this store's database, connecting as this store's role.
     pub fn invalidations(&self) -> PgInvalidations {
-        PgInvalidations::new(self.pool().connect_options().as_ref().clone())
+        PgInvalidations::new(self.target().clone())
     }
 }

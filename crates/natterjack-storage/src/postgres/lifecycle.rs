@@ -3,6 +3,7 @@
 
 use super::errors::{classify, refuse};
 use super::identifier::Identifier;
+use super::target::PgTarget;
 use super::{database, migrate, privileges, roles, scram, sealed};
 use crate::Migrated;
 use crate::sealing::{KeyEncryptionKey, Keyring};
@@ -17,6 +18,9 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The way the pool connects, kept for the listeners and leases (and so that a TLS
+    /// forwarder lives as long as the store).
+    target: Arc<PgTarget>,
     keyring: Arc<Keyring>,
     ids: Arc<crate::ids::IdBlocks>,
 }
@@ -83,9 +87,9 @@ impl PgStore {
     /// app role, nothing for PUBLIC. Passwords travel as SCRAM-SHA-256 verifiers, never in
     /// plain text. Returns what it did or found, one line per fact, for the operator.
     pub async fn init(
-        admin: &PgConnectOptions,
-        owner: &PgConnectOptions,
-        app: &PgConnectOptions,
+        admin: &PgTarget,
+        owner: &PgTarget,
+        app: &PgTarget,
     ) -> Result<Vec<String>, StoreError> {
         let names = Names::of(admin, owner, app)?;
         let owner_password = super::options::password_of(owner)?;
@@ -126,6 +130,7 @@ impl PgStore {
         outcome?;
 
         let mut inside = admin
+            .options()
             .clone()
             .database(names.database.as_str())
             .connect()
@@ -142,7 +147,7 @@ impl PgStore {
     /// Plaintext rows are sealed with `keyring` on the way to schema 7, and the
     /// configured key-encryption key must open every data key.
     pub async fn migrate(
-        owner: &PgConnectOptions,
+        owner: &PgTarget,
         app_role: &str,
         keyring: &Keyring,
     ) -> Result<Migrated, StoreError> {
@@ -161,7 +166,7 @@ impl PgStore {
     /// The database's data keys (none before schema 6), read as the role `options` names:
     /// a missing key-encryption key may be generated only when there are none.
     pub async fn stored_data_keys(
-        options: &PgConnectOptions,
+        options: &PgTarget,
     ) -> Result<Vec<crate::sealing::DataKeyRow>, StoreError> {
         let mut conn = options.connect().await.map_err(classify)?;
         let outcome = async {
@@ -183,10 +188,7 @@ impl PgStore {
 
     /// Makes a new data key current, as the owner role (see the SQLite backend's
     /// `rotate_key`). Returns its id.
-    pub async fn rotate_key(
-        owner: &PgConnectOptions,
-        keyring: &Keyring,
-    ) -> Result<u32, StoreError> {
+    pub async fn rotate_key(owner: &PgTarget, keyring: &Keyring) -> Result<u32, StoreError> {
         let mut conn = owner.connect().await.map_err(classify)?;
         let outcome = async {
             sealed::load(&mut conn, keyring).await?;
@@ -205,7 +207,7 @@ impl PgStore {
     }
 
     /// Erases a retired data key as the owner role, refused while any row uses it.
-    pub async fn destroy_key(owner: &PgConnectOptions, key: u32) -> Result<(), StoreError> {
+    pub async fn destroy_key(owner: &PgTarget, key: u32) -> Result<(), StoreError> {
         let mut conn = owner.connect().await.map_err(classify)?;
         let outcome = sealed::destroy_key(&mut conn, key).await;
         let _ = conn.close().await;
@@ -214,7 +216,7 @@ impl PgStore {
 
     /// Re-wraps every data key with `next`, as the owner role. Returns how many.
     pub async fn rewrap_keys(
-        owner: &PgConnectOptions,
+        owner: &PgTarget,
         keyring: &Keyring,
         next: &KeyEncryptionKey,
     ) -> Result<usize, StoreError> {
@@ -238,7 +240,7 @@ impl PgStore {
     /// and tested before use, so queries fail `Unavailable` while it is down and service
     /// resumes by itself when it returns.
     pub async fn open(
-        app: &PgConnectOptions,
+        app: &PgTarget,
         max_connections: u32,
         acquire_timeout: Duration,
         keyring: Arc<Keyring>,
@@ -248,7 +250,7 @@ impl PgStore {
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .test_before_acquire(true)
-            .connect_with(app.clone())
+            .connect_with(app.options().clone())
             .await
             .map_err(classify)?;
         if let Err(e) = Self::check(&pool, &keyring).await {
@@ -257,6 +259,7 @@ impl PgStore {
         }
         Ok(Self {
             pool,
+            target: Arc::new(app.clone()),
             keyring,
             ids: Arc::new(crate::ids::IdBlocks::default()),
         })
@@ -279,6 +282,12 @@ impl PgStore {
             ));
         }
         Ok(())
+    }
+
+    /// The way this store's pool connects (the app role's), for connections of their own:
+    /// `LISTEN` and export leases.
+    pub(crate) fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     /// The keyring sealing this store's content.

@@ -5,8 +5,9 @@
 //! tells its handler when it starts to hear everything (after `LISTEN` succeeded) and the
 //! moment it may miss something (the connection was lost).
 
+use super::target::PgTarget;
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 
 /// What a listener reports to.
@@ -20,11 +21,12 @@ pub(crate) trait Handler: Send + Sync {
     async fn notified(&self, payload: &str);
 }
 
-/// Listens on `channel` with `options` (the app role's: `LISTEN` needs no grant) until the
-/// task running it is aborted, trying again `retry` after each failure. `what` names the
-/// listener in the log.
+/// Listens on `channel` through `target` (the app role's: `LISTEN` needs no grant) until
+/// the task running it is aborted, trying again `retry` after each failure. `what` names
+/// the listener in the log. The target is held for as long as this runs, so a TLS
+/// forwarder it leads to outlives the listener's connections.
 pub(crate) async fn listen_forever(
-    options: PgConnectOptions,
+    target: PgTarget,
     channel: &str,
     retry: Duration,
     what: &str,
@@ -38,7 +40,7 @@ pub(crate) async fn listen_forever(
         .idle_timeout(None)
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire(true)
-        .connect_lazy_with(options);
+        .connect_lazy_with(target.options().clone());
     let mut failing = false;
     loop {
         match subscribe(&pool, channel).await {

@@ -19,6 +19,8 @@
 //! `LISTEN`s on ([`PgInvalidations`]), so that its read cache drops what another process
 //! changed, and another announces every new message ([`PgPosted`]), so that watchers on
 //! every node see what any node posts.
+//! Every connection is made from a [`PgTarget`]: with `database.ca_file` its TLS is
+//! terminated in this process (`tls/`), trusting that file's certificates alone.
 //! Each sink's exporter holds a session-level advisory lock on a connection of
 //! its own ([`PgExportLeases`]), so that one server of a deployment exports it.
 
@@ -40,6 +42,8 @@ mod roles;
 mod scram;
 mod sealed;
 mod store;
+mod target;
+mod tls;
 
 pub use export_lease::PgExportLeases;
 pub use invalidations::{INVALIDATION_CHANNEL, PgInvalidations};
@@ -50,3 +54,4 @@ pub use privileges::check_least_privilege;
 /// sqlx's connection options, re-exported so that callers need no direct sqlx dependency to
 /// hold the three sets of options `init`, `migrate` and `open` take.
 pub use sqlx::postgres::PgConnectOptions;
+pub use target::PgTarget;

@@ -2,19 +2,25 @@
 //! role should get.
 
 use super::errors::refuse;
+use super::target::PgTarget;
 use natterjack_core::ports::StoreError;
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use std::path::Path;
 use std::str::FromStr;
 
-/// Parses a `postgres://` (or `postgresql://`) URL into connection options; when `ca_file`
-/// is given, `sslmode=verify-full` / `verify-ca` (set in the URL) accept a server certificate
-/// that chains to it. sqlx adds it to its built-in public roots rather than replacing them,
-/// so a certificate from a public CA for the same host name is accepted too.
+/// Parses a `postgres://` (or `postgresql://`) URL into the way to the database. When
+/// `ca_file` is given and the URL says `sslmode=verify-full` (or `verify-ca`), the server's
+/// certificate must chain to a certificate in that file and to nothing else: sqlx 0.8 would
+/// add the file to its built-in public roots (so a certificate from any public CA for the
+/// host name would pass) and takes no TLS configuration of ours, so the connections go
+/// through an in-process forwarder that runs the handshake with a root store holding the
+/// file's certificates alone (`tls/`). Every other part of the URL (role, password,
+/// database, application name, statement cache...) stays as given. Under a weaker `sslmode`
+/// the file is not used. Needs the Tokio runtime when `ca_file` applies.
 ///
 /// Errors never repeat the URL: it may hold a password.
-pub fn connect_options(url: &str, ca_file: Option<&Path>) -> Result<PgConnectOptions, StoreError> {
+pub fn connect_options(url: &str, ca_file: Option<&Path>) -> Result<PgTarget, StoreError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(refuse(
             "the database URL must start with postgres:// or postgresql://",
@@ -24,8 +30,8 @@ pub fn connect_options(url: &str, ca_file: Option<&Path>) -> Result<PgConnectOpt
         refuse("the database URL does not parse (check user, host, port, database and sslmode)")
     })?;
     match ca_file {
-        None => Ok(options),
-        Some(path) if path.is_file() => Ok(options.ssl_root_cert(path)),
+        None => Ok(PgTarget::direct(options)),
+        Some(path) if path.is_file() => PgTarget::with_ca_file(options, path),
         Some(path) => Err(refuse(format!(
             "the database CA file {} does not exist or is not a file",
             path.display()
@@ -71,6 +77,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use sqlx::postgres::PgSslMode;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn user_database_and_password_come_from_the_url() {
@@ -119,19 +127,97 @@ mod tests {
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }
 
-    #[test]
-    fn a_ca_file_becomes_the_root_certificate() {
-        let dir = std::env::temp_dir();
-        let ca = dir.join(format!("nj-ca-{}.pem", std::process::id()));
-        std::fs::write(&ca, "not checked until connect").unwrap();
-        let options = connect_options(
-            "postgres://nj_app@localhost/natterjack?sslmode=verify-full",
+    fn test_ca() -> String {
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Natterjack options test CA");
+        params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .pem()
+    }
+
+    #[tokio::test]
+    async fn under_verify_full_a_ca_file_leads_through_a_private_forwarder_keeping_the_rest_of_the_url()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, test_ca()).unwrap();
+        let target = connect_options(
+            "postgres://nj_app:pw@db.example:5433/natterjack?sslmode=verify-full&application_name=nj&statement-cache-capacity=7",
             Some(&ca),
         )
         .unwrap();
-        let url = options.to_url_lossy().to_string();
-        std::fs::remove_file(&ca).unwrap();
-        assert!(url.contains("sslrootcert="), "{url}");
-        assert!(url.contains("sslmode=verify-full"), "{url}");
+        assert!(target.trusts_ca_file_alone());
+        assert!(
+            matches!(target.get_ssl_mode(), PgSslMode::Disable),
+            "sqlx must not add its own TLS"
+        );
+        let socket_dir = target.get_socket().unwrap().clone();
+        let mode = std::fs::metadata(&socket_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", socket_dir.display());
+        assert!(socket_dir.join(".s.PGSQL.5433").exists());
+        assert_eq!(target.get_username(), "nj_app");
+        assert_eq!(target.get_database(), Some("natterjack"));
+        assert_eq!(target.get_host(), "db.example");
+        assert_eq!(target.get_application_name(), Some("nj"));
+        assert_eq!(password_of(&target).unwrap().as_deref(), Some("pw"));
+        let url = target.to_url_lossy().to_string();
+        assert!(url.contains("statement-cache-capacity=7"), "{url}");
+
+        let clone = target.clone();
+        drop(target);
+        assert!(socket_dir.exists(), "a clone must keep the forwarder");
+        drop(clone);
+        assert!(
+            !socket_dir.exists(),
+            "the private directory outlived its forwarder"
+        );
+    }
+
+    #[tokio::test]
+    async fn under_a_weaker_sslmode_the_ca_file_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, test_ca()).unwrap();
+        for mode in ["disable", "prefer", "require"] {
+            let target = connect_options(
+                &format!("postgres://nj_app@db.example/natterjack?sslmode={mode}"),
+                Some(&ca),
+            )
+            .unwrap();
+            assert!(!target.trusts_ca_file_alone(), "{mode}");
+            assert!(target.get_socket().is_none(), "{mode}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_without_a_certificate_or_a_socket_url_under_verify_full_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "no certificate here").unwrap();
+        let err = connect_options(
+            "postgres://nj_app@localhost/natterjack?sslmode=verify-full",
+            Some(&ca),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("ca.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+
+        std::fs::write(&ca, test_ca()).unwrap();
+        let err = connect_options(
+            "postgres://nj_app@%2Fvar%2Frun%2Fpostgresql/natterjack?sslmode=verify-full",
+            Some(&ca),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("Unix socket"), "{err}");
     }
 }

@@ -4,10 +4,10 @@
 
 use super::PgStore;
 use super::listen::{Handler, listen_forever};
+use super::target::PgTarget;
 use async_trait::async_trait;
 use natterjack_core::domain::{MessageId, SpaceId};
 use natterjack_core::feed::{PostedSink, PostedSource};
-use sqlx::postgres::PgConnectOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Listens for new messages on a connection of its own (one more connection per server
 /// than `database.max_connections`, besides the read cache's).
 pub struct PgPosted {
-    options: PgConnectOptions,
+    target: PgTarget,
 }
 
 /// The `<space id>:<message id>` the trigger writes, or `None` for anything else.
@@ -50,7 +50,7 @@ impl Handler for ToWatchers {
 impl PostedSource for PgPosted {
     async fn run(&self, sink: Arc<dyn PostedSink>) {
         listen_forever(
-            self.options.clone(),
+            self.target.clone(),
             POSTED_CHANNEL,
             RETRY,
             "message feed (watchers miss other nodes' messages while it is disconnected)",
@@ -64,7 +64,7 @@ impl PgStore {
     /// The message feed of this store's database, connecting as this store's role.
     pub fn posted(&self) -> PgPosted {
         PgPosted {
-            options: self.pool().connect_options().as_ref().clone(),
+            target: self.target().clone(),
         }
     }
 }

@@ -13,5 +13,6 @@ mod escalation_rule;
 mod export_lease;
 mod least_privilege;
 mod pg_least_privilege;
+mod pg_tls;
 mod sealed_content;
 mod upgrade;

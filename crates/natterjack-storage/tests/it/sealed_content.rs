@@ -499,7 +499,9 @@ async fn a_pg_dump_holds_no_message_or_space_name_and_moved_ciphertexts_do_not_o
         .insert_message(space, alice.id, &MessageText::parse("another").unwrap())
         .await
         .unwrap();
-    let mut owner = sqlx::ConnectOptions::connect(&db.owner).await.unwrap();
+    let mut owner = sqlx::ConnectOptions::connect(db.owner.options())
+        .await
+        .unwrap();
     sqlx::raw_sql("ALTER TABLE messages DISABLE TRIGGER messages_are_only_resealed")
         .execute(&mut owner)
         .await

@@ -22,8 +22,9 @@ pub struct DatabaseConfig {
     pub owner_url: Option<SecretString>,
     /// A file holding `owner_url`.
     pub owner_url_file: Option<PathBuf>,
-    /// PostgreSQL only: the CA certificate (PEM) that verifies the server, for
-    /// `sslmode=verify-full` (or `verify-ca`) in the URLs.
+    /// PostgreSQL only: the CA certificates (PEM) that alone verify the server, for
+    /// `sslmode=verify-full` (or `verify-ca`) in the URLs: they replace the public roots, so
+    /// that a public CA's certificate for the database's name is not trusted.
     pub ca_file: Option<PathBuf>,
     /// Connections in the server's pool. Default 8.
     pub max_connections: u32,

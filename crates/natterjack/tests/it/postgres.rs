@@ -307,6 +307,10 @@ async fn tls_to_postgres_verifies_the_server_name_and_certificate() {
         !said.contains(&format!("app-{}", db.name)),
         "a password leaked: {said}"
     );
+    assert!(
+        said.contains("not valid for name \"127.0.0.1\""),
+        "not refused for the name: {said}"
+    );
     // Without the CA file nothing vouches for the self-signed certificate.
     let mut no_ca = pairs(&base_env);
     no_ca.push(("NATTERJACK_DATABASE__URL", &by_name));

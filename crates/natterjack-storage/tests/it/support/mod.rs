@@ -1,6 +1,7 @@
 //! Helpers shared by the storage integration tests.
 
 pub mod pg;
+pub mod tls_postgres;
 
 use natterjack_storage::sealing::{KeyEncryptionKey, Keyring};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! except in CI, where they must run.
 
 use natterjack_storage::PgStore;
-use natterjack_storage::postgres::{PgConnectOptions, connect_options};
+use natterjack_storage::postgres::{PgConnectOptions, PgTarget, connect_options};
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub fn admin_url() -> String {
 }
 
 /// The administrator's options (to the administrator's own database).
-pub fn admin_options() -> PgConnectOptions {
+pub fn admin_options() -> PgTarget {
     connect_options(&admin_url(), None).expect("NATTERJACK_TEST_PG_ADMIN_URL parses")
 }
 
@@ -88,11 +88,11 @@ pub struct TestDb {
     /// Database name; the roles are `<name>_owner` and `<name>_app`.
     pub name: String,
     /// The administrator, connected to the administrator's own database.
-    pub admin: PgConnectOptions,
+    pub admin: PgTarget,
     /// The owner role, to this database.
-    pub owner: PgConnectOptions,
+    pub owner: PgTarget,
     /// The app role, to this database.
-    pub app: PgConnectOptions,
+    pub app: PgTarget,
     /// The store as `natterjack serve` opens it: the app role's pool.
     pub store: PgStore,
     cleanup: Cleanup,
@@ -134,19 +134,23 @@ impl TestDb {
         let name = format!("nj_{}", random_hex());
         let cleanup = Cleanup {
             name: name.clone(),
-            admin: admin.clone(),
+            admin: admin.options().clone(),
             done: false,
         };
-        let owner = admin
+        let owner: PgTarget = admin
+            .options()
             .clone()
             .username(&format!("{name}_owner"))
             .password(&random_hex())
-            .database(&name);
-        let app = admin
+            .database(&name)
+            .into();
+        let app: PgTarget = admin
+            .options()
             .clone()
             .username(&format!("{name}_app"))
             .password(&random_hex())
-            .database(&name);
+            .database(&name)
+            .into();
         PgStore::init(&admin, &owner, &app).await.expect("db init");
         if !older.is_empty() {
             let mut conn = sqlx::PgConnection::connect_with(&owner)
@@ -177,8 +181,8 @@ impl TestDb {
     }
 
     /// The administrator's options to this test's database.
-    pub fn admin_in_db(&self) -> PgConnectOptions {
-        self.admin.clone().database(&self.name)
+    pub fn admin_in_db(&self) -> PgTarget {
+        self.admin.options().clone().database(&self.name).into()
     }
 
     /// Closes the store, drops the database (ending any session still on it) and both
