@@ -181,6 +181,8 @@ fn shared_rate_limit(c: &mut Criterion, w: &World) {
             .as_nanos()
     );
     let timeout = Duration::from_secs(1);
+    // The connection's driver is a task: it needs the runtime.
+    let _entered = w.rt.enter();
     let store =
         natterjack::shared_limits::RedisBuckets::connect(&url, None, &prefix, timeout).unwrap();
     let store: Arc<dyn natterjack_core::rate::shared::SharedBuckets> = Arc::new(store);
@@ -189,7 +191,6 @@ fn shared_rate_limit(c: &mut Criterion, w: &World) {
         return;
     }
     let shared = || {
-        let _entered = w.rt.enter();
         natterjack_core::rate::shared::SharedLimits::start(
             store.clone(),
             timeout,
