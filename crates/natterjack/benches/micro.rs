@@ -209,10 +209,13 @@ fn shared_rate_limit(c: &mut Criterion, w: &World) {
         ..RateLimitConfig::default()
     };
     let refusing = RateLimits::with_clock(&refusing_quota, clock, Some(shared())).unwrap();
+    // The budgets are shared: the flooding client must be another address than the
+    // admitted one, or its spent bucket would refuse both.
     let client = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    let flooder = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 8));
     while w
         .rt
-        .block_on(refusing.admit(client, Class::Credentials))
+        .block_on(refusing.admit(flooder, Class::Credentials))
         .is_ok()
     {}
 
@@ -231,7 +234,7 @@ fn shared_rate_limit(c: &mut Criterion, w: &World) {
     });
     group.bench_function("address_refused", |b| {
         b.iter(|| {
-            w.rt.block_on(refusing.admit(black_box(client), Class::Credentials))
+            w.rt.block_on(refusing.admit(black_box(flooder), Class::Credentials))
                 .unwrap_err()
         });
     });
