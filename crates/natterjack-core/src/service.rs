@@ -32,18 +32,19 @@ pub struct Service {
     /// Messages posted through this process, and those other nodes posted, for watchers
     /// (`WatchMessages`).
     posted: broadcast::Sender<MessageRecord>,
-    /// The ids of the latest messages posted through this process, so that their
-    /// announcement by the database (see [`crate::feed`]) does not hand them on twice.
-    posted_here: Mutex<VecDeque<MessageId>>,
+    /// The ids of the latest messages handed to the watchers, whichever way they came
+    /// (posted here, or announced by the database: see [`crate::feed`]), so that a message
+    /// that comes both ways is handed on once, by whichever comes first.
+    delivered: Mutex<VecDeque<MessageId>>,
 }
 
 /// Messages the feed holds for its slowest watcher; one that falls further behind is told
 /// it lagged (and the gRPC adapter cuts it off).
 const FEED_CAPACITY: usize = 1024;
 
-/// How many of its own latest messages a node remembers, to skip when the database
-/// announces them: far more than are posted in the milliseconds an announcement takes.
-const POSTED_HERE: usize = 4 * FEED_CAPACITY;
+/// How many of the latest messages handed on a node remembers, to skip their second
+/// arrival: far more than are posted in the milliseconds an announcement takes.
+const DELIVERED: usize = 4 * FEED_CAPACITY;
 
 impl Service {
     /// Assembles the service from its ports.
@@ -53,7 +54,7 @@ impl Service {
             auth: Arc::new(auth),
             settings,
             posted: broadcast::channel(FEED_CAPACITY).0,
-            posted_here: Mutex::new(VecDeque::with_capacity(POSTED_HERE)),
+            delivered: Mutex::new(VecDeque::with_capacity(DELIVERED)),
         }
     }
 
@@ -75,6 +76,25 @@ impl Service {
     ) -> Result<broadcast::Receiver<MessageRecord>, ServiceError> {
         access.require(Permissions::READ)?;
         Ok(self.posted.subscribe())
+    }
+
+    /// Hands `message` to the watchers unless it was handed on already (it came the other
+    /// way first). Nobody watching is not an error.
+    fn deliver(&self, message: MessageRecord) {
+        {
+            let mut delivered = self
+                .delivered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if delivered.contains(&message.id) {
+                return;
+            }
+            if delivered.len() == DELIVERED {
+                delivered.pop_front();
+            }
+            delivered.push_back(message.id);
+        }
+        let _ = self.posted.send(message);
     }
 
     /// The authenticator, for the authentication step of each transport's pipeline.
@@ -250,18 +270,7 @@ impl Service {
             .store
             .insert_message(access.space(), access.principal().id(), &body)
             .await?;
-        {
-            let mut here = self
-                .posted_here
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if here.len() == POSTED_HERE {
-                here.pop_front();
-            }
-            here.push_back(posted.id);
-        }
-        // Nobody watching is not an error.
-        let _ = self.posted.send(posted.clone());
+        self.deliver(posted.clone());
         Ok(posted)
     }
 
@@ -379,24 +388,23 @@ impl Service {
     }
 }
 
-/// Messages other nodes posted reach this node's watchers: each announced message that
-/// was not posted here is read (it must still exist, in the space it was announced in)
-/// and handed on.
+/// Messages other nodes posted reach this node's watchers: each announced message not
+/// handed on yet is read (it must still exist, in the space it was announced in) and
+/// handed on. A message posted here may be announced before its post returns; then the
+/// announcement hands it on and the post finds it done.
 #[async_trait::async_trait]
 impl crate::feed::PostedSink for Service {
     async fn posted(&self, space: SpaceId, message: MessageId) {
-        let mine = self
-            .posted_here
+        let handed_on = self
+            .delivered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&message);
-        if mine || self.posted.receiver_count() == 0 {
+        if handed_on || self.posted.receiver_count() == 0 {
             return;
         }
         match self.store.find_message(space, message).await {
-            Ok(Some(record)) => {
-                let _ = self.posted.send(record);
-            }
+            Ok(Some(record)) => self.deliver(record),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "a message posted on another node could not be read for its watchers")

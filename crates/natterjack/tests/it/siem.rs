@@ -503,7 +503,17 @@ confirm_after_ms = 500
     let mine: Vec<&Received> = received.iter().filter(|r| r.listener == "mtls").collect();
     // Each record once: only the sink with the certificate got through.
     matches_table(&table, &mine, "mtls");
-    let text = server.metrics().await;
+    // Delivered means confirmed: the backlog empties once the connection has stayed healthy
+    // for confirm_after_ms after the last write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = server.metrics().await;
+        let backlog = metric(&text, "natterjack_audit_export_backlog", "with-certificate");
+        if backlog == Some(0.0) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         metric(&text, "natterjack_audit_export_backlog", "with-certificate"),
         Some(0.0),
