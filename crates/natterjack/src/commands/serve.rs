@@ -78,6 +78,9 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         export_stopped,
     )
     .map_err(StartError::Other)?;
+    // Before the listeners are announced, so that a signal right after is a graceful
+    // shutdown and not the end of the process.
+    let signals = super::shutdown::Signals::register();
     let mut tasks = Vec::new();
     {
         let mut out = std::io::stdout().lock();
@@ -127,6 +130,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         let _ = out.flush();
     }
     tokio::spawn(super::shutdown::sequence(
+        signals,
         assembled.state.lifecycle.clone(),
         std::time::Duration::from_secs(cfg.shutdown.drain_secs),
         stop,

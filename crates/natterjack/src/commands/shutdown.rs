@@ -11,14 +11,14 @@
 use natterjack_api::lifecycle::Lifecycle;
 use std::time::Duration;
 
-/// Waits for the signal, drains for `drain`, then moves `lifecycle` to stopping and tells
-/// the listeners through `stop`.
+/// Waits for a signal of `signals`, drains for `drain`, then moves `lifecycle` to stopping
+/// and tells the listeners through `stop`.
 pub(super) async fn sequence(
+    mut signals: Signals,
     lifecycle: Lifecycle,
     drain: Duration,
     stop: tokio::sync::watch::Sender<bool>,
 ) {
-    let mut signals = Signals::new();
     signals.next().await;
     lifecycle.drain();
     tracing::info!(
@@ -35,34 +35,44 @@ pub(super) async fn sequence(
     let _ = stop.send(true);
 }
 
-/// SIGTERM and SIGINT, as one stream; the SIGTERM handler is registered once, so that no
-/// second signal is missed between two waits.
-struct Signals {
+/// SIGTERM and SIGINT, as one stream. The handlers are registered when this is made, which
+/// `serve` does before it announces its listeners: a signal that came between the
+/// announcement and the registration would end the process at once, without a drain.
+pub(super) struct Signals {
     #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
-    fn new() -> Self {
-        Self {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGTERM"))
-                .ok(),
+    /// Registers the handlers; without them (an error the system should never give), a
+    /// signal ends the process at once, as it would without `serve` handling it.
+    pub(super) fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let handlers = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGTERM and SIGINT"))
+                .ok();
+            Self { handlers }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
 
     /// Resolves at the next SIGTERM or SIGINT.
     async fn next(&mut self) {
-        let interrupt = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        if let Some(term) = self.term.as_mut() {
-            tokio::select! {
-                _ = interrupt => {},
-                _ = term.recv() => {},
+        match self.handlers.as_mut() {
+            Some((term, interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = interrupt.recv() => {},
+                }
             }
-            return;
+            None => std::future::pending().await,
         }
-        let _ = interrupt.await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
