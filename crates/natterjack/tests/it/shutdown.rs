@@ -622,3 +622,185 @@ async fn a_request_still_running_at_the_deadline_is_cut_counted_and_the_node_sti
         .unwrap();
     assert!(answer.is_empty(), "{answer}");
 }
+
+/// A node of [`behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request`]: on
+/// a fixed port, so that it comes back where the balancer expects it.
+async fn node(dir: tempfile::TempDir, env: &[(&'static str, String)], port: u16) -> TestServer {
+    let listen = format!("127.0.0.1:{port}");
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("NATTERJACK_REST__LISTEN", &listen));
+    TestServer::start_in(dir, &env).await
+}
+
+/// The requests `server` answered since it started, from its metrics.
+async fn answered(server: &TestServer) -> f64 {
+    server
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("natterjack_requests_total{") && l.contains("transport=\"rest\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request() {
+    use crate::support::haproxy::{Haproxy, config, free_port};
+    use crate::support::pg::PgDatabase;
+
+    let test = "shutdown::rolling_restart";
+    let Some(db) = PgDatabase::fresh(test).await else {
+        return;
+    };
+    let a_dir = tempfile::tempdir().unwrap();
+    db.prepare(&a_dir.path().join("data"));
+    let mut env = db.env();
+    env.push((
+        "NATTERJACK_RATE_LIMIT__TRUSTED_PROXIES",
+        "127.0.0.1/32".into(),
+    ));
+    env.push(("NATTERJACK_REST__PROXY_PROTOCOL", "true".into()));
+    let ports = [free_port(), free_port()];
+    let a = node(a_dir, &env, ports[0]).await;
+    // One certificate, audit key and key-encryption key for both nodes.
+    let data = a.data_dir();
+    let file = |name: &str| data.join(name).display().to_string();
+    env.extend([
+        ("NATTERJACK_TLS__CERT", file("server.pem")),
+        ("NATTERJACK_TLS__KEY", file("server-key.pem")),
+        ("NATTERJACK_GRPC__CLIENT_CA", file("ca.pem")),
+        ("NATTERJACK_AUDIT__KEY_FILE", file("audit.key")),
+        ("NATTERJACK_ENCRYPTION__KEY_FILE", file("encryption.key")),
+    ]);
+    let b = node(tempfile::tempdir().unwrap(), &env, ports[1]).await;
+    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let backends: Vec<SocketAddr> = ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let Some(haproxy) = Haproxy::start(test, front, &config(front, &backends, 500)).await else {
+        db.drop_all().await;
+        return;
+    };
+    let base = format!("https://{}", haproxy.front);
+    let ca = data.join("ca.pem");
+    let setup = client_trusting(&ca, |b| b);
+    let registered = setup
+        .post(format!("{base}/users"))
+        .json(&json!({ "username": "alice", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let space: Value = setup
+        .post(format!("{base}/spaces"))
+        .basic_auth("alice", Some(PASSWORD))
+        .json(&json!({ "name": "rolling" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let space = space["id"].as_i64().unwrap();
+
+    // Clients of the balancer: kept-alive and fresh HTTP/1.1 connections, and HTTP/2.
+    let done = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let keep_alive = client_trusting(&ca, |b| b.http1_only());
+    let fresh = client_trusting(&ca, |b| b.http1_only().pool_max_idle_per_host(0));
+    let mut load = Vec::new();
+    for (client, tag) in [
+        (keep_alive.clone(), "kept-1"),
+        (keep_alive, "kept-2"),
+        (fresh, "fresh"),
+        (client_trusting(&ca, |b| b), "h2"),
+    ] {
+        let writer = Writer {
+            client,
+            base: base.clone(),
+            space,
+            tag,
+        };
+        load.push(tokio::spawn(writer.run(done.clone(), writes.clone())));
+    }
+    let created = || {
+        count(
+            &writes.lock().unwrap(),
+            |o| matches!(o, Outcome::Answered { status, .. } if *status == StatusCode::CREATED),
+        )
+    };
+    let more_writes = |than: usize| {
+        let created = &created;
+        async move {
+            eventually(Duration::from_secs(60), || {
+                let n = created();
+                async move { n >= than + 20 }
+            })
+            .await
+        }
+    };
+    assert!(more_writes(0).await, "the load is served");
+
+    // Node A: SIGTERM, exit 0, back on the same port, serving again through the balancer.
+    let mut a = a;
+    a.terminate();
+    let exit = a.exited_within(Duration::from_secs(60)).await;
+    assert!(exit.success(), "{exit:?}");
+    let a = node(a.stop().await, &env, ports[0]).await;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let a = &a;
+            async move { answered(a).await >= 20.0 }
+        })
+        .await,
+        "the balancer sends requests to the restarted node"
+    );
+    // Node B likewise; the load ends once A alone has served more of it.
+    let mut b = b;
+    b.terminate();
+    let exit = b.exited_within(Duration::from_secs(60)).await;
+    assert!(exit.success(), "{exit:?}");
+    let served = created();
+    assert!(more_writes(served).await, "node A serves alone");
+    done.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+
+    // Not one request failed, and none was refused: the balancer retried the connections
+    // the stopped nodes refused on the other node.
+    let writes = writes.lock().unwrap().clone();
+    let lost: Vec<&Outcome> = writes
+        .iter()
+        .filter(
+            |o| !matches!(o, Outcome::Answered { status, .. } if *status == StatusCode::CREATED),
+        )
+        .collect();
+    eprintln!(
+        "{} writes over the restarts, {} not created",
+        writes.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{lost:#?}");
+    // Every acknowledged write is there, and the shared chain verifies.
+    let reader = client_trusting(&ca, |b| b);
+    for (id, text) in writes.iter().filter_map(|o| match o {
+        Outcome::Answered { created, .. } => created.clone(),
+        _ => None,
+    }) {
+        let r = reader
+            .get(format!("{base}/spaces/{space}/messages/{id}"))
+            .basic_auth("alice", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "message {id}");
+        assert_eq!(r.json::<Value>().await.unwrap()["message"], text.as_str());
+    }
+    let cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, out, err) = cli(&a.data_dir(), &["audit", "verify"], "", &cli_env);
+    assert!(ok, "{out}{err}");
+    drop((a, b, haproxy));
+    db.drop_all().await;
+}
