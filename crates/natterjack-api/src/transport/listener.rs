@@ -85,6 +85,9 @@ struct Shared {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     stopping: AtomicBool,
+    /// Set at the shutdown deadline: connections still serving are cut then, after the
+    /// listener has counted what they were serving (their own timers would race the count).
+    cut: tokio::sync::watch::Sender<bool>,
     /// Told about each connection that had streams refused over the cap.
     report_refused: Option<ReportRefusedStreams>,
 }
@@ -156,14 +159,14 @@ pub async fn serve_reporting(
         tracing::info!(listener = name, "all requests finished");
         return;
     }
-    // Each connection is cut at its own grace, from the moment it was asked to close: count
-    // what is in flight now, then give them a moment to go.
+    // Count what is in flight, then cut it, and give the connections a moment to go.
     tracing::warn!(
         listener = name,
         requests = table.in_flight(),
         connections = table.open(),
         "requests cut at the shutdown deadline"
     );
+    shared.cut.send_replace(true);
     let _ = tokio::time::timeout(IDLE_DRAIN, table.drained()).await;
 }
 
@@ -217,6 +220,7 @@ impl Shared {
             http1: h1,
             http2: h2,
             stopping: AtomicBool::new(false),
+            cut: tokio::sync::watch::Sender::new(false),
             report_refused,
         }
     }
@@ -551,7 +555,18 @@ impl Shared {
         self.closing(peer, close);
         conn.as_mut().graceful_shutdown();
         let drain = match close {
-            Close::Shutdown => limits.shutdown_grace,
+            Close::Shutdown => {
+                // Until the listener cuts it at the deadline; the timer is only a backstop.
+                let mut cut = self.cut.subscribe();
+                let finished = async {
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                };
+                let _ = tokio::time::timeout(limits.shutdown_grace + IDLE_DRAIN, finished).await;
+                return Driven::Ended;
+            }
             Close::Age => limits.age_grace,
             Close::FirstRequest | Close::Idle | Close::Evicted => IDLE_DRAIN,
         };
