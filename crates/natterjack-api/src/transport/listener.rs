@@ -11,7 +11,6 @@ use super::{
     Protocol,
 };
 use axum::Router;
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -148,10 +147,18 @@ pub async fn serve_reporting(
     }
     // Connections the kernel completed but the loop has not taken yet would be reset when
     // the socket closes, after their clients believed them open: take them, to be served.
-    while let Some(Ok(pair)) = listener.accept().now_or_never() {
-        accepted(pair);
+    // Through the socket itself, not tokio's readiness, which may not know of them yet.
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, peer)) = listener.accept() {
+            match stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream))
+            {
+                Ok(stream) => accepted((stream, peer)),
+                Err(e) => tracing::debug!(%peer, error = %e, "a last connection was lost"),
+            }
+        }
     }
-    drop(listener);
     tracing::info!(listener = name, "stopped accepting connections");
     shared.stopping.store(true, Ordering::Release);
     table.close_all();

@@ -31,20 +31,27 @@ enum Outcome {
         /// The message created (a 201).
         created: Option<(i64, String)>,
     },
-    /// The connection was refused: the listener had closed. A balancer retries these on
-    /// another node.
+    /// No TCP connection: refused once the listener had closed (or, in the instant it
+    /// closed, reset before it was established). The client knows nothing was sent, and a
+    /// balancer retries these on another node.
     Refused,
     /// Any other transport error: a request lost in a way the client cannot know to retry.
     Failed(String),
 }
 
-/// Whether `e` is a refused TCP connection.
+/// Whether `e` is a TCP connection that was never established (refused, or reset while
+/// connecting), as opposed to a failure once the server had the connection.
 fn connection_refused(e: &reqwest::Error) -> bool {
     let mut cause: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cause {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::ConnectionRefused
         {
+            return true;
+        }
+        // hyper-util's connector names the TCP phase: the TLS handshake and the request
+        // come after it.
+        if err.to_string() == "tcp connect error" {
             return true;
         }
         cause = err.source();
