@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grpc;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
 pub mod problem;

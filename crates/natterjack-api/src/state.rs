@@ -1,3 +1,4 @@
+use crate::lifecycle::Lifecycle;
 use crate::pipeline::rate_limit::RateLimits;
 use natterjack_core::audit::AuditLog;
 use natterjack_core::auth::{Authentication, IdentityProvider};
@@ -6,7 +7,7 @@ use natterjack_core::service::Service;
 use std::sync::Arc;
 
 /// What every request handler and pipeline step shares: the one service layer, the
-/// identity providers, the rate-limit policies and the audit log.
+/// identity providers, the rate-limit policies, the audit log and the process's phase.
 #[derive(Clone)]
 pub struct AppState {
     /// The service layer, shared with the other transports.
@@ -19,6 +20,9 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// The clock every step reads (records' times and durations).
     pub clock: SharedClock,
+    /// Serving, draining or stopping: what the health answers report, and when watch
+    /// streams end (`serve` moves it on SIGTERM).
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -37,6 +41,7 @@ impl AppState {
             limits,
             audit,
             clock,
+            lifecycle: Lifecycle::default(),
         }
     }
 

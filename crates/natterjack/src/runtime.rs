@@ -183,6 +183,7 @@ pub fn rest_listener(cfg: &Config) -> ListenerSpec {
             http2_idle_timeout: Duration::from_secs(r.http2_idle_timeout_secs),
             max_connection_age: None,
             max_concurrent_streams: r.max_concurrent_streams,
+            shutdown_grace: Duration::from_secs(cfg.shutdown.timeout_secs),
             ..TransportLimits::default()
         },
     }
@@ -207,6 +208,7 @@ pub fn grpc_transport(cfg: &Config) -> GrpcTransport {
             http2_idle_timeout: idle,
             max_connection_age: Some(Duration::from_secs(g.max_connection_age_secs)),
             max_concurrent_streams: g.max_concurrent_streams,
+            shutdown_grace: Duration::from_secs(cfg.shutdown.timeout_secs),
             ..TransportLimits::default()
         },
     }

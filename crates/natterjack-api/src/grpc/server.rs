@@ -90,12 +90,23 @@ pub async fn serve_public(
     Ok(())
 }
 
-/// Keeps `grpc.health.v1.Health` truthful: `NOT_SERVING` while the database does not answer.
+/// Keeps `grpc.health.v1.Health` truthful: `NOT_SERVING` while the database does not
+/// answer, and from the moment shutdown begins (at once, not at the next tick, so that a
+/// balancer sees it for the whole drain).
 async fn report_readiness(health: tonic_health::server::HealthReporter, state: GrpcState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut phase = state.app.lifecycle.watch();
     loop {
-        tick.tick().await;
-        let status = if state.app.service.ready().await.is_ok() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let status = if state.app.lifecycle.is_serving() && state.app.service.ready().await.is_ok()
+        {
             tonic_health::ServingStatus::Serving
         } else {
             tonic_health::ServingStatus::NotServing

@@ -26,6 +26,9 @@ pub enum GrpcError {
     TooManyWatchers,
     /// A watch stream reached its maximum duration.
     StreamExpired,
+    /// The server is shutting down: a watch stream ends so that its client reconnects,
+    /// through its balancer, to a node that is staying.
+    ShuttingDown,
     /// A unary call ran past its deadline.
     TimedOut,
     /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
@@ -133,6 +136,9 @@ impl GrpcError {
             }
             GrpcError::StreamExpired => {
                 Status::deadline_exceeded("the stream reached its maximum duration; reconnect")
+            }
+            GrpcError::ShuttingDown => {
+                Status::unavailable("the server is shutting down; reconnect to retry")
             }
             GrpcError::TimedOut => Status::deadline_exceeded("the call took too long"),
             GrpcError::ChangesPaused(ChangesPaused::ExportBacklog) => Status::unavailable(

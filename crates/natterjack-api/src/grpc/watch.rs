@@ -10,13 +10,18 @@
 //!   `DEADLINE_EXCEEDED` and the client reconnects (and is authorised again).
 //! - Permission is re-checked every [`GrpcLimits::watch_recheck`], so a revoked member
 //!   stops receiving within that time.
+//! - When the server stops (after its drain), the stream ends with `UNAVAILABLE`, which
+//!   clients retry, instead of being cut without a status when the process exits.
 //!
-//! The call's `complete` audit record is written when the stream ends, with its final code.
+//! The call's `complete` audit record is queued when the stream ends, with its final code,
+//! before the client is sent that code: once a client has seen its stream end, the record
+//! is among those the audit writer commits at shutdown.
 
 use super::call::{GrpcState, Op, WatchSlot};
 use super::convert;
 use super::proto::{Message, WatchMessagesRequest};
 use super::status::GrpcError;
+use crate::lifecycle::Phase;
 use crate::pipeline::Draft;
 use natterjack_core::domain::{Permissions, SpaceId};
 use natterjack_core::ports::MessageRecord;
@@ -89,9 +94,9 @@ async fn finish(
         End::Gone => state.finish(draft, Ok(())).await,
         End::Refused(e) => {
             let status = e.to_status(draft.request_id());
+            state.finish(draft, Err(&e)).await;
             // One slot of the buffer is always kept free for this verdict.
             let _ = tx.try_send(Err(status));
-            state.finish(draft, Err(&e)).await;
         }
     }
 }
@@ -111,8 +116,11 @@ impl Stream<'_> {
         let spacing = Duration::from_secs(1) / limits.watch_messages_per_sec.max(1);
         let mut next_send = Instant::now();
         let mut next_check = Instant::now() + limits.watch_recheck;
+        let stopping = self.state.app.lifecycle.reached(Phase::Stopping);
+        tokio::pin!(stopping);
         loop {
             let posted = tokio::select! {
+                () = &mut stopping => return End::Refused(GrpcError::ShuttingDown),
                 () = sleep_until(deadline) => return End::Refused(GrpcError::StreamExpired),
                 () = self.tx.closed() => return End::Gone,
                 () = sleep_until(next_check) => {

@@ -48,6 +48,9 @@ pub enum ApiError {
     RateLimited(Refusal),
     /// The readiness probe: the database does not answer.
     NotReady,
+    /// The readiness probe: the node is shutting down (draining), so a load balancer
+    /// should send requests elsewhere while this one finishes what it serves.
+    ShuttingDown,
     /// State changes are paused: the SIEM has not caught up (`audit.fail_closed`), or the
     /// disk is nearly full (`audit.min_free_mb`).
     ChangesPaused(ChangesPaused),
@@ -207,6 +210,7 @@ impl ApiError {
             ),
             ApiError::RateLimited(r) => format!("rate limit {} exceeded", r.policy),
             ApiError::NotReady => "not ready: storage unavailable".to_owned(),
+            ApiError::ShuttingDown => "not ready: shutting down".to_owned(),
             ApiError::TimedOut => "request took too long".to_owned(),
             ApiError::ChangesPaused(ChangesPaused::ExportBacklog) => {
                 "audit export backlog over audit.max_backlog (fail_closed)".to_owned()
@@ -301,6 +305,13 @@ impl ApiError {
                 plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not ready: the server cannot reach its database; retry shortly",
+                ),
+                5,
+            ),
+            ApiError::ShuttingDown => retry_after(
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: the server is shutting down",
                 ),
                 5,
             ),

@@ -2,7 +2,7 @@
 //! answers its refusals through [`ApiError`], and hands the handler what it admitted.
 
 use super::error::{ApiError, AuditReason};
-use super::hygiene::{answer_refused, check_form, limit_body};
+use super::hygiene::{answer_refused, check_form, closing_if, limit_body};
 use super::operations::declared;
 use super::{panic, safe_output};
 use crate::AppState;
@@ -114,6 +114,7 @@ where
     S::Future: Send + 'static,
 {
     let id = request_id::fresh();
+    let version = req.version();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut response = request_id::scope(
         id.clone(),
@@ -124,7 +125,9 @@ where
     if let Ok(value) = HeaderValue::try_from(id) {
         response.headers_mut().insert(request_id::HEADER, value);
     }
-    response
+    // Shutting down: an HTTP/1.1 client opens its next connection through its balancer,
+    // which no longer picks this node, instead of reusing one this node is about to close.
+    closing_if(!controls.state.lifecycle.is_serving(), version, response)
 }
 
 /// The handler behind the pipeline: a panic becomes a 500 problem, and an error response

@@ -68,6 +68,11 @@ impl Activity {
         }
     }
 
+    /// Requests in flight on this connection now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     /// Requests begun on this connection so far.
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

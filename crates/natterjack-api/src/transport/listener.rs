@@ -84,12 +84,17 @@ struct Shared {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     stopping: AtomicBool,
+    /// Set at the shutdown deadline: connections still serving are cut then, after the
+    /// listener has counted what they were serving (their own timers would race the count).
+    cut: tokio::sync::watch::Sender<bool>,
     /// Told about each connection that had streams refused over the cap.
     report_refused: Option<ReportRefusedStreams>,
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then asks every
-/// connection to finish its open requests and close, waiting up to the shutdown grace.
+/// Serves `app` over TLS on `listener` until `shutdown` completes; then stops accepting,
+/// asks every connection to finish its open requests and close (HTTP/1.1: after the
+/// current request; HTTP/2: GOAWAY), and waits up to the shutdown grace, after which what
+/// is still open is cut.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -113,47 +118,73 @@ pub async fn serve_reporting(
 ) {
     let table = ConnectionTable::new(spec.name, &spec.limits);
     table.spawn_log_flush();
-    let grace = spec.limits.shutdown_grace;
+    let (name, grace) = (spec.name, spec.limits.shutdown_grace);
     let shared = Arc::new(Shared::new(tls, app, spec, report_refused));
+    let accepted = |(stream, peer): (TcpStream, SocketAddr)| {
+        let (shared, table) = (shared.clone(), table.clone());
+        let arrival = table.arrival();
+        tokio::spawn(async move {
+            let admitted = table.admit(peer.ip()).await;
+            drop(arrival);
+            if let Ok(slot) = admitted {
+                shared.connection(stream, peer, slot).await;
+            }
+        });
+    };
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+        tokio::select! {
+            next = listener.accept() => match next {
+                Ok(pair) => accepted(pair),
                 Err(e) => {
                     // Out of file descriptors, typically: wait instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             },
             () = &mut shutdown => break,
-        };
-        let (shared, table) = (shared.clone(), table.clone());
-        tokio::spawn(async move {
-            if let Ok(slot) = table.admit(peer.ip()).await {
-                shared.connection(stream, peer, slot).await;
-            }
-        });
+        }
     }
-    drop(listener);
+    // Connections the kernel completed but the loop has not taken yet would be reset when
+    // the socket closes, after their clients believed them open: take them, to be served.
+    // Through the socket itself, not tokio's readiness, which may not know of them yet.
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, peer)) = listener.accept() {
+            match stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream))
+            {
+                Ok(stream) => accepted((stream, peer)),
+                Err(e) => tracing::debug!(%peer, error = %e, "a last connection was lost"),
+            }
+        }
+    }
+    tracing::info!(listener = name, "stopped accepting connections");
     shared.stopping.store(true, Ordering::Release);
     table.close_all();
-    if tokio::time::timeout(grace + IDLE_DRAIN, table.drained())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not finish within the shutdown grace period");
+    if tokio::time::timeout(grace, table.drained()).await.is_ok() {
+        tracing::info!(listener = name, "all requests finished");
+        return;
     }
+    // Count what is in flight, then cut it, and give the connections a moment to go.
+    tracing::warn!(
+        listener = name,
+        requests = table.in_flight(),
+        connections = table.open(),
+        "requests cut at the shutdown deadline"
+    );
+    shared.cut.send_replace(true);
+    let _ = tokio::time::timeout(IDLE_DRAIN, table.drained()).await;
 }
 
-/// Resolves once `activity` is asked to close.
-async fn asked_to_close(activity: &Activity) {
+/// Resolves once `activity` is asked to close by eviction (not by shutdown: see
+/// [`Shared::must_close`]).
+async fn evicted(activity: &Activity, shared: &Shared) {
     loop {
         let changed = activity.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if activity.is_closing() {
+        if activity.is_closing() && !shared.is_stopping() {
             return;
         }
         changed.await;
@@ -196,16 +227,33 @@ impl Shared {
             http1: h1,
             http2: h2,
             stopping: AtomicBool::new(false),
+            cut: tokio::sync::watch::Sender::new(false),
             report_refused,
         }
     }
 
     fn asked(&self) -> Close {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.is_stopping() {
             Close::Shutdown
         } else {
             Close::Evicted
         }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether a connection asked to close must close now. At shutdown, one over HTTP/1.1
+    /// that has not sent its first request is the exception: its client believes it is
+    /// connected and may be sending that request already, so it is served that one
+    /// request (answered with `Connection: close`) within its usual deadlines, instead of
+    /// being closed under a request the client would have to guess it may retry. Over
+    /// HTTP/2 the GOAWAY tells the client which streams were not processed, so a fresh
+    /// connection is closed at once. A connection still in its TLS handshake is let finish
+    /// it (within `handshake_timeout`) for the same reason.
+    fn must_close(&self, activity: &Activity, http1: bool) -> bool {
+        activity.is_closing() && !(http1 && self.is_stopping() && activity.requests() == 0)
     }
 
     /// One connection, from its TLS handshake until it closes.
@@ -256,7 +304,7 @@ impl Shared {
                     return;
                 }
             },
-            () = asked_to_close(&activity) => {
+            () = evicted(&activity, self) => {
                 crate::metrics::connection_closed(name, self.asked().label());
                 return;
             }
@@ -366,7 +414,7 @@ impl Shared {
             let changed = activity.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if activity.is_closing() {
+            if self.must_close(activity, true) {
                 break self.asked();
             }
             let (due, sleep) = first_of([self.idle_until(activity, idle), aged]);
@@ -462,7 +510,7 @@ impl Shared {
             let changed = activity.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if activity.is_closing() {
+            if self.must_close(activity, park.is_some()) {
                 break self.asked();
             }
             // An idle HTTP/1.1 connection wakes up to be parked once it has been idle for
@@ -514,7 +562,19 @@ impl Shared {
         self.closing(peer, close);
         conn.as_mut().graceful_shutdown();
         let drain = match close {
-            Close::Shutdown | Close::Age => limits.shutdown_grace,
+            Close::Shutdown => {
+                // Until the listener cuts it at the deadline; the timer is only a backstop.
+                let mut cut = self.cut.subscribe();
+                let finished = async {
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                };
+                let _ = tokio::time::timeout(limits.shutdown_grace + IDLE_DRAIN, finished).await;
+                return Driven::Ended;
+            }
+            Close::Age => limits.age_grace,
             Close::FirstRequest | Close::Idle | Close::Evicted => IDLE_DRAIN,
         };
         let _ = tokio::time::timeout(drain, conn).await;

@@ -11,7 +11,8 @@
 //! - [`listener`]: the accept loop and the life of one connection: the TLS handshake within
 //!   its deadline, a first request within `header_read_timeout`, an idle HTTP/1.1 keep-alive
 //!   connection or an HTTP/2 connection with no open stream closed (HTTP/2: GOAWAY), a
-//!   maximum age, graceful shutdown.
+//!   maximum age, graceful shutdown (connections accepted just before the listener
+//!   closed are still served their first request).
 //! - [`park`]: an HTTP/1.1 connection idle for half a second holds only its TLS stream;
 //!   hyper, with its buffers, is built again when the next request begins to arrive.
 //! - [`refused`]: streams HTTP/2 refuses over the concurrent-stream cap, which no service
@@ -118,9 +119,11 @@ pub struct TransportLimits {
     pub max_connection_age: Option<Duration>,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
-    /// Time granted to open requests when shutting down, or when a connection reaches its
-    /// maximum age.
+    /// Time granted to open requests when the server stops accepting (`[shutdown]
+    /// timeout_secs`); what is still open then is cut.
     pub shutdown_grace: Duration,
+    /// Time granted to open requests when a connection reaches its maximum age.
+    pub age_grace: Duration,
 }
 
 impl TransportLimits {
@@ -152,7 +155,8 @@ impl Default for TransportLimits {
             http2_idle_timeout: Duration::from_secs(180),
             max_connection_age: None,
             max_concurrent_streams: 100,
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            age_grace: Duration::from_secs(10),
         }
     }
 }

@@ -35,7 +35,7 @@ pub enum Refused {
     PerClient,
     /// The listener is at `max_connections` and no slot freed in time.
     Full,
-    /// The listener is shutting down.
+    /// The table cannot be read (a poisoned lock): nothing is admitted.
     Closed,
 }
 
@@ -55,6 +55,8 @@ struct State {
     open: HashMap<u64, Arc<Activity>>,
     per_client: HashMap<IpAddr, usize>,
     closed: bool,
+    /// Connections accepted whose admission has not been decided yet (see [`Arrival`]).
+    arriving: usize,
 }
 
 /// Counts since the last log line: refusals are logged at most once per interval, so a
@@ -130,6 +132,21 @@ impl Drop for Slot {
     }
 }
 
+/// A connection the listener has accepted and whose admission is still to be decided,
+/// counted until dropped, so that [`ConnectionTable::drained`] waits for it: at shutdown,
+/// a connection accepted just before the listener closed is served, not lost between the
+/// accept loop and the table.
+pub struct Arrival(Arc<ConnectionTable>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.lock() {
+            state.arriving = state.arriving.saturating_sub(1);
+        }
+        self.0.freed.notify_waiters();
+    }
+}
+
 /// What one attempt at admission found.
 enum Attempt {
     Admitted(Slot),
@@ -155,6 +172,22 @@ impl ConnectionTable {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.state.lock().map_or(0, |s| s.open.len())
+    }
+
+    /// Requests in flight on the open connections now (what a deadline would cut).
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .lock()
+            .map_or(0, |s| s.open.values().map(|a| a.in_flight()).sum())
+    }
+
+    /// Counts a connection just accepted until its admission is decided; call it in the
+    /// accept loop, before admission runs on a task of its own.
+    pub fn arrival(self: &Arc<Self>) -> Arrival {
+        if let Ok(mut state) = self.state.lock() {
+            state.arriving += 1;
+        }
+        Arrival(self.clone())
     }
 
     /// Admits a connection from `peer`, or says why not. At the global cap it evicts the
@@ -189,9 +222,6 @@ impl ConnectionTable {
         let Ok(mut state) = self.state.lock() else {
             return Attempt::Refused(Refused::Closed);
         };
-        if state.closed {
-            return Attempt::Refused(Refused::Closed);
-        }
         let held = state.per_client.get(&client).copied().unwrap_or(0);
         if !exempt && held >= self.per_client {
             return Attempt::Refused(Refused::PerClient);
@@ -200,6 +230,11 @@ impl ConnectionTable {
             let id = state.next_id;
             state.next_id += 1;
             let activity = Arc::new(Activity::new(client));
+            if state.closed {
+                // Accepted before the listener closed: asked to close from the start, which
+                // still lets it be served its first request (see `listener::Shared`).
+                activity.close();
+            }
             state.open.insert(id, activity.clone());
             *state.per_client.entry(client).or_insert(0) += 1;
             crate::metrics::connections_open(self.listener, state.open.len());
@@ -257,7 +292,8 @@ impl ConnectionTable {
         self.freed.notify_waiters();
     }
 
-    /// Refuses new connections and asks every open one to close (at shutdown).
+    /// Asks every open connection to close, and every one admitted from now on (the last
+    /// accepted before the listener closed) from the start (at shutdown).
     pub fn close_all(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
@@ -268,13 +304,14 @@ impl ConnectionTable {
         self.freed.notify_waiters();
     }
 
-    /// Resolves once no connection is open.
+    /// Resolves once no connection is open and none is waiting for admission.
     pub async fn drained(&self) {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if self.open() == 0 {
+            let left = self.state.lock().map_or(0, |s| s.open.len() + s.arriving);
+            if left == 0 {
                 return;
             }
             freed.await;
@@ -398,17 +435,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn after_close_all_nothing_is_admitted_and_drained_resolves_when_the_last_goes() {
+    async fn after_close_all_late_arrivals_are_asked_to_close_and_drained_waits_for_them() {
         let t = table(4, 4);
         let slot = t.admit(ip(1)).await.unwrap();
+        // Accepted before the listener closed, admitted after close_all.
+        let arrival = t.arrival();
         t.close_all();
         assert!(slot.activity().is_closing());
-        assert_eq!(t.admit(ip(2)).await.err(), Some(Refused::Closed));
         let drained = tokio::spawn({
             let t = t.clone();
             async move { t.drained().await }
         });
         drop(slot);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!drained.is_finished(), "an arrival is still to be admitted");
+        let late = t.admit(ip(2)).await.unwrap();
+        drop(arrival);
+        assert!(late.activity().is_closing());
+        assert!(!drained.is_finished(), "the late arrival is open");
+        drop(late);
         tokio::time::timeout(Duration::from_secs(1), drained)
             .await
             .unwrap()

@@ -3,6 +3,7 @@
 mod certs;
 mod keys;
 mod serve;
+mod shutdown;
 mod user;
 
 use crate::cli::{Cli, Command};

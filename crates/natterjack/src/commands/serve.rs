@@ -4,8 +4,8 @@ use crate::start_error::StartError;
 use std::io::Write;
 use tokio::net::TcpListener;
 
-/// Starts the REST listener and serves until SIGINT or SIGTERM; SIGHUP reloads the
-/// certificate.
+/// Starts the listeners and serves until SIGINT or SIGTERM, then shuts down gracefully
+/// (see [`super::shutdown`]); SIGHUP reloads the certificate.
 pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     // Before assembly, so that what the background tasks it starts record (the read
     // cache's listener saying it is connected) is counted.
@@ -78,6 +78,9 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         export_stopped,
     )
     .map_err(StartError::Other)?;
+    // Before the listeners are announced, so that a signal right after is a graceful
+    // shutdown and not the end of the process.
+    let signals = super::shutdown::Signals::register();
     let mut tasks = Vec::new();
     {
         let mut out = std::io::stdout().lock();
@@ -126,23 +129,30 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         }
         let _ = out.flush();
     }
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
+    tokio::spawn(super::shutdown::sequence(
+        signals,
+        assembled.state.lifecycle.clone(),
+        std::time::Duration::from_secs(cfg.shutdown.drain_secs),
+        stop,
+    ));
     natterjack_api::transport::serve(listener, assembled.tls, app, assembled.transport, on_stop())
         .await;
-    // Open watch streams would hold the gRPC listener up to their maximum duration: give
-    // them a grace period, then leave (the streams end with the process).
+    // The gRPC listener cuts what it still serves `timeout_secs` after the stop, as the
+    // REST one did (watch streams end at the stop itself); the operators' listeners have
+    // no long calls. The margin is for the cut connections to go.
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(cfg.shutdown.timeout_secs)
+        + std::time::Duration::from_secs(2);
     for task in tasks {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "a listener failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "a listener task failed"),
-            Err(_) => tracing::warn!("a listener still had open streams at shutdown"),
+            Err(_) => tracing::warn!("a listener was still open after the shutdown deadline"),
         }
     }
-    // Completion records are queued without waiting; commit the last of them before exit.
+    // Completion records are queued without waiting, the last of them once the last
+    // response was sent: commit them before exit.
     if assembled.state.audit.flush().await.is_err() {
         tracing::error!("could not flush the audit log at shutdown");
     }
@@ -158,27 +168,4 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
     assembled.store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutting down");
 }

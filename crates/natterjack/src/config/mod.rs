@@ -13,6 +13,7 @@ mod error;
 mod grpc;
 mod internal;
 mod rest;
+mod shutdown;
 mod tls;
 
 pub use access::AccessConfig;
@@ -26,6 +27,7 @@ pub use internal::InternalConfig;
 pub use natterjack_api::pipeline::rate_limit::RateLimitConfig;
 pub use rest::RestConfig;
 use serde::Deserialize;
+pub use shutdown::ShutdownConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 pub use tls::TlsConfig;
@@ -56,6 +58,8 @@ pub struct Config {
     pub internal: InternalConfig,
     /// Encryption at rest.
     pub encryption: EncryptionConfig,
+    /// What happens on SIGTERM: the drain, then the deadline.
+    pub shutdown: ShutdownConfig,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             internal: InternalConfig::default(),
             encryption: EncryptionConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -199,6 +204,7 @@ impl Config {
             .chain(self.grpc.positive())
             .chain(self.encryption.positive())
             .chain(self.tls.positive())
+            .chain(self.shutdown.positive())
             .find(|(_, v)| *v == 0)
         {
             return Err(ConfigError(format!("{key} must be at least 1")));

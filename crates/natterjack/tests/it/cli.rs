@@ -575,6 +575,7 @@ fn zero_timeouts_and_zero_sized_limits_are_refused_naming_the_key() {
             "auth.max_concurrent_hashes",
         ),
         ("NATTERJACK_TLS__RELOAD_CHECK_SECS", "tls.reload_check_secs"),
+        ("NATTERJACK_SHUTDOWN__TIMEOUT_SECS", "shutdown.timeout_secs"),
     ] {
         let (ok, _, stderr) = cli(&data, &["migrate"], "", &[(env, "0")]);
         assert!(!ok, "{env}=0 must be refused");

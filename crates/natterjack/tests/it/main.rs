@@ -37,6 +37,7 @@ mod read_cache;
 mod readme;
 mod safe_output;
 mod shared_limits;
+mod shutdown;
 mod siem;
 mod transport;
 mod transport_responses;

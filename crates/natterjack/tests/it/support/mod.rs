@@ -346,6 +346,24 @@ impl TestServer {
         self.child.id().expect("the server is running")
     }
 
+    /// Sends the server SIGTERM, as an orchestrator does to begin a graceful shutdown.
+    pub fn terminate(&self) {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// The server's exit status, once it has exited by itself within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the server did not exit within {within:?}"))
+            .expect("wait for the server")
+    }
+
     /// Stops the server (SIGKILL) and hands back its data directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill().await;
