@@ -331,3 +331,113 @@ async fn an_attack_spread_over_three_nodes_raises_one_alert_per_window_from_the_
         "{evidence}"
     );
 }
+
+/// A `redis-server` of the test's own that speaks only TLS, with a password, its
+/// certificate from `ca`; killed when dropped.
+struct TlsRedis {
+    port: u16,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    async fn start(test: &str, ca: &crate::support::certs::TestCa) -> Option<Self> {
+        // Needs redis-server, as the outage test does.
+        OwnRedis::start(test).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = ca.server("redis");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (cert, key, ca_file) = (
+            file("redis.pem", &leaf.cert_pem),
+            file("redis-key.pem", &leaf.key_pem),
+            file("ca.pem", &ca.pem),
+        );
+        let port = crate::support::haproxy::free_port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--tls-cert-file", &cert, "--tls-key-file", &key])
+            .args(["--tls-ca-cert-file", &ca_file, "--tls-auth-clients", "no"])
+            .args(["--requirepass", "redis-secret-9"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Self {
+            port,
+            _child: child,
+            _dir: dir,
+        })
+    }
+}
+
+/// Whether `server` says its rate-limit store answers, once it has decided something.
+async fn store_up(server: &TestServer) -> bool {
+    let client = server.client();
+    let _ = client.get(server.url("/health")).send().await.unwrap();
+    server
+        .metrics()
+        .await
+        .contains("natterjack_rate_limit_store_up 1")
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_password_is_trusted_only_through_its_ca_file_and_the_password() {
+    let ca = crate::support::certs::TestCa::new("redis");
+    let Some(redis) = TlsRedis::start("shared_limits::tls", &ca).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let right_ca = dir.path().join("redis-ca.pem");
+    std::fs::write(&right_ca, &ca.pem).unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, crate::support::certs::TestCa::new("other").pem).unwrap();
+    let start = |url: String, ca_file: &std::path::Path| {
+        let ca_file = ca_file.display().to_string();
+        async move {
+            let env = [
+                ("NATTERJACK_RATE_LIMIT__ENABLED", "true".to_owned()),
+                ("NATTERJACK_RATE_LIMIT__REDIS_URL", url),
+                ("NATTERJACK_RATE_LIMIT__REDIS_CA_FILE", ca_file),
+                (
+                    "NATTERJACK_RATE_LIMIT__REDIS_KEY_PREFIX",
+                    fresh_prefix("tls"),
+                ),
+            ];
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            TestServer::start_with(&env).await
+        }
+    };
+    let good = format!("rediss://:redis-secret-9@127.0.0.1:{}/", redis.port);
+    let wrong_password = format!("rediss://:not-it@127.0.0.1:{}/", redis.port);
+    // The right CA and password: the budgets are in Redis.
+    let trusted = start(good.clone(), &right_ca).await;
+    assert!(store_up(&trusted).await, "{}", trusted.metrics().await);
+    // A CA that did not sign Redis's certificate (the system's roots are not consulted
+    // either): the handshake fails, so Redis counts as down.
+    let distrusted = start(good, &other_ca).await;
+    assert!(!store_up(&distrusted).await);
+    // The right CA and the wrong password: refused by Redis's AUTH.
+    let unauthorised = start(wrong_password, &right_ca).await;
+    assert!(!store_up(&unauthorised).await);
+    assert!(
+        unauthorised
+            .stderr_lines()
+            .iter()
+            .all(|l| !l.contains("not-it")),
+        "the password never reaches the log"
+    );
+}

@@ -2,9 +2,12 @@
 //! The node first drains (`/health` 503, gRPC health `NOT_SERVING`, everything else served
 //! as usual), then stops accepting, finishes what it accepted (watch streams end with
 //! `UNAVAILABLE`), commits its audit log and exits 0. Both tests run with the default
-//! `[shutdown]` settings (a 5 s drain, 30 s for what is in flight).
+//! `[shutdown]` settings (a 5 s drain, 30 s for what is in flight). The last one restarts
+//! three nodes behind a real HAProxy, one after the other, under load, with a real
+//! collector receiving the audit trail.
 
 use crate::support::grpc_client::{channel, issue, request_id_of};
+use crate::support::rsyslog::Rsyslog;
 use crate::support::{PASSWORD, TestServer, cli, client_trusting, raw};
 use base64::Engine as _;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
@@ -630,13 +633,18 @@ async fn a_request_still_running_at_the_deadline_is_cut_counted_and_the_node_sti
     assert!(answer.is_empty(), "{answer}");
 }
 
-/// A node of [`behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request`]: on
-/// a fixed port, so that it comes back where the balancer expects it.
-async fn node(dir: tempfile::TempDir, env: &[(&'static str, String)], port: u16) -> TestServer {
+/// A node listening on `port` (so that the balancer finds it again after a restart), with
+/// the TOML configuration `toml` (settings the environment cannot express).
+async fn configured_node(
+    dir: tempfile::TempDir,
+    toml: &str,
+    env: &[(&'static str, String)],
+    port: u16,
+) -> TestServer {
     let listen = format!("127.0.0.1:{port}");
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("NATTERJACK_REST__LISTEN", &listen));
-    TestServer::start_in(dir, &env).await
+    TestServer::start_configured(dir, toml, &env).await
 }
 
 /// The requests `server` answered since it started, from its metrics.
@@ -651,7 +659,8 @@ async fn answered(server: &TestServer) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request() {
+async fn behind_haproxy_a_rolling_restart_of_three_nodes_fails_no_client_request_and_the_siem_receives_every_record()
+ {
     use crate::support::haproxy::{Haproxy, config, free_port};
     use crate::support::pg::PgDatabase;
 
@@ -660,6 +669,19 @@ async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request(
         return;
     };
     let a_dir = tempfile::tempdir().unwrap();
+    // A real collector, which every node's sink names: the node holding the sink's lease
+    // exports, and the lease moves as the nodes restart.
+    let rsyslog_dir = tempfile::tempdir().unwrap();
+    let tls = crate::siem::pki(a_dir.path());
+    let Some(rsyslog) = Rsyslog::start(test, &rsyslog_dir.path().join("rsyslog"), &tls).await
+    else {
+        db.drop_all().await;
+        return;
+    };
+    let sinks = format!(
+        "[[audit.sinks]]\nname = \"siem\"\nkind = \"syslog-tcp\"\naddress = \"{}\"\nconfirm_after_ms = 300\n",
+        rsyslog.tcp_address()
+    );
     db.prepare(&a_dir.path().join("data"));
     let mut env = db.env();
     env.push((
@@ -667,9 +689,9 @@ async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request(
         "127.0.0.1/32".into(),
     ));
     env.push(("NATTERJACK_REST__PROXY_PROTOCOL", "true".into()));
-    let ports = [free_port(), free_port()];
-    let a = node(a_dir, &env, ports[0]).await;
-    // One certificate, audit key and key-encryption key for both nodes.
+    let ports = [free_port(), free_port(), free_port()];
+    let a = configured_node(a_dir, &sinks, &env, ports[0]).await;
+    // One certificate, audit key and key-encryption key for every node.
     let data = a.data_dir();
     let file = |name: &str| data.join(name).display().to_string();
     env.extend([
@@ -679,7 +701,10 @@ async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request(
         ("NATTERJACK_AUDIT__KEY_FILE", file("audit.key")),
         ("NATTERJACK_ENCRYPTION__KEY_FILE", file("encryption.key")),
     ]);
-    let b = node(tempfile::tempdir().unwrap(), &env, ports[1]).await;
+    let mut nodes = vec![a];
+    for port in &ports[1..] {
+        nodes.push(configured_node(tempfile::tempdir().unwrap(), &sinks, &env, *port).await);
+    }
     let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let backends: Vec<SocketAddr> = ports
         .iter()
@@ -749,27 +774,26 @@ async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request(
     };
     assert!(more_writes(0).await, "the load is served");
 
-    // Node A: SIGTERM, exit 0, back on the same port, serving again through the balancer.
-    let mut a = a;
-    a.terminate();
-    let exit = a.exited_within(Duration::from_secs(60)).await;
-    assert!(exit.success(), "{exit:?}");
-    let a = node(a.stop().await, &env, ports[0]).await;
-    assert!(
-        eventually(Duration::from_secs(60), || {
-            let a = &a;
-            async move { answered(a).await >= 20.0 }
-        })
-        .await,
-        "the balancer sends requests to the restarted node"
-    );
-    // Node B likewise; the load ends once A alone has served more of it.
-    let mut b = b;
-    b.terminate();
-    let exit = b.exited_within(Duration::from_secs(60)).await;
-    assert!(exit.success(), "{exit:?}");
+    // One node after the other: SIGTERM, exit 0, back on the same port, serving again
+    // through the balancer before the next one stops.
+    for i in 0..nodes.len() {
+        nodes[i].terminate();
+        let exit = nodes[i].exited_within(Duration::from_secs(60)).await;
+        assert!(exit.success(), "node {i}: {exit:?}");
+        let stopped = nodes.remove(i);
+        let restarted = configured_node(stopped.stop().await, &sinks, &env, ports[i]).await;
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                let restarted = &restarted;
+                async move { answered(restarted).await >= 20.0 }
+            })
+            .await,
+            "the balancer sends requests to restarted node {i}"
+        );
+        nodes.insert(i, restarted);
+    }
     let served = created();
-    assert!(more_writes(served).await, "node A serves alone");
+    assert!(more_writes(served).await, "the restarted nodes serve");
     done.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -806,8 +830,23 @@ async fn behind_haproxy_a_rolling_restart_of_both_nodes_fails_no_client_request(
         assert_eq!(r.json::<Value>().await.unwrap()["message"], text.as_str());
     }
     let cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (ok, out, err) = cli(&a.data_dir(), &["audit", "verify"], "", &cli_env);
+    let (ok, out, err) = cli(&nodes[0].data_dir(), &["audit", "verify"], "", &cli_env);
     assert!(ok, "{out}{err}");
-    drop((a, b, haproxy));
+    // The collector has every record of the shared table, whichever node exported it.
+    let head: i64 = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.app_url).await.unwrap();
+        sqlx::query_scalar("SELECT max(id) FROM audit_log")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    rsyslog
+        .wait_for(Duration::from_secs(60), |received| {
+            let seen: std::collections::HashSet<i64> = received.iter().map(|r| r.id()).collect();
+            (1..=head).all(|id| seen.contains(&id))
+        })
+        .await;
+    drop((nodes, haproxy));
     db.drop_all().await;
 }
