@@ -81,9 +81,10 @@ pub struct RateLimitConfig {
     /// milliseconds. Default 1000.
     pub redis_retry_ms: u64,
     /// The policies (as named in this table) that refuse requests, with 503, while Redis
-    /// is down; the others fall back to this process's own budgets. Default the two that
-    /// bound password guessing and `credentials`: a login budget kept per node would
-    /// multiply the guesses an attacker gets by the number of nodes.
+    /// is down; the others fall back to this process's own budgets. Default
+    /// `failed_logins` and `credentials`: a login budget kept per node would multiply the
+    /// guesses an attacker gets by the number of nodes. `account_guesses` is always decided
+    /// together with `failed_logins`, so a login is refused while either fails closed.
     pub fail_closed: Vec<String>,
 }
 
@@ -159,7 +160,7 @@ impl Default for RateLimitConfig {
             redis_key_prefix: "natterjack:rl:".to_owned(),
             redis_timeout_ms: 100,
             redis_retry_ms: 1000,
-            fail_closed: ["failed_logins", "account_guesses", "credentials"]
+            fail_closed: ["failed_logins", "credentials"]
                 .map(str::to_owned)
                 .to_vec(),
         }
