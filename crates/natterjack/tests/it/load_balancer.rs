@@ -3,14 +3,14 @@
 //! rule: read only from `rate_limit.trusted_proxies`, and required from them.
 
 use crate::support::haproxy::{Haproxy, config, free_port};
+use crate::support::quota::{Quota, holds_at_three_times};
 use crate::support::raw::{connector, tcp_from};
 use crate::support::redis::{fresh_prefix, shared};
 use crate::support::{TestServer, client_trusting};
 use natterjack_core::audit::Phase;
-use reqwest::StatusCode;
 use rustls_pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The listener's address of `server`.
@@ -94,30 +94,15 @@ async fn behind_haproxy_every_node_sees_the_clients_own_address_and_one_shared_q
             .pool_max_idle_per_host(0)
     });
     let url = format!("https://{}/health", haproxy.front);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / (3.0 * RATE)));
-    let (mut admitted, mut refused) = (0u32, 0u32);
-    let started = Instant::now();
-    let mut last_admitted = started;
-    while started.elapsed().as_secs_f64() < SECONDS {
-        tick.tick().await;
-        match client.get(&url).send().await.unwrap().status() {
-            StatusCode::OK => {
-                admitted += 1;
-                last_admitted = Instant::now();
-            }
-            StatusCode::TOO_MANY_REQUESTS => refused += 1,
-            other => panic!("unexpected {other}"),
-        }
-    }
-    let elapsed = last_admitted.duration_since(started).as_secs_f64();
-    let rate = f64::from(admitted - BURST) / elapsed;
-    eprintln!(
-        "through haproxy: admitted {admitted}, refused {refused}: {rate:.2}/s against {RATE}/s"
-    );
-    assert!(
-        (rate - RATE).abs() <= 0.05 * RATE,
-        "admitted {rate:.2}/s after the burst, configured {RATE}/s"
-    );
+    let quota = Quota {
+        burst: BURST,
+        rate: RATE,
+    };
+    holds_at_three_times("through haproxy", quota, SECONDS, |_| {
+        let (client, url) = (&client, &url);
+        async move { client.get(url).send().await.unwrap().status() }
+    })
+    .await;
     // Every node served some of them, and recorded the client's own address, not the
     // balancer's (whose health checks are recorded as 127.0.0.1).
     for node in &nodes {

@@ -160,9 +160,7 @@ impl Default for RateLimitConfig {
             redis_key_prefix: "natterjack:rl:".to_owned(),
             redis_timeout_ms: 100,
             redis_retry_ms: 1000,
-            fail_closed: ["failed_logins", "credentials"]
-                .map(str::to_owned)
-                .to_vec(),
+            fail_closed: ["failed_logins", "credentials"].map(str::to_owned).to_vec(),
         }
     }
 }

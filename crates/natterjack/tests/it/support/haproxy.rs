@@ -48,17 +48,7 @@ impl Haproxy {
     /// Starts HAProxy with `cfg` (see [`config`]) listening on `front`, or `None` (a panic in
     /// CI) without `haproxy`.
     pub async fn start(test: &str, front: SocketAddr, cfg: &str) -> Option<Self> {
-        let found = std::process::Command::new("haproxy")
-            .arg("-v")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "haproxy is required in CI"
-            );
-            eprintln!("SKIPPED: {test}: no haproxy");
+        if !super::installed(test, "haproxy", "-v") {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");

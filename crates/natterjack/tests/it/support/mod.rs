@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod oidc;
 pub mod pg;
 pub mod proxy;
+pub mod quota;
 pub mod raw;
 pub mod redis;
 pub mod rsyslog;
@@ -415,6 +416,25 @@ pub fn client_trusting(
     )
     .build()
     .expect("client")
+}
+
+/// Whether the peer `program` is installed (`program version_flag` succeeds). Without it a
+/// test says loudly that it was skipped, except in CI, where it must run: then this panics.
+pub fn installed(test: &str, program: &str, version_flag: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(version_flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is required in CI"
+        );
+        eprintln!("SKIPPED: {test}: no {program}");
+    }
+    found
 }
 
 /// Username and password of a test user.

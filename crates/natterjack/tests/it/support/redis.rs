@@ -64,17 +64,7 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Starts one, or `None` (a panic in CI) when there is no `redis-server`.
     pub async fn start(test: &str) -> Option<Self> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is required in CI"
-            );
-            eprintln!("SKIPPED: {test}: no redis-server");
+        if !super::installed(test, "redis-server", "--version") {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
