@@ -8,8 +8,8 @@
 
 use crate::siem::{metric, pki};
 use crate::support::pg::PgDatabase;
-use crate::support::rsyslog::{Received, Rsyslog};
-use crate::support::{Creds, TestServer};
+use crate::support::rsyslog::{Received, Rsyslog, all_ids_arrived};
+use crate::support::{Creds, TestServer, pairs};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::Connection;
@@ -89,10 +89,6 @@ confirm_after_ms = 500
         drop(self.nodes);
         self.db.drop_all().await;
     }
-}
-
-fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// The newest audit id of the deployment.
@@ -252,10 +248,7 @@ fn first_arrivals(received: &[Received]) -> Vec<i64> {
 /// Waits until the collector holds every id from 1 to `head`.
 async fn collector_has_all(rsyslog: &Rsyslog, head: i64) -> Vec<Received> {
     rsyslog
-        .wait_for(Duration::from_secs(60), |received| {
-            let ids = arrivals(received, head);
-            (1..=head).all(|id| ids.contains_key(&id))
-        })
+        .wait_for(Duration::from_secs(60), all_ids_arrived(head, "tcp"))
         .await
 }
 

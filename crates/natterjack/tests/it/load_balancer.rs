@@ -6,7 +6,7 @@ use crate::support::haproxy::{Haproxy, config, free_port};
 use crate::support::quota::{Quota, holds_at_three_times};
 use crate::support::raw::{connector, tcp_from};
 use crate::support::redis::{fresh_prefix, shared};
-use crate::support::{TestServer, client_trusting};
+use crate::support::{TestServer, client_trusting, pairs};
 use natterjack_core::audit::Phase;
 use rustls_pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
@@ -55,12 +55,7 @@ async fn behind_haproxy_every_node_sees_the_clients_own_address_and_one_shared_q
         ),
         ("NATTERJACK_REST__PROXY_PROTOCOL", "true".into()),
     ];
-    let pairs = |env: &[(&'static str, String)]| -> Vec<(&'static str, String)> { env.to_vec() };
-    let start = |env: Vec<(&'static str, String)>| async move {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        TestServer::start_with(&env).await
-    };
-    let first = start(pairs(&env)).await;
+    let first = TestServer::start_with(&pairs(&env)).await;
     // One certificate for every node, as an operator would deploy them.
     let data = first.data_dir();
     env.push((
@@ -75,7 +70,11 @@ async fn behind_haproxy_every_node_sees_the_clients_own_address_and_one_shared_q
         "NATTERJACK_GRPC__CLIENT_CA",
         data.join("ca.pem").display().to_string(),
     ));
-    let nodes = [first, start(pairs(&env)).await, start(pairs(&env)).await];
+    let nodes = [
+        first,
+        TestServer::start_with(&pairs(&env)).await,
+        TestServer::start_with(&pairs(&env)).await,
+    ];
     let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let backends: Vec<SocketAddr> = nodes.iter().map(addr).collect();
     let Some(haproxy) = Haproxy::start(

@@ -2,7 +2,8 @@
 //! watcher on one of them, messages posted on both.
 
 use crate::support::grpc_client::{channel, issue_with};
-use crate::support::nodes::{Nodes, pairs};
+use crate::support::nodes::Nodes;
+use crate::support::pairs;
 use natterjack_api::grpc::proto::WatchMessagesRequest;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use std::time::Duration;

@@ -5,15 +5,11 @@
 
 use crate::support::pg::{PgDatabase, admin_url};
 use crate::support::proxy::TcpProxy;
-use crate::support::{TestServer, cli};
+use crate::support::{TestServer, cli, pairs};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
 use std::time::Duration;
-
-fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
 
 /// Runs `serve` and expects it to exit with an error; returns what it printed.
 async fn serve_refuses(data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {

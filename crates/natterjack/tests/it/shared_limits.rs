@@ -4,7 +4,7 @@
 
 use crate::support::quota::{Quota, holds_at_three_times};
 use crate::support::redis::{OwnRedis, fresh_prefix, shared};
-use crate::support::{TestServer, cli, client_trusting};
+use crate::support::{TestServer, cli, client_trusting, pairs};
 use natterjack::shared_limits::RedisBuckets;
 use natterjack_core::rate::shared::{Answer, Op, SharedBuckets, SharedCheck};
 use reqwest::StatusCode;
@@ -86,8 +86,7 @@ fn node_env(url: &str, prefix: &str, burst: u32, per_second: f64) -> Vec<(&'stat
 }
 
 async fn start_node(env: &[(&'static str, String)]) -> TestServer {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    TestServer::start_with(&env).await
+    TestServer::start_with(&pairs(env)).await
 }
 
 #[tokio::test]
@@ -399,8 +398,7 @@ async fn redis_over_tls_with_a_password_is_trusted_only_through_its_ca_file_and_
                     fresh_prefix("tls"),
                 ),
             ];
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            TestServer::start_with(&env).await
+            TestServer::start_with(&pairs(&env)).await
         }
     };
     let good = format!("rediss://:redis-secret-9@127.0.0.1:{}/", redis.port);

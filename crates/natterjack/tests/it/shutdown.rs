@@ -7,8 +7,8 @@
 //! collector receiving the audit trail.
 
 use crate::support::grpc_client::{channel, issue, request_id_of};
-use crate::support::rsyslog::Rsyslog;
-use crate::support::{PASSWORD, TestServer, cli, client_trusting, raw};
+use crate::support::rsyslog::{Rsyslog, all_ids_arrived};
+use crate::support::{PASSWORD, TestServer, cli, client_trusting, pairs, raw};
 use base64::Engine as _;
 use natterjack_api::grpc::proto::spaces_client::SpacesClient;
 use natterjack_api::grpc::proto::{CreateSpaceRequest, PostMessageRequest, WatchMessagesRequest};
@@ -642,7 +642,7 @@ async fn configured_node(
     port: u16,
 ) -> TestServer {
     let listen = format!("127.0.0.1:{port}");
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env = pairs(env);
     env.push(("NATTERJACK_REST__LISTEN", &listen));
     TestServer::start_configured(dir, toml, &env).await
 }
@@ -829,8 +829,7 @@ async fn behind_haproxy_a_rolling_restart_of_three_nodes_fails_no_client_request
         assert_eq!(r.status(), StatusCode::OK, "message {id}");
         assert_eq!(r.json::<Value>().await.unwrap()["message"], text.as_str());
     }
-    let cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (ok, out, err) = cli(&nodes[0].data_dir(), &["audit", "verify"], "", &cli_env);
+    let (ok, out, err) = cli(&nodes[0].data_dir(), &["audit", "verify"], "", &pairs(&env));
     assert!(ok, "{out}{err}");
     // The collector has every record of the shared table, whichever node exported it.
     let head: i64 = {
@@ -842,10 +841,7 @@ async fn behind_haproxy_a_rolling_restart_of_three_nodes_fails_no_client_request
             .unwrap()
     };
     rsyslog
-        .wait_for(Duration::from_secs(60), |received| {
-            let seen: std::collections::HashSet<i64> = received.iter().map(|r| r.id()).collect();
-            (1..=head).all(|id| seen.contains(&id))
-        })
+        .wait_for(Duration::from_secs(60), all_ids_arrived(head, "tcp"))
         .await;
     drop((nodes, haproxy));
     db.drop_all().await;

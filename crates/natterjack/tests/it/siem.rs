@@ -4,7 +4,7 @@
 //! audit table; a collector outage under load loses nothing; `audit.fail_closed` pauses
 //! changes while the backlog is over its bound.
 
-use crate::support::rsyslog::{PERMITTED_PEER, Received, Rsyslog, TlsFiles};
+use crate::support::rsyslog::{PERMITTED_PEER, Received, Rsyslog, TlsFiles, all_ids_arrived};
 use crate::support::{Creds, TestServer};
 use natterjack_core::audit::StoredAuditRecord;
 use reqwest::{Method, StatusCode};
@@ -81,16 +81,6 @@ fn matches_table(table: &[StoredAuditRecord], received: &[&Received], listener: 
         assert_eq!(got.pri / 8, 10, "facility authpriv");
     }
     resends
-}
-
-fn all_ids_arrived(table_head: i64, listener: &'static str) -> impl Fn(&[Received]) -> bool {
-    move |received| {
-        let mut seen = std::collections::HashSet::new();
-        for r in received.iter().filter(|r| r.listener == listener) {
-            seen.insert(r.id());
-        }
-        (1..=table_head).all(|id| seen.contains(&id))
-    }
 }
 
 fn sinks_toml(rsyslog: &Rsyslog, ca: &Path, extra: &str) -> String {

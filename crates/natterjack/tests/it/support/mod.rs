@@ -418,6 +418,12 @@ pub fn client_trusting(
     .expect("client")
 }
 
+/// `env` (owned values, as a test builds them) as the pairs [`TestServer::start_with`] and
+/// [`cli`] take.
+pub fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// Whether the peer `program` is installed (`program version_flag` succeeds). Without it a
 /// test says loudly that it was skipped, except in CI, where it must run: then this panics.
 pub fn installed(test: &str, program: &str, version_flag: &str) -> bool {

@@ -2,7 +2,7 @@
 //! key and the key-encryption key, as two nodes behind a load balancer would.
 
 use super::pg::PgDatabase;
-use super::{TestServer, cli};
+use super::{TestServer, cli, pairs};
 
 /// Two nodes on one fresh database, sharing the audit key and the key-encryption key.
 pub struct Nodes {
@@ -46,9 +46,4 @@ impl Nodes {
         drop(self.b);
         self.db.drop_all().await;
     }
-}
-
-/// `env` as the pairs [`TestServer::start_with`] takes.
-pub fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }

@@ -543,3 +543,14 @@ fn parse_structured_data(sd: &str) -> Result<Vec<SdElement>, String> {
     }
     Ok(elements)
 }
+
+/// For [`Rsyslog::wait_for`]: every id from 1 to `table_head` arrived on `listener`.
+pub fn all_ids_arrived(table_head: i64, listener: &'static str) -> impl Fn(&[Received]) -> bool {
+    move |received| {
+        let mut seen = std::collections::HashSet::new();
+        for r in received.iter().filter(|r| r.listener == listener) {
+            seen.insert(r.id());
+        }
+        (1..=table_head).all(|id| seen.contains(&id))
+    }
+}
