@@ -10,7 +10,6 @@ use crate::policy::{GrantPolicy, may_change};
 use crate::ports::{MemberRecord, MessagePage, MessageRecord, SpaceRecord, Store};
 use crate::principal::{AdminAccess, Caller, Principal};
 use secrecy::{ExposeSecret, SecretString};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 use zeroize::Zeroizing;
@@ -35,7 +34,7 @@ pub struct Service {
     /// The ids of the latest messages handed to the watchers, whichever way they came
     /// (posted here, or announced by the database: see [`crate::feed`]), so that a message
     /// that comes both ways is handed on once, by whichever comes first.
-    delivered: Mutex<VecDeque<MessageId>>,
+    delivered: Mutex<crate::feed::HandedOn>,
 }
 
 /// Messages the feed holds for its slowest watcher; one that falls further behind is told
@@ -54,7 +53,7 @@ impl Service {
             auth: Arc::new(auth),
             settings,
             posted: broadcast::channel(FEED_CAPACITY).0,
-            delivered: Mutex::new(VecDeque::with_capacity(DELIVERED)),
+            delivered: Mutex::new(crate::feed::HandedOn::new(DELIVERED)),
         }
     }
 
@@ -81,20 +80,14 @@ impl Service {
     /// Hands `message` to the watchers unless it was handed on already (it came the other
     /// way first). Nobody watching is not an error.
     fn deliver(&self, message: MessageRecord) {
-        {
-            let mut delivered = self
-                .delivered
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if delivered.contains(&message.id) {
-                return;
-            }
-            if delivered.len() == DELIVERED {
-                delivered.pop_front();
-            }
-            delivered.push_back(message.id);
+        let first = self
+            .delivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(message.id);
+        if first {
+            let _ = self.posted.send(message);
         }
-        let _ = self.posted.send(message);
     }
 
     /// The authenticator, for the authentication step of each transport's pipeline.
@@ -399,7 +392,7 @@ impl crate::feed::PostedSink for Service {
             .delivered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&message);
+            .contains(message);
         if handed_on || self.posted.receiver_count() == 0 {
             return;
         }
