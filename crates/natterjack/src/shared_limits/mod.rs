@@ -141,14 +141,12 @@ pub struct Shared {
 }
 
 /// What `cfg` asks to share: `None` without `redis_url` (each process keeps its own, as a
-/// single node should).
+/// single node should). `cfg` is checked already (`Config::validate`, through
+/// `RateLimits::new`).
 pub fn from_config(cfg: &RateLimitConfig) -> Result<Option<Shared>, String> {
     let Some(url) = &cfg.redis_url else {
         return Ok(None);
     };
-    if cfg.redis_timeout_ms == 0 || cfg.redis_retry_ms == 0 {
-        return Err("rate_limit.redis_timeout_ms and redis_retry_ms must be at least 1".into());
-    }
     let timeout = Duration::from_millis(cfg.redis_timeout_ms);
     let store = RedisBuckets::connect(
         url.expose_secret(),

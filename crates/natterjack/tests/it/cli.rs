@@ -576,6 +576,14 @@ fn zero_timeouts_and_zero_sized_limits_are_refused_naming_the_key() {
         ),
         ("NATTERJACK_TLS__RELOAD_CHECK_SECS", "tls.reload_check_secs"),
         ("NATTERJACK_SHUTDOWN__TIMEOUT_SECS", "shutdown.timeout_secs"),
+        (
+            "NATTERJACK_RATE_LIMIT__REDIS_TIMEOUT_MS",
+            "rate_limit.redis_timeout_ms",
+        ),
+        (
+            "NATTERJACK_RATE_LIMIT__REDIS_RETRY_MS",
+            "rate_limit.redis_timeout_ms and redis_retry_ms",
+        ),
     ] {
         let (ok, _, stderr) = cli(&data, &["migrate"], "", &[(env, "0")]);
         assert!(!ok, "{env}=0 must be refused");

@@ -215,6 +215,9 @@ impl RateLimits {
             quota.check(name)?;
         }
         cfg.fail_closed_policies()?;
+        if cfg.redis_timeout_ms == 0 || cfg.redis_retry_ms == 0 {
+            return Err("rate_limit.redis_timeout_ms and redis_retry_ms must be at least 1".into());
+        }
         if cfg.max_keys == 0 {
             return Err("rate_limit.max_keys must be at least 1".into());
         }
