@@ -27,6 +27,7 @@ pub mod ports;
 pub mod principal;
 pub mod rate;
 pub mod service;
+pub mod session;
 pub mod store_cache;
 
 pub use error::ServiceError;

@@ -235,3 +235,41 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for AuditRow {
 pub(crate) fn audit_records(rows: Vec<AuditRow>) -> Vec<StoredAuditRecord> {
     rows.into_iter().map(|r| r.0).collect()
 }
+
+/// A session row joined with its account: key, method, credential mark, admin then, opened,
+/// last seen, address; then the account's id, name, password hash and admin now.
+pub(crate) type SessionRow = (
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    bool,
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    bool,
+);
+
+/// The columns of a [`SessionRow`], in order, from `console_sessions s JOIN users u`.
+pub(crate) const SESSION_COLUMNS: &str = "s.id_hash, s.method, s.credential_mark, s.is_admin, \
+     s.created_at, s.last_seen_at, s.client_ip, u.id, u.username, u.password_hash, u.is_admin";
+
+/// A stored session with its account.
+pub(crate) fn session(
+    row: SessionRow,
+) -> Result<natterjack_core::session::StoredSession, StoreError> {
+    use natterjack_core::domain::Timestamp;
+    Ok(natterjack_core::session::StoredSession {
+        key: natterjack_core::session::SessionKey::from_bytes(&row.0)
+            .ok_or_else(|| corrupt("console_sessions.id_hash"))?,
+        method: row.1,
+        credential_mark: row.2,
+        admin: row.3,
+        created_at: Timestamp::from_micros(row.4),
+        last_seen_at: Timestamp::from_micros(row.5),
+        client_ip: row.6,
+        user: user(row.7, &row.8, row.9, row.10)?,
+    })
+}

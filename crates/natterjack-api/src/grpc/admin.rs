@@ -94,6 +94,7 @@ impl Admin for AdminService {
         self.state
             .unary(req, "Admin", op, |_, msg| async move {
                 let query = AuditQuery {
+                    decision: None,
                     since: convert::time("since", &msg.since)?,
                     until: convert::time("until", &msg.until)?,
                     principal: convert::optional(&msg.principal)

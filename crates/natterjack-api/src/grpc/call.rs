@@ -108,7 +108,7 @@ impl crate::pipeline::Inbound for Inbound<'_> {
         Ok(())
     }
 
-    fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
+    async fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
         if self.operator {
             // The operator authenticated by reaching the admin socket.
             return Ok(None);

@@ -49,6 +49,9 @@ impl From<PipelineRefusal> for GrpcError {
             PipelineRefusal::BadCredential(
                 CredentialError::Malformed(why) | CredentialError::Unsupported(why),
             ) => GrpcError::NoCertificate(why),
+            PipelineRefusal::BadCredential(CredentialError::Forged(why)) => {
+                GrpcError::Service(ServiceError::Forbidden(why))
+            }
             PipelineRefusal::Unauthenticated => GrpcError::Service(ServiceError::Unauthenticated),
             PipelineRefusal::InvalidToken(reason) => GrpcError::InvalidToken(reason),
             PipelineRefusal::ChangesPaused(p) => GrpcError::ChangesPaused(p),

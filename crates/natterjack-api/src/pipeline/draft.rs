@@ -25,6 +25,9 @@ pub struct Draft {
     /// The client certificate a bearer token came with: the calling service, named in the
     /// record's reason beside the token's principal.
     pub(crate) via: Option<String>,
+    /// The start of the hash of the session a console request came with, named in the
+    /// record's reason (the token itself is never recorded).
+    pub(crate) session: Option<String>,
     started: Instant,
     metric_label: Option<&'static str>,
     clock: SharedClock,
@@ -53,6 +56,7 @@ impl Draft {
             target: clean(target, 200),
             allowed_because: None,
             via: None,
+            session: None,
             started: clock.now(),
             metric_label: None,
             clock,
@@ -92,16 +96,25 @@ impl Draft {
         self.client_ip = ip.to_string();
     }
 
-    /// A record of this request at `phase`.
-    /// `reason`, followed by the calling service when a token came through one.
+    /// `reason`, followed by the calling service when a token came through one, and by the
+    /// session a console request came with.
     fn with_via(&self, reason: Option<String>) -> Option<String> {
-        let reason = match (&self.via, reason) {
-            (Some(via), Some(r)) => Some(format!("{r}; via certificate {via}")),
-            (Some(via), None) => Some(format!("via certificate {via}")),
-            (None, r) => r,
-        };
-        reason.map(|r| clean(&r, 200))
+        let via = self
+            .via
+            .as_ref()
+            .map(|via| format!("via certificate {via}"));
+        let session = self.session.as_ref().map(|key| format!("session {key}"));
+        let parts: Vec<String> = [reason, via, session].into_iter().flatten().collect();
+        (!parts.is_empty()).then(|| clean(&parts.join("; "), 200))
     }
+
+    /// The session a console request came with, named by the start of its key's hash
+    /// ([`natterjack_core::session::SessionKey::short`]).
+    pub fn session(&mut self, short_key: String) {
+        self.session = Some(short_key);
+    }
+
+    /// A record of this request at `phase`.
 
     pub(crate) fn record(
         &self,

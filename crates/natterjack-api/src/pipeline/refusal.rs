@@ -12,13 +12,19 @@ pub enum CredentialError {
     Malformed(&'static str),
     /// A scheme or kind this server does not take (answered like wrong credentials).
     Unsupported(&'static str),
+    /// A credential sent without the proof its scheme requires for this request: a session
+    /// cookie on a state change without its CSRF token, or from another site. Answered as
+    /// forbidden; the cookie is not even looked up.
+    Forged(&'static str),
 }
 
 impl CredentialError {
     /// The metric label and audit reason.
     pub fn reason(self) -> &'static str {
         match self {
-            CredentialError::Malformed(r) | CredentialError::Unsupported(r) => r,
+            CredentialError::Malformed(r)
+            | CredentialError::Unsupported(r)
+            | CredentialError::Forged(r) => r,
         }
     }
 }

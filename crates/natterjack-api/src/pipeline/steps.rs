@@ -39,7 +39,11 @@ pub trait Inbound {
     fn well_formed(&mut self) -> Result<(), Self::Error>;
 
     /// Step 3: the credential presented, parsed but not verified; `None` when there is none.
-    fn credential(&mut self) -> Result<Option<Credential>, CredentialError>;
+    /// Asynchronous because a credential may come in the body (the console's login form),
+    /// which is read only now, after the rate limits and the form checks.
+    fn credential(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Credential>, CredentialError>> + Send;
 
     /// Step 3: the calling service a credential came through, when it is not the
     /// credential's own holder (gRPC: the client certificate beside a token or password).
@@ -107,7 +111,7 @@ pub async fn admit<I: Inbound>(
     // 2
     inbound.well_formed()?;
     // 3
-    let caller = match inbound.credential() {
+    let caller = match inbound.credential().await {
         Ok(None) => Caller::Anonymous,
         Ok(Some(credential)) => Caller::User({
             draft.via = inbound
@@ -182,6 +186,9 @@ async fn authenticate(
             // The TLS layer vouched for the name; it is recorded even if it names no user.
             draft.principal = Some(natterjack_core::audit::record::clean(name, 64));
         }
+        Credential::Session { token } => {
+            draft.session = Some(token.key().short());
+        }
         Credential::Password { .. } | Credential::Bearer { .. } => {}
     }
     let claim = |draft: &mut Draft| {
@@ -210,6 +217,8 @@ async fn authenticate(
             let reason = match (credential, failure) {
                 (Credential::Bearer { .. }, AuthFailure::Refused(reason)) => reason,
                 (Credential::Bearer { .. }, _) => "no issuer takes bearer tokens",
+                (Credential::Session { .. }, AuthFailure::Refused(reason)) => reason,
+                (Credential::Session { .. }, _) => "sessions are not served here",
                 (Credential::Certificate { .. }, _) => "certificate names no known user",
                 (Credential::Password { .. }, _) => "wrong username or password",
             };

@@ -68,6 +68,9 @@ impl From<PipelineRefusal> for ApiError {
             }
             PipelineRefusal::BadCredential(CredentialError::Unsupported(_))
             | PipelineRefusal::Unauthenticated => ApiError::Unauthenticated,
+            PipelineRefusal::BadCredential(CredentialError::Forged(why)) => {
+                ApiError::Service(ServiceError::Forbidden(why))
+            }
             PipelineRefusal::InvalidToken(reason) => ApiError::InvalidToken(reason),
             PipelineRefusal::ChangesPaused(p) => ApiError::ChangesPaused(p),
             PipelineRefusal::Service(e) => ApiError::Service(e),

@@ -163,7 +163,7 @@ impl Inbound for Head<'_> {
         check_form(self.parts, self.body_is_empty)
     }
 
-    fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
+    async fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
         let mut values = self.parts.headers.get_all(header::AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Ok(None);

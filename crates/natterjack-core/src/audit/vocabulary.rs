@@ -15,6 +15,8 @@ pub enum Transport {
     Internal,
     /// The anomaly monitor and the disk-space probe, which record alerts of their own.
     Monitor,
+    /// The browser console: HTML forms over HTTPS, under `/console/`.
+    Console,
 }
 
 /// How the caller proved who they are.
@@ -31,6 +33,9 @@ pub enum AuthMethod {
     Bearer,
     /// The operator on the local admin socket.
     LocalOperator,
+    /// A browser session of the console (opened by a form login or single sign-on); the
+    /// record's reason names the session by the start of its key's hash.
+    Session,
 }
 
 /// The class of a request's outcome, which the SIEM and the anomaly monitor count.
@@ -91,8 +96,8 @@ macro_rules! spelled {
     };
 }
 
-spelled!(Transport { Rest => "rest", Grpc => "grpc", Internal => "internal", Monitor => "monitor" });
-spelled!(AuthMethod { None => "none", Basic => "basic", Mtls => "mtls", Bearer => "bearer", LocalOperator => "local-operator" });
+spelled!(Transport { Rest => "rest", Grpc => "grpc", Internal => "internal", Monitor => "monitor", Console => "console" });
+spelled!(AuthMethod { None => "none", Basic => "basic", Mtls => "mtls", Bearer => "bearer", LocalOperator => "local-operator", Session => "session" });
 spelled!(Decision { Pending => "pending", Allow => "allow", Deny => "deny", Reject => "reject", Error => "error", Alert => "alert" });
 
 /// The number, as stored and exported.
@@ -120,7 +125,9 @@ impl Status {
     pub fn of(transport: Transport, code: u16) -> Self {
         match transport {
             Transport::Grpc => Status::Grpc(code),
-            Transport::Rest | Transport::Internal | Transport::Monitor => Status::Http(code),
+            Transport::Rest | Transport::Internal | Transport::Monitor | Transport::Console => {
+                Status::Http(code)
+            }
         }
     }
 

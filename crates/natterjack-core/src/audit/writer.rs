@@ -11,7 +11,7 @@ use super::coalesce::{CoalescePolicy, Coalescer, LimitedBy, Verdict};
 use super::export_gate::ExportGate;
 use super::linking::{check_key, link, verified_head};
 use super::space_gate::SpaceGate;
-use super::{AuditRecord, AuditStore, HeadAnchor, StoredAuditRecord};
+use super::{AuditRecord, AuditStore, Decision, HeadAnchor, StoredAuditRecord};
 use crate::ServiceError;
 use crate::clock::SharedClock;
 use crate::domain::{Limit, Timestamp, Username};
@@ -30,6 +30,8 @@ pub struct AuditQuery {
     pub until: Option<Timestamp>,
     /// Records of this user only.
     pub principal: Option<Username>,
+    /// Records with this decision only (the console's outcome filter).
+    pub decision: Option<Decision>,
     /// Cursor: records with a smaller id.
     pub after: Option<i64>,
     /// Page size.

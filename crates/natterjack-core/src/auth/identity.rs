@@ -6,6 +6,7 @@ use crate::ServiceError;
 use crate::audit::{AuthMethod, LimitedBy};
 use crate::principal::Principal;
 use crate::rate::gcra::Refusal;
+use crate::session::SessionToken;
 use async_trait::async_trait;
 use secrecy::SecretString;
 use std::net::IpAddr;
@@ -33,6 +34,11 @@ pub enum Credential {
         /// The token as sent; never logged, audited or shown in `Debug`.
         token: SecretString,
     },
+    /// A browser session of the console: the token of its `__Host-` cookie.
+    Session {
+        /// The token as sent; only its hash is ever stored, logged or audited.
+        token: SessionToken,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -46,6 +52,10 @@ impl std::fmt::Debug for Credential {
                 f.debug_struct("Certificate").field("name", name).finish()
             }
             Credential::Bearer { .. } => f.debug_struct("Bearer").finish_non_exhaustive(),
+            Credential::Session { token } => f
+                .debug_struct("Session")
+                .field("key", &token.key())
+                .finish(),
         }
     }
 }
@@ -57,6 +67,7 @@ impl Credential {
             Credential::Password { .. } => AuthMethod::Basic,
             Credential::Certificate { .. } => AuthMethod::Mtls,
             Credential::Bearer { .. } => AuthMethod::Bearer,
+            Credential::Session { .. } => AuthMethod::Session,
         }
     }
 
@@ -66,7 +77,7 @@ impl Credential {
         match self {
             Credential::Password { username, .. } => username,
             Credential::Certificate { name } => name,
-            Credential::Bearer { .. } => "",
+            Credential::Bearer { .. } | Credential::Session { .. } => "",
         }
     }
 }

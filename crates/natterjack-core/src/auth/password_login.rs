@@ -52,7 +52,9 @@ impl IdentityProvider for PasswordLogins {
             Credential::Password { username, password } => {
                 Some(self.login(username, password, from).await)
             }
-            Credential::Certificate { .. } | Credential::Bearer { .. } => None,
+            Credential::Certificate { .. }
+            | Credential::Bearer { .. }
+            | Credential::Session { .. } => None,
         }
     }
 }

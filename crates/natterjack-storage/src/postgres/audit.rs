@@ -5,7 +5,9 @@ use super::PgStore;
 use super::errors::{classify, corrupt};
 use crate::rows::{AuditRow, NEWEST_TWO_AUDIT, audit_columns, audit_records};
 use async_trait::async_trait;
-use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
+use natterjack_core::audit::{
+    AuditQuery, AuditStore, ChainHead, Decision, Linker, StoredAuditRecord,
+};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
 
@@ -124,6 +126,7 @@ impl AuditStore for PgStore {
             " FROM audit_log \
              WHERE ($1::bigint IS NULL OR time >= $1) AND ($2::bigint IS NULL OR time < $2) \
              AND ($3::text IS NULL OR lower(principal) = lower($3)) AND ($4::bigint IS NULL OR id < $4) \
+             AND ($6::text IS NULL OR decision = $6) \
              ORDER BY id DESC LIMIT $5"
         ))
         .bind(q.since.map(Timestamp::micros))
@@ -131,6 +134,7 @@ impl AuditStore for PgStore {
         .bind(q.principal.as_ref().map(|p| p.as_str().to_owned()))
         .bind(q.after)
         .bind(i64::from(q.limit.get()))
+        .bind(q.decision.map(Decision::as_str))
         .fetch_all(self.pool())
         .await
         .map_err(classify)?;

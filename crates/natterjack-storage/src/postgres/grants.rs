@@ -23,6 +23,8 @@ use sqlx::{Connection, PgConnection};
 ///   moving it back); never delete.
 /// - external_identities: read, link; never relink or unlink (an operator's migration).
 /// - schema_migrations: read, so the server can check the schema version.
+/// - console_sessions: open, read, end (logout, revocation, expiry); record the last use.
+/// - console_pending_logins: keep and take (by deleting) a sign-on in progress.
 ///
 /// Identity columns draw from their sequences without any grant on them.
 const GRANTS: &[&str] = &[
@@ -46,6 +48,9 @@ const GRANTS: &[&str] = &[
     "GRANT UPDATE (delivered_id) ON TABLE public.audit_export_cursor TO %I",
     "GRANT SELECT, INSERT ON TABLE public.external_identities TO %I",
     "GRANT SELECT ON TABLE public.schema_migrations TO %I",
+    "GRANT SELECT, INSERT, DELETE ON TABLE public.console_sessions TO %I",
+    "GRANT UPDATE (last_seen_at) ON TABLE public.console_sessions TO %I",
+    "GRANT SELECT, INSERT, DELETE ON TABLE public.console_pending_logins TO %I",
 ];
 
 /// Replaces whatever the app role held on tables and sequences with [`GRANTS`], atomically:

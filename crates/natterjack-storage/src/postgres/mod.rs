@@ -41,6 +41,7 @@ mod privileges;
 mod roles;
 mod scram;
 mod sealed;
+mod sessions;
 mod store;
 mod target;
 mod tls;

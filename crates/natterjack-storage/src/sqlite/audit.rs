@@ -6,7 +6,9 @@ use super::SqliteStore;
 use super::errors::{classify, corrupt};
 use crate::rows::{AuditColumns, NEWEST_TWO_AUDIT, audit_columns};
 use async_trait::async_trait;
-use natterjack_core::audit::{AuditQuery, AuditStore, ChainHead, Linker, StoredAuditRecord};
+use natterjack_core::audit::{
+    AuditQuery, AuditStore, ChainHead, Decision, Linker, StoredAuditRecord,
+};
 use natterjack_core::domain::Timestamp;
 use natterjack_core::ports::StoreError;
 use rusqlite::{Connection, OptionalExtension, Params};
@@ -91,6 +93,7 @@ impl AuditStore for SqliteStore {
             q.principal.as_ref().map(|p| p.as_str().to_owned()),
             q.after,
             q.limit.get(),
+            q.decision.map(Decision::as_str),
         );
         self.readers
             .read_blocking(move |c| {
@@ -102,6 +105,7 @@ impl AuditStore for SqliteStore {
                         " FROM audit_log \
                          WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) \
                          AND (?3 IS NULL OR principal = ?3 COLLATE NOCASE) AND (?4 IS NULL OR id < ?4) \
+                         AND (?6 IS NULL OR decision = ?6) \
                          ORDER BY id DESC LIMIT +?5"
                     ),
                     params,

@@ -20,9 +20,16 @@ const UPDATABLE: &[(&str, &[&str])] = &[
     ("audit_export_cursor", &["delivered_id"]),
     // Moved by the triggers of the cached tables; another trigger lets it only move forward.
     ("cache_epoch", &["n"]),
+    ("console_sessions", &["last_seen_at"]),
 ];
 /// Tables the API deletes from (moderation and revocation). Every other DELETE is refused.
-const DELETABLE: &[&str] = &["messages", "memberships"];
+const DELETABLE: &[&str] = &[
+    "messages",
+    "memberships",
+    // Logout, revocation, expiry; a pending sign-on is taken by deleting it.
+    "console_sessions",
+    "console_pending_logins",
+];
 /// Tables the API inserts into.
 const INSERTABLE: &[&str] = &[
     "users",
@@ -32,6 +39,8 @@ const INSERTABLE: &[&str] = &[
     "audit_log",
     "audit_export_cursor",
     "external_identities",
+    "console_sessions",
+    "console_pending_logins",
 ];
 
 /// The decision for one action, as a pure function so it can be tested without a database.

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "message_feed",
         include_str!("../../migrations/sqlite/0010_message_feed.sql"),
     ),
+    (
+        11,
+        "console_sessions",
+        include_str!("../../migrations/sqlite/0011_console_sessions.sql"),
+    ),
 ];
 
 /// The version whose transaction first seals every plaintext row ([`sealed::seal_plaintext`]).

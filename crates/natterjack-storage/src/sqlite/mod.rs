@@ -15,6 +15,7 @@ mod invalidations;
 pub mod migrate;
 mod readers;
 mod sealed;
+mod sessions;
 mod store;
 mod writer;
 

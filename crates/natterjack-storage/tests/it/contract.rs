@@ -81,6 +81,7 @@ fn ids(records: &[StoredAuditRecord]) -> Vec<i64> {
 
 fn page(limit_n: u8) -> AuditQuery {
     AuditQuery {
+        decision: None,
         since: None,
         until: None,
         principal: None,

@@ -126,7 +126,7 @@ pub fn ecs_line(stored: &StoredAuditRecord) -> Vec<u8> {
     let mac = hex(&stored.mac);
     let alert = r.phase == Phase::Alert;
     let (category, protocol) = match r.transport {
-        Transport::Rest => (Some("web"), Some("http")),
+        Transport::Rest | Transport::Console => (Some("web"), Some("http")),
         Transport::Grpc => (Some("network"), Some("grpc")),
         Transport::Internal | Transport::Monitor => (None, None),
     };

@@ -19,6 +19,7 @@ pub(crate) async fn list(
         "only admins may read the audit log",
     ))?;
     let query = AuditQuery {
+        decision: None,
         since: params
             .since
             .as_deref()
