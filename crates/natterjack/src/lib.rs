@@ -10,6 +10,7 @@ pub mod audit_files;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod data_dir;
 pub mod dev_ca;
 pub mod disk_space;

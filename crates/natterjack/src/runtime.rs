@@ -23,6 +23,7 @@ use natterjack_core::auth::{
 use natterjack_core::clock::SharedClock;
 use natterjack_core::ports::Store;
 use natterjack_core::service::{Service, ServiceSettings};
+use natterjack_core::session::{SessionLogins, SessionSettings, Sessions};
 use natterjack_federation::ldap::LdapDirectory;
 use natterjack_federation::oidc::BearerLogins;
 use std::sync::Arc;
@@ -153,6 +154,8 @@ pub struct Assembled {
     /// The free space of the data directory, which `audit.min_free_mb` turns into refusals
     /// (measured by `natterjack serve`, see [`crate::disk_space`]).
     pub space_gate: Arc<SpaceGate>,
+    /// The console's browser sessions (also an identity provider of `state`).
+    pub sessions: Arc<Sessions>,
 }
 
 impl Assembled {
@@ -161,6 +164,16 @@ impl Assembled {
     /// build it here, so they run the same pipeline.
     pub fn app(&self, extra: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Router {
         secure_pipeline(extra(routes()), self.state.clone(), self.pipeline)
+    }
+
+    /// [`Assembled::app`] with the browser console under `/console/` (when
+    /// `console.enabled`), for a REST listener bound at `bound`.
+    pub fn app_with_console(&self, cfg: &Config, bound: std::net::SocketAddr) -> Router {
+        let app = self.app(|routes| routes);
+        match crate::console::router(cfg, &self.state, &self.sessions, &self.store, bound) {
+            Some(console) => console.merge(app),
+            None => app,
+        }
     }
 }
 
@@ -305,8 +318,18 @@ pub async fn assemble_with_clock(
     )
     .await
     .map_err(|e| StartError::Config(ConfigError(e)))?;
-    let state =
-        AppState::new(service, Arc::new(limits), audit, clock).with_provider(Arc::new(bearer));
+    let sessions = Arc::new(Sessions::new(
+        store.sessions(),
+        cache.store.clone(),
+        SessionSettings {
+            idle: Duration::from_secs(cfg.console.session_idle_secs),
+            absolute: Duration::from_secs(cfg.console.session_absolute_secs),
+        },
+        clock.clone(),
+    ));
+    let state = AppState::new(service, Arc::new(limits), audit, clock)
+        .with_provider(Arc::new(bearer))
+        .with_provider(Arc::new(SessionLogins(sessions.clone())));
     let g = &cfg.grpc;
     let grpc = GrpcState::new(
         state.clone(),
@@ -335,5 +358,6 @@ pub async fn assemble_with_clock(
         dev_ca,
         pipeline,
         transport,
+        sessions,
     })
 }

@@ -35,6 +35,14 @@ impl Storage {
         }
     }
 
+    /// The store as the port of the console's sessions.
+    pub fn sessions(&self) -> Arc<dyn natterjack_core::session::SessionStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
     /// The store as the audit log's port.
     pub fn audit_store(&self) -> Arc<dyn AuditStore> {
         match self {

@@ -108,6 +108,13 @@ impl Draft {
         (!parts.is_empty()).then(|| clean(&parts.join("; "), 200))
     }
 
+    /// Records who signed in when the request itself carried no credential the pipeline
+    /// verified: a single sign-on, proven by its provider's answer inside the handler.
+    pub fn signed_in(&mut self, principal: &str, method: AuthMethod) {
+        self.principal = Some(clean(principal, 64));
+        self.auth_method = method;
+    }
+
     /// The session a console request came with, named by the start of its key's hash
     /// ([`natterjack_core::session::SessionKey::short`]).
     pub fn session(&mut self, short_key: String) {
@@ -115,7 +122,6 @@ impl Draft {
     }
 
     /// A record of this request at `phase`.
-
     pub(crate) fn record(
         &self,
         phase: Phase,

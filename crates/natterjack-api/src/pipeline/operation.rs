@@ -58,6 +58,16 @@ pub enum Operation {
     OperatorSetAdmin,
     /// The operator reads the audit trail.
     OperatorQueryAudit,
+    /// A console page anyone may load: the login form, the stylesheet, the SAML metadata.
+    ConsolePage,
+    /// A console login with a username and password: opens a browser session.
+    ConsoleLogin,
+    /// A console logout: ends the browser session.
+    ConsoleLogout,
+    /// The start of a single sign-on: the browser is sent to its identity provider.
+    SignOnStart,
+    /// The end of a single sign-on: the provider's answer opens a browser session.
+    SignOnFinish,
 }
 
 impl Operation {
@@ -65,8 +75,8 @@ impl Operation {
     pub fn need(self) -> Need {
         use Operation::*;
         match self {
-            Health | OpenApi | Register => Need::Nothing,
-            ListAudit | CreateSpace | ListSpaces => Need::Principal,
+            Health | OpenApi | Register | ConsolePage | SignOnStart | SignOnFinish => Need::Nothing,
+            ListAudit | CreateSpace | ListSpaces | ConsoleLogin | ConsoleLogout => Need::Principal,
             GetSpace | ListMessages | GetMessage | ListMembers | WatchMessages => {
                 Need::Space(Permissions::READ)
             }
@@ -82,9 +92,10 @@ impl Operation {
         use Operation::*;
         match self {
             Register | CreateSpace | PostMessage | DeleteMessage | GrantPermissions
-            | RevokePermissions | OperatorCreateUser | OperatorSetAdmin => true,
+            | RevokePermissions | OperatorCreateUser | OperatorSetAdmin | ConsoleLogin
+            | ConsoleLogout | SignOnStart | SignOnFinish => true,
             Health | OpenApi | ListAudit | ListSpaces | GetSpace | ListMessages | GetMessage
-            | ListMembers | WatchMessages | OperatorQueryAudit => false,
+            | ListMembers | WatchMessages | OperatorQueryAudit | ConsolePage => false,
         }
     }
 }

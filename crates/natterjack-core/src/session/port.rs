@@ -66,12 +66,14 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_sessions(&self) -> Result<Vec<StoredSession>, StoreError>;
     /// Keeps what a pending sign-on must find again when the browser comes back (the SAML
     /// request id, or the OpenID Connect state, nonce and PKCE verifier), under the hash
-    /// of the cookie that binds it to that browser, until `expires_at`.
+    /// of the cookie that binds it to that browser, until `expires_at`; those expired by
+    /// `now` go at the same time.
     async fn put_pending_login(
         &self,
         key: &SessionKey,
         kind: &str,
         state: &SecretString,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
     /// Takes a pending sign-on of `kind` out (at most once: it is deleted in the same

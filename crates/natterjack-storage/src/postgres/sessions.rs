@@ -98,11 +98,12 @@ impl SessionStore for PgStore {
         key: &SessionKey,
         kind: &str,
         state: &SecretString,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         // Sign-ons the browser never finished go when the next one starts.
         sqlx::query("DELETE FROM console_pending_logins WHERE expires_at < $1")
-            .bind(Timestamp::now().micros())
+            .bind(now.micros())
             .execute(self.pool())
             .await
             .map_err(classify)?;

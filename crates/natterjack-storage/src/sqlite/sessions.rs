@@ -139,6 +139,7 @@ impl SessionStore for SqliteStore {
         key: &SessionKey,
         kind: &str,
         state: &SecretString,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         let (key, kind) = (*key, kind.to_owned());
@@ -147,7 +148,7 @@ impl SessionStore for SqliteStore {
             .write(move |c| {
                 // Sign-ons the browser never finished go when the next one starts.
                 c.prepare_cached("DELETE FROM console_pending_logins WHERE expires_at < ?1")
-                    .and_then(|mut st| st.execute([Timestamp::now().micros()]))
+                    .and_then(|mut st| st.execute([now.micros()]))
                     .map_err(classify)?;
                 c.prepare_cached(
                     "INSERT INTO console_pending_logins (id_hash, kind, state, expires_at) \

@@ -38,7 +38,6 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         natterjack_core::clock::system(),
     )
     .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
-    let app = assembled.app(|routes| routes);
     let bind = |addr: std::net::SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await
@@ -49,6 +48,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         Ok::<_, StartError>((listener, local))
     };
     let (listener, addr) = bind(cfg.rest.listen).await?;
+    let app = assembled.app_with_console(cfg, addr);
     let grpc = match &assembled.grpc_tls {
         Some(_) => Some(bind(cfg.grpc.listen).await?),
         None => None,

@@ -7,6 +7,7 @@
 mod access;
 mod audit;
 mod auth;
+mod console;
 mod database;
 mod encryption;
 mod error;
@@ -19,6 +20,7 @@ mod tls;
 pub use access::AccessConfig;
 pub use audit::{AlertsConfig, AuditConfig, SinkConfig, SinkKind};
 pub use auth::AuthConfig;
+pub use console::ConsoleConfig;
 pub use database::{DatabaseConfig, DatabaseTarget};
 pub use encryption::EncryptionConfig;
 pub use error::ConfigError;
@@ -60,6 +62,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     /// What happens on SIGTERM: the drain, then the deadline.
     pub shutdown: ShutdownConfig,
+    /// The browser console: sessions, the origin of its forms, single sign-on.
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             internal: InternalConfig::default(),
             encryption: EncryptionConfig::default(),
             shutdown: ShutdownConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -205,10 +210,12 @@ impl Config {
             .chain(self.encryption.positive())
             .chain(self.tls.positive())
             .chain(self.shutdown.positive())
+            .chain(self.console.positive())
             .find(|(_, v)| *v == 0)
         {
             return Err(ConfigError(format!("{key} must be at least 1")));
         }
+        self.console.check_public_url().map_err(ConfigError)?;
         for (listener, per_client, max) in [
             (
                 "rest",
