@@ -5,4 +5,5 @@
 
 pub mod ldap;
 pub mod oidc;
+mod secret_file;
 pub mod tls;

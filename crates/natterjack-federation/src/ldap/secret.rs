@@ -2,50 +2,16 @@
 //! is neither in the configuration file nor in the process's arguments or environment.
 
 use super::error::LdapSetupError;
+use crate::secret_file::read_secret_file;
 use secrecy::SecretString;
 use std::path::Path;
 
 /// The password in `path`, without one trailing newline (`\n` or `\r\n`). Refuses an
 /// unreadable, empty or NUL-holding file; the error never quotes the file's content.
 pub(crate) fn read_password_file(path: &Path) -> Result<SecretString, LdapSetupError> {
-    let fail = |message: String| LdapSetupError::new("bind_password_file", message);
-    let mut password = std::fs::read_to_string(path)
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-    if password.ends_with('\n') {
-        password.pop();
-        if password.ends_with('\r') {
-            password.pop();
-        }
-    }
-    if password.is_empty() {
-        return Err(fail(format!("{} holds no password", path.display())));
-    }
-    if password.contains(['\0', '\n']) {
-        return Err(fail(format!(
-            "{} must hold the password on one line, without NUL",
-            path.display()
-        )));
-    }
-    warn_if_readable_by_others(path);
-    Ok(SecretString::from(password))
+    read_secret_file(path, "LDAP bind password")
+        .map_err(|message| LdapSetupError::new("bind_password_file", message))
 }
-
-/// Logs a warning when other users may read the password file.
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(metadata) = std::fs::metadata(path)
-        && metadata.permissions().mode() & 0o007 != 0
-    {
-        tracing::warn!(
-            path = %path.display(),
-            "the LDAP bind password file is readable by every user; make it 0600 or 0640"
-        );
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! One issuer's signing keys: discovery and the JWKS fetched at start, kept in memory, and
 //! fetched again only when a token names a key not yet known (one fetch at a time, at most
 //! one per `refetch_interval`) or when the set is older than `keys_max_age`. While the
-//! issuer cannot be reached, the keys already fetched keep working.
+//! issuer cannot be reached, the keys already fetched keep working. The discovery document
+//! also gives the code flow its authorization and token endpoints.
 
 use super::settings::Issuer;
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
@@ -36,7 +37,20 @@ struct KeySet {
 #[derive(Default)]
 struct FetchState {
     last_attempt: Option<Instant>,
-    jwks_uri: Option<String>,
+    discovery: Option<Arc<Discovery>>,
+}
+
+/// The parts of the issuer's discovery document this process uses. The endpoints of the
+/// authorization code flow are optional: an issuer trusted only for bearer tokens need not
+/// offer them.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) issuer: String,
+    pub(crate) jwks_uri: String,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+    pub(crate) token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    pub(crate) code_challenge_methods_supported: Option<Vec<String>>,
 }
 
 /// The key cache of one issuer.
@@ -68,6 +82,35 @@ impl Keys {
         state.last_attempt = Some(self.clock.now());
         self.fetch(&mut state).await?;
         Ok(self.set().keys.len())
+    }
+
+    /// The client this cache fetches with (the issuer's CA, timeout, no redirects): the
+    /// code flow's token requests use it too, so the issuer is reached one way only.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The issuer's discovery document, fetched at most once. While it has never been had,
+    /// asking for it fetches discovery and the key set together (so that a login begun now
+    /// finds the keys to check its ID token), at most once per `refetch_interval`.
+    pub(crate) async fn discovery(&self) -> Result<Arc<Discovery>, String> {
+        let mut state = self.fetching.lock().await;
+        if let Some(discovery) = &state.discovery {
+            return Ok(discovery.clone());
+        }
+        let now = self.clock.now();
+        if state
+            .last_attempt
+            .is_some_and(|at| now.saturating_duration_since(at) < self.issuer.refetch_interval)
+        {
+            return Err("the issuer's discovery document could not be fetched yet".to_owned());
+        }
+        state.last_attempt = Some(now);
+        self.fetch(&mut state).await?;
+        state
+            .discovery
+            .clone()
+            .ok_or_else(|| "no discovery document".to_owned())
     }
 
     /// How many key-set fetches were made (discovery not counted).
@@ -141,12 +184,12 @@ impl Keys {
     }
 
     async fn fetch(&self, state: &mut FetchState) -> Result<(), String> {
-        let jwks_uri = match &state.jwks_uri {
-            Some(uri) => uri.clone(),
+        let jwks_uri = match &state.discovery {
+            Some(discovery) => discovery.jwks_uri.clone(),
             None => {
-                let uri = self.discover().await?;
-                state.jwks_uri = Some(uri.clone());
-                uri
+                let discovery = Arc::new(self.discover().await?);
+                state.discovery = Some(discovery.clone());
+                discovery.jwks_uri.clone()
             }
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -191,14 +234,9 @@ impl Keys {
         Ok(())
     }
 
-    /// The `jwks_uri` of the issuer's discovery document, whose `issuer` must be the
-    /// configured one exactly (OpenID Connect Discovery §4.3).
-    async fn discover(&self) -> Result<String, String> {
-        #[derive(serde::Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
-        }
+    /// The issuer's discovery document, whose `issuer` must be the configured one exactly
+    /// (OpenID Connect Discovery §4.3).
+    async fn discover(&self) -> Result<Discovery, String> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.issuer.issuer.trim_end_matches('/')
@@ -213,7 +251,7 @@ impl Keys {
         if !doc.jwks_uri.starts_with("https://") {
             return Err(format!("jwks_uri {:?} is not https", doc.jwks_uri));
         }
-        Ok(doc.jwks_uri)
+        Ok(doc)
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {

@@ -2,6 +2,8 @@
 //! valid token's issuer and `sub` pick the local account, and refused tokens count against
 //! the address's failed-login budget.
 
+use super::client_settings::ConsoleOidcSettings;
+use super::code_flow::CodeFlow;
 use super::keys::Keys;
 use super::settings::IssuerSettings;
 use super::token::peek;
@@ -10,7 +12,7 @@ use crate::tls;
 use async_trait::async_trait;
 use natterjack_core::ServiceError;
 use natterjack_core::auth::{
-    AuthFailure, Credential, ExternalIdentity, IdentityProvider, LinkedAccounts, LoginBudgets,
+    AuthFailure, Credential, IdentityProvider, LinkedAccounts, LoginBudgets,
 };
 use natterjack_core::clock::SharedClock;
 use natterjack_core::principal::Principal;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 /// The trusted issuers of this process.
 pub struct BearerLogins {
-    issuers: Vec<IssuerVerifier>,
+    issuers: Vec<Arc<IssuerVerifier>>,
     accounts: LinkedAccounts,
     budgets: Option<Arc<LoginBudgets>>,
 }
@@ -43,7 +45,7 @@ impl BearerLogins {
             let issuer = s.check()?;
             if issuers
                 .iter()
-                .any(|v: &IssuerVerifier| v.issuer.issuer == issuer.issuer)
+                .any(|v: &Arc<IssuerVerifier>| v.issuer.issuer == issuer.issuer)
             {
                 return Err(format!(
                     "auth.oidc: issuer {:?} is listed twice",
@@ -70,13 +72,27 @@ impl BearerLogins {
                     "OpenID Connect issuer unreachable at start: its tokens get 503 until its keys can be fetched"
                 ),
             }
-            issuers.push(IssuerVerifier::new(issuer, keys, clock.clone()));
+            issuers.push(Arc::new(IssuerVerifier::new(issuer, keys, clock.clone())));
         }
         Ok(Self {
             issuers,
             accounts,
             budgets,
         })
+    }
+
+    /// The console's login through the issuer `settings` names, sharing that issuer's
+    /// discovery document, keys, claim rules and account links with its bearer tokens.
+    /// The error is a sentence for the operator naming the setting at fault.
+    pub fn code_flow(&self, settings: &ConsoleOidcSettings) -> Result<CodeFlow, String> {
+        let client = settings.check_names(self.issuers.iter().map(|v| v.issuer.issuer.as_str()))?;
+        let verifier = self
+            .issuers
+            .iter()
+            .find(|v| v.issuer.issuer == client.issuer)
+            .cloned()
+            .ok_or_else(|| format!("console.oidc: issuer {:?} is not configured", client.issuer))?;
+        Ok(CodeFlow::new(verifier, self.accounts.clone(), client))
     }
 
     /// How many times the key set of `issuer` was fetched (operators' metrics and tests).
@@ -104,17 +120,7 @@ impl BearerLogins {
                 )));
             }
         };
-        self.accounts
-            .principal(
-                ExternalIdentity {
-                    source: &verifier.issuer.issuer,
-                    subject: &verified.subject,
-                    name: verified.name.as_deref(),
-                    admin: verified.admin,
-                },
-                verifier.issuer.provisioning,
-            )
-            .await
+        verifier.principal(&self.accounts, &verified).await
     }
 }
 

@@ -1,13 +1,17 @@
-//! The checks of one access token against its issuer (RFC 9068 §4): a signature by one of
-//! the issuer's current keys with an allowed algorithm, `typ` `at+jwt` when present, `iss`
-//! exactly, `aud` containing the audience, `exp`, `nbf` and `iat` against this process's
-//! clock with the configured skew, and a `sub`.
+//! The checks of one token against its issuer: a signature by one of the issuer's current
+//! keys with an allowed algorithm, the `typ` of its kind when present, `iss` exactly, `aud`
+//! containing the expected audience, `exp`, `nbf` and `iat` against this process's clock
+//! with the configured skew, and a `sub`. An access token (RFC 9068 §4) is for the API's
+//! audience; an ID token (checked further in [`super::id_token`]) is for the console's
+//! client. Either way the verified claims map to a local account by the same rule.
 
 use super::keys::{KeyError, Keys};
 use super::settings::Issuer;
 use super::token::Unverified;
 use jsonwebtoken::{Algorithm, Validation};
+use natterjack_core::auth::{AuthFailure, ExternalIdentity, LinkedAccounts};
 use natterjack_core::clock::SharedClock;
+use natterjack_core::principal::Principal;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -18,6 +22,20 @@ pub(crate) enum TokenError {
     Invalid(&'static str),
     /// The issuer's keys could not be fetched.
     Unavailable(String),
+}
+
+/// Which kind of token is checked: it decides the `typ` accepted and the audience.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind<'a> {
+    /// A JWT access token for this API (`typ` `at+jwt` when present, `aud` the configured
+    /// audience).
+    AccessToken,
+    /// An ID token for the console's client (`typ` `JWT` when present, `aud` the client id),
+    /// so that neither kind is accepted in place of the other.
+    IdToken {
+        /// The console's client id.
+        client_id: &'a str,
+    },
 }
 
 /// What a valid token says about its holder.
@@ -44,12 +62,24 @@ impl IssuerVerifier {
         }
     }
 
-    /// Verifies `token`, whose header and issuer `peeked` holds.
+    /// Verifies the access token `token`, whose header and issuer `peeked` holds.
     pub(crate) async fn verify(
         &self,
         token: &str,
         peeked: &Unverified,
     ) -> Result<Verified, TokenError> {
+        let claims = self.claims(token, peeked, Kind::AccessToken).await?;
+        self.identity(&claims)
+    }
+
+    /// The claims of `token`, a token of `kind` whose header and issuer `peeked` holds, once
+    /// its signature, `typ`, `iss`, `aud` and times are checked.
+    pub(crate) async fn claims(
+        &self,
+        token: &str,
+        peeked: &Unverified,
+        kind: Kind<'_>,
+    ) -> Result<Map<String, Value>, TokenError> {
         let invalid = TokenError::Invalid;
         if peeked.alg.eq_ignore_ascii_case("none")
             || peeked.alg.to_ascii_uppercase().starts_with("HS")
@@ -65,10 +95,20 @@ impl IssuerVerifier {
         }
         if let Some(typ) = &peeked.typ {
             let typ = typ.to_ascii_lowercase();
-            if typ != "at+jwt" && typ != "application/at+jwt" {
-                return Err(invalid("not an access token (typ)"));
+            match kind {
+                Kind::AccessToken if typ != "at+jwt" && typ != "application/at+jwt" => {
+                    return Err(invalid("not an access token (typ)"));
+                }
+                Kind::IdToken { .. } if typ != "jwt" && typ != "application/jwt" => {
+                    return Err(invalid("not an ID token (typ)"));
+                }
+                _ => {}
             }
         }
+        let audience = match kind {
+            Kind::AccessToken => self.issuer.audience.as_str(),
+            Kind::IdToken { client_id } => client_id,
+        };
         let kid = peeked.kid.as_deref().ok_or(invalid("no key id (kid)"))?;
         let key = match self.keys.key(kid).await {
             Ok(key) => key,
@@ -81,7 +121,7 @@ impl IssuerVerifier {
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
         validation.set_issuer(&[&self.issuer.issuer]);
-        validation.set_audience(&[&self.issuer.audience]);
+        validation.set_audience(&[audience]);
         // Time is checked below against this process's clock, with the configured skew.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -91,6 +131,13 @@ impl IssuerVerifier {
             .map_err(|e| invalid(reason(e.kind())))?;
         let claims = data.claims;
         self.check_times(&claims)?;
+        Ok(claims)
+    }
+
+    /// Who verified `claims` name: `sub`, the username claim, and whether the admin claim
+    /// makes them an admin.
+    pub(crate) fn identity(&self, claims: &Map<String, Value>) -> Result<Verified, TokenError> {
+        let invalid = TokenError::Invalid;
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -115,6 +162,27 @@ impl IssuerVerifier {
             name,
             admin,
         })
+    }
+
+    /// The principal of a verified identity of this issuer: the local account linked to the
+    /// issuer and `sub` (created first when this issuer provisions accounts), an admin when
+    /// the account or the admin claim says so.
+    pub(crate) async fn principal(
+        &self,
+        accounts: &LinkedAccounts,
+        verified: &Verified,
+    ) -> Result<Principal, AuthFailure> {
+        accounts
+            .principal(
+                ExternalIdentity {
+                    source: &self.issuer.issuer,
+                    subject: &verified.subject,
+                    name: verified.name.as_deref(),
+                    admin: verified.admin,
+                },
+                self.issuer.provisioning,
+            )
+            .await
     }
 
     fn check_times(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {

@@ -28,6 +28,7 @@ mod ldap_directory;
 mod load_balancer;
 mod message_feed;
 mod metrics;
+mod oidc_code_flow;
 mod openapi;
 mod peers;
 mod pipeline_order;

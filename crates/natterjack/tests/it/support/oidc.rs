@@ -10,7 +10,9 @@
 //! `natterjack-admins`), `mallory` (who claims `preferred_username` alice). Clients:
 //! [`SERVICE_CLIENT_ID`] (client credentials; its tokens carry `sub` = the client id and
 //! `preferred_username` `svcreports`) and [`USER_CLIENT_ID`] (public, authorization code
-//! with PKCE).
+//! with PKCE); a test registers its own web clients, with the redirect URIs it knows only at
+//! run time, with [`OidcPeer::register_client`], and signs a user in through the provider's
+//! login and consent pages with [`OidcPeer::sign_in`], as a browser would.
 //!
 //! node runs under the same guard as slapd: it exits when its stdin pipe closes, so it dies
 //! with the test process. Without `node` or the peer's `node_modules` the tests say loudly
@@ -210,6 +212,111 @@ impl OidcPeer {
     /// Brings the provider back after [`down`](Self::down).
     pub async fn up(&self) {
         self.control("POST", "/_test/up").await;
+    }
+
+    /// Registers (or replaces) the web client `client_id` for the authorization code flow
+    /// with PKCE, allowed to return to exactly `redirect_uris`: public without `secret`,
+    /// confidential (`client_secret_basic`) with it. Other clients are not disturbed.
+    pub async fn register_client(
+        &self,
+        client_id: &str,
+        redirect_uris: &[&str],
+        secret: Option<&str>,
+    ) {
+        let mut url = reqwest::Url::parse(&format!("{}/_test/clients", self.issuer)).expect("URL");
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("client_id", client_id);
+            for uri in redirect_uris {
+                query.append_pair("redirect_uri", uri);
+            }
+            if let Some(secret) = secret {
+                query.append_pair("client_secret", secret);
+            }
+        }
+        let query = url.query().unwrap_or_default();
+        self.control("POST", &format!("/_test/clients?{query}"))
+            .await;
+    }
+
+    /// Signs `account` in as a browser would: from `authorization_url` (a client's
+    /// authorization request) through the provider's HTML login page (the form's `account`)
+    /// and consent page, keeping the provider's cookies, until the provider redirects to
+    /// `redirect_uri`; returns that redirect (with `code` and `state`, or `error`) without
+    /// following it.
+    pub async fn sign_in(
+        &self,
+        authorization_url: &str,
+        account: &str,
+        redirect_uri: &str,
+    ) -> reqwest::Url {
+        let client = client_trusting(&self.ca, |b| b.redirect(reqwest::redirect::Policy::none()));
+        let mut cookies: HashMap<String, String> = HashMap::new();
+        let mut url = reqwest::Url::parse(authorization_url).expect("authorization URL");
+        let mut form: Option<Vec<(&str, &str)>> = None;
+        for _ in 0..12 {
+            let mut request = match &form {
+                Some(fields) => client.post(url.clone()).form(fields),
+                None => client.get(url.clone()),
+            };
+            if !cookies.is_empty() {
+                let header: Vec<String> = cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                request = request.header(reqwest::header::COOKIE, header.join("; "));
+            }
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}\n{}", self.log()));
+            for line in response.headers().get_all(reqwest::header::SET_COOKIE) {
+                let line = line.to_str().expect("Set-Cookie is text");
+                let pair = line.split(';').next().unwrap_or_default();
+                let (name, value) = pair.split_once('=').expect("Set-Cookie name=value");
+                let expired = line
+                    .to_ascii_lowercase()
+                    .contains("expires=thu, 01 jan 1970");
+                if value.is_empty() || expired {
+                    cookies.remove(name);
+                } else {
+                    cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response.headers()[reqwest::header::LOCATION]
+                    .to_str()
+                    .expect("Location is text");
+                let next = url.join(location).expect("Location is a URL");
+                if next.as_str().starts_with(redirect_uri) {
+                    return next;
+                }
+                url = next;
+                form = None;
+                continue;
+            }
+            let page = response.text().await.expect("page");
+            assert_eq!(
+                status,
+                reqwest::StatusCode::OK,
+                "{url}: {page}\n{}",
+                self.log()
+            );
+            // The page's one form: its action, and the account when it asks for one.
+            let action = page
+                .split("action=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no form on {url}: {page}"));
+            url = url.join(action).expect("form action");
+            form = Some(if page.contains("name=\"account\"") {
+                vec![("account", account)]
+            } else {
+                Vec::new()
+            });
+        }
+        panic!(
+            "{authorization_url}: no redirect to {redirect_uri}\n{}",
+            self.log()
+        );
     }
 
     async fn token(&self, path: &str) -> String {

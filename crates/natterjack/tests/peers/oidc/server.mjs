@@ -16,9 +16,21 @@
 //   POST /_test/rotate                                   new RS256 and ES256 keys, old ones gone
 //   GET  /_test/jwks_fetches, /_test/discovery_fetches   {"count": N} since start
 //   POST /_test/down[?mode=reset|503], POST /_test/up    the provider unreachable / back
+//   POST /_test/clients?client_id=ID&redirect_uri=URI[&redirect_uri=URI...][&client_secret=S]
+//        registers (or replaces) a web client for the authorization code flow with PKCE,
+//        public (no secret) or confidential (client_secret_basic), whose redirect URIs are
+//        known only at test time (a console's https://127.0.0.1:PORT/console/oidc/callback)
 //
 // Both token endpoints drive the provider over HTTPS, through its own endpoints, so every
 // token is really issued by it.
+//
+// A browser (or a client with a cookie store) can run the flow itself: the authorization
+// endpoint redirects to GET /interaction/<uid>, a plain HTML page without JavaScript. The
+// login page has a form with a text input `account` (alice, bob or mallory; no password)
+// and a button "Sign in"; the consent page a form with a button "Continue". Each form POSTs
+// to its own /interaction/<uid>, which redirects back to the authorization endpoint and, in
+// the end, to the client's redirect URI with `code`, `state` and `iss`. ID tokens carry the
+// profile claims (`preferred_username`, `groups`) and the request's `nonce`.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -26,6 +38,9 @@ import * as https from 'node:https';
 import { once } from 'node:events';
 
 import Provider from 'oidc-provider';
+// The package's own in-memory adapter (oidc-provider exports no name for it), made once so
+// that every provider of this process (see /_test/rotate) shares one storage.
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const env = (name) => {
   const value = process.env[name];
@@ -88,6 +103,32 @@ function headerValue(ctx, name) {
   return value === '' ? undefined : value;
 }
 
+// The web clients registered through /_test/clients, by client_id, served to the provider
+// as its `Client` model's storage: a registration needs no new provider, so logins under way
+// carry on, and the memory adapter (an LRU cache) cannot evict a registered client.
+const registeredClients = new Map();
+
+const CLOCK_TOLERANCE = 15;
+const memoryAdapter = createMemoryAdapter(CLOCK_TOLERANCE);
+const clientAdapter = {
+  async find(id) { return registeredClients.get(id); },
+  async upsert(id, metadata) { registeredClients.set(id, metadata); },
+  async destroy(id) { registeredClients.delete(id); },
+};
+const adapter = (model) => (model === 'Client' ? clientAdapter : memoryAdapter(model));
+
+function webClient(clientId, redirectUris, secret) {
+  return {
+    client_id: clientId,
+    ...(secret
+      ? { client_secret: secret, token_endpoint_auth_method: 'client_secret_basic' }
+      : { token_endpoint_auth_method: 'none' }),
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: redirectUris,
+  };
+}
+
 function newProvider(issuer, keys) {
   const provider = new Provider(issuer, {
     clients: [
@@ -98,15 +139,14 @@ function newProvider(issuer, keys) {
         response_types: [],
         redirect_uris: [],
       },
-      {
-        client_id: USER_CLIENT,
-        token_endpoint_auth_method: 'none',
-        grant_types: ['authorization_code'],
-        response_types: ['code'],
-        redirect_uris: [REDIRECT_URI],
-      },
+      webClient(USER_CLIENT, [REDIRECT_URI]),
     ],
+    adapter,
+    clockTolerance: CLOCK_TOLERANCE,
     jwks: { keys },
+    // ID tokens carry the claims of the granted scopes (preferred_username, groups), as the
+    // console's login needs, although the code flow also offers them at userinfo.
+    conformIdTokenClaims: false,
     cookies: { keys: cookieKeys },
     pkce: { required: () => true },
     claims: { openid: ['sub'], profile: ['preferred_username', 'groups'] },
@@ -276,6 +316,48 @@ async function userToken(account, alg, ttl) {
   throw new Error('authorization flow: too many redirects');
 }
 
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function html(res, status, title, body) {
+  const text = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<body><main>
+<h1>${escapeHtml(title)}</h1>
+${body}
+</main></body></html>
+`;
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+  });
+  res.end(text);
+}
+
+// The page of an interaction, for a browser: a form that POSTs to the same path.
+async function interactionPage(provider, req, res) {
+  const { uid, prompt, params } = await provider.interactionDetails(req, res);
+  const action = `/interaction/${encodeURIComponent(uid)}`;
+  const client = escapeHtml(params.client_id);
+  if (prompt.name === 'login') {
+    return html(res, 200, 'Sign in', `<p>Sign in to continue to ${client}.</p>
+<form method="post" action="${action}">
+<label>Account <input type="text" name="account" autocomplete="username" autofocus required></label>
+<button type="submit">Sign in</button>
+</form>`);
+  }
+  if (prompt.name === 'consent') {
+    return html(res, 200, 'Authorize', `<p>${client} asks for your profile.</p>
+<form method="post" action="${action}">
+<button type="submit">Continue</button>
+</form>`);
+  }
+  throw new Error(`unexpected prompt ${prompt.name}`);
+}
+
 // The login and consent pages of this provider, reduced to their form submission: login
 // accepts any known account (no password: the tests are about tokens, not logins), consent
 // grants everything the client asked for.
@@ -366,6 +448,25 @@ async function control(req, res, url) {
     case 'POST /_test/up':
       down = null;
       return json(res, 200, { down: false });
+    case 'POST /_test/clients': {
+      const clientId = url.searchParams.get('client_id');
+      const redirectUris = url.searchParams.getAll('redirect_uri');
+      const secret = url.searchParams.get('client_secret') ?? undefined;
+      if (!clientId || [SERVICE_CLIENT, USER_CLIENT].includes(clientId)) {
+        return json(res, 400, { error: 'client_id must be given and not a built-in client' });
+      }
+      if (redirectUris.length === 0) {
+        return json(res, 400, { error: 'at least one redirect_uri' });
+      }
+      const metadata = webClient(clientId, redirectUris, secret);
+      try {
+        await provider.Client.validate(metadata);
+      } catch (err) {
+        return json(res, 400, { error: String(err?.error_description ?? err?.message ?? err) });
+      }
+      registeredClients.set(clientId, metadata);
+      return json(res, 200, { client_id: clientId, redirect_uris: redirectUris });
+    }
     default:
       return json(res, 404, { error: `no control endpoint ${route}` });
   }
@@ -393,6 +494,9 @@ async function handle(req, res) {
   }
   if (url.pathname.startsWith('/interaction/') && req.method === 'POST') {
     return interaction(provider, req, res);
+  }
+  if (url.pathname.startsWith('/interaction/') && req.method === 'GET') {
+    return interactionPage(provider, req, res);
   }
   return callback(req, res);
 }
