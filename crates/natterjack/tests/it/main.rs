@@ -14,6 +14,7 @@ mod audit_export;
 mod audit_volume;
 mod authentication;
 mod bearer_tokens;
+mod browser_harness;
 mod certificate_reload;
 mod cli;
 mod connections;

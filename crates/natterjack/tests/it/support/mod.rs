@@ -1,6 +1,7 @@
 //! Test support: start the real `natterjack` binary on port 0 with a fresh data directory,
 //! and talk to it over real TLS with reqwest, trusting only the generated development CA.
 
+pub mod browser;
 pub mod certs;
 pub mod grpc_client;
 pub mod haproxy;
