@@ -35,6 +35,10 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List or end the console's browser sessions (on every node sharing the database: a
+    /// revoked session is refused on its next request).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Prepare a PostgreSQL database (SQLite needs no preparation).
     #[command(subcommand)]
     Db(DbCommand),
@@ -144,8 +148,25 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
-/// `user` subcommands. Passwords are read from a prompt (or one line of standard input when
+/// `sessions` subcommands. Passwords are read from a prompt (or one line of standard input when
 /// it is not a terminal), never from arguments, which other local users can see.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Every session: its id (the SHA-256 of its token, which cannot be used to present
+    /// it), user, sign-in method, address, opened and last seen.
+    List,
+    /// End sessions: one by its id as `list` shows it, or every session of a user.
+    Revoke {
+        /// The session id (64 hex digits).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// End every session of this user instead.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// `user` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an account (works even when self-registration is disabled).

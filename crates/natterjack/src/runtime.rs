@@ -156,6 +156,8 @@ pub struct Assembled {
     pub space_gate: Arc<SpaceGate>,
     /// The console's browser sessions (also an identity provider of `state`).
     pub sessions: Arc<Sessions>,
+    /// The console's OpenID Connect login, when `[console.oidc]` is set.
+    pub oidc_flow: Option<Arc<natterjack_federation::oidc::CodeFlow>>,
 }
 
 impl Assembled {
@@ -170,7 +172,7 @@ impl Assembled {
     /// `console.enabled`), for a REST listener bound at `bound`.
     pub fn app_with_console(&self, cfg: &Config, bound: std::net::SocketAddr) -> Router {
         let app = self.app(|routes| routes);
-        match crate::console::router(cfg, &self.state, &self.sessions, &self.store, bound) {
+        match crate::console::router(cfg, self, bound) {
             Some(console) => console.merge(app),
             None => app,
         }
@@ -327,6 +329,14 @@ pub async fn assemble_with_clock(
         },
         clock.clone(),
     ));
+    let oidc_flow = match &cfg.console.oidc {
+        Some(settings) if cfg.console.enabled => Some(Arc::new(
+            bearer
+                .code_flow(settings)
+                .map_err(|e| StartError::Config(ConfigError(e)))?,
+        )),
+        _ => None,
+    };
     let state = AppState::new(service, Arc::new(limits), audit, clock)
         .with_provider(Arc::new(bearer))
         .with_provider(Arc::new(SessionLogins(sessions.clone())));
@@ -359,5 +369,6 @@ pub async fn assemble_with_clock(
         pipeline,
         transport,
         sessions,
+        oidc_flow,
     })
 }

@@ -3,6 +3,7 @@
 mod certs;
 mod keys;
 mod serve;
+mod sessions;
 mod shutdown;
 mod user;
 
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::User(command) => user::run(&cfg, command).await,
+        Command::Sessions(command) => sessions::run(&cfg, command).await,
         Command::Keys(command) => keys::run(&cfg, command).await,
         Command::Backup { file } => {
             let keys = crate::storage::backup(&cfg, &file).await?;

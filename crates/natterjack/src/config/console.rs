@@ -1,6 +1,7 @@
 //! `[console]`: the browser console under `/console/` on the REST listener, how long its
 //! sessions last, the origin its forms must come from, and its single sign-on providers.
 
+use natterjack_federation::oidc::ConsoleOidcSettings;
 use serde::Deserialize;
 
 /// `[console]`. See docs/CONFIGURATION.md, "The console".
@@ -18,6 +19,9 @@ pub struct ConsoleConfig {
     /// must come from the origin of the `Host` it was sent to, and the callbacks are on
     /// `https://<rest listen address as bound>`.
     pub public_url: Option<String>,
+    /// Console login through one of the `[[auth.oidc]]` issuers (authorization code flow
+    /// with PKCE): `[console.oidc]`, see `natterjack_federation::oidc::ConsoleOidcSettings`.
+    pub oidc: Option<ConsoleOidcSettings>,
 }
 
 impl Default for ConsoleConfig {
@@ -27,6 +31,7 @@ impl Default for ConsoleConfig {
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 60 * 60,
             public_url: None,
+            oidc: None,
         }
     }
 }
@@ -60,6 +65,12 @@ impl ConsoleConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The base of the single sign-on callback URLs: the public origin, or the REST
+    /// listener as bound.
+    pub fn base_url(&self, bound: std::net::SocketAddr) -> String {
+        self.origin().unwrap_or_else(|| format!("https://{bound}"))
     }
 
     /// The origin as browsers send it in `Origin` (no trailing slash).
