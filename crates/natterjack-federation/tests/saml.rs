@@ -474,7 +474,7 @@ fn the_sp_metadata_names_its_entity_id_and_acs_and_wants_signed_assertions() {
     else {
         return;
     };
-    let xml = sp.metadata().unwrap();
+    let xml = sp.metadata();
     assert!(xml.contains(&format!(r#"entityID="{ENTITY_ID}""#)), "{xml}");
     assert!(xml.contains(&format!(r#"Location="{ACS_URL}""#)), "{xml}");
     assert!(

@@ -56,6 +56,8 @@ pub struct ServiceProvider {
     idp: IdpMetadata,
     acs_url: String,
     entity_id: String,
+    /// This SP's metadata, rendered once at load.
+    sp_metadata: String,
     attributes: AttributeMap,
     provisioning: Provisioning,
     /// Allowed clock difference, in microseconds.
@@ -113,11 +115,14 @@ impl ServiceProvider {
             allowed_signature_algorithms: Some(ALGORITHMS.to_vec()),
             ..Default::default()
         };
+        let sp_metadata = metadata::sp_xml(entity_id, acs_url)
+            .map_err(|e| at(&format!("this SP's metadata: {e}")))?;
         Ok(Self {
             samael,
             idp,
             acs_url: acs_url.to_owned(),
             entity_id: entity_id.to_owned(),
+            sp_metadata,
             attributes: AttributeMap {
                 name: settings.name_attribute.clone(),
                 groups: settings.groups_attribute.clone(),
@@ -129,8 +134,8 @@ impl ServiceProvider {
     }
 
     /// This SP's metadata (XML), served at `/console/saml/metadata` for the IdP's operator.
-    pub fn metadata(&self) -> Result<String, String> {
-        metadata::sp_xml(&self.entity_id, &self.acs_url)
+    pub fn metadata(&self) -> &str {
+        &self.sp_metadata
     }
 
     /// This SP's entity id.
@@ -234,5 +239,40 @@ fn refusal(error: SamaelError) -> SamlRefusal {
         | SamaelError::FailedToDecryptAssertion
         | SamaelError::MissingPrivateKeySP => SamlRefusal::Encrypted,
         _ => SamlRefusal::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_and_the_logins_can_be_shared_between_tasks() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<ServiceProvider>();
+        shared::<super::super::SamlLogins>();
+        shared::<super::super::SeenAssertions>();
+    }
+
+    #[test]
+    fn an_acs_url_without_tls_or_a_missing_metadata_file_is_refused_at_load() {
+        let settings: SamlSettings =
+            serde_json::from_str(r#"{"idp_metadata_file": "/nonexistent"}"#).unwrap();
+        let e = ServiceProvider::load(&settings, "http://sp/acs", "sp").unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        let e = ServiceProvider::load(&settings, "https://sp/acs", "sp").unwrap_err();
+        assert!(e.contains("idp_metadata_file"), "{e}");
+    }
+
+    #[test]
+    fn an_admin_group_without_groups_or_an_hour_of_skew_is_refused_at_load() {
+        let load = |json: &str| {
+            let settings: SamlSettings = serde_json::from_str(json).unwrap();
+            ServiceProvider::load(&settings, "https://sp/acs", "sp").unwrap_err()
+        };
+        let e = load(r#"{"idp_metadata_file": "x", "admin_group": "admins"}"#);
+        assert!(e.contains("groups_attribute"), "{e}");
+        let e = load(r#"{"idp_metadata_file": "x", "max_skew_secs": 3601}"#);
+        assert!(e.contains("max_skew_secs"), "{e}");
     }
 }
