@@ -2,10 +2,12 @@
 //! the OpenLDAP directory (`support::slapd`) answers binds over StartTLS and LDAPS with its
 //! ACLs in force and survives a restart; the OpenID provider (`support::oidc`) publishes
 //! discovery and JWKS and issues RFC 9068 access tokens for the audience, rotates its keys,
-//! counts fetches, and goes down on request.
+//! counts fetches, and goes down on request; the SAML IdP (`support::saml_idp`) publishes
+//! its metadata and answers an AuthnRequest with a signed response and the form that posts it.
 
 use crate::support::client_trusting;
 use crate::support::oidc::{AUDIENCE, OidcPeer, SERVICE_CLIENT_ID, USER_CLIENT_ID};
+use crate::support::saml_idp::SamlIdp;
 use crate::support::slapd::Slapd;
 use crate::support::slapd::dev_pki;
 use base64::Engine;
@@ -541,4 +543,58 @@ async fn the_openid_provider_rotates_its_keys_counts_fetches_and_goes_down_on_re
         "refused fetches are not counted"
     );
     assert!(oidc.log().contains("oidc-provider"), "{}", oidc.log());
+}
+
+#[test]
+fn the_saml_idp_publishes_its_metadata_and_answers_an_authn_request_with_a_signed_response() {
+    let test =
+        "the_saml_idp_publishes_its_metadata_and_answers_an_authn_request_with_a_signed_response";
+    let Some(idp) = SamlIdp::shared(test) else {
+        return;
+    };
+    let metadata = idp.metadata();
+    assert!(
+        metadata.contains(&format!(r#"entityID="{}""#, idp.entity_id())),
+        "{metadata}"
+    );
+    assert!(metadata.contains("X509Certificate"), "{metadata}");
+    assert!(
+        metadata.contains(&format!(r#"Location="{}/sso""#, idp.base())),
+        "{metadata}"
+    );
+
+    // An SP of the console's shape, from that metadata.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idp.xml");
+    idp.write_metadata(&file);
+    let settings: natterjack_federation::saml::SamlSettings =
+        serde_json::from_value(serde_json::json!({ "idp_metadata_file": file })).unwrap();
+    let acs = "https://127.0.0.1:8443/console/saml/acs";
+    let sp = natterjack_federation::saml::ServiceProvider::load(
+        &settings,
+        acs,
+        "https://127.0.0.1:8443/console/saml/metadata",
+    )
+    .unwrap();
+    let now = natterjack_core::clock::Clock::wall(&natterjack_core::clock::SystemClock);
+    let redirect = sp.begin("state", now).unwrap();
+
+    // What a browser sees: the form that posts the response to the ACS.
+    let page = idp.sso_page(&redirect.url);
+    assert!(
+        page.contains(&format!(r#"<form method="post" action="{acs}">"#)),
+        "{page}\n{}",
+        idp.log()
+    );
+    assert!(page.contains(">Continue</button>"), "{page}");
+
+    // What a test posts itself: bob's response, which the SP takes.
+    let response = idp.response(&redirect.url, "bob", &[("sign", "response")]);
+    assert_eq!(response.acs, acs);
+    assert_eq!(response.relay_state, "state");
+    assert_eq!(response.request_id, redirect.request_id);
+    let identity = sp
+        .finish(&response.saml_response, &redirect.request_id, now)
+        .unwrap_or_else(|r| panic!("{}\n{}", r.reason(), idp.log()));
+    assert_eq!(identity.subject, "bob");
 }

@@ -14,6 +14,7 @@ pub mod quota;
 pub mod raw;
 pub mod redis;
 pub mod rsyslog;
+pub mod saml_idp;
 pub mod slapd;
 
 use reqwest::{Client, Method, Response, StatusCode};
