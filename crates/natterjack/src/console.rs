@@ -2,13 +2,17 @@
 //! and the audit chain check of its audit page.
 
 use crate::audit_files::{FileAnchor, load_or_create_key};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::runtime::Assembled;
+use crate::start_error::StartError;
 use axum::Router;
 use natterjack_console::{ChainStatus, Console, SignOn, SignOnRefusal};
 use natterjack_core::audit::{AuditStore, HeadAnchor, VerifyReport, verify};
+use natterjack_core::auth::AuthFailure;
+use natterjack_core::clock::SharedClock;
 use natterjack_core::principal::Principal;
 use natterjack_federation::oidc::{CodeFlow, LoginRefusal, PendingLogin};
+use natterjack_federation::saml::{SamlLogins, ServiceProvider};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -47,9 +51,13 @@ impl ChainStatus for ChainCheck {
 
 /// The console's router for a REST listener bound at `bound`, or `None` when
 /// `console.enabled` is off.
-pub fn router(cfg: &Config, assembled: &Assembled, bound: SocketAddr) -> Option<Router> {
+pub fn router(
+    cfg: &Config,
+    assembled: &Assembled,
+    bound: SocketAddr,
+) -> Result<Option<Router>, StartError> {
     if !cfg.console.enabled {
-        return None;
+        return Ok(None);
     }
     let base = cfg.console.base_url(bound);
     let oidc = assembled.oidc_flow.clone().map(|flow| {
@@ -58,19 +66,38 @@ pub fn router(cfg: &Config, assembled: &Assembled, bound: SocketAddr) -> Option<
             redirect_uri: format!("{base}/console/oidc/callback"),
         }) as Arc<dyn SignOn>
     });
-    Some(natterjack_console::router(Console {
+    let saml = match &cfg.console.saml {
+        Some(settings) => {
+            let entity_id = settings
+                .entity_id
+                .clone()
+                .unwrap_or_else(|| format!("{base}/console/saml/metadata"));
+            let provider =
+                ServiceProvider::load(settings, &format!("{base}/console/saml/acs"), &entity_id)
+                    .map_err(|e| StartError::Config(ConfigError(format!("console.saml: {e}"))))?;
+            Some(Arc::new(SamlSignOn {
+                logins: SamlLogins::new(provider, assembled.linked.clone()),
+                clock: assembled.state.clock.clone(),
+            }))
+        }
+        None => None,
+    };
+    let saml_metadata = saml
+        .as_ref()
+        .map(|s| Arc::from(s.logins.provider().metadata()));
+    Ok(Some(natterjack_console::router(Console {
         app: assembled.state.clone(),
         sessions: assembled.sessions.clone(),
         origin: cfg.console.origin(),
-        saml: None,
-        saml_metadata: None,
+        saml: saml.map(|s| s as Arc<dyn SignOn>),
+        saml_metadata,
         oidc,
         chain: Arc::new(ChainCheck {
             store: assembled.store.audit_store(),
             key_file: cfg.audit_key_path(),
             head_file: cfg.audit_head_path(),
         }),
-    }))
+    })))
 }
 
 /// The console's OpenID Connect login: the code flow of one configured issuer.
@@ -125,5 +152,56 @@ impl SignOn for OidcSignOn {
             .finish(pending, state, code, &self.redirect_uri)
             .await
             .map_err(refusal)
+    }
+}
+
+/// The console's SAML 2.0 sign-on: SP-initiated Web Browser SSO, the pending request id
+/// kept for the browser, the response checked by [`SamlLogins`] (signature through
+/// libxmlsec1, envelope, audience, times, request, one-time use, account link).
+struct SamlSignOn {
+    logins: SamlLogins,
+    clock: SharedClock,
+}
+
+#[async_trait::async_trait]
+impl SignOn for SamlSignOn {
+    fn kind(&self) -> &'static str {
+        "saml"
+    }
+
+    async fn begin(&self) -> Result<(String, SecretString), SignOnRefusal> {
+        let redirect = self
+            .logins
+            .provider()
+            .begin("", self.clock.wall())
+            .map_err(|_| SignOnRefusal::Unavailable("cannot write the authentication request"))?;
+        Ok((redirect.url, SecretString::from(redirect.request_id)))
+    }
+
+    async fn finish(
+        &self,
+        fields: &[(String, String)],
+        kept: SecretString,
+        _from: IpAddr,
+    ) -> Result<Principal, SignOnRefusal> {
+        let response = fields
+            .iter()
+            .find(|(k, _)| k == "SAMLResponse")
+            .map(|(_, v)| v.as_str())
+            .ok_or(SignOnRefusal::Refused("no SAMLResponse in the form"))?;
+        match self
+            .logins
+            .login(response, kept.expose_secret(), self.clock.wall())
+            .await
+        {
+            Ok((principal, _)) => Ok(principal),
+            Err(AuthFailure::Refused(reason)) => Err(SignOnRefusal::Refused(reason)),
+            Err(AuthFailure::Wrong | AuthFailure::Limited { .. }) => {
+                Err(SignOnRefusal::Refused("the identity maps to no account"))
+            }
+            Err(AuthFailure::Unavailable(_)) => {
+                Err(SignOnRefusal::Unavailable("the account store"))
+            }
+        }
     }
 }

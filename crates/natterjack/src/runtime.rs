@@ -156,6 +156,9 @@ pub struct Assembled {
     pub space_gate: Arc<SpaceGate>,
     /// The console's browser sessions (also an identity provider of `state`).
     pub sessions: Arc<Sessions>,
+    /// The accounts external identities are linked to (the console's SAML sign-on maps
+    /// its identities through them, as bearer tokens do).
+    pub linked: LinkedAccounts,
     /// The console's OpenID Connect login, when `[console.oidc]` is set.
     pub oidc_flow: Option<Arc<natterjack_federation::oidc::CodeFlow>>,
 }
@@ -170,11 +173,16 @@ impl Assembled {
 
     /// [`Assembled::app`] with the browser console under `/console/` (when
     /// `console.enabled`), for a REST listener bound at `bound`.
-    pub fn app_with_console(&self, cfg: &Config, bound: std::net::SocketAddr) -> Router {
+    /// Fails when `[console.saml]` cannot be loaded.
+    pub fn app_with_console(
+        &self,
+        cfg: &Config,
+        bound: std::net::SocketAddr,
+    ) -> Result<Router, StartError> {
         let app = self.app(|routes| routes);
-        match crate::console::router(cfg, self, bound) {
-            Some(console) => console.merge(app),
-            None => app,
+        match crate::console::router(cfg, self, bound)? {
+            Some(console) => Ok(console.merge(app)),
+            None => Ok(app),
         }
     }
 }
@@ -370,5 +378,6 @@ pub async fn assemble_with_clock(
         transport,
         sessions,
         oidc_flow,
+        linked: LinkedAccounts::new(cache.store.clone()),
     })
 }

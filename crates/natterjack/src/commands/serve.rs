@@ -48,7 +48,7 @@ pub(super) async fn serve(cfg: &Config) -> Result<(), StartError> {
         Ok::<_, StartError>((listener, local))
     };
     let (listener, addr) = bind(cfg.rest.listen).await?;
-    let app = assembled.app_with_console(cfg, addr);
+    let app = assembled.app_with_console(cfg, addr)?;
     let grpc = match &assembled.grpc_tls {
         Some(_) => Some(bind(cfg.grpc.listen).await?),
         None => None,

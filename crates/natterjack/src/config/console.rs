@@ -2,6 +2,7 @@
 //! sessions last, the origin its forms must come from, and its single sign-on providers.
 
 use natterjack_federation::oidc::ConsoleOidcSettings;
+use natterjack_federation::saml::SamlSettings;
 use serde::Deserialize;
 
 /// `[console]`. See docs/CONFIGURATION.md, "The console".
@@ -22,6 +23,9 @@ pub struct ConsoleConfig {
     /// Console login through one of the `[[auth.oidc]]` issuers (authorization code flow
     /// with PKCE): `[console.oidc]`, see `natterjack_federation::oidc::ConsoleOidcSettings`.
     pub oidc: Option<ConsoleOidcSettings>,
+    /// Console login through a SAML 2.0 identity provider (Web Browser SSO, SP-initiated):
+    /// `[console.saml]`, see `natterjack_federation::saml::SamlSettings`.
+    pub saml: Option<SamlSettings>,
 }
 
 impl Default for ConsoleConfig {
@@ -32,6 +36,7 @@ impl Default for ConsoleConfig {
             session_absolute_secs: 12 * 60 * 60,
             public_url: None,
             oidc: None,
+            saml: None,
         }
     }
 }
