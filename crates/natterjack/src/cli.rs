@@ -196,7 +196,8 @@ pub enum UserCommand {
         /// The username of the existing account.
         name: String,
         /// Where the identity is verified: the issuer URL exactly as configured in
-        /// `[[auth.oidc]]`, or the directory's `ldap://host:port` / `ldaps://host:port`.
+        /// `[[auth.oidc]]`, the directory's `ldap://host:port` / `ldaps://host:port`, or
+        /// `saml:` followed by the SAML identity provider's entity id.
         #[arg(long)]
         source: String,
         /// Who the source says it is: the token's `sub`, or the directory username in
