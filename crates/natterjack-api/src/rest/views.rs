@@ -212,9 +212,9 @@ pub struct AuditRecordView {
     /// first few recorded one by one; how many in `count`).
     #[schema(pattern = "^(intent|complete|alert|summary)$")]
     pub phase: &'static str,
-    /// How the request arrived: `rest`, `grpc`, `internal` (the operator's listeners), or
-    /// `monitor` for an `alert`.
-    #[schema(pattern = "^(rest|grpc|internal|monitor)$")]
+    /// How the request arrived: `rest`, `grpc`, `console` (the browser console),
+    /// `internal` (the operator's listeners), or `monitor` for an `alert`.
+    #[schema(pattern = "^(rest|grpc|internal|monitor|console)$")]
     pub transport: &'static str,
     /// Client address.
     pub client_ip: String,
@@ -222,15 +222,16 @@ pub struct AuditRecordView {
     pub principal: Option<String>,
     /// How the caller authenticated: `none`, `basic` (HTTP Basic, checked locally or by a
     /// directory bind), `bearer` (an OpenID Connect access token), `mtls` (a gRPC client
-    /// certificate alone) or `local-operator` (the admin socket).
-    #[schema(pattern = "^(none|basic|bearer|mtls|local-operator)$")]
+    /// certificate alone), `local-operator` (the admin socket) or `session` (a browser
+    /// session of the console).
+    #[schema(pattern = "^(none|basic|bearer|mtls|local-operator|session)$")]
     pub auth_method: &'static str,
     /// The operation: method and route template for REST (`POST /spaces/{id}/messages`),
     /// the full method for gRPC (`/natterjack.v1.Spaces/PostMessage`), `alert KIND`.
     pub operation: String,
     /// The ids addressed: path parameters for REST, request fields for gRPC.
     pub target: String,
-    /// The status answered: an HTTP status when `transport` is `rest` or `internal`, a gRPC
+    /// The status answered: an HTTP status when `transport` is `rest`, `console` or `internal`, a gRPC
     /// code when it is `grpc`; none for intents and alerts.
     pub status: Option<u16>,
     /// `pending` (an intent), `allow`, `deny` (unauthenticated, forbidden, rate limited),

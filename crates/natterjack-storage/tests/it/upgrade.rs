@@ -37,7 +37,7 @@ async fn a_schema_2_database_keeps_its_audit_records_and_triggers_through_schema
             .await
             .unwrap()
             .applied,
-        [3, 4, 5, 6, 7, 8, 9, 10]
+        [3, 4, 5, 6, 7, 8, 9, 10, 11]
     );
 
     let store = SqliteStore::open(&path, 1, crate::support::keyring())
