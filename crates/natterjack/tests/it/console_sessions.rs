@@ -812,6 +812,49 @@ async fn every_console_action_is_audited_as_the_console_with_the_session_named_b
         let text = format!("{:?}", stored.record);
         assert!(!text.contains(&session), "{text}");
     }
+    // An admin reading the trail through the REST API sees the same.
+    server.user("auditor").await;
+    operator(
+        &server.data_dir(),
+        &["user", "admin", "auditor", "--grant"],
+        "",
+        &[],
+    );
+    let auditor = Creds::new("auditor", PASSWORD);
+    let page: Value = server
+        .call(
+            Some(&auditor),
+            Method::GET,
+            "/audit?principal=alice&limit=100",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<&Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["phase"] == "complete" && r["operation"] != "POST /console/login")
+        .collect();
+    for (operation, response) in &answered {
+        let id = request_id(response);
+        assert!(
+            seen.iter().any(|r| r["request_id"] == id.as_str()),
+            "{operation} not in {page}"
+        );
+    }
+    for record in seen {
+        assert_eq!(record["transport"], "console", "{record}");
+        assert_eq!(record["auth_method"], "session", "{record}");
+        assert!(
+            record["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&named)),
+            "{record}"
+        );
+    }
 }
 
 #[tokio::test]
