@@ -11,7 +11,7 @@
 //!   even looked up.
 
 use crate::Console;
-use crate::answer::{AuditReason, ConsoleError};
+use crate::answer::{AuditReason, AuditStatus, ConsoleError};
 use crate::cookies;
 use crate::operations::{declared, needs_csrf_token, needs_same_origin};
 use axum::RequestExt;
@@ -319,7 +319,17 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         {
             ConsoleError::WrongLogin.into_response()
         }
-        Ok(Err(refused)) => refused.into_response(),
+        Ok(Err(refused)) => {
+            let mut response = refused.into_response();
+            // A credential that was refused: the audit record says why (a session revoked,
+            // idle, expired or ended by a password change), not only "please log in".
+            if let Some(why) = draft.refused_because() {
+                response
+                    .extensions_mut()
+                    .insert(AuditReason(why.to_owned()));
+            }
+            response
+        }
         Err(_) => {
             ConsoleError::Refused(natterjack_api::pipeline::Refusal::TimedOut).into_response()
         }
@@ -338,13 +348,11 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         .extensions()
         .get::<AuditReason>()
         .map(|r| r.0.clone());
-    complete(
-        state,
-        draft,
-        Status::Http(response.status().as_u16()),
-        reason,
-    )
-    .await;
+    let status = response
+        .extensions()
+        .get::<AuditStatus>()
+        .map_or(response.status(), |s| s.0);
+    complete(state, draft, Status::Http(status.as_u16()), reason).await;
     response
 }
 

@@ -15,6 +15,12 @@ use natterjack_core::rate::gcra::Cause;
 #[derive(Debug, Clone)]
 pub struct AuditReason(pub String);
 
+/// The status the audit record gets when the browser is answered with another: a request
+/// refused for want of a (valid) session is sent to the login form with a 303, but it was
+/// refused, and the trail, the anomaly monitor and the SIEM must count it as a 401 denial.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditStatus(pub StatusCode);
+
 /// Why a console request was not served.
 #[derive(Debug)]
 pub enum ConsoleError {
@@ -175,6 +181,7 @@ impl IntoResponse for ConsoleError {
             if let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SESSION)) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
+            r.extensions_mut().insert(AuditStatus(status));
             r
         } else if matches!(self, ConsoleError::WrongLogin) {
             let page = crate::pages::login::form(None, Some(shown), false, false);

@@ -28,6 +28,8 @@ pub struct Draft {
     /// The start of the hash of the session a console request came with, named in the
     /// record's reason (the token itself is never recorded).
     pub(crate) session: Option<String>,
+    /// Why the presented credential was refused, when it was (the metric's words).
+    pub(crate) refused_because: Option<&'static str>,
     started: Instant,
     metric_label: Option<&'static str>,
     clock: SharedClock,
@@ -57,6 +59,7 @@ impl Draft {
             allowed_because: None,
             via: None,
             session: None,
+            refused_because: None,
             started: clock.now(),
             metric_label: None,
             clock,
@@ -119,6 +122,14 @@ impl Draft {
     /// ([`natterjack_core::session::SessionKey::short`]).
     pub fn session(&mut self, short_key: String) {
         self.session = Some(short_key);
+    }
+
+    /// Why the credential the request came with was refused (a session revoked, idle,
+    /// expired or ended by a password change; wrong password), for a transport whose
+    /// answer does not say it itself: the console answers an ended session with a
+    /// redirect to its login form, but its audit record must still say what happened.
+    pub fn refused_because(&self) -> Option<&'static str> {
+        self.refused_because
     }
 
     /// A record of this request at `phase`.

@@ -223,6 +223,7 @@ async fn authenticate(
                 (Credential::Password { .. }, _) => "wrong username or password",
             };
             crate::metrics::auth_failure(transport, reason);
+            draft.refused_because = Some(reason);
             Err(match credential {
                 Credential::Bearer { .. } => Refusal::InvalidToken(reason),
                 _ => Refusal::Unauthenticated,

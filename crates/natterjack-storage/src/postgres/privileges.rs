@@ -69,7 +69,8 @@ SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolcreaterole AS crea
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' \
          CROSS JOIN (VALUES ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER')) p(privilege) \
          WHERE c.relkind = 'r' AND has_table_privilege(c.oid, p.privilege) \
-           AND NOT (p.privilege = 'DELETE' AND c.relname IN ('messages', 'memberships', 'console_sessions', 'console_pending_logins')) \
+           AND NOT (p.privilege = 'DELETE' AND c.relname IN ('messages', 'memberships', \
+             'console_sessions', 'console_pending_logins')) \
            AND NOT (p.privilege = 'UPDATE' AND c.relname IN ('users', 'memberships', 'spaces', 'messages', 'row_ids'))) t \
        ) AS excess_table_privileges \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";

@@ -11,7 +11,9 @@ use natterjack_core::domain::{
     Limit, MessageId, MessageText, Permissions, SpaceName, Timestamp, UserId, Username,
 };
 use natterjack_core::ports::{MessagePage, Store, StoreError};
+use natterjack_core::session::{NewSession, SessionKey, SessionStore};
 use natterjack_storage::SqliteStore;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Fresh SQLite store in `dir`, migrated and opened as the server does.
 async fn sqlite_store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -77,6 +79,24 @@ fn audit(id: i64, time: i64, principal: Option<&str>) -> StoredAuditRecord {
 
 fn ids(records: &[StoredAuditRecord]) -> Vec<i64> {
     records.iter().map(|r| r.id).collect()
+}
+
+/// The session key numbered `n` (its hash bytes all `n`).
+fn key(n: u8) -> SessionKey {
+    SessionKey::from_bytes(&[n; 32]).unwrap()
+}
+
+/// A session of `user` under [`key`] `n`, opened at `at` microseconds.
+fn new_session(n: u8, user: UserId, at: i64) -> NewSession {
+    NewSession {
+        key: key(n),
+        user,
+        method: "password".to_owned(),
+        credential_mark: [n; 16],
+        admin: false,
+        created_at: Timestamp::from_micros(at),
+        client_ip: format!("192.0.2.{n}"),
+    }
 }
 
 fn page(limit_n: u8) -> AuditQuery {
@@ -707,6 +727,259 @@ mod cases {
         // Each sink keeps its own cursor.
         assert_eq!(store.export_cursor("file").await.unwrap(), 0);
     }
+
+    pub async fn a_session_is_found_by_its_key_with_its_account_as_it_is_now_and_listed_oldest_first(
+        store: &(impl Store + SessionStore),
+    ) {
+        let alice = user(store, "alice").await;
+        let bob = user(store, "bob").await;
+        store
+            .create_session(&new_session(2, bob, 2_000))
+            .await
+            .unwrap();
+        let mut opened = new_session(1, alice, 1_000);
+        opened.method = "saml".to_owned();
+        store.create_session(&opened).await.unwrap();
+
+        let found = store.find_session(&key(1)).await.unwrap().unwrap();
+        assert_eq!(found.key, key(1));
+        assert_eq!(found.method, "saml");
+        assert_eq!(found.credential_mark, [1u8; 16]);
+        assert!(!found.admin);
+        assert_eq!(found.created_at, Timestamp::from_micros(1_000));
+        assert_eq!(found.last_seen_at, Timestamp::from_micros(1_000));
+        assert_eq!(found.client_ip, "192.0.2.1");
+        assert_eq!(found.user.id, alice);
+        assert_eq!(found.user.username.as_str(), "alice");
+        assert_eq!(found.user.password_hash, "$argon2id$stub");
+        assert!(!found.user.admin);
+        assert!(store.find_session(&key(3)).await.unwrap().is_none());
+
+        // The account is read with the session: a new password or role shows at once (what
+        // ends the session, or renews it).
+        store
+            .set_password_hash(alice, "$argon2id$new")
+            .await
+            .unwrap();
+        store.set_admin(alice, true).await.unwrap();
+        let found = store.find_session(&key(1)).await.unwrap().unwrap();
+        assert_eq!(found.user.password_hash, "$argon2id$new");
+        assert!(found.user.admin);
+        assert!(!found.admin, "the role when the session opened is kept");
+
+        let listed: Vec<_> = store
+            .list_sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.key, s.user.username.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            listed,
+            [(key(1), "alice".to_owned()), (key(2), "bob".to_owned())]
+        );
+    }
+
+    pub async fn a_session_key_is_unique_and_a_session_needs_an_account(
+        store: &(impl Store + SessionStore),
+    ) {
+        let alice = user(store, "alice").await;
+        store
+            .create_session(&new_session(1, alice, 1_000))
+            .await
+            .unwrap();
+        let again = store.create_session(&new_session(1, alice, 2_000)).await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let nobody = UserId::from_i64(alice.get() + 1000).unwrap();
+        let orphan = store.create_session(&new_session(2, nobody, 1_000)).await;
+        assert!(orphan.is_err(), "a session of no account was stored");
+        assert_eq!(store.list_sessions().await.unwrap().len(), 1);
+    }
+
+    pub async fn a_sessions_last_use_only_moves_forward(store: &(impl Store + SessionStore)) {
+        let alice = user(store, "alice").await;
+        store
+            .create_session(&new_session(1, alice, 1_000))
+            .await
+            .unwrap();
+        let last_seen = || async {
+            store
+                .find_session(&key(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at
+                .micros()
+        };
+        store
+            .touch_session(&key(1), Timestamp::from_micros(5_000))
+            .await
+            .unwrap();
+        assert_eq!(last_seen().await, 5_000);
+        // A late write of an older use (another node, a slow request) does not move it back.
+        store
+            .touch_session(&key(1), Timestamp::from_micros(3_000))
+            .await
+            .unwrap();
+        assert_eq!(last_seen().await, 5_000);
+        // Nor does a use of a session that is gone bring it back.
+        store
+            .touch_session(&key(9), Timestamp::from_micros(6_000))
+            .await
+            .unwrap();
+        assert!(store.find_session(&key(9)).await.unwrap().is_none());
+        let found = store.find_session(&key(1)).await.unwrap().unwrap();
+        assert_eq!(found.created_at, Timestamp::from_micros(1_000));
+    }
+
+    pub async fn ending_a_session_ends_only_it_and_ending_a_users_ends_all_of_theirs(
+        store: &(impl Store + SessionStore),
+    ) {
+        let alice = user(store, "alice").await;
+        let bob = user(store, "bob").await;
+        let carol = user(store, "carol").await;
+        for (n, who) in [(1, alice), (2, alice), (3, alice), (4, bob)] {
+            store
+                .create_session(&new_session(n, who, i64::from(n) * 1_000))
+                .await
+                .unwrap();
+        }
+        assert!(store.delete_session(&key(1)).await.unwrap());
+        assert!(!store.delete_session(&key(1)).await.unwrap());
+        assert!(store.find_session(&key(1)).await.unwrap().is_none());
+        assert!(store.find_session(&key(2)).await.unwrap().is_some());
+
+        assert_eq!(store.delete_sessions_of(alice).await.unwrap(), 2);
+        assert_eq!(store.delete_sessions_of(alice).await.unwrap(), 0);
+        assert_eq!(store.delete_sessions_of(carol).await.unwrap(), 0);
+        let left: Vec<_> = store
+            .list_sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(left, [key(4)]);
+    }
+
+    pub async fn a_pending_sign_on_is_taken_once_and_only_as_its_own_kind(
+        store: &(impl Store + SessionStore),
+    ) {
+        let state = SecretString::from("request-id-1");
+        store
+            .put_pending_login(
+                &key(1),
+                "saml",
+                &state,
+                Timestamp::from_micros(0),
+                Timestamp::from_micros(300),
+            )
+            .await
+            .unwrap();
+        // An OpenID Connect callback cannot take a SAML sign-on (and leaves it alone).
+        assert!(
+            store
+                .take_pending_login(&key(1), "oidc")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .take_pending_login(&key(2), "saml")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (taken, expires) = store
+            .take_pending_login(&key(1), "saml")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.expose_secret(), "request-id-1");
+        assert_eq!(expires, Timestamp::from_micros(300));
+        // Taken once: a replay finds nothing.
+        assert!(
+            store
+                .take_pending_login(&key(1), "saml")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A cookie is never reused for a second sign-on while the first is pending.
+        store
+            .put_pending_login(
+                &key(3),
+                "oidc",
+                &state,
+                Timestamp::from_micros(0),
+                Timestamp::from_micros(300),
+            )
+            .await
+            .unwrap();
+        let again = store
+            .put_pending_login(
+                &key(3),
+                "oidc",
+                &SecretString::from("other"),
+                Timestamp::from_micros(1),
+                Timestamp::from_micros(300),
+            )
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let (kept, _) = store
+            .take_pending_login(&key(3), "oidc")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.expose_secret(), "request-id-1");
+    }
+
+    pub async fn expired_pending_sign_ons_go_when_the_next_one_is_kept(
+        store: &(impl Store + SessionStore),
+    ) {
+        let state = SecretString::from("state");
+        for (n, expires) in [(1, 100), (2, 1_000)] {
+            store
+                .put_pending_login(
+                    &key(n),
+                    "oidc",
+                    &state,
+                    Timestamp::from_micros(0),
+                    Timestamp::from_micros(expires),
+                )
+                .await
+                .unwrap();
+        }
+        store
+            .put_pending_login(
+                &key(3),
+                "saml",
+                &state,
+                Timestamp::from_micros(200),
+                Timestamp::from_micros(500),
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .take_pending_login(&key(1), "oidc")
+                .await
+                .unwrap()
+                .is_none(),
+            "the expired sign-on was purged"
+        );
+        for (n, kind) in [(2, "oidc"), (3, "saml")] {
+            assert!(
+                store
+                    .take_pending_login(&key(n), kind)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{n}"
+            );
+        }
+    }
 }
 
 /// Runs each case as `sqlite::<case>` and `postgres::<case>`.
@@ -756,4 +1029,10 @@ contract!(
     an_alert_record_is_stored_and_read_back_as_an_alert,
     a_summary_record_keeps_its_count_and_a_count_on_another_record_is_refused,
     an_export_cursor_starts_at_zero_and_only_moves_forward,
+    a_session_is_found_by_its_key_with_its_account_as_it_is_now_and_listed_oldest_first,
+    a_session_key_is_unique_and_a_session_needs_an_account,
+    a_sessions_last_use_only_moves_forward,
+    ending_a_session_ends_only_it_and_ending_a_users_ends_all_of_theirs,
+    a_pending_sign_on_is_taken_once_and_only_as_its_own_kind,
+    expired_pending_sign_ons_go_when_the_next_one_is_kept,
 );

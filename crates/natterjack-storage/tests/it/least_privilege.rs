@@ -1,8 +1,10 @@
 //! The server's SQLite connections cannot do what the API never needs.
 
-use natterjack_core::domain::{MessageText, SpaceName, Username};
+use natterjack_core::domain::{MessageText, SpaceName, Timestamp, Username};
 use natterjack_core::ports::Store;
+use natterjack_core::session::{NewSession, SessionKey, SessionStore};
 use natterjack_storage::SqliteStore;
+use secrecy::SecretString;
 
 async fn fresh_store(dir: &tempfile::TempDir) -> SqliteStore {
     let path = dir.path().join("natterjack.db");
@@ -66,6 +68,21 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "DROP TRIGGER audit_export_cursor_only_moves_forward",
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'evil', 0)",
         "VACUUM INTO '/tmp/natterjack-copy.db'",
+        // A session cannot be moved to another account, renamed, made an admin's, or made
+        // to outlive its absolute timeout or a password change: only its last use moves.
+        "UPDATE console_sessions SET user_id = 1",
+        "UPDATE console_sessions SET id_hash = id_hash",
+        "UPDATE console_sessions SET is_admin = 1",
+        "UPDATE console_sessions SET created_at = created_at + 1",
+        "UPDATE console_sessions SET credential_mark = credential_mark",
+        "UPDATE console_sessions SET method = 'password'",
+        "DROP TABLE console_sessions",
+        // A pending sign-on is kept and taken, never rewritten.
+        "UPDATE console_pending_logins SET state = 'forged'",
+        "UPDATE console_pending_logins SET kind = 'saml'",
+        "UPDATE console_pending_logins SET expires_at = expires_at + 1",
+        "UPDATE console_pending_logins SET id_hash = id_hash",
+        "DROP TABLE console_pending_logins",
     ];
     for sql in forbidden {
         // On the writing connection, and on a reading one (which is read-only besides).
@@ -148,6 +165,50 @@ async fn the_statements_the_api_needs_still_work_under_the_authorizer() {
     assert!(
         again.id > m.id,
         "message ids are never reused after a delete"
+    );
+
+    // The console's sessions: open, find, touch, end (one, then all of a user's), and a
+    // pending sign-on kept and taken.
+    let key = |n: u8| SessionKey::from_bytes(&[n; 32]).unwrap();
+    for n in [1, 2] {
+        store
+            .create_session(&NewSession {
+                key: key(n),
+                user: bob.id,
+                method: "password".to_owned(),
+                credential_mark: [n; 16],
+                admin: false,
+                created_at: Timestamp::from_micros(1),
+                client_ip: "192.0.2.1".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .touch_session(&key(1), Timestamp::from_micros(2))
+        .await
+        .unwrap();
+    let found = store.find_session(&key(1)).await.unwrap().unwrap();
+    assert_eq!(found.last_seen_at, Timestamp::from_micros(2));
+    assert_eq!(store.list_sessions().await.unwrap().len(), 2);
+    assert!(store.delete_session(&key(1)).await.unwrap());
+    assert_eq!(store.delete_sessions_of(bob.id).await.unwrap(), 1);
+    store
+        .put_pending_login(
+            &key(3),
+            "oidc",
+            &SecretString::from("state"),
+            Timestamp::from_micros(1),
+            Timestamp::from_micros(100),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .take_pending_login(&key(3), "oidc")
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 

@@ -71,7 +71,8 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
     // All of these are refused by the grants (SQLSTATE 42501) before any trigger fires:
     // the app role holds no UPDATE on audit_log, no DELETE on users, spaces or audit_log,
     // UPDATE on users only for password_hash and is_admin, on spaces and messages only for
-    // the sealed value and its key id, and only SELECT on data_keys.
+    // the sealed value and its key id, on console_sessions only for last_seen_at, none on
+    // console_pending_logins, and only SELECT on data_keys.
     let forbidden = [
         "DROP TABLE messages",
         "ALTER TABLE users ADD COLUMN evil TEXT",
@@ -107,6 +108,23 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         "DROP TRIGGER audit_log_is_never_deleted ON audit_log",
         "ALTER TABLE audit_log DISABLE TRIGGER ALL",
         "SET ROLE postgres",
+        // A session cannot be moved to another account, renamed, made an admin's, or made
+        // to outlive its absolute timeout or a password change: only its last use moves.
+        "UPDATE console_sessions SET user_id = 1",
+        "UPDATE console_sessions SET id_hash = id_hash",
+        "UPDATE console_sessions SET is_admin = true",
+        "UPDATE console_sessions SET created_at = created_at + 1",
+        "UPDATE console_sessions SET credential_mark = credential_mark",
+        "UPDATE console_sessions SET method = 'password'",
+        "TRUNCATE console_sessions",
+        "DROP TABLE console_sessions",
+        // A pending sign-on is kept and taken, never rewritten.
+        "UPDATE console_pending_logins SET state = 'forged'",
+        "UPDATE console_pending_logins SET kind = 'saml'",
+        "UPDATE console_pending_logins SET expires_at = expires_at + 1",
+        "UPDATE console_pending_logins SET id_hash = id_hash",
+        "TRUNCATE console_pending_logins",
+        "DROP TABLE console_pending_logins",
     ];
     let mut wrong = Vec::new();
     for sql in forbidden {
@@ -283,10 +301,12 @@ async fn a_grant_the_api_never_uses_stops_the_server_until_migrate_reapplies_the
         .await
         .unwrap();
     // Test-only DDL on a role name this suite generated.
-    sqlx::raw_sql(&format!("GRANT UPDATE, TRUNCATE ON audit_log TO {app}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(&format!(
+        "GRANT UPDATE, TRUNCATE ON audit_log TO {app}; GRANT UPDATE ON console_sessions TO {app}"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     let result = PgStore::open(
         &db.app,
         1,
@@ -299,7 +319,7 @@ async fn a_grant_the_api_never_uses_stops_the_server_until_migrate_reapplies_the
     };
     assert!(
         message
-            .contains("table privileges the API never uses (audit_log TRUNCATE, audit_log UPDATE)"),
+            .contains("table privileges the API never uses (audit_log TRUNCATE, audit_log UPDATE, console_sessions UPDATE)"),
         "{message}"
     );
     PgStore::migrate(&db.owner, &app, &crate::support::keyring())

@@ -18,6 +18,8 @@ mod browser_harness;
 mod certificate_reload;
 mod cli;
 mod connections;
+mod console_sessions;
+mod console_sign_on;
 mod directory_logins;
 mod docs_examples;
 mod encryption_at_rest;

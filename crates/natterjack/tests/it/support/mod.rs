@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod console;
 pub mod grpc_client;
 pub mod haproxy;
 pub mod in_process;
