@@ -237,7 +237,8 @@ pub(crate) fn audit_records(rows: Vec<AuditRow>) -> Vec<StoredAuditRecord> {
 }
 
 /// A session row joined with its account: key, method, credential mark, admin then, opened,
-/// last seen, address; then the account's id, name, password hash and admin now.
+/// last seen, address; then the account's id, name, password hash and admin now; then the
+/// admin role its sign-on granted.
 pub(crate) type SessionRow = (
     Vec<u8>,
     String,
@@ -250,11 +251,13 @@ pub(crate) type SessionRow = (
     String,
     String,
     bool,
+    bool,
 );
 
 /// The columns of a [`SessionRow`], in order, from `console_sessions s JOIN users u`.
 pub(crate) const SESSION_COLUMNS: &str = "s.id_hash, s.method, s.credential_mark, s.is_admin, \
-     s.created_at, s.last_seen_at, s.client_ip, u.id, u.username, u.password_hash, u.is_admin";
+     s.created_at, s.last_seen_at, s.client_ip, u.id, u.username, u.password_hash, u.is_admin, \
+     s.granted_admin";
 
 /// A stored session with its account.
 pub(crate) fn session(
@@ -267,6 +270,7 @@ pub(crate) fn session(
         method: row.1,
         credential_mark: row.2,
         admin: row.3,
+        granted_admin: row.11,
         created_at: Timestamp::from_micros(row.4),
         last_seen_at: Timestamp::from_micros(row.5),
         client_ip: row.6,

@@ -22,6 +22,10 @@ pub struct NewSession {
     pub credential_mark: [u8; 16],
     /// Whether the account held the admin role then: a change of role renews the session.
     pub admin: bool,
+    /// Whether the sign-on's identity provider made its holder an admin (a SAML or OpenID
+    /// Connect group, an LDAP admin group) beyond the account's own role: kept for the
+    /// session's life, as a bearer token keeps its claims until it expires.
+    pub granted_admin: bool,
     /// When it opened; the absolute timeout counts from here.
     pub created_at: Timestamp,
     /// The address it was opened from.
@@ -41,6 +45,8 @@ pub struct StoredSession {
     pub credential_mark: Vec<u8>,
     /// See [`NewSession::admin`].
     pub admin: bool,
+    /// See [`NewSession::granted_admin`].
+    pub granted_admin: bool,
     /// When it opened.
     pub created_at: Timestamp,
     /// When it was last used (to a minute: see `Sessions`).

@@ -151,6 +151,7 @@ impl Sessions {
                 method: method.to_owned(),
                 credential_mark: credential_mark(&user),
                 admin: user.admin,
+                granted_admin: principal.admin_access().is_some() && !user.admin,
                 created_at: self.clock.wall(),
                 client_ip: from.to_string(),
             })
@@ -180,7 +181,7 @@ impl Sessions {
         let principal = Principal::new(
             session.user.id,
             session.user.username.clone(),
-            session.user.admin,
+            session.user.admin || session.granted_admin,
         );
         if session.admin != session.user.admin {
             let renewed = self.renew(&session).await?;
@@ -220,6 +221,7 @@ impl Sessions {
                 method: old.method.clone(),
                 credential_mark: credential_mark(&old.user),
                 admin: old.user.admin,
+                granted_admin: old.granted_admin,
                 created_at: old.created_at,
                 client_ip: old.client_ip.clone(),
             })

@@ -30,7 +30,8 @@ impl SessionStore for PgStore {
     async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, user_id, method, credential_mark, is_admin, \
-             created_at, last_seen_at, client_ip) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+             created_at, last_seen_at, client_ip, granted_admin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
         )
         .bind(s.key.as_bytes().as_slice())
         .bind(s.user.get())
@@ -39,6 +40,7 @@ impl SessionStore for PgStore {
         .bind(s.admin)
         .bind(s.created_at.micros())
         .bind(&s.client_ip)
+        .bind(s.granted_admin)
         .execute(self.pool())
         .await
         .map_err(classify)?;

@@ -39,6 +39,7 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         r.get(8)?,
         r.get(9)?,
         r.get::<_, i64>(10)? == 1,
+        r.get::<_, i64>(11)? == 1,
     ))
 }
 
@@ -50,8 +51,8 @@ impl SessionStore for SqliteStore {
             .write(move |c| {
                 c.prepare_cached(
                     "INSERT INTO console_sessions (id_hash, user_id, method, credential_mark, \
-                     is_admin, created_at, last_seen_at, client_ip) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     is_admin, created_at, last_seen_at, client_ip, granted_admin) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .and_then(|mut st| {
                     st.execute((
@@ -63,6 +64,7 @@ impl SessionStore for SqliteStore {
                         s.created_at.micros(),
                         s.created_at.micros(),
                         s.client_ip.as_str(),
+                        i64::from(s.granted_admin),
                     ))
                 })
                 .map(drop)

@@ -94,6 +94,7 @@ fn new_session(n: u8, user: UserId, at: i64) -> NewSession {
         method: "password".to_owned(),
         credential_mark: [n; 16],
         admin: false,
+        granted_admin: n == 2,
         created_at: Timestamp::from_micros(at),
         client_ip: format!("192.0.2.{n}"),
     }
@@ -766,6 +767,9 @@ mod cases {
         assert_eq!(found.user.password_hash, "$argon2id$new");
         assert!(found.user.admin);
         assert!(!found.admin, "the role when the session opened is kept");
+        assert!(!found.granted_admin);
+        let bobs = store.find_session(&key(2)).await.unwrap().unwrap();
+        assert!(bobs.granted_admin, "the role a sign-on granted is kept");
 
         let listed: Vec<_> = store
             .list_sessions()

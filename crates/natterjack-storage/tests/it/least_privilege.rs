@@ -73,6 +73,7 @@ async fn every_forbidden_statement_fails_on_a_server_connection() {
         "UPDATE console_sessions SET user_id = 1",
         "UPDATE console_sessions SET id_hash = id_hash",
         "UPDATE console_sessions SET is_admin = 1",
+        "UPDATE console_sessions SET granted_admin = 1",
         "UPDATE console_sessions SET created_at = created_at + 1",
         "UPDATE console_sessions SET credential_mark = credential_mark",
         "UPDATE console_sessions SET method = 'password'",
@@ -178,6 +179,7 @@ async fn the_statements_the_api_needs_still_work_under_the_authorizer() {
                 method: "password".to_owned(),
                 credential_mark: [n; 16],
                 admin: false,
+                granted_admin: false,
                 created_at: Timestamp::from_micros(1),
                 client_ip: "192.0.2.1".to_owned(),
             })

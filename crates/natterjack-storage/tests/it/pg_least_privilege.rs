@@ -113,6 +113,7 @@ async fn every_forbidden_statement_fails_for_the_app_role_with_insufficient_priv
         "UPDATE console_sessions SET user_id = 1",
         "UPDATE console_sessions SET id_hash = id_hash",
         "UPDATE console_sessions SET is_admin = true",
+        "UPDATE console_sessions SET granted_admin = true",
         "UPDATE console_sessions SET created_at = created_at + 1",
         "UPDATE console_sessions SET credential_mark = credential_mark",
         "UPDATE console_sessions SET method = 'password'",

@@ -162,8 +162,6 @@ async fn a_saml_sign_on_opens_a_console_session_for_the_idps_user() {
 }
 
 #[tokio::test]
-#[ignore = "open bug: a session takes the admin role from the account alone \
-            (Sessions::resume), so the role the IdP's admin group gives is lost at sign-on"]
 async fn a_member_of_the_idps_admin_group_gets_a_session_with_the_admin_pages() {
     let test =
         "console_sign_on::a_member_of_the_idps_admin_group_gets_a_session_with_the_admin_pages";
