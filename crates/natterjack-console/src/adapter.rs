@@ -11,7 +11,7 @@
 //!   even looked up.
 
 use crate::Console;
-use crate::answer::{AuditReason, ConsoleError};
+use crate::answer::{AuditReason, ConsoleError, NoSession};
 use crate::cookies;
 use crate::operations::{declared, needs_csrf_token, needs_same_origin};
 use axum::RequestExt;
@@ -269,6 +269,7 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         client_ip: Some(ip),
     };
     let (parts, body) = req.into_parts();
+    let cookie_presented = cookies::presented(&parts.headers, cookies::SESSION);
     let route_text = route.clone().unwrap_or_default();
     let mut page = Page {
         console,
@@ -327,6 +328,12 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
     let mut response = response;
     if let Some(new) = renewed
         && let Ok(v) = HeaderValue::from_str(&cookies::session(&new))
+    {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if cookie_presented
+        && response.extensions().get::<NoSession>().is_some()
+        && let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SESSION))
     {
         response.headers_mut().append(header::SET_COOKIE, v);
     }

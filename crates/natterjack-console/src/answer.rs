@@ -2,7 +2,6 @@
 //! page becomes an HTML page with its status, and the reason the audit record gets. A
 //! page that needs a session and has none sends the browser to the login form instead.
 
-use crate::cookies;
 use crate::pages::render::{ErrorPage, render};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -14,6 +13,14 @@ use natterjack_core::rate::gcra::Cause;
 /// The reason a response gives the audit record (never anything secret).
 #[derive(Debug, Clone)]
 pub struct AuditReason(pub String);
+
+/// Marks the answer to a request that needed a session and had none that is valid: the
+/// adapter clears the session cookie if the request carried one (a stale or revoked token),
+/// and only then. A request without the cookie may well come from a browser that holds a
+/// good one and did not send it (a link followed from another site: the cookie is
+/// `SameSite=Strict`); clearing it there would sign the user out at any other site's whim.
+#[derive(Debug, Clone, Copy)]
+pub struct NoSession;
 
 /// Why a console request was not served.
 #[derive(Debug)]
@@ -170,11 +177,10 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Refused(Refusal::Unauthenticated)
                 | ConsoleError::Service(ServiceError::Unauthenticated)
         ) {
-            // No session, or one that ended: log in again, and forget the stale cookie.
+            // No session, or one that ended: log in again. The adapter makes the browser
+            // forget the cookie, if it sent one.
             let mut r = Redirect::to("/console/login").into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SESSION)) {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
+            r.extensions_mut().insert(NoSession);
             r
         } else if matches!(self, ConsoleError::WrongLogin) {
             let page = crate::pages::login::form(None, Some(shown), false, false);
