@@ -53,19 +53,17 @@ pub(crate) async fn landing(Extension(caller): Extension<Caller>) -> Response {
     }
 }
 
-/// Opens a session for `principal` and answers with its cookie; `then` is the response
-/// that carries it (a redirect, or the sign-on's landing page).
+/// Opens a session for `principal`, who signed in by `kind` (`password`, or the sign-on's
+/// [`crate::SignOn::kind`], as the operator's session list shows it), and answers with its
+/// cookie; `then` is the response that carries it (a redirect, or the sign-on's landing
+/// page).
 pub(crate) async fn open_session(
     console: &Console,
     principal: &Principal,
-    method: AuthMethod,
+    (method, kind): (AuthMethod, &str),
     from: ClientIp,
     mut then: Response,
 ) -> Result<Response, ConsoleError> {
-    let kind = match method {
-        AuthMethod::Basic => "password",
-        _ => "sso",
-    };
     let (token, key) = console.sessions.open(principal, kind, from.0).await?;
     if let Ok(v) = HeaderValue::from_str(&cookies::session(&token)) {
         then.headers_mut().append(header::SET_COOKIE, v);
@@ -90,7 +88,7 @@ pub(crate) async fn login(
     open_session(
         &console,
         &principal,
-        AuthMethod::Basic,
+        (AuthMethod::Basic, "password"),
         from,
         see_other("/console/spaces"),
     )

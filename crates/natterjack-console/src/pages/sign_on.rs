@@ -92,7 +92,8 @@ async fn finish(
     let page = render(&SignedInPage {
         user: principal.username().as_str().to_owned(),
     });
-    let mut response = open_session(console, &principal, AuthMethod::Session, from, page).await?;
+    let method = (AuthMethod::Session, sign_on.kind());
+    let mut response = open_session(console, &principal, method, from, page).await?;
     if let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SIGN_ON)) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
