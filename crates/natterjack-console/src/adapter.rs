@@ -318,7 +318,7 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         Ok(Err(ConsoleError::Refused(natterjack_api::pipeline::Refusal::Unauthenticated)))
             if route_text == "/console/login" =>
         {
-            ConsoleError::WrongLogin.into_response()
+            ConsoleError::wrong_login(console).into_response()
         }
         Ok(Err(refused)) => refused.into_response(),
         Err(_) => {

@@ -35,8 +35,14 @@ pub enum ConsoleError {
     NotAForm,
     /// A form over the size limit or unreadable.
     BadForm(&'static str),
-    /// A password login that failed: the form again, with the one answer for any mistake.
-    WrongLogin,
+    /// A password login that failed: the form again, with the one answer for any mistake,
+    /// and the sign-on buttons the console offers (a user who mistyped may sign on instead).
+    WrongLogin {
+        /// Whether "Sign in with SAML" is offered.
+        saml: bool,
+        /// Whether "Sign in with OpenID Connect" is offered.
+        oidc: bool,
+    },
     /// A single sign-on that failed.
     SignOn(crate::SignOnRefusal),
     /// No such page.
@@ -87,6 +93,14 @@ fn service_status(e: &ServiceError) -> (StatusCode, String) {
 }
 
 impl ConsoleError {
+    /// [`ConsoleError::WrongLogin`] with the sign-on buttons `console` offers.
+    pub fn wrong_login(console: &crate::Console) -> Self {
+        ConsoleError::WrongLogin {
+            saml: console.saml.is_some(),
+            oidc: console.oidc.is_some(),
+        }
+    }
+
     /// Status, the text shown, and the text audited.
     fn describe(&self) -> (StatusCode, String, String) {
         let same = |status, text: String| (status, text.clone(), text);
@@ -150,7 +164,7 @@ impl ConsoleError {
                 "the body is not a form".into(),
             ),
             ConsoleError::BadForm(why) => same(StatusCode::BAD_REQUEST, (*why).to_owned()),
-            ConsoleError::WrongLogin => same(
+            ConsoleError::WrongLogin { .. } => same(
                 StatusCode::UNAUTHORIZED,
                 "Wrong username or password".into(),
             ),
@@ -182,8 +196,8 @@ impl IntoResponse for ConsoleError {
             let mut r = Redirect::to("/console/login").into_response();
             r.extensions_mut().insert(NoSession);
             r
-        } else if matches!(self, ConsoleError::WrongLogin) {
-            let page = crate::pages::login::form(None, Some(shown), false, false);
+        } else if let ConsoleError::WrongLogin { saml, oidc } = self {
+            let page = crate::pages::login::form(None, Some(shown), saml, oidc);
             (status, page).into_response()
         } else {
             (status, render(&ErrorPage::new(status, shown))).into_response()

@@ -84,7 +84,10 @@ pub(crate) async fn login(
     Extension(caller): Extension<Caller>,
     Extension(from): Extension<ClientIp>,
 ) -> Result<Response, ConsoleError> {
-    let principal = caller.principal().ok_or(ConsoleError::WrongLogin)?.clone();
+    let principal = caller
+        .principal()
+        .ok_or_else(|| ConsoleError::wrong_login(&console))?
+        .clone();
     open_session(
         &console,
         &principal,
