@@ -18,6 +18,7 @@ mod browser_harness;
 mod certificate_reload;
 mod cli;
 mod connections;
+mod console_browser;
 mod directory_logins;
 mod docs_examples;
 mod encryption_at_rest;
