@@ -11,7 +11,7 @@
 //!   even looked up.
 
 use crate::Console;
-use crate::answer::{AuditReason, AuditStatus, ConsoleError};
+use crate::answer::{AuditReason, AuditStatus, ConsoleError, NoSession};
 use crate::cookies;
 use crate::operations::{declared, needs_csrf_token, needs_same_origin};
 use axum::RequestExt;
@@ -269,6 +269,7 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         client_ip: Some(ip),
     };
     let (parts, body) = req.into_parts();
+    let cookie_presented = cookies::presented(&parts.headers, cookies::SESSION);
     let route_text = route.clone().unwrap_or_default();
     let mut page = Page {
         console,
@@ -317,7 +318,7 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         Ok(Err(ConsoleError::Refused(natterjack_api::pipeline::Refusal::Unauthenticated)))
             if route_text == "/console/login" =>
         {
-            ConsoleError::WrongLogin.into_response()
+            ConsoleError::wrong_login(console).into_response()
         }
         Ok(Err(refused)) => {
             let mut response = refused.into_response();
@@ -337,6 +338,12 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
     let mut response = response;
     if let Some(new) = renewed
         && let Ok(v) = HeaderValue::from_str(&cookies::session(&new))
+    {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if cookie_presented
+        && response.extensions().get::<NoSession>().is_some()
+        && let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SESSION))
     {
         response.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -2,7 +2,6 @@
 //! page becomes an HTML page with its status, and the reason the audit record gets. A
 //! page that needs a session and has none sends the browser to the login form instead.
 
-use crate::cookies;
 use crate::pages::render::{ErrorPage, render};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -20,6 +19,13 @@ pub struct AuditReason(pub String);
 /// refused, and the trail, the anomaly monitor and the SIEM must count it as a 401 denial.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditStatus(pub StatusCode);
+/// Marks the answer to a request that needed a session and had none that is valid: the
+/// adapter clears the session cookie if the request carried one (a stale or revoked token),
+/// and only then. A request without the cookie may well come from a browser that holds a
+/// good one and did not send it (a link followed from another site: the cookie is
+/// `SameSite=Strict`); clearing it there would sign the user out at any other site's whim.
+#[derive(Debug, Clone, Copy)]
+pub struct NoSession;
 
 /// Why a console request was not served.
 #[derive(Debug)]
@@ -34,8 +40,14 @@ pub enum ConsoleError {
     NotAForm,
     /// A form over the size limit or unreadable.
     BadForm(&'static str),
-    /// A password login that failed: the form again, with the one answer for any mistake.
-    WrongLogin,
+    /// A password login that failed: the form again, with the one answer for any mistake,
+    /// and the sign-on buttons the console offers (a user who mistyped may sign on instead).
+    WrongLogin {
+        /// Whether "Sign in with SAML" is offered.
+        saml: bool,
+        /// Whether "Sign in with OpenID Connect" is offered.
+        oidc: bool,
+    },
     /// A single sign-on that failed.
     SignOn(crate::SignOnRefusal),
     /// No such page.
@@ -86,6 +98,14 @@ fn service_status(e: &ServiceError) -> (StatusCode, String) {
 }
 
 impl ConsoleError {
+    /// [`ConsoleError::WrongLogin`] with the sign-on buttons `console` offers.
+    pub fn wrong_login(console: &crate::Console) -> Self {
+        ConsoleError::WrongLogin {
+            saml: console.saml.is_some(),
+            oidc: console.oidc.is_some(),
+        }
+    }
+
     /// Status, the text shown, and the text audited.
     fn describe(&self) -> (StatusCode, String, String) {
         let same = |status, text: String| (status, text.clone(), text);
@@ -149,7 +169,7 @@ impl ConsoleError {
                 "the body is not a form".into(),
             ),
             ConsoleError::BadForm(why) => same(StatusCode::BAD_REQUEST, (*why).to_owned()),
-            ConsoleError::WrongLogin => same(
+            ConsoleError::WrongLogin { .. } => same(
                 StatusCode::UNAUTHORIZED,
                 "Wrong username or password".into(),
             ),
@@ -176,15 +196,14 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Refused(Refusal::Unauthenticated)
                 | ConsoleError::Service(ServiceError::Unauthenticated)
         ) {
-            // No session, or one that ended: log in again, and forget the stale cookie.
+            // No session, or one that ended: log in again. The adapter makes the browser
+            // forget the cookie, if it sent one.
             let mut r = Redirect::to("/console/login").into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SESSION)) {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
             r.extensions_mut().insert(AuditStatus(status));
+            r.extensions_mut().insert(NoSession);
             r
-        } else if matches!(self, ConsoleError::WrongLogin) {
-            let page = crate::pages::login::form(None, Some(shown), false, false);
+        } else if let ConsoleError::WrongLogin { saml, oidc } = self {
+            let page = crate::pages::login::form(None, Some(shown), saml, oidc);
             (status, page).into_response()
         } else {
             (status, render(&ErrorPage::new(status, shown))).into_response()

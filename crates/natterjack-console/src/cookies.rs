@@ -43,6 +43,20 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
     SessionToken::parse(&found?)
 }
 
+/// Whether the request carries a cookie named `name` at all, well-formed or not.
+pub fn presented(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .any(|pair| {
+            pair.trim()
+                .split_once('=')
+                .is_some_and(|(key, _)| key == name)
+        })
+}
+
 /// `Set-Cookie` for a new session. No `Max-Age`: the cookie ends with the browser, and the
 /// server ends the session itself at its timeouts.
 pub fn session(token: &SessionToken) -> String {
@@ -79,6 +93,22 @@ mod tests {
             assert!(cookie.contains(part), "{cookie}");
         }
         assert!(!cookie.contains("Domain"), "{cookie}");
+    }
+
+    #[test]
+    fn a_cookie_is_presented_when_named_whatever_its_value() {
+        let mut headers = HeaderMap::new();
+        assert!(!presented(&headers, SESSION));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("other=1; __Host-natterjack-sso=x"),
+        );
+        assert!(!presented(&headers, SESSION));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("other=1; __Host-natterjack-session=garbage"),
+        );
+        assert!(presented(&headers, SESSION));
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub const CONSOLE_HEADERS: &[(&str, &str)] = &[
     ("x-frame-options", "DENY"),
     ("cache-control", "no-store, max-age=0"),
     ("pragma", "no-cache"),
-    ("referrer-policy", "no-referrer"),
+    // Not `no-referrer`: under that policy a browser sends `Origin: null` with the console's
+    // own form POSTs, which the adapter's origin check must refuse. `same-origin` still sends
+    // no referrer to any other site.
+    ("referrer-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
     ("cross-origin-opener-policy", "same-origin"),
     (
@@ -49,4 +52,18 @@ pub fn apply(headers: &mut HeaderMap) {
     }
     headers.remove("server");
     headers.remove("x-powered-by");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_referrer_policy_lets_a_browser_name_the_console_s_origin_on_its_own_forms() {
+        // Under `no-referrer` (or `strict-origin` over plain HTTP) the Fetch standard makes a
+        // form POST carry `Origin: null`, and every same-origin form would be refused.
+        let mut headers = HeaderMap::new();
+        apply(&mut headers);
+        assert_eq!(headers["referrer-policy"], "same-origin");
+    }
 }

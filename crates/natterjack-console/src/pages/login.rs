@@ -53,9 +53,10 @@ pub(crate) async fn landing(Extension(caller): Extension<Caller>) -> Response {
     }
 }
 
-/// Opens a session for `principal`, who signed in by `kind` (`password`, `saml`, `oidc`),
-/// and answers with its cookie; `then` is the response that carries it (a redirect, or the
-/// sign-on's landing page).
+/// Opens a session for `principal`, who signed in by `kind` (`password`, or the sign-on's
+/// [`crate::SignOn::kind`], as the operator's session list shows it), and answers with its
+/// cookie; `then` is the response that carries it (a redirect, or the sign-on's landing
+/// page).
 pub(crate) async fn open_session(
     console: &Console,
     principal: &Principal,
@@ -83,7 +84,10 @@ pub(crate) async fn login(
     Extension(caller): Extension<Caller>,
     Extension(from): Extension<ClientIp>,
 ) -> Result<Response, ConsoleError> {
-    let principal = caller.principal().ok_or(ConsoleError::WrongLogin)?.clone();
+    let principal = caller
+        .principal()
+        .ok_or_else(|| ConsoleError::wrong_login(&console))?
+        .clone();
     open_session(
         &console,
         &principal,

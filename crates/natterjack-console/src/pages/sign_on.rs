@@ -9,7 +9,7 @@ use crate::{Console, SignOn, SignOnRefusal, cookies};
 use askama::Template;
 use axum::Extension;
 use axum::extract::{RawQuery, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
 use natterjack_core::audit::AuthMethod;
 use natterjack_core::domain::Timestamp;
@@ -19,6 +19,16 @@ use std::sync::Arc;
 #[template(path = "signed_in.html")]
 struct SignedInPage {
     user: String,
+}
+
+/// The answer to a sign-on button: a page that moves on to the provider by a `meta`
+/// refresh. Not a redirect: the button is a form on a page whose CSP says
+/// `form-action 'self'`, and browsers hold a form submission's redirects to that directive,
+/// so a 303 to the provider would be blocked; a refresh is a navigation of its own.
+#[derive(Template)]
+#[template(path = "leaving.html")]
+struct LeavingPage {
+    url: String,
 }
 
 fn provider(configured: &Option<Arc<dyn SignOn>>) -> Result<&Arc<dyn SignOn>, ConsoleError> {
@@ -40,7 +50,7 @@ async fn start(console: &Console, sign_on: &Arc<dyn SignOn>) -> Result<Response,
         .put_pending_login(&cookie.key(), sign_on.kind(), &kept, now, expires)
         .await
         .map_err(|e| ConsoleError::Service(e.into()))?;
-    let mut response = Redirect::to(&url).into_response();
+    let mut response = render(&LeavingPage { url });
     if let Ok(v) = HeaderValue::from_str(&cookies::sign_on(&cookie)) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -82,14 +92,8 @@ async fn finish(
     let page = render(&SignedInPage {
         user: principal.username().as_str().to_owned(),
     });
-    let mut response = open_session(
-        console,
-        &principal,
-        (AuthMethod::Session, sign_on.kind()),
-        from,
-        page,
-    )
-    .await?;
+    let method = (AuthMethod::Session, sign_on.kind());
+    let mut response = open_session(console, &principal, method, from, page).await?;
     if let Ok(v) = HeaderValue::from_str(&cookies::cleared(cookies::SIGN_ON)) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }

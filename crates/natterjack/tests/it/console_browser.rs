@@ -1,157 +1,126 @@
-//! NOT YET REGISTERED in `main.rs`: these tests need the browser console (`/console/`, the
-//! `natterjack-console` crate, sessions and CSRF checks) merged on the branch. Enable them
-//! with `mod console_browser;` in `main.rs` once it is.
-//!
 //! The console in a real browser: Debian's Chromium driven by Playwright (see
 //! `support/browser.rs`), walking the pages through their forms only, as a person would,
 //! with every page checked for the console's rules (no script, its CSP, a csrf input in
-//! every POST form, its header, main and nav) and a screenshot of each kept under
-//! `target/console-screenshots/<test>/`. The REST API then confirms what the clicks did.
+//! every POST form but the sign-in ones, its header, main and nav) and a screenshot of each
+//! kept under `target/console-screenshots/<test>/`. The REST API, the audit trail or the CLI
+//! then confirms what the clicks did. Single sign-on runs through the real test identity
+//! providers: the SAML IdP (`support::saml_idp`) and the OpenID provider (`support::oidc`).
+//!
+//! Every server here serves the same development key (see [`console_server`]), so every
+//! scenario pins the same key and the driver launches one Chromium for all of them.
 
-use crate::support::browser::{self, server_pin};
-use crate::support::{PASSWORD, TestServer, cli};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+mod cross_site;
+mod pages;
+mod sign_on;
 
-#[tokio::test]
-async fn a_member_walks_the_console_from_login_to_logout_and_the_api_sees_what_was_done() {
-    let test = "console_browser::a_member_walks_the_console_from_login_to_logout_and_the_api_sees_what_was_done";
-    let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let params = json!({
-        "base": server.base,
-        "member": {"username": "alice", "password": PASSWORD},
-        "grantee": "bob",
-        "space": "garden",
+use crate::support::browser::{self, BrowserReport, server_pin};
+use crate::support::{Creds, PASSWORD, TestServer, cli};
+use natterjack_core::audit::StoredAuditRecord;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::OnceLock;
+use tempfile::TempDir;
+
+/// The files of a development PKI (`natterjack::dev_ca`): what a server finds in its data
+/// directory and serves instead of making its own.
+const PKI_FILES: [&str; 4] = ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"];
+
+/// Writes the one development PKI of this test binary into `dir` (made once, kept in
+/// memory). One server key for every test means one SPKI pin list, so one Chromium; a key
+/// per server would cost a browser launch per test.
+fn shared_pki_into(dir: &Path) {
+    static FILES: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    let files = FILES.get_or_init(|| {
+        let made = tempfile::tempdir().expect("a directory for the shared PKI");
+        natterjack::dev_ca::ensure(made.path()).expect("the shared development PKI");
+        PKI_FILES
+            .iter()
+            .map(|name| (*name, std::fs::read(made.path().join(name)).expect(name)))
+            .collect()
     });
-    let Some(report) = browser::run(test, "console_walk", params, &[server_pin(&server)]).await
-    else {
-        return;
-    };
-    report.assert_clean();
-    assert!(report.shots.len() >= 10, "{report}");
-
-    let space = report.value["spaceId"].as_str().expect("spaceId");
-    let members: Value = server
-        .call(
-            Some(&alice),
-            Method::GET,
-            &format!("/spaces/{space}/members"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .expect("members");
-    assert!(
-        members
-            .as_array()
-            .expect("a list")
-            .contains(&json!({"username": "bob", "permissions": "rw"})),
-        "{members}"
-    );
-    // bob reads the space: the second message is there, the deleted one is gone.
-    let r = server
-        .call(
-            Some(&bob),
-            Method::GET,
-            &format!("/spaces/{space}/messages"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let list: Value = r.json().await.expect("messages");
-    let messages = list["messages"].as_array().expect("messages");
-    assert_eq!(messages.len(), 1, "{list}");
-    assert!(
-        messages[0]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Second words from the browser")),
-        "{list}"
-    );
+    natterjack::data_dir::ensure_data_dir(dir).expect("the PKI's directory");
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
 }
 
-#[tokio::test]
-async fn an_admin_reads_audit_alerts_and_activity_and_the_chain_status_is_ok() {
-    let test =
-        "console_browser::an_admin_reads_audit_alerts_and_activity_and_the_chain_status_is_ok";
-    let server = TestServer::start().await;
-    let alice = server.user("alice").await;
+/// A server in `dir` serving the shared key, with the TOML configuration `toml` (none when
+/// empty) and `env`.
+async fn console_server(dir: TempDir, toml: &str, env: &[(&str, &str)]) -> TestServer {
+    shared_pki_into(&dir.path().join("data"));
+    if toml.is_empty() {
+        TestServer::start_in(dir, env).await
+    } else {
+        TestServer::start_configured(dir, toml, env).await
+    }
+}
+
+/// A server with the defaults, serving the shared key.
+async fn plain_server() -> TestServer {
+    console_server(tempfile::tempdir().expect("temp dir"), "", &[]).await
+}
+
+/// `natterjack user add NAME` with [`PASSWORD`] on standard input, as an operator creates
+/// an account.
+fn add_user(server: &TestServer, name: &str) -> Creds {
     let (ok, _, stderr) = cli(
         &server.data_dir(),
-        &["user", "admin", "alice", "--grant"],
+        &["user", "add", name],
+        &format!("{PASSWORD}\n"),
+        &[],
+    );
+    assert!(ok, "user add {name}: {stderr}");
+    Creds::new(name, PASSWORD)
+}
+
+/// `natterjack user admin NAME --grant`.
+fn make_admin(server: &TestServer, name: &str) {
+    let (ok, _, stderr) = cli(
+        &server.data_dir(),
+        &["user", "admin", name, "--grant"],
         "",
         &[],
     );
-    assert!(ok, "{stderr}");
-    // Something for the trail: a space, a message, and a refusal.
-    let space = server.space(&alice, "records").await;
-    server.message(&alice, space, "on the record").await;
-    let mallory = server.user("mallory").await;
-    let r = server
-        .call(
-            Some(&mallory),
-            Method::GET,
-            &format!("/spaces/{space}/messages"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-
-    let params = json!({
-        "base": server.base,
-        "admin": {"username": "alice", "password": PASSWORD},
-    });
-    let Some(report) = browser::run(test, "audit_as_admin", params, &[server_pin(&server)]).await
-    else {
-        return;
-    };
-    report.assert_clean();
-    assert!(report.shots.len() >= 6, "{report}");
+    assert!(ok, "user admin {name} --grant: {stderr}");
 }
 
-#[tokio::test]
-async fn a_login_form_posted_from_another_site_is_refused_and_makes_no_session() {
-    let test =
-        "console_browser::a_login_form_posted_from_another_site_is_refused_and_makes_no_session";
-    let server = TestServer::start().await;
-    server.user("alice").await;
-    // Login CSRF: the attacker's page signs the victim's browser in as the attacker.
-    let params = json!({
-        "action": server.url("/console/login"),
-        "fields": {"username": "alice", "password": PASSWORD, "csrf": "forged"},
-        "expectStatus": 403,
-    });
-    let Some(report) = browser::run(test, "csrf_cross_site", params, &[server_pin(&server)]).await
-    else {
-        return;
-    };
-    report.assert_clean();
+/// Runs `scenario` pinning `server`'s key (the shared one); `None` when the browser cannot
+/// run here (the test is then skipped, loudly).
+async fn run(
+    test: &str,
+    server: &TestServer,
+    scenario: &str,
+    params: Value,
+) -> Option<BrowserReport> {
+    browser::run(test, scenario, params, &[server_pin(server)]).await
 }
 
-#[tokio::test]
-async fn a_post_from_another_site_cannot_create_a_space_for_a_signed_in_member() {
-    let test =
-        "console_browser::a_post_from_another_site_cannot_create_a_space_for_a_signed_in_member";
-    let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let params = json!({
-        "login": {"base": server.base, "username": "alice", "password": PASSWORD},
-        "action": server.url("/console/spaces"),
-        "fields": {"name": "forged", "csrf": "forged"},
-        "expectStatus": 403,
-    });
-    let Some(report) = browser::run(test, "csrf_cross_site", params, &[server_pin(&server)]).await
-    else {
-        return;
-    };
-    report.assert_clean();
-    let spaces: Value = server
-        .call(Some(&alice), Method::GET, "/spaces", None)
-        .await
-        .json()
-        .await
-        .expect("spaces");
-    assert!(!spaces.to_string().contains("forged"), "{spaces}");
+/// The completion record of the request whose `x-request-id` a scenario returned as
+/// `field`.
+async fn completion_of(
+    server: &TestServer,
+    report: &BrowserReport,
+    field: &str,
+) -> StoredAuditRecord {
+    let id = report.value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in the report\n{report}"));
+    server.completion(id).await
+}
+
+/// The console's session list (`natterjack sessions list`): (user, method) per session.
+fn sessions(server: &TestServer) -> Vec<(String, String)> {
+    let (ok, out, stderr) = cli(&server.data_dir(), &["sessions", "list"], "", &[]);
+    assert!(ok, "sessions list: {stderr}");
+    out.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            (fields[1].to_owned(), fields[2].to_owned())
+        })
+        .collect()
 }

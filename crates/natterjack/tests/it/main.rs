@@ -18,6 +18,7 @@ mod browser_harness;
 mod certificate_reload;
 mod cli;
 mod connections;
+mod console_browser;
 mod console_sessions;
 mod console_sign_on;
 mod directory_logins;

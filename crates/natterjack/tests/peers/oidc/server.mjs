@@ -332,7 +332,9 @@ ${body}
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
-    'content-security-policy': "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    // No form-action: browsers hold a form submission's redirects to it, and the last
+    // interaction's POST ends in a redirect to the client's callback, on another origin.
+    'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
   });
   res.end(text);
 }

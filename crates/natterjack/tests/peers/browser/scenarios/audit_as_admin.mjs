@@ -4,7 +4,11 @@
 // checked as in console_walk (no script, the contract's CSP, csrf in POST forms, header,
 // main, and a nav with the admin links).
 //
-//   params: { base: "https://127.0.0.1:PORT", admin: { username, password } }
+//   params: {
+//     base: "https://127.0.0.1:PORT",
+//     admin: { username, password },
+//     alert: "forbidden",   // optional: a kind of alert the alerts page must list
+//   }
 //
 // Returns { chainStatus } (the text of #chain-status).
 
@@ -57,6 +61,10 @@ export default async function auditAsAdmin({ page, params, shot }) {
   await link(nav, 'Alerts').click();
   await expectPath(page, '/console/alerts');
   await checkPage(page, { user, admin: true });
+  if (params.alert) {
+    const rows = page.locator('main tr.alert', { hasText: `alert ${params.alert}` });
+    check((await rows.count()) >= 1, `the alerts page lists no "alert ${params.alert}"`);
+  }
   await shot('alerts');
 
   await link(nav, 'Activity').click();

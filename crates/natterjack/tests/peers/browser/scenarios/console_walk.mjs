@@ -11,6 +11,7 @@
 //     member: { username, password },   // an existing user who is not an admin
 //     grantee: "bob",                   // another existing user
 //     space: "garden",                  // optional: the new space's name
+//     messages: ["first", "second"],    // optional: the two messages posted
 //   }
 //
 // Returns { spaceId }.
@@ -34,8 +35,10 @@ export default async function consoleWalk({ page, context, params, shot, expectC
   check(base && member?.username && member?.password && grantee, 'params: base, member, grantee');
   const user = member.username;
   const spaceName = params.space ?? `walk ${Date.now()}`;
-  const first = `First words from the browser, ${Date.now()}`;
-  const second = `Second words from the browser, ${Date.now()}`;
+  const [first, second] = params.messages ?? [
+    `First words from the browser, ${Date.now()}`,
+    `Second words from the browser, ${Date.now()}`,
+  ];
   const documents = watchDocuments(page);
 
   // Signed out, the console's root leads to the login form.
@@ -79,6 +82,10 @@ export default async function consoleWalk({ page, context, params, shot, expectC
   check((await articles.nth(0).innerText()).includes(second), 'the newest message is not first');
   check((await articles.nth(1).innerText()).includes(first), 'the first message is not second');
   await shot('space-read');
+  // The picture of the console in docs/console.png: this page, 1000 pixels wide.
+  await page.setViewportSize({ width: 1000, height: 640 });
+  await shot('space-1000px', { fullPage: false });
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // The members page; grant rw to another user.
   await link(page, 'Members').click();

@@ -15,7 +15,9 @@
 //
 // Fails unless the request went out cross-site from the attacker's origin, the server
 // answered expectStatus, and the cookie did not change (no session was made, or swapped).
-// Returns { status, origin, secFetchSite, cookieSent, text }.
+// Returns { status, origin, secFetchSite, cookieSent, requestId, text }: cookieSent is whether
+// Chromium attached any cookie to the forged POST (as its network log shows the request it
+// sent), requestId the server's x-request-id, to find the request in the audit trail.
 
 import { login } from './lib/console.mjs';
 
@@ -72,6 +74,7 @@ ${inputs}
     origin: headers.origin ?? null,
     secFetchSite: headers['sec-fetch-site'] ?? null,
     cookieSent: Boolean(headers.cookie),
+    requestId: (await response?.allHeaders())?.['x-request-id'] ?? null,
     text: (await page.locator('body').innerText()).slice(0, 2000),
   };
 

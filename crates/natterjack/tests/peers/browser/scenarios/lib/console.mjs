@@ -16,6 +16,13 @@ export const CONSOLE_CSP = {
   'base-uri': "'none'",
 };
 
+/**
+ * The POST forms that carry no csrf input: the password login and the buttons that start a
+ * single sign-on. There is no session yet to bind a token to; the server's Origin and
+ * Sec-Fetch-Site check protects them.
+ */
+export const SIGN_IN_ACTIONS = ['/console/login', '/console/saml/login', '/console/oidc/login'];
+
 export class Failure extends Error {}
 
 export function check(condition, message) {
@@ -93,17 +100,20 @@ export function checkHeaders(documents) {
 
 /**
  * The rules every console page keeps: no script at all; a POST form carries the hidden
- * `csrf` input; and, for a page of a signed-in user, the header with the user's name and the
- * "Log out" form, `<main>`, and a `<nav>` with "Spaces", plus "Audit", "Alerts" and
- * "Activity" exactly when `admin`.
+ * `csrf` input (but those of SIGN_IN_ACTIONS); and, for a page of a signed-in user, the
+ * header with the user's name and the "Log out" form, `<main>`, and a `<nav>` with
+ * "Spaces", plus "Audit", "Alerts" and "Activity" exactly when `admin`.
  */
 export async function checkPage(page, { user = null, admin = null } = {}) {
   const where = page.url();
   check((await page.locator('script').count()) === 0, `${where} has a <script> element`);
-  const unguarded = page.locator('form[method="post" i]:not(:has(input[type="hidden"][name="csrf"]))');
+  const unguarded = page.locator(
+    `form[method="post" i]${SIGN_IN_ACTIONS.map((a) => `:not([action="${a}"])`).join('')}:not(:has(input[type="hidden"][name="csrf"]))`,
+  );
   check((await unguarded.count()) === 0, `${where} has a POST form without a hidden csrf input`);
   if (user === null) return;
-  const header = page.locator('header');
+  // The page's header (a message's <article> has a header of its own).
+  const header = page.locator('body > header');
   check((await header.count()) === 1, `${where} has no single <header>`);
   check((await header.innerText()).includes(user), `${where}: the header does not name ${user}`);
   check((await button(header, 'Log out').count()) === 1, `${where}: no "Log out" button in the header`);
@@ -124,6 +134,17 @@ export async function sessionCookie(context, base) {
   return (await context.cookies(base)).find((c) => c.name === SESSION_COOKIE) ?? null;
 }
 
+/** The browser holds a session cookie for `base` with the attributes of the contract. */
+export async function checkSessionCookie(context, base) {
+  const cookie = await sessionCookie(context, base);
+  check(cookie, `no ${SESSION_COOKIE} cookie after logging in`);
+  check(cookie.secure && cookie.httpOnly, `${SESSION_COOKIE} is not Secure and HttpOnly`);
+  check(cookie.sameSite === 'Strict', `${SESSION_COOKIE} is SameSite=${cookie.sameSite}, not Strict`);
+  check(cookie.path === '/', `${SESSION_COOKIE} has Path=${cookie.path}`);
+  check(!cookie.domain.startsWith('.'), `${SESSION_COOKIE} has Domain=${cookie.domain}`);
+  return cookie;
+}
+
 /**
  * Logs in through the login form: from /console/ (which must send a signed-out browser to
  * /console/login) to /console/spaces. Checks the session cookie's attributes.
@@ -138,12 +159,21 @@ export async function login(page, { base, username, password }) {
   await form.locator('input[name="password"]').fill(password);
   await button(form, 'Log in').click();
   await expectPath(page, '/console/spaces');
-  const cookie = await sessionCookie(page.context(), base);
-  check(cookie, `no ${SESSION_COOKIE} cookie after logging in`);
-  check(cookie.secure && cookie.httpOnly, `${SESSION_COOKIE} is not Secure and HttpOnly`);
-  check(cookie.sameSite === 'Strict', `${SESSION_COOKIE} is SameSite=${cookie.sameSite}, not Strict`);
-  check(cookie.path === '/', `${SESSION_COOKIE} has Path=${cookie.path}`);
-  check(!cookie.domain.startsWith('.'), `${SESSION_COOKIE} has Domain=${cookie.domain}`);
+  await checkSessionCookie(page.context(), base);
+}
+
+/**
+ * Starts a single sign-on from the login page: the form whose one button is `name` ("Sign in
+ * with SAML", "Sign in with OpenID Connect") must post to `action`.
+ */
+export async function startSignOn(page, { base, name, action }) {
+  await page.goto(`${base}/console/login`);
+  await checkPage(page);
+  const form = formWith(page, name);
+  check((await form.count()) === 1, `the login page has no single form with a "${name}" button`);
+  const target = await form.getAttribute('action');
+  check(target === action, `the "${name}" form posts to ${target}, not ${action}`);
+  await button(form, name).click();
 }
 
 /** Logs out with the header's "Log out" button; lands on /console/login. */
