@@ -14,9 +14,8 @@ use crate::Console;
 use crate::answer::{AuditReason, AuditStatus, ConsoleError, NoSession};
 use crate::cookies;
 use crate::operations::{declared, needs_csrf_token, needs_same_origin};
-use axum::RequestExt;
 use axum::body::Body;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
@@ -27,8 +26,8 @@ use natterjack_api::pipeline::rate_limit::client_ip::client_ip;
 use natterjack_api::pipeline::{
     Call, CredentialError, Draft, Inbound, MAX_BODY_BYTES, admit, complete, request_id,
 };
+use natterjack_api::rest::hygiene::path_target;
 use natterjack_api::transport::PeerAddr;
-use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{AuthMethod, Status, Transport};
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::SpaceId;
@@ -230,20 +229,7 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let (target, space) = match req.extract_parts::<RawPathParams>().await {
-        Ok(params) => (
-            params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", clean(v, 64)))
-                .collect::<Vec<_>>()
-                .join(" "),
-            Ok(params
-                .iter()
-                .find(|(k, _)| *k == "id")
-                .map(|(_, v)| v.to_owned())),
-        ),
-        Err(_) => ("(undecodable path)".to_owned(), Err(())),
-    };
+    let (target, space) = path_target(&mut req).await;
     let label = format!(
         "{} {}",
         req.method(),

@@ -143,6 +143,27 @@ pub(crate) fn closing_if(close: bool, version: Version, mut response: Response) 
     response
 }
 
+/// What a request's path addresses: its parameters for the audit record's target
+/// (`id=3 msgId=7`, each cleaned and cut to 64 characters), and the `{id}` segment that
+/// names a space; `Err` when the path cannot be decoded. Shared by every HTTP adapter of the
+/// pipeline (REST, the console).
+pub async fn path_target(req: &mut Request) -> (String, Result<Option<String>, ()>) {
+    match axum::RequestExt::extract_parts::<axum::extract::RawPathParams>(req).await {
+        Ok(params) => (
+            params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", natterjack_core::audit::record::clean(v, 64)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Ok(params
+                .iter()
+                .find(|(k, _)| *k == "id")
+                .map(|(_, v)| v.to_owned())),
+        ),
+        Err(_) => ("(undecodable path)".to_owned(), Err(())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! answers its refusals through [`ApiError`], and hands the handler what it admitted.
 
 use super::error::{ApiError, AuditReason};
-use super::hygiene::{answer_refused, check_form, closing_if, limit_body};
+use super::hygiene::{answer_refused, check_form, closing_if, limit_body, path_target};
 use super::operations::declared;
 use super::{panic, safe_output};
 use crate::AppState;
@@ -13,15 +13,13 @@ use crate::pipeline::{
 };
 use crate::schemes::{self, basic::CredentialsError};
 use crate::transport::PeerAddr;
-use axum::RequestExt;
 use axum::Router;
 use axum::body::HttpBody as _;
-use axum::extract::{MatchedPath, RawPathParams, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{HeaderValue, Method, header};
-use natterjack_core::audit::record::clean;
 use natterjack_core::audit::{Status, Transport};
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::SpaceId;
@@ -212,20 +210,7 @@ where
     let (state, limits) = (&controls.state, controls.limits);
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let (target, space) = match req.extract_parts::<RawPathParams>().await {
-        Ok(params) => (
-            params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", clean(v, 64)))
-                .collect::<Vec<_>>()
-                .join(" "),
-            Ok(params
-                .iter()
-                .find(|(k, _)| *k == "id")
-                .map(|(_, v)| v.to_owned())),
-        ),
-        Err(_) => ("(undecodable path)".to_owned(), Err(())),
-    };
+    let (target, space) = path_target(&mut req).await;
     let label = format!(
         "{} {}",
         req.method(),

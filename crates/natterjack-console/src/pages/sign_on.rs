@@ -15,20 +15,21 @@ use natterjack_core::audit::AuthMethod;
 use natterjack_core::domain::Timestamp;
 use std::sync::Arc;
 
+/// A page that moves the browser on by a `meta` refresh, with a plain link beside it.
+///
+/// - To the provider, answering a sign-on button: not a redirect, because the button is a
+///   form on a page whose CSP says `form-action 'self'`, and browsers hold a form
+///   submission's redirects to that directive, so a 303 to the provider would be blocked.
+/// - To the spaces, once signed in: a redirect chain that began on the provider's site
+///   would not carry the new `SameSite=Strict` cookie; a refresh is a navigation of this
+///   origin's own.
 #[derive(Template)]
-#[template(path = "signed_in.html")]
-struct SignedInPage {
-    user: String,
-}
-
-/// The answer to a sign-on button: a page that moves on to the provider by a `meta`
-/// refresh. Not a redirect: the button is a form on a page whose CSP says
-/// `form-action 'self'`, and browsers hold a form submission's redirects to that directive,
-/// so a 303 to the provider would be blocked; a refresh is a navigation of its own.
-#[derive(Template)]
-#[template(path = "leaving.html")]
-struct LeavingPage {
+#[template(path = "moving_on.html")]
+struct MovingOn {
+    title: &'static str,
+    message: String,
     url: String,
+    link: &'static str,
 }
 
 fn provider(configured: &Option<Arc<dyn SignOn>>) -> Result<&Arc<dyn SignOn>, ConsoleError> {
@@ -50,7 +51,12 @@ async fn start(console: &Console, sign_on: &Arc<dyn SignOn>) -> Result<Response,
         .put_pending_login(&cookie.key(), sign_on.kind(), &kept, now, expires)
         .await
         .map_err(|e| ConsoleError::Service(e.into()))?;
-    let mut response = render(&LeavingPage { url });
+    let mut response = render(&MovingOn {
+        title: "Signing in",
+        message: "Taking you to your identity provider to sign in.".to_owned(),
+        url,
+        link: "Continue",
+    });
     if let Ok(v) = HeaderValue::from_str(&cookies::sign_on(&cookie)) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -89,8 +95,11 @@ async fn finish(
         .finish(fields, kept, from.0)
         .await
         .map_err(ConsoleError::SignOn)?;
-    let page = render(&SignedInPage {
-        user: principal.username().as_str().to_owned(),
+    let page = render(&MovingOn {
+        title: "Signed in",
+        message: format!("Signed in as {}.", principal.username()),
+        url: "/console/spaces".to_owned(),
+        link: "Continue to your spaces",
     });
     let method = (AuthMethod::Session, sign_on.kind());
     let mut response = open_session(console, &principal, method, from, page).await?;
