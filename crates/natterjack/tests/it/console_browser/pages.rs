@@ -123,3 +123,35 @@ async fn an_admin_reads_audit_alerts_and_activity_and_the_chain_status_is_ok() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_member_uses_the_console_with_the_keyboard_alone_on_a_phone_sized_screen() {
+    let test = "console_browser::pages::a_member_uses_the_console_with_the_keyboard_alone_on_a_phone_sized_screen";
+    let server = plain_server().await;
+    let alice = add_user(&server, "alice");
+    let params = json!({
+        "base": server.base,
+        "member": {"username": "alice", "password": PASSWORD},
+        "space": "pocket",
+        "message": "Typed with the keyboard on a small screen.",
+    });
+    let Some(report) = run(test, &server, "keyboard_phone", params).await else {
+        return;
+    };
+    report.assert_clean();
+    assert_eq!(report.shots.len(), 4, "{report}");
+    let space = report.value["spaceId"].as_str().expect("spaceId");
+    let r = server
+        .call(
+            Some(&alice),
+            Method::GET,
+            &format!("/spaces/{space}/messages"),
+            None,
+        )
+        .await;
+    let list: Value = r.json().await.expect("messages");
+    assert_eq!(
+        list["messages"][0]["message"], "Typed with the keyboard on a small screen.",
+        "{list}"
+    );
+}
