@@ -112,9 +112,11 @@ impl Page<'_> {
         fetch_site == Some(false) || !origin
     }
 
-    async fn read_form(&mut self) -> Result<FormFields, CredentialError> {
+    /// Reads the form once. A `password` field is taken out into a secret (zeroized when
+    /// dropped) and never kept with the fields the page gets.
+    async fn read_form(&mut self) -> Result<(FormFields, Option<SecretString>), CredentialError> {
         if let Some(form) = &self.form {
-            return Ok(form.clone());
+            return Ok((form.clone(), None));
         }
         let body = self.body.take().unwrap_or_default();
         let bytes = http_body_util::Limited::new(body, MAX_BODY_BYTES)
@@ -122,12 +124,18 @@ impl Page<'_> {
             .await
             .map_err(|_| CredentialError::Malformed("form over the size limit or unreadable"))?
             .to_bytes();
-        let fields: Vec<(String, String)> = url::form_urlencoded::parse(&bytes)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let mut password = None;
+        let mut fields = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(&bytes) {
+            if k == "password" {
+                password.get_or_insert_with(|| SecretString::from(v.into_owned()));
+            } else {
+                fields.push((k.into_owned(), v.into_owned()));
+            }
+        }
         let form = FormFields(Arc::new(fields));
         self.form = Some(form.clone());
-        Ok(form)
+        Ok((form, password))
     }
 }
 
@@ -163,10 +171,10 @@ impl Inbound for Page<'_> {
 
     async fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
         if self.is_post() && declared(&self.parts.method, self.route).is_some() {
-            let form = self.read_form().await?;
+            let (form, password) = self.read_form().await?;
             if self.route == "/console/login" {
                 let username = form.get("username").unwrap_or_default().to_owned();
-                let password = SecretString::from(form.get("password").unwrap_or_default());
+                let password = password.unwrap_or_else(|| SecretString::from(""));
                 return Ok(Some(Credential::Password { username, password }));
             }
             let token = cookies::read(&self.parts.headers, cookies::SESSION);
