@@ -457,12 +457,18 @@ async fn a_holder_whose_lease_connection_is_cut_stops_exporting_and_another_node
     let mut admin = PgConnection::connect(&crate::support::pg::admin_url())
         .await
         .unwrap();
+    // Only the sink's lease: an audit append holds another advisory lock for the length of
+    // its transaction, and would be counted (and cut) too.
+    let key = lease_key(SINK);
     let cut: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
          JOIN pg_database d ON d.oid = l.database \
-         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1",
+         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1 \
+         AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $3",
     )
     .bind(&deployment.db.name)
+    .bind((key >> 32) & 0xffff_ffff)
+    .bind(key & 0xffff_ffff)
     .fetch_one(&mut admin)
     .await
     .unwrap();
@@ -597,4 +603,18 @@ async fn two_servers_on_one_sqlite_file_export_once_and_the_survivor_takes_over_
     eprintln!(
         "sqlite: the survivor took over {took_over:?} after the kill; {head} records, none missing, {twice} re-sent"
     );
+}
+
+/// The advisory lock key of a sink's lease, derived as the PostgreSQL lease derives it
+/// (`natterjack_storage::postgres::export_lease::lock_key`): the first 64 bits of SHA-256
+/// over a fixed prefix and the sink's name.
+fn lease_key(sink: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"natterjack export lease\0")
+        .chain_update(sink.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
