@@ -485,7 +485,9 @@ async fn a_post_with_the_session_cookie_but_a_missing_or_wrong_csrf_token_is_for
     let csrf = console.csrf_of(&session).await;
     let mallorys = console.log_in("mallory", PASSWORD).await;
     let mallorys_csrf = console.csrf_of(&mallorys).await;
-    let almost = format!("{}A", &csrf[..csrf.len() - 1]);
+    // The right token with its last character changed (to one it does not end with).
+    let last = if csrf.ends_with('A') { 'B' } else { 'A' };
+    let almost = format!("{}{last}", &csrf[..csrf.len() - 1]);
     let wrong: [Option<&str>; 5] = [
         None,
         Some(""),
