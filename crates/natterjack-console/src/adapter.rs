@@ -31,7 +31,6 @@ use natterjack_api::transport::PeerAddr;
 use natterjack_core::audit::{AuthMethod, Status, Transport};
 use natterjack_core::auth::Credential;
 use natterjack_core::domain::SpaceId;
-use natterjack_core::session::SessionToken;
 use secrecy::SecretString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -81,7 +80,7 @@ struct Page<'a> {
     route: &'a str,
     body: Option<Body>,
     form: Option<FormFields>,
-    token: Option<SessionToken>,
+    session: Option<SessionContext>,
     space: Result<Option<String>, ()>,
 }
 
@@ -170,29 +169,31 @@ impl Inbound for Page<'_> {
     }
 
     async fn credential(&mut self) -> Result<Option<Credential>, CredentialError> {
-        if self.is_post() && declared(&self.parts.method, self.route).is_some() {
+        let form = if self.is_post() && declared(&self.parts.method, self.route).is_some() {
             let (form, password) = self.read_form().await?;
             if self.route == "/console/login" {
                 let username = form.get("username").unwrap_or_default().to_owned();
                 let password = password.unwrap_or_else(|| SecretString::from(""));
                 return Ok(Some(Credential::Password { username, password }));
             }
-            let token = cookies::read(&self.parts.headers, cookies::SESSION);
-            if let Some(token) = &token
-                && needs_csrf_token(self.route)
-                && !token.csrf_matches(form.get("csrf").unwrap_or_default())
-            {
-                return Err(CredentialError::Forged("CSRF token missing or wrong"));
-            }
-            self.token = token;
+            Some(form)
         } else {
-            self.token = cookies::read(&self.parts.headers, cookies::SESSION);
+            None
+        };
+        let Some(token) = cookies::read(&self.parts.headers, cookies::SESSION) else {
+            return Ok(None);
+        };
+        if let Some(form) = &form
+            && needs_csrf_token(self.route)
+            && !token.csrf_matches(form.get("csrf").unwrap_or_default())
+        {
+            return Err(CredentialError::Forged("CSRF token missing or wrong"));
         }
-        Ok(self
-            .token
-            .as_ref()
-            .and_then(|t| SessionToken::parse(t.cookie_value()))
-            .map(|token| Credential::Session { token }))
+        self.session = Some(SessionContext {
+            key: token.key(),
+            csrf: token.csrf(),
+        });
+        Ok(Some(Credential::Session { token }))
     }
 
     fn space(&mut self) -> Result<Option<SpaceId>, ConsoleError> {
@@ -271,30 +272,33 @@ async fn run(console: &Console, mut req: Request, next: Next, request_id: String
         route: &route_text,
         body: Some(body),
         form: None,
-        token: None,
+        session: None,
         space,
     };
     let admitted =
         tokio::time::timeout_at(deadline, admit(state, &call, &mut page, &mut draft)).await;
-    let (form, token) = (page.form.take(), page.token.take());
+    let (form, session) = (page.form.take(), page.session.take());
     let mut req = Request::from_parts(parts, Body::empty());
     let mut renewed = None;
     let response = match admitted {
         Ok(Ok(admitted)) => {
             if call.operation.is_some() {
-                if let Some(token) = &token
+                if let Some(session) = session
                     && admitted.caller.principal().is_some()
                 {
-                    let (key, csrf) = match console.sessions.take_renewal(&token.key()) {
+                    let session = match console.sessions.take_renewal(&session.key) {
                         Some(new) => {
-                            let context = (new.key(), new.csrf());
+                            let context = SessionContext {
+                                key: new.key(),
+                                csrf: new.csrf(),
+                            };
                             renewed = Some(new);
                             context
                         }
-                        None => (token.key(), token.csrf()),
+                        None => session,
                     };
-                    draft.session(key.short());
-                    req.extensions_mut().insert(SessionContext { key, csrf });
+                    draft.session(session.key.short());
+                    req.extensions_mut().insert(session);
                 }
                 req.extensions_mut().insert(admitted.caller);
                 if let Some(access) = admitted.access {
