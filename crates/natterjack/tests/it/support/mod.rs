@@ -380,15 +380,7 @@ impl TestServer {
 /// that is gone or that uses another server's file.
 pub async fn audit_records_in(data_dir: &Path) -> Vec<natterjack_core::audit::StoredAuditRecord> {
     use natterjack_core::audit::AuditStore;
-    let kek = natterjack::encryption_key::from_file(&data_dir.join("encryption.key"), &[])
-        .expect("the server's key-encryption key");
-    let store = natterjack_storage::sqlite::SqliteStore::open(
-        &data_dir.join("natterjack.db"),
-        1,
-        std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek)),
-    )
-    .await
-    .expect("open the audit table");
+    let store = open_store_in(data_dir).await;
     let mut all: Vec<natterjack_core::audit::StoredAuditRecord> = Vec::new();
     loop {
         let after = all.last().map_or(0, |r| r.id);
@@ -400,6 +392,32 @@ pub async fn audit_records_in(data_dir: &Path) -> Vec<natterjack_core::audit::St
     }
     store.close().await;
     all
+}
+
+/// The id of the newest record the export sink `sink` has confirmed, as saved in the
+/// database (0 while it has confirmed nothing).
+pub async fn export_cursor_in(data_dir: &Path, sink: &str) -> i64 {
+    use natterjack_core::audit::AuditStore;
+    let store = open_store_in(data_dir).await;
+    let cursor = store
+        .export_cursor(sink)
+        .await
+        .expect("read the export cursor");
+    store.close().await;
+    cursor
+}
+
+/// The server's SQLite database opened beside it, with the server's own key.
+async fn open_store_in(data_dir: &Path) -> natterjack_storage::sqlite::SqliteStore {
+    let kek = natterjack::encryption_key::from_file(&data_dir.join("encryption.key"), &[])
+        .expect("the server's key-encryption key");
+    natterjack_storage::sqlite::SqliteStore::open(
+        &data_dir.join("natterjack.db"),
+        1,
+        std::sync::Arc::new(natterjack_storage::sealing::Keyring::new(kek)),
+    )
+    .await
+    .expect("open the server's database")
 }
 
 /// A client trusting exactly the CA in `ca_file`, further configured by `tweak`.
