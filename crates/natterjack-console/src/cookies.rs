@@ -22,39 +22,34 @@ pub const SIGN_ON: &str = "__Host-natterjack-sso";
 /// How long a sign-on may take at the identity provider.
 pub const SIGN_ON_LIFETIME: Duration = Duration::from_secs(300);
 
-/// The value of cookie `name` in the request; `None` when absent, or when it appears more
-/// than once (a second copy can only come from someone planting it).
-pub fn read(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((key, value)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            if key == name {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(value.to_owned());
-            }
-        }
-    }
-    SessionToken::parse(&found?)
-}
-
-/// Whether the request carries a cookie named `name` at all, well-formed or not.
-pub fn presented(headers: &HeaderMap, name: &str) -> bool {
+/// The values of every cookie named `name` in the request's `Cookie` headers.
+fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(|text| text.split(';'))
-        .any(|pair| {
+        .filter_map(move |pair| {
             pair.trim()
                 .split_once('=')
-                .is_some_and(|(key, _)| key == name)
+                .and_then(|(key, value)| (key == name).then_some(value))
         })
+}
+
+/// The value of cookie `name` in the request; `None` when absent, or when it appears more
+/// than once (a second copy can only come from someone planting it).
+pub fn read(headers: &HeaderMap, name: &str) -> Option<SessionToken> {
+    let mut found = values(headers, name);
+    let value = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    SessionToken::parse(value)
+}
+
+/// Whether the request carries a cookie named `name` at all, well-formed or not.
+pub fn presented(headers: &HeaderMap, name: &str) -> bool {
+    values(headers, name).next().is_some()
 }
 
 /// `Set-Cookie` for a new session. No `Max-Age`: the cookie ends with the browser, and the
