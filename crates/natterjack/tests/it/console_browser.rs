@@ -111,16 +111,3 @@ async fn completion_of(
         .unwrap_or_else(|| panic!("no {field} in the report\n{report}"));
     server.completion(id).await
 }
-
-/// The console's session list (`natterjack sessions list`): (user, method) per session.
-fn sessions(server: &TestServer) -> Vec<(String, String)> {
-    let (ok, out, stderr) = cli(&server.data_dir(), &["sessions", "list"], "", &[]);
-    assert!(ok, "sessions list: {stderr}");
-    out.lines()
-        .skip(1)
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            (fields[1].to_owned(), fields[2].to_owned())
-        })
-        .collect()
-}

@@ -6,7 +6,9 @@
 //! trail of every console action, the failed-login budget of the login form, escaping of
 //! what members write, and the essentials again on PostgreSQL.
 
-use crate::support::console::{Console, SESSION, location, new_session, request_id, set_cookie};
+use crate::support::console::{
+    Console, SESSION, listed, location, new_session, request_id, set_cookie,
+};
 use crate::support::pg::PgDatabase;
 use crate::support::{Creds, PASSWORD, TestServer, cli, pairs};
 use base64::Engine;
@@ -30,28 +32,6 @@ fn session_id(token: &str) -> String {
 /// How the audit trail names the session of `token`.
 fn audit_name(token: &str) -> String {
     format!("session {}", &session_id(token)[..16])
-}
-
-/// `natterjack sessions list` of `data_dir`: (id, user, method) of each session.
-fn listed(data_dir: &Path, env: &[(&str, &str)]) -> Vec<(String, String, String)> {
-    let (ok, out, err) = cli(data_dir, &["sessions", "list"], "", env);
-    assert!(ok, "sessions list: {err}");
-    let mut lines = out.lines();
-    assert!(
-        lines.next().is_some_and(|h| h.starts_with("ID\tUSER")),
-        "{out}"
-    );
-    lines
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            assert_eq!(fields.len(), 6, "{line}");
-            (
-                fields[0].to_owned(),
-                fields[1].to_owned(),
-                fields[2].to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The operator's command `args`, which must succeed; what it printed.

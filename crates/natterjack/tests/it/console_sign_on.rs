@@ -6,10 +6,12 @@
 //! another browser's sign-on, one without the cookie and a forged `state` are refused, and
 //! none of them opens a session.
 
-use crate::support::console::{Console, SESSION, SIGN_ON, location, new_session, set_cookie};
+use crate::support::TestServer;
+use crate::support::console::{
+    Console, SESSION, SIGN_ON, location, new_session, set_cookie, users_signed_in,
+};
 use crate::support::oidc::{AUDIENCE, OidcPeer};
 use crate::support::saml_idp::{IdpResponse, SamlIdp};
-use crate::support::{TestServer, cli};
 use reqwest::header::{COOKIE, ORIGIN};
 use reqwest::{Response, StatusCode};
 
@@ -135,19 +137,6 @@ async fn opened(response: Response, user: &str) -> String {
     session
 }
 
-/// `(user, method)` of every session, as the operator lists them.
-fn listed(server: &TestServer) -> Vec<(String, String)> {
-    let (ok, out, err) = cli(&server.data_dir(), &["sessions", "list"], "", &[]);
-    assert!(ok, "{err}");
-    out.lines()
-        .skip(1)
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            (fields[1].to_owned(), fields[2].to_owned())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_saml_sign_on_opens_a_console_session_for_the_idps_user() {
     let test = "console_sign_on::a_saml_sign_on_opens_a_console_session_for_the_idps_user";
@@ -170,7 +159,10 @@ async fn a_saml_sign_on_opens_a_console_session_for_the_idps_user() {
     let page = console.page(&session, "/console/spaces").await;
     assert!(page.contains("<span class=\"user\">alice</span>"), "{page}");
     assert!(!page.contains("href=\"/console/audit\""), "{page}");
-    assert_eq!(listed(&server), [("alice".to_owned(), "saml".to_owned())]);
+    assert_eq!(
+        users_signed_in(&server),
+        [("alice".to_owned(), "saml".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -219,7 +211,7 @@ async fn a_saml_response_posted_again_is_refused_whichever_sign_on_cookie_it_com
     let (_, theirs) = start_saml(&console).await;
     let r = post_to_acs(&console, idp, &response, Some(&theirs)).await;
     refused(&server, r, "sign-on refused").await;
-    assert_eq!(listed(&server).len(), 1);
+    assert_eq!(users_signed_in(&server).len(), 1);
 }
 
 #[tokio::test]
@@ -236,7 +228,7 @@ async fn a_saml_response_for_another_browsers_sign_on_is_refused_and_leaves_that
     // The victim's response in the attacker's browser: its pending request is another one.
     let r = post_to_acs(&console, idp, &response, Some(&attackers_cookie)).await;
     refused(&server, r, "sign-on refused").await;
-    assert!(listed(&server).is_empty());
+    assert!(users_signed_in(&server).is_empty());
     // The browser that started it still finishes it.
     opened(
         post_to_acs(&console, idp, &response, Some(&victims_cookie)).await,
@@ -261,7 +253,7 @@ async fn a_saml_response_posted_without_the_sign_on_cookie_is_refused() {
     let made_up = "A".repeat(43);
     let r = post_to_acs(&console, idp, &response, Some(&made_up)).await;
     refused(&server, r, "no pending sign-on for this browser").await;
-    assert!(listed(&server).is_empty());
+    assert!(users_signed_in(&server).is_empty());
     // Nor does the sign-on cookie's value under the session cookie's name: it is looked up
     // as a session, which it is not.
     let r = console
@@ -276,7 +268,7 @@ async fn a_saml_response_posted_without_the_sign_on_cookie_is_refused() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/console/login");
     assert!(new_session(&r).is_none());
-    assert!(listed(&server).is_empty());
+    assert!(users_signed_in(&server).is_empty());
 }
 
 /// A server whose console signs in through the shared OpenID provider as `client_id`,
@@ -359,7 +351,10 @@ async fn an_openid_connect_sign_on_opens_a_console_session() {
     let session = opened(follow_callback(&console, &back, &cookie).await, "alice").await;
     let page = console.page(&session, "/console/spaces").await;
     assert!(page.contains("<span class=\"user\">alice</span>"), "{page}");
-    assert_eq!(listed(&server), [("alice".to_owned(), "oidc".to_owned())]);
+    assert_eq!(
+        users_signed_in(&server),
+        [("alice".to_owned(), "oidc".to_owned())]
+    );
     // The callback cannot be used twice: the pending sign-on was taken.
     let r = follow_callback(&console, &back, &cookie).await;
     refused(&server, r, "no pending sign-on for this browser").await;
@@ -393,5 +388,5 @@ async fn an_openid_connect_callback_with_a_wrong_state_or_another_browsers_cooki
     let (back, _) = oidc_sign_in(&console, peer, &callback, "alice").await;
     let r = console.client().get(back.as_str()).send().await.unwrap();
     refused(&server, r, "no sign-on was started in this browser").await;
-    assert!(listed(&server).is_empty());
+    assert!(users_signed_in(&server).is_empty());
 }

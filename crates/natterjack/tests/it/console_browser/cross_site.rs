@@ -1,8 +1,9 @@
 //! Another site against a member's browser: its forms posted to the console are refused
 //! and change nothing, and the session cookie never goes with its requests.
 
-use super::{add_user, completion_of, plain_server, run, sessions};
+use super::{add_user, completion_of, plain_server, run};
 use crate::support::PASSWORD;
+use crate::support::console::users_signed_in;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ async fn a_login_form_posted_from_another_site_is_refused_and_makes_no_session()
         "{record:?}"
     );
     // No session was opened on the server either.
-    assert_eq!(sessions(&server), []);
+    assert_eq!(users_signed_in(&server), []);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Single sign-on in the browser, through the real test identity providers: the buttons of
 //! the login page, the provider's own pages, and back to the console signed in.
 
-use super::{add_user, console_server, run, sessions, shared_pki_into};
+use super::{add_user, console_server, run, shared_pki_into};
+use crate::support::console::users_signed_in;
 use crate::support::oidc::{AUDIENCE, OidcPeer};
 use crate::support::rsyslog::TlsFiles;
 use crate::support::saml_idp::SamlIdp;
@@ -58,7 +59,7 @@ async fn alice_signs_in_through_the_saml_idp_and_lands_on_her_spaces() {
     assert!(report.ok, "{report}\n{}", idp.log());
     report.assert_clean();
     assert_eq!(report.value["acs"], json!([200]), "{report}");
-    assert_eq!(sessions(&server), [("alice".into(), "saml".into())]);
+    assert_eq!(users_signed_in(&server), [("alice".into(), "saml".into())]);
 }
 
 #[tokio::test]
@@ -131,7 +132,7 @@ async fn alice_signs_in_through_the_openid_provider_and_lands_on_her_spaces() {
     assert!(report.ok, "{report}\n{}", peer.log());
     report.assert_clean();
     assert_eq!(report.value["callback"], json!(200), "{report}");
-    assert_eq!(sessions(&server), [("alice".into(), "oidc".into())]);
+    assert_eq!(users_signed_in(&server), [("alice".into(), "oidc".into())]);
 }
 
 #[tokio::test]

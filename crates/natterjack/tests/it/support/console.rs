@@ -3,9 +3,10 @@
 //! cookie a request carries, as an attacker would), and `Origin` sent with every POST as a
 //! browser sends it with a form of the page's own site.
 
-use super::TestServer;
+use super::{TestServer, cli};
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use std::path::Path;
 
 /// The session cookie's name.
 pub const SESSION: &str = "__Host-natterjack-session";
@@ -216,4 +217,35 @@ pub fn request_id(response: &Response) -> String {
         .to_str()
         .expect("x-request-id")
         .to_owned()
+}
+
+/// `natterjack sessions list` of `data_dir`, run with `env` (a PostgreSQL server's): (id,
+/// user, method) of each session.
+pub fn listed(data_dir: &Path, env: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    let (ok, out, err) = cli(data_dir, &["sessions", "list"], "", env);
+    assert!(ok, "sessions list: {err}");
+    let mut lines = out.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("ID\tUSER")),
+        "{out}"
+    );
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert_eq!(fields.len(), 6, "{line}");
+            (
+                fields[0].to_owned(),
+                fields[1].to_owned(),
+                fields[2].to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `(user, method)` of every session of `server`, as the operator lists them.
+pub fn users_signed_in(server: &TestServer) -> Vec<(String, String)> {
+    listed(&server.data_dir(), &[])
+        .into_iter()
+        .map(|(_, user, method)| (user, method))
+        .collect()
 }
