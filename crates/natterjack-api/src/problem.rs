@@ -1,7 +1,7 @@
 //! RFC 9457 problem details: the only shape an error response takes.
 
 use crate::pipeline::request_id;
-use axum::Json;
+use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
@@ -45,12 +45,22 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
+    /// The body serialized straight into the response, which gets its media type once
+    /// (through axum's `Json` it got `application/json` first, replaced at once): every
+    /// refusal of a flood is answered here.
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(&self)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        response
+        match serde_json::to_vec(&self) {
+            Ok(body) => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = status;
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+                response
+            }
+            // Serializing these fields cannot fail; if it ever did, the status alone.
+            Err(_) => status.into_response(),
+        }
     }
 }
