@@ -13,8 +13,10 @@ appends it to) BENCHMARKS.md. The raw numbers go to --out.
 
 --only nginx measures the nginx cases alone (no natterjack binary needed: a throwaway
 certificate is made with openssl), --only idle the idle-connection case alone (against
-natterjack, or with --idle-server nginx against the nginx peer); either prints a short
-summary and the raw numbers instead of the section.
+natterjack, or with --idle-server nginx against the nginx peer), --only refusals the cost of
+a refused request alone (the wrong-password flood against natterjack with the raised quotas,
+against natterjack as shipped, and against the baseline); each prints a short summary and
+the raw numbers instead of the section.
 """
 
 import argparse
@@ -116,9 +118,9 @@ def parse_args():
                    help="loopback source addresses the idle connections are spread over (127.0.1.1 on)")
     p.add_argument("--idle-active-connections", type=int, default=4,
                    help="wrk connections (one thread) of the active client beside the idle ones")
-    p.add_argument("--only", choices=("nginx", "idle"),
-                   help="measure only the nginx cases, or only the idle-connection case; print a "
-                   "summary, never the section")
+    p.add_argument("--only", choices=("nginx", "idle", "refusals"),
+                   help="measure only the nginx cases, the idle-connection case or the cost of a "
+                   "refusal; print a summary, never the section")
     p.add_argument("--idle-server", choices=("natterjack", "nginx"), default="natterjack",
                    help="with --only idle: the server that holds the idle connections")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -267,7 +269,9 @@ class Server:
         self.log.close()
 
 
-def start_natterjack(binary, data_dir, logdir, name, extra_env=None, config=None):
+def start_natterjack(binary, data_dir, logdir, name, extra_env=None, config=None, raised=True):
+    """A `natterjack serve` on free loopback ports, with the quotas of RAISED_QUOTAS raised
+    unless `raised` is false (then every quota is as shipped)."""
     env = clean_env()
     env.update(extra_env or {})
     env.update({
@@ -278,7 +282,7 @@ def start_natterjack(binary, data_dir, logdir, name, extra_env=None, config=None
         # All load comes from one address: its connections may take the whole listener.
         "NATTERJACK_REST__MAX_CONNECTIONS_PER_CLIENT": "1024",
     })
-    for q in RAISED_QUOTAS:
+    for q in RAISED_QUOTAS if raised else ():
         env[f"NATTERJACK_RATE_LIMIT__{q.upper()}__BURST"] = str(RAISED_BURST)
         env[f"NATTERJACK_RATE_LIMIT__{q.upper()}__PER_SECOND"] = str(RAISED_PER_SECOND)
     argv = [binary, "--config", str(config), "serve"] if config else [binary, "serve"]
@@ -854,6 +858,9 @@ def only(a):
                 print(f"| {label} | {mean([x['requests_per_s'] for x in v]):.1f} | {ms(mean([x['p50_us'] for x in v]))} | "
                       f"{ms(mean([x['p99_us'] for x in v]))} | {mean([x['server_cpu_us_per_request'] for x in v]):.0f} µs | "
                       + (", ".join(f"{e} {c}" for e, c in errs.items() if c) or "none") + " |")
+        elif a.only == "refusals":
+            report["refusals"] = refusals_phase(a, tmp, logdir)
+            print("\n".join(render_refusals(report["refusals"])))
         else:
             if a.idle_server == "natterjack" and not a.natterjack:
                 raise SystemExit("--only idle needs --natterjack (or --idle-server nginx)")
@@ -865,6 +872,55 @@ def only(a):
         log(f"load: raw numbers in {a.out}")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_shipped(a, tmp, logdir):
+    """A natterjack with every quota as shipped, with the fixtures of the others, for the
+    refusal by the per-address quotas (the pipeline's first step)."""
+    data = tmp / "natterjack-shipped-data"
+    s = start_natterjack(a.natterjack, data, logdir, "natterjack-shipped", raised=False)
+    natterjack_fixtures(s.port, data / "ca.pem")
+    return s
+
+
+def refusals_phase(a, tmp, logdir):
+    """--only refusals: the flood alone (flood_alone_cost) against natterjack with the raised
+    quotas (refused by `failed_logins`, after authentication's first checks), against
+    natterjack with every quota as shipped (refused by the per-address quotas, the first
+    step), and against the baseline (404), in a.rounds rounds, every other one in reverse
+    order. Returns each server's measurements, a list per server."""
+    if not (a.natterjack and a.baseline):
+        raise SystemExit("--only refusals needs --natterjack and --baseline")
+    servers = {}
+    try:
+        servers["natterjack"] = start_natterjack(a.natterjack, tmp / "natterjack-data", logdir, "natterjack")
+        natterjack_fixtures(servers["natterjack"].port, tmp / "natterjack-data" / "ca.pem")
+        servers["natterjack_shipped"] = start_shipped(a, tmp, logdir)
+        servers["baseline"] = start_baseline(a.baseline, tmp / "baseline-data", tmp / "natterjack-data", logdir)
+        out = {name: [] for name in servers}
+        names = list(servers)
+        for rnd in range(a.rounds):
+            for name in names if rnd % 2 == 0 else list(reversed(names)):
+                log(f"load: round {rnd + 1}/{a.rounds}: the flood alone against {name}")
+                out[name].append(flood_alone_cost(servers[name], a, logdir))
+        return out
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def render_refusals(r):
+    cpu = {name: mean([x["server_cpu_us_per_answer"] for x in runs]) for name, runs in r.items()}
+    lines = ["| server | answers/s | statuses, all rounds | server CPU per answer | ratio to the baseline |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, runs in r.items():
+        statuses = {}
+        for x in runs:
+            for k, v in x["flood"]["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+        rate = mean([x["flood"]["requests_per_s"] for x in runs])
+        lines.append(f"| {name} | {rate:.0f} | {statuses} | {cpu[name]:.1f} µs | {cpu[name] / cpu['baseline']:.2f} |")
+    return lines
 
 
 def write_section(section):
@@ -955,7 +1011,8 @@ def main():
         # The flood alone, no other load: the server CPU each refused guess (Natterjack's 429)
         # and each baseline 404 costs.
         flood_alone = {}
-        for name in ("natterjack", "baseline"):
+        servers["natterjack_shipped"] = start_shipped(a, tmp, logdir)
+        for name in ("natterjack", "natterjack_shipped", "baseline"):
             log(f"load: the flood alone against {name}")
             flood_alone[name] = flood_alone_cost(servers[name], a, logdir)
         nj_after = proc_status(nj.pid)
@@ -1115,25 +1172,42 @@ def render(r):
     flood_alone_lines = []
     if "flood_alone" in r:
         fa = r["flood_alone"]
-        n_us, b_us = fa["natterjack"]["server_cpu_us_per_answer"], fa["baseline"]["server_cpu_us_per_answer"]
-        n_sts = ", ".join(f"{k} × {v}" for k, v in sorted(fa["natterjack"]["flood"]["statuses"].items()))
+        b_us = fa["baseline"]["server_cpu_us_per_answer"]
+
+        def refusal_row(name, label, refused_by):
+            x = fa[name]
+            us = x["server_cpu_us_per_answer"]
+            sts = ", ".join(f"{k} × {v}" for k, v in sorted(x["flood"]["statuses"].items()))
+            if name == "baseline":
+                return f"| {label} | {refused_by} | {x['flood']['requests_per_s']:,.0f} | {sts} | {us:.1f} µs | 1.00 | | |"
+            return (f"| {label} | {refused_by} | {x['flood']['requests_per_s']:,.0f} | {sts} | {us:.1f} µs | "
+                    f"{us / b_us:.2f} | ≤ 1.00 | {'yes' if us <= b_us else '**no**'} |")
+
         flood_alone_lines = [
-            f"Refusals: the same flood alone, {s['warmup']} s warm-up and {s['seconds']} s measured, no other load. Natterjack",
-            f"answered {fa['natterjack']['flood']['requests_per_s']:,.0f}/s ({n_sts}) at {n_us:.1f} µs of server CPU per answer;",
-            f"the baseline answered {fa['baseline']['flood']['requests_per_s']:,.0f}/s (404) at {b_us:.1f} µs. Natterjack / baseline:",
-            f"{n_us / b_us:.2f} (target ≤ 1.00: {'met' if n_us <= b_us else '**not met**'}). The 429s are audited as every rate-limit",
-            "refusal is: the first few of each key, policy and window one by one, the rest counted into one",
-            "summary record (`crates/natterjack-core/src/audit/coalesce.rs`). Where a refusal's time goes",
-            "(`perf record --call-graph dwarf` of the server under the flood alone, 2026-12-04): each of these",
-            "429s passes rate limiting, the form checks, the Basic header and the `failed_logins` check before",
-            "it is refused, and then gets a problem body (5% of the server's CPU), the anomaly monitor's look",
-            "(2.5%), a log span (2.7%), the metrics (3%) and its security headers; the rest is what the 404",
-            "costs the baseline: TLS, hyper's parsing (7%, of which half is hyper preparing room for the",
-            "transport's 400 header fields on every request) and the scheduler's wake-ups. A refusal by the",
-            "per-address quota, the first step, would skip the credential checks; the harness raises that",
-            "quota for every address (the measured client is one address too), so the flood reaches",
-            "`failed_logins`. Equal cost would need a refusal to do no more than the 404 does: no problem",
-            "body, no security headers, no count.",
+            f"Refusals: the same flood alone, no other load, against each server in turn ({s['warmup']} s warm-up,",
+            f"{s['seconds']} s measured). Natterjack's server CPU per refusal against the baseline's per 404:",
+            "",
+            "| server | what answers the flood | answers/s | answers | server CPU per answer | ratio to the baseline | target | met? |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            refusal_row("natterjack", "Natterjack, the quotas raised as above",
+                        "`failed_logins`, after the per-address quotas and the Basic header"),
+            *([refusal_row("natterjack_shipped", "Natterjack, every quota as shipped",
+                           "the per-address quotas, the pipeline's first step")] if "natterjack_shipped" in fa else []),
+            refusal_row("baseline", "baseline", "a 404"),
+            "",
+            "The 429s are audited as every rate-limit refusal is: the first few of each key, policy and",
+            "window one by one, the rest counted into one summary record",
+            "(`crates/natterjack-core/src/audit/coalesce.rs`). Where a refusal's time goes (`perf record",
+            "--call-graph dwarf` of the server refusing the flood by the per-address quotas, 2026-12-05):",
+            "the pipeline's own work is about a third of the server's CPU, spread over its steps: building",
+            "the problem body and its `RateLimit` headers (about 6%), the rate-limit decision with its",
+            "refusal counted (3%), the log span (3.5%), the security headers (3%), the audit draft, the",
+            "anomaly monitor's look and the coalescing (5% together), and dropping the request. The rest is",
+            "what the 404 costs the baseline too: TLS, hyper reading and writing (a 429 with its security",
+            "headers and problem body is about 700 bytes to encode and encrypt, the 404 about 80), and the",
+            "scheduler's wake-ups. Equal cost would need a refusal to do no more than the 404 does: no",
+            "problem body, no security headers, no count; a refusal by the per-address quotas, which skips",
+            "the credential checks, saves only a little over `failed_logins`.",
             "",
         ]
     all_errors = sum(errors.values())

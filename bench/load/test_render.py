@@ -112,6 +112,34 @@ class Render(unittest.TestCase):
         self.assertEqual(row(section, "| with 10,000 idle connections held")[3:],
                          ["7.00 ms", "0", "p99 ≤ 2× without (6.00 ms)", "**no**"])
 
+    def test_the_refusals_compare_each_natterjack_with_the_baseline_and_the_shipped_row_is_optional(self):
+        def alone(rate, cpu_us, statuses):
+            return {"flood": {"requests_per_s": rate, "statuses": statuses}, "server_cpu_s": 1.0,
+                    "seconds": 10.0, "server_cpu_us_per_answer": cpu_us}
+
+        r = new_report()
+        r["flood_alone"] = {"natterjack": alone(30_000, 20.0, {"401": 5, "429": 1000}),
+                            "baseline": alone(40_000, 10.0, {"404": 2000})}
+        section = load.render(r)
+        self.assertEqual(row(section, "| Natterjack, the quotas raised")[3:],
+                         ["401 × 5, 429 × 1000", "20.0 µs", "2.00", "≤ 1.00", "**no**"])
+        self.assertNotIn("every quota as shipped |", section)
+        self.assertEqual(row(section, "| baseline | a 404")[4:6], ["10.0 µs", "1.00"])
+        r["flood_alone"]["natterjack_shipped"] = alone(31_000, 9.5, {"429": 1000})
+        self.assertEqual(row(load.render(r), "| Natterjack, every quota as shipped")[4:],
+                         ["9.5 µs", "0.95", "≤ 1.00", "yes"])
+
+
+class RenderRefusals(unittest.TestCase):
+    def test_only_refusals_averages_the_rounds_and_sums_the_answers(self):
+        def run(cpu_us, statuses):
+            return {"flood": {"requests_per_s": 100.0, "statuses": statuses}, "server_cpu_us_per_answer": cpu_us}
+
+        lines = load.render_refusals({"natterjack": [run(30.0, {"429": 10}), run(10.0, {"429": 20})],
+                                      "baseline": [run(8.0, {"404": 5}), run(12.0, {"404": 5})]})
+        self.assertEqual(lines[2], "| natterjack | 100 | {'429': 30} | 20.0 µs | 2.00 |")
+        self.assertEqual(lines[3], "| baseline | 100 | {'404': 10} | 10.0 µs | 1.00 |")
+
 
 if __name__ == "__main__":
     unittest.main()
