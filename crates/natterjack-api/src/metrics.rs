@@ -63,7 +63,7 @@ pub(crate) fn request(transport: &'static str, operation: &str, status: Status) 
     };
     // Until this process's recorder is installed, a counter handle may be a no-op one:
     // nothing is kept then.
-    if !matches!(HANDLE.get(), Some(Some(_))) {
+    if !recorder_installed() {
         counter().increment(1);
         return;
     }
@@ -82,9 +82,10 @@ pub(crate) fn request(transport: &'static str, operation: &str, status: Status) 
 
 /// A request refused by a rate-limit policy.
 pub(crate) fn rate_limit_refusal(transport: &'static str, policy: &'static str) {
-    counted(RATE_LIMIT_REFUSALS, transport, policy, || {
+    const NAME: &str = "natterjack_rate_limit_refusals_total";
+    counted(NAME, transport, policy, || {
         metrics::counter!(
-            "natterjack_rate_limit_refusals_total",
+            NAME,
             "transport" => transport,
             "policy" => policy,
         )
@@ -93,40 +94,47 @@ pub(crate) fn rate_limit_refusal(transport: &'static str, policy: &'static str) 
 
 /// A failed authentication, by reason.
 pub(crate) fn auth_failure(transport: &'static str, reason: &'static str) {
-    counted(AUTH_FAILURES, transport, reason, || {
+    const NAME: &str = "natterjack_auth_failures_total";
+    counted(NAME, transport, reason, || {
         metrics::counter!(
-            "natterjack_auth_failures_total",
+            NAME,
             "transport" => transport,
             "reason" => reason,
         )
     });
 }
 
-/// Which of the counters of [`StaticCounters`] a count goes to.
-type Family = usize;
-const RATE_LIMIT_REFUSALS: Family = 0;
-const AUTH_FAILURES: Family = 1;
+/// Whether this process's recorder is installed: until it is, a counter handle may be a
+/// no-op one, so none is kept.
+fn recorder_installed() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
 
-/// The refusal counters this thread has used, by family and their two labels, all of them
-/// static strings. A flood is answered with refusals, each counted: looking its counter up
-/// in the registry (the key built and hashed) was a visible share of a refusal's cost.
-type StaticCounters = HashMap<(Family, &'static str, &'static str), Counter>;
+/// The refusal counters this thread has used, by metric name and their two labels, all of
+/// them static strings. A flood is answered with refusals, each counted: looking its
+/// counter up in the registry (the key built and hashed) was a visible share of a
+/// refusal's cost.
+type StaticCounters = HashMap<(&'static str, &'static str, &'static str), Counter>;
 
 thread_local! {
     static STATIC_COUNTERS: RefCell<StaticCounters> = RefCell::new(HashMap::new());
 }
 
-/// Adds one to the counter of `family` labelled `first` and `second`, made by `make` the
-/// first time this thread counts it (and every time when no recorder is installed, so that
-/// a recorder installed later still sees every count).
-fn counted(family: Family, first: &'static str, second: &'static str, make: impl Fn() -> Counter) {
-    if !matches!(HANDLE.get(), Some(Some(_))) {
+/// Adds one to the counter `name` labelled `first` and `second`, made by `make` the first
+/// time this thread counts it (and every time while no recorder is installed).
+fn counted(
+    name: &'static str,
+    first: &'static str,
+    second: &'static str,
+    make: impl Fn() -> Counter,
+) {
+    if !recorder_installed() {
         make().increment(1);
         return;
     }
     STATIC_COUNTERS.with_borrow_mut(|cache| {
         cache
-            .entry((family, first, second))
+            .entry((name, first, second))
             .or_insert_with(make)
             .increment(1);
     });
