@@ -874,13 +874,19 @@ def only(a):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def start_with_fixtures(a, tmp, logdir, name, raised=True):
+    """start_natterjack in a data directory of its own under `tmp`, with natterjack_fixtures
+    made (alice, her space and message)."""
+    data = tmp / f"{name}-data"
+    s = start_natterjack(a.natterjack, data, logdir, name, raised=raised)
+    natterjack_fixtures(s.port, data / "ca.pem")
+    return s
+
+
 def start_shipped(a, tmp, logdir):
     """A natterjack with every quota as shipped, with the fixtures of the others, for the
     refusal by the per-address quotas (the pipeline's first step)."""
-    data = tmp / "natterjack-shipped-data"
-    s = start_natterjack(a.natterjack, data, logdir, "natterjack-shipped", raised=False)
-    natterjack_fixtures(s.port, data / "ca.pem")
-    return s
+    return start_with_fixtures(a, tmp, logdir, "natterjack-shipped", raised=False)
 
 
 def refusals_phase(a, tmp, logdir):
@@ -893,8 +899,7 @@ def refusals_phase(a, tmp, logdir):
         raise SystemExit("--only refusals needs --natterjack and --baseline")
     servers = {}
     try:
-        servers["natterjack"] = start_natterjack(a.natterjack, tmp / "natterjack-data", logdir, "natterjack")
-        natterjack_fixtures(servers["natterjack"].port, tmp / "natterjack-data" / "ca.pem")
+        servers["natterjack"] = start_with_fixtures(a, tmp, logdir, "natterjack")
         servers["natterjack_shipped"] = start_shipped(a, tmp, logdir)
         servers["baseline"] = start_baseline(a.baseline, tmp / "baseline-data", tmp / "natterjack-data", logdir)
         out = {name: [] for name in servers}
@@ -909,15 +914,21 @@ def refusals_phase(a, tmp, logdir):
             s.stop()
 
 
+def summed_statuses(floods):
+    """The answers of several flooder runs, by status, added up."""
+    statuses = {}
+    for f in floods:
+        for st, n in f["statuses"].items():
+            statuses[st] = statuses.get(st, 0) + n
+    return statuses
+
+
 def render_refusals(r):
     cpu = {name: mean([x["server_cpu_us_per_answer"] for x in runs]) for name, runs in r.items()}
     lines = ["| server | answers/s | statuses, all rounds | server CPU per answer | ratio to the baseline |",
              "| --- | --- | --- | --- | --- |"]
     for name, runs in r.items():
-        statuses = {}
-        for x in runs:
-            for k, v in x["flood"]["statuses"].items():
-                statuses[k] = statuses.get(k, 0) + v
+        statuses = summed_statuses(x["flood"] for x in runs)
         rate = mean([x["flood"]["requests_per_s"] for x in runs])
         lines.append(f"| {name} | {rate:.0f} | {statuses} | {cpu[name]:.1f} µs | {cpu[name] / cpu['baseline']:.2f} |")
     return lines
@@ -1158,11 +1169,7 @@ def render(r):
 
     def flood_summary(k):
         fl = [x["flood"] for x in c[k]]
-        statuses = {}
-        for f in fl:
-            for st, n in f["statuses"].items():
-                statuses[st] = statuses.get(st, 0) + n
-        sts = ", ".join(f"{n} × {st}" for st, n in sorted(statuses.items()))
+        sts = ", ".join(f"{n} × {st}" for st, n in sorted(summed_statuses(fl).items()))
         cpu = mean([f["cpu_seconds"] / f["seconds"] for f in fl])
         return mean([f["requests_per_s"] for f in fl]), sts, cpu
 
