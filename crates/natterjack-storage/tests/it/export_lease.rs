@@ -54,14 +54,26 @@ async fn a_holder_whose_session_ends_loses_the_lease_and_another_takes_it() {
     .await
     .unwrap();
     assert_eq!(killed, 1, "one session holds one lock");
-    let app_name: Vec<String> = sqlx::query_scalar(
-        "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = 'natterjack export lease'",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert_eq!(app_name.len(), 1, "the waiting lease's connection is named");
+    // pg_terminate_backend only signals; the ended session leaves pg_stat_activity a
+    // moment later, so the count of named lease connections settles at the waiting one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let named: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'natterjack export lease'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if named == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting lease's connection is named, and only it is left: {named} named"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // The session is gone at once: the other process takes the lease, and the former
     // holder's next confirmation fails instead of reporting a lease it no longer has.
