@@ -3,6 +3,10 @@
 //! audit record) beside a bare tonic service that answers the same RPC with the same storage
 //! read and nothing else, behind the same accept loop and TLS configuration. Results go to
 //! `target/criterion/grpc/overhead.json` for `bench/grpc-overhead`.
+//!
+//! With `GRPC_ONLY=bare` or `GRPC_ONLY=natterjack` it runs one server alone for twice as
+//! long and prints its rate, writing nothing: the run to put under a profiler, since the
+//! clients share the process and a profile of the paired runs mixes both servers.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -209,7 +213,7 @@ async fn setup() -> Setup {
     }
 }
 
-async fn run(setup: &Setup, url: &str) -> f64 {
+async fn run(setup: &Setup, url: &str, seconds: u64) -> f64 {
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
         let tls = ClientTlsConfig::new()
@@ -249,7 +253,7 @@ async fn run(setup: &Setup, url: &str) -> f64 {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (started, before) = (Instant::now(), done.load(Ordering::Relaxed));
-    tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
     let rate = (done.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -269,10 +273,20 @@ fn main() {
         .build()
         .unwrap();
     let setup = rt.block_on(setup());
+    if let Ok(only) = std::env::var("GRPC_ONLY") {
+        let url = match only.as_str() {
+            "bare" => &setup.bare,
+            "natterjack" => &setup.natterjack,
+            other => panic!("GRPC_ONLY is bare or natterjack, not {other:?}"),
+        };
+        let rate = rt.block_on(run(&setup, url, 2 * SECONDS));
+        println!("grpc overhead, {only} alone: {rate:.0} calls/s");
+        return;
+    }
     let (mut bare, mut full, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PAIRS {
-        let b = rt.block_on(run(&setup, &setup.bare));
-        let f = rt.block_on(run(&setup, &setup.natterjack));
+        let b = rt.block_on(run(&setup, &setup.bare, SECONDS));
+        let f = rt.block_on(run(&setup, &setup.natterjack, SECONDS));
         bare.push(b);
         full.push(f);
         ratios.push(f / b);
