@@ -82,26 +82,20 @@ pub(crate) fn request(transport: &'static str, operation: &str, status: Status) 
 
 /// A request refused by a rate-limit policy.
 pub(crate) fn rate_limit_refusal(transport: &'static str, policy: &'static str) {
-    const NAME: &str = "natterjack_rate_limit_refusals_total";
-    counted(NAME, transport, policy, || {
-        metrics::counter!(
-            NAME,
-            "transport" => transport,
-            "policy" => policy,
-        )
-    });
+    counted(
+        "natterjack_rate_limit_refusals_total",
+        transport,
+        ("policy", policy),
+    );
 }
 
 /// A failed authentication, by reason.
 pub(crate) fn auth_failure(transport: &'static str, reason: &'static str) {
-    const NAME: &str = "natterjack_auth_failures_total";
-    counted(NAME, transport, reason, || {
-        metrics::counter!(
-            NAME,
-            "transport" => transport,
-            "reason" => reason,
-        )
-    });
+    counted(
+        "natterjack_auth_failures_total",
+        transport,
+        ("reason", reason),
+    );
 }
 
 /// Whether this process's recorder is installed: until it is, a counter handle may be a
@@ -110,31 +104,31 @@ fn recorder_installed() -> bool {
     matches!(HANDLE.get(), Some(Some(_)))
 }
 
-/// The refusal counters this thread has used, by metric name and their two labels, all of
-/// them static strings. A flood is answered with refusals, each counted: looking its
-/// counter up in the registry (the key built and hashed) was a visible share of a
-/// refusal's cost.
+/// The refusal counters this thread has used, by metric name, transport and the value of
+/// their one other label (each name has its own label), all of them static strings. A
+/// flood is answered with refusals, each counted: looking its counter up in the registry
+/// (the key built and hashed) was a visible share of a refusal's cost.
 type StaticCounters = HashMap<(&'static str, &'static str, &'static str), Counter>;
 
 thread_local! {
     static STATIC_COUNTERS: RefCell<StaticCounters> = RefCell::new(HashMap::new());
 }
 
-/// Adds one to the counter `name` labelled `first` and `second`, made by `make` the first
-/// time this thread counts it (and every time while no recorder is installed).
+/// Adds one to the counter `name` labelled with `transport` and `label`, registered the
+/// first time this thread counts it (and every time while no recorder is installed).
 fn counted(
     name: &'static str,
-    first: &'static str,
-    second: &'static str,
-    make: impl Fn() -> Counter,
+    transport: &'static str,
+    (key, value): (&'static str, &'static str),
 ) {
+    let make = || metrics::counter!(name, "transport" => transport, key => value);
     if !recorder_installed() {
         make().increment(1);
         return;
     }
     STATIC_COUNTERS.with_borrow_mut(|cache| {
         cache
-            .entry((name, first, second))
+            .entry((name, transport, value))
             .or_insert_with(make)
             .increment(1);
     });
