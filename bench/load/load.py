@@ -923,12 +923,17 @@ def summed_statuses(floods):
     return statuses
 
 
+def statuses_text(statuses):
+    """Answers by status as the report writes them, in the order of the statuses: `5 × 401, 1,000 × 429`."""
+    return ", ".join(f"{n:,} × {st}" for st, n in sorted(statuses.items()))
+
+
 def render_refusals(r):
     cpu = {name: mean([x["server_cpu_us_per_answer"] for x in runs]) for name, runs in r.items()}
     lines = ["| server | answers/s | statuses, all rounds | server CPU per answer | ratio to the baseline |",
              "| --- | --- | --- | --- | --- |"]
     for name, runs in r.items():
-        statuses = summed_statuses(x["flood"] for x in runs)
+        statuses = statuses_text(summed_statuses(x["flood"] for x in runs))
         rate = mean([x["flood"]["requests_per_s"] for x in runs])
         lines.append(f"| {name} | {rate:.0f} | {statuses} | {cpu[name]:.1f} µs | {cpu[name] / cpu['baseline']:.2f} |")
     return lines
@@ -1169,7 +1174,7 @@ def render(r):
 
     def flood_summary(k):
         fl = [x["flood"] for x in c[k]]
-        sts = ", ".join(f"{n} × {st}" for st, n in sorted(summed_statuses(fl).items()))
+        sts = statuses_text(summed_statuses(fl))
         cpu = mean([f["cpu_seconds"] / f["seconds"] for f in fl])
         return mean([f["requests_per_s"] for f in fl]), sts, cpu
 
@@ -1184,7 +1189,7 @@ def render(r):
         def refusal_row(name, label, refused_by):
             x = fa[name]
             us = x["server_cpu_us_per_answer"]
-            sts = ", ".join(f"{k} × {v}" for k, v in sorted(x["flood"]["statuses"].items()))
+            sts = statuses_text(x["flood"]["statuses"])
             if name == "baseline":
                 return f"| {label} | {refused_by} | {x['flood']['requests_per_s']:,.0f} | {sts} | {us:.1f} µs | 1.00 | | |"
             return (f"| {label} | {refused_by} | {x['flood']['requests_per_s']:,.0f} | {sts} | {us:.1f} µs | "
@@ -1461,7 +1466,7 @@ def render_idle(i, s):
     server = ("a fresh `natterjack serve` process (same configuration as above)" if i["server"] == "natterjack"
               else "the nginx peer (memory summed over master and workers)")
     failed = ", ".join(f"{v:,} {k}" for k, v in ready["failed"].items()) or "none failed"
-    statuses = ", ".join(f"{v:,} × {k}" for k, v in sorted(ready["statuses"].items()))
+    statuses = statuses_text(ready["statuses"])
     tls = ", ".join(f"{k} {v:,}" for k, v in ready["tls_versions"].items())
     per_conn = (i["held"]["VmRSS"] - i["before"]["VmRSS"]) / n
     if i["server"] == "natterjack":

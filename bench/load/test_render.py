@@ -122,7 +122,7 @@ class Render(unittest.TestCase):
                             "baseline": alone(40_000, 10.0, {"404": 2000})}
         section = load.render(r)
         self.assertEqual(row(section, "| Natterjack, the quotas raised")[3:],
-                         ["401 × 5, 429 × 1000", "20.0 µs", "2.00", "≤ 1.00", "**no**"])
+                         ["5 × 401, 1,000 × 429", "20.0 µs", "2.00", "≤ 1.00", "**no**"])
         self.assertNotIn("every quota as shipped |", section)
         self.assertEqual(row(section, "| baseline | a 404")[4:6], ["10.0 µs", "1.00"])
         r["flood_alone"]["natterjack_shipped"] = alone(31_000, 9.5, {"429": 1000})
@@ -137,8 +137,8 @@ class RenderRefusals(unittest.TestCase):
 
         lines = load.render_refusals({"natterjack": [run(30.0, {"429": 10}), run(10.0, {"429": 20})],
                                       "baseline": [run(8.0, {"404": 5}), run(12.0, {"404": 5})]})
-        self.assertEqual(lines[2], "| natterjack | 100 | {'429': 30} | 20.0 µs | 2.00 |")
-        self.assertEqual(lines[3], "| baseline | 100 | {'404': 10} | 10.0 µs | 1.00 |")
+        self.assertEqual(lines[2], "| natterjack | 100 | 30 × 429 | 20.0 µs | 2.00 |")
+        self.assertEqual(lines[3], "| baseline | 100 | 10 × 404 | 10.0 µs | 1.00 |")
 
 
 if __name__ == "__main__":
