@@ -96,6 +96,28 @@ class Render(unittest.TestCase):
         self.assertIn("`keepalive_requests` raised from 1,000 to 1,000,000", section)
         self.assertEqual(row(section, "| (7) | 10 | 10 |")[3:], ["300.0, 300.0", "(3) ÷ (7)"])
 
+    def test_the_room_each_target_leaves_is_set_against_what_storing_the_audit_records_cost(self):
+        r = new_report()
+        self.assertNotIn("What the targets leave", load.render(r))
+        # wrk 20 µs and the server 100 µs per request everywhere; the writer thread as given.
+        for k, writer in (("baseline_read", 1), ("health", 11), ("read", 7), ("baseline_write", 10), ("write", 40)):
+            for x in r["cases"][k]:
+                x.update(wrk_cpu_us_per_request=20, writer_cpu_us_per_request=writer)
+        text = " ".join(load.render(r).split())
+        # (2): (100 + 20) / 0.9 - 20 = 113 µs, 13 more than (1); 10 µs of audit is 75% of that.
+        self.assertIn("(2) could spend 113 µs of server CPU per request, 13 µs more than (1)", text)
+        self.assertIn("took 10.0 µs per request of (2), 75% of it", text)
+        # (3): 120 / 0.8 - 20 = 130 µs, 30 more; (4) likewise against (1w), its audit 30 µs.
+        self.assertIn("6.0 µs of (3), 20% of it", text)
+        self.assertIn("30.0 µs of (4), 100% of it", text)
+        # wrk's part is the reference's, whatever it cost against (2).
+        for x in r["cases"]["health"]:
+            x["wrk_cpu_us_per_request"] = 40
+        self.assertIn("took 10.0 µs per request of (2), 75% of it", " ".join(load.render(r).split()))
+        for x in r["cases"]["health"]:
+            x["writer_cpu_us_per_request"] = 31
+        self.assertIn("took 30.0 µs per request of (2), 225% of it", " ".join(load.render(r).split()))
+
     def test_a_target_missed_is_marked(self):
         r = new_report()
         for x in r["cases"]["nginx_apr1"]:
