@@ -142,9 +142,10 @@ def proc_status(pid):
     return out
 
 
-def cpu_seconds(pid):
-    """User + system CPU time a process has used so far, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid, tid=None):
+    """User + system CPU time a process (or, with `tid`, one of its threads) has used so far,
+    in seconds."""
+    with open(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -181,13 +182,10 @@ def thread_cpu_seconds(pid, name):
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().strip() != name:
-                    continue
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                if f.read().strip() == name:
+                    total += cpu_seconds(pid, tid)
         except FileNotFoundError:
-            continue  # the thread ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            pass  # the thread ended meanwhile
     return total
 
 
@@ -1119,27 +1117,26 @@ def main():
 
 # ---------------------------------------------------------------------------- report
 
+# The targets the room paragraph covers: each case, the case it is held to, and the ratio.
+BUDGET_TARGETS = {"health": ("baseline_read", 0.9), "read": ("baseline_read", 0.8), "write": ("baseline_write", 0.8)}
+BUDGET_CASES = ("baseline_read", "health", "read", "baseline_write", "write")
+
+
 def budget_text(c, cpu):
     """What the targets of (2), (3) and (4) leave the server per request, beside what storing
     the audit records cost it (the SQLite writer thread's CPU) in the same run."""
     def per(key, field):
         return mean([x[field] for x in c[key]])
 
-    wrk_cpu = {k: per(k, "wrk_cpu_us_per_request") for k in ("baseline_read", "health", "read", "baseline_write", "write")}
-    writer = {k: per(k, "writer_cpu_us_per_request") for k in wrk_cpu}
-
-    def allowed(reference, target):
-        # Rates follow the CPU that the server and wrk together spend per request. wrk's part
-        # is taken as the reference's: a slower server gets fewer answers per wake-up of wrk,
-        # so wrk's cost per request measured at the slower rate would leave less room.
-        return (cpu[reference] + wrk_cpu[reference]) / target - wrk_cpu[reference]
-
-    health, read = allowed("baseline_read", 0.9), allowed("baseline_read", 0.8)
-    write = allowed("baseline_write", 0.8)
-    room = {"health": health - cpu["baseline_read"], "read": read - cpu["baseline_read"],
-            "write": write - cpu["baseline_write"]}
-    audit = {"health": writer["health"] - writer["baseline_read"], "read": writer["read"] - writer["baseline_read"],
-             "write": writer["write"] - writer["baseline_write"]}
+    wrk_cpu = {k: per(k, "wrk_cpu_us_per_request") for k in BUDGET_CASES}
+    writer = {k: per(k, "writer_cpu_us_per_request") for k in BUDGET_CASES}
+    # Rates follow the CPU that the server and wrk together spend per request. wrk's part is
+    # taken as the reference's: a slower server gets fewer answers per wake-up of wrk, so
+    # wrk's cost per request measured at the slower rate would leave less room.
+    allowed = {k: (cpu[ref] + wrk_cpu[ref]) / target - wrk_cpu[ref] for k, (ref, target) in BUDGET_TARGETS.items()}
+    room = {k: allowed[k] - cpu[ref] for k, (ref, _) in BUDGET_TARGETS.items()}
+    audit = {k: writer[k] - writer[ref] for k, (ref, _) in BUDGET_TARGETS.items()}
+    health, read, write = allowed["health"], allowed["read"], allowed["write"]
 
     def share(key):
         return f"{audit[key] / room[key]:.0%} of it"
@@ -1375,8 +1372,7 @@ def render(r):
         ]
 
     budget_lines = budget_text(c, cpu) if all(
-        "writer_cpu_us_per_request" in x for k in ("baseline_read", "health", "read", "baseline_write", "write")
-        for x in c[k]) else []
+        "writer_cpu_us_per_request" in x for k in BUDGET_CASES for x in c[k]) else []
 
     sealing_lines = []
     if "read_unsealed" in c:
